@@ -1,0 +1,123 @@
+/* uvmqtt error codes.
+ *
+ * Every fallible function returns an int: 0 (or a positive count) on success
+ * and a negative code on failure. The library's own codes live in the block
+ * -20000 .. -20999, far from libuv's; libuv codes (UV_E*) pass through
+ * unchanged. mbedTLS codes never leak: they are mapped to UVMQTT_ETLS_* and
+ * the raw code stays readable through the TLS diagnostics call.
+ *
+ * MQTT reason codes (CONNACK return codes, v5 reason codes) are data handed
+ * to callbacks, never error returns.
+ */
+#ifndef UVMQTT_ERRORS_H
+#define UVMQTT_ERRORS_H
+
+#include "uvmqtt/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* XX(name, value, message). Grouped by layer: general, codec, client, TLS,
+ * WebSocket, DNS. Values never change once released. */
+#define UVMQTT_ERRNO_MAP(XX)                                                   \
+  XX(EINVAL, -20001, "invalid argument")                                       \
+  XX(ENOMEM, -20002, "out of memory")                                          \
+  XX(ENOTSUP, -20003, "feature not built into this library")                   \
+  XX(EBUSY, -20004, "operation already in progress")                           \
+  XX(ESTATE, -20005, "not allowed in the current state")                       \
+  XX(ETOPIC, -20010, "invalid topic name")                                     \
+  XX(EFILTER, -20011, "invalid topic filter")                                  \
+  XX(EURI, -20012, "invalid URI")                                              \
+  XX(ECLIENTID, -20013,                                                        \
+     "empty client id requires a clean session in MQTT 3.1/3.1.1")             \
+  XX(EEXIST, -20014, "already exists")                                         \
+  XX(ENOENT, -20015, "not found")                                              \
+  XX(EMALFORMED, -20100, "malformed packet")                                   \
+  XX(EREMLEN, -20101, "malformed remaining length")                            \
+  XX(EFLAGS, -20102, "reserved fixed-header flags are wrong")                  \
+  XX(EQOS, -20103, "invalid QoS")                                              \
+  XX(EPACKETID, -20104, "packet identifier 0 where one is required")           \
+  XX(EUTF8, -20105, "string is not valid UTF-8 or contains U+0000")            \
+  XX(EWILDCARD, -20106, "wildcard character in a topic name")                  \
+  XX(ETRUNC, -20107, "field runs past the end of the packet")                  \
+  XX(ETRAILING, -20108, "bytes left over at the end of the packet")            \
+  XX(ETOOBIG, -20109, "packet larger than the maximum packet size")            \
+  XX(EPROPDUP, -20110, "property that may appear once appears twice")          \
+  XX(EPROPBAD, -20111, "property unknown or not allowed on this packet")       \
+  XX(ETYPE, -20112, "packet type not allowed in this direction")               \
+  XX(EVERSION, -20113, "unsupported protocol version")                         \
+  XX(ENOBUFS, -20114, "output buffer too small")                               \
+  XX(EREASON, -20115, "invalid reason code for this packet")                   \
+  XX(EPROPVAL, -20116, "property value out of range")                          \
+  XX(EPROTOCOL, -20117, "protocol violation")                                  \
+  XX(ECLOSED, -20200, "client closed; operation cancelled")                    \
+  XX(ENOTCONN, -20201, "not connected")                                        \
+  XX(EQUEUEFULL, -20202, "outgoing queue is full")                             \
+  XX(EDROPPED, -20203, "message dropped from a full queue")                    \
+  XX(EEXPIRED, -20204, "message expired before it could be sent")              \
+  XX(ETIMEDOUT, -20205, "timed out")                                           \
+  XX(EKEEPALIVE, -20206, "no answer from the broker within the keepalive")     \
+  XX(EREFUSED, -20207, "connection refused by the broker")                     \
+  XX(EUNEXPECTED, -20208, "unexpected packet from the broker")                 \
+  XX(ENOPKTID, -20209, "no free packet identifier")                            \
+  XX(EREJECTED, -20210, "rejected by the broker")                              \
+  XX(ESESSION, -20211, "message lost: the broker has no session for it")       \
+  XX(ERECVMAX, -20212, "broker exceeded the receive maximum")                  \
+  XX(ETOPICALIAS, -20213, "invalid topic alias")                               \
+  XX(EDISCONNECTED, -20214, "disconnected by the broker")                      \
+  XX(EPEERCLOSED, -20215, "connection closed by the peer")                     \
+  XX(EAUTH, -20216, "authentication failed")                                   \
+  XX(EPAYLOAD, -20217, "payload too large")                                    \
+  XX(ETLS, -20300, "TLS error")                                                \
+  XX(ETLS_HANDSHAKE, -20301, "TLS handshake failed")                           \
+  XX(ETLS_UNTRUSTED, -20302, "TLS peer certificate is not trusted")            \
+  XX(ETLS_EXPIRED, -20303, "TLS peer certificate has expired")                 \
+  XX(ETLS_HOSTNAME, -20304, "TLS peer certificate does not match the host")    \
+  XX(ETLS_CONFIG, -20305, "TLS configuration error")                           \
+  XX(ETLS_FILE, -20306, "cannot load TLS certificate or key")                  \
+  XX(ETLS_NOCERT, -20307, "TLS peer sent no certificate")                      \
+  XX(ETLS_ALERT, -20308, "TLS alert received from the peer")                   \
+  XX(ETLS_PSK, -20309, "TLS pre-shared key rejected")                          \
+  XX(EWS, -20400, "WebSocket error")                                           \
+  XX(EWS_STATUS, -20401, "WebSocket upgrade refused by the server")            \
+  XX(EWS_ACCEPT, -20402, "WebSocket accept key mismatch")                      \
+  XX(EWS_PROTOCOL, -20403, "WebSocket subprotocol missing or wrong")           \
+  XX(EWS_UPGRADE, -20404, "malformed WebSocket upgrade reply")                 \
+  XX(EWS_FRAME, -20405, "invalid WebSocket frame")                             \
+  XX(EWS_CLOSED, -20406, "WebSocket closed by the peer")                       \
+  XX(EWS_TOOBIG, -20407, "WebSocket frame or reply too large")                 \
+  XX(EDNS, -20500, "DNS lookup failed")                                        \
+  XX(EDNS_NXDOMAIN, -20501, "domain name does not exist")                      \
+  XX(EDNS_TIMEOUT, -20502, "DNS lookup timed out")                             \
+  XX(EDNS_NODATA, -20503, "no DNS record of the requested type")               \
+  XX(ESRV_EXHAUSTED, -20504, "every SRV target failed")
+
+typedef enum {
+#define UVMQTT_ERR_ENUM_(name, val, msg) UVMQTT_##name = val,
+  UVMQTT_ERRNO_MAP(UVMQTT_ERR_ENUM_)
+#undef UVMQTT_ERR_ENUM_
+      UVMQTT_ERRNO_MAX_ = -20999
+} uvmqtt_errno_t;
+
+/* A human-readable message for any code: uvmqtt's own, libuv's (on the
+ * client library) or "unknown error". Never returns NULL; the string is
+ * static. */
+UVMQTT_EXTERN const char *uvmqtt_strerror(int err);
+
+/* The code's symbolic name, e.g. "UVMQTT_ETOPIC" or "ECONNREFUSED".
+ * Never returns NULL; the string is static. */
+UVMQTT_EXTERN const char *uvmqtt_err_name(int err);
+
+/* 1 when the error is in uvmqtt's own range. */
+UVMQTT_EXTERN int uvmqtt_is_own_error(int err);
+
+/* 1 when retrying the same operation later may succeed (network errors,
+ * timeouts, broker unavailable); 0 for errors that retrying cannot fix
+ * (bad arguments, bad credentials, certificate problems, protocol errors). */
+UVMQTT_EXTERN int uvmqtt_err_is_retryable(int err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,2 @@
+/* placeholder: being written */
+typedef int uvmqtt__placeholder_t;

@@ -1,0 +1,174 @@
+/* The transport stack: byte streams on libuv, stacked tcp -> tls -> ws.
+ *
+ * Every layer implements uvmqtt_stream_t. A layer above (the MQTT client or
+ * another layer) talks to the layer below only through these operations and
+ * receives its events through the callbacks it installed. `wss://` is a ws
+ * stream whose lower stream is a tls stream whose lower stream is tcp.
+ *
+ * Contract (MUST / MUST NOT):
+ *
+ * Opening
+ * - A tcp stream is opened with uvmqtt__tcp_connect(). An upper layer is
+ *   created over a lower stream that is already open, and its ops->open()
+ *   runs its handshake (TLS, WebSocket upgrade) over the lower stream.
+ * - open() MUST call open_cb exactly once, with 0 when the stream can carry
+ *   application bytes or a negative error, unless the stream is closed first;
+ *   close() before open_cb fires cancels it (open_cb is then NOT called).
+ * - open_cb MUST NOT be called from inside open() itself (defer with the
+ *   loop if the result is known at once), so callers never see re-entrancy.
+ *
+ * Reading
+ * - After a successful open, the stream delivers application bytes through
+ *   read_cb(s, nread, buf): nread > 0 bytes at buf, valid only during the
+ *   callback (the memory belongs to the layer and is reused). nread < 0 is
+ *   the end: UV_EOF for an orderly close by the peer, or an error (a libuv
+ *   code, UVMQTT_ETLS_*, UVMQTT_EWS_*). After nread < 0 no more read_cb
+ *   calls come; the owner MUST then close the stream.
+ * - Layers MUST NOT keep a read buffer of their own while idle where they can
+ *   avoid it: tcp reads into a per-thread shared buffer, so thousands of idle
+ *   connections hold no read memory.
+ * - read_cb MAY call write() or close() on the same stream. After close()
+ *   inside read_cb the layer MUST NOT touch the upper layer again.
+ * - read_stop()/read_start() pause and resume delivery (back-pressure).
+ *
+ * Writing
+ * - write(s, bufs, nbufs, cb, arg): the bytes described by bufs[] MUST stay
+ *   valid and unchanged until cb(s, status, arg) fires (the uv_buf_t array
+ *   itself may be reused at once). cb fires exactly once per successful
+ *   write() call, in the order of the write() calls, with 0 when the bytes
+ *   were handed to the layer below / the kernel, or a negative error.
+ *   cb MUST NOT fire from inside write() itself.
+ * - write() returning a negative error means cb will NOT be called.
+ * - After close(), every pending write's cb fires with UV_ECANCELED before
+ *   close_cb.
+ *
+ * Closing
+ * - close(s, cb) closes this stream AND every stream below it, releases all
+ *   their memory and libuv handles, then calls cb(s) exactly once; cb MAY
+ *   free anything the owner hangs off s->data. s itself is freed by the
+ *   layer after cb returns; the owner MUST NOT use s after calling close().
+ *   close() is idempotent only in the sense that calling it twice is a bug.
+ * - A graceful layer-level goodbye (TLS close_notify, WebSocket close frame)
+ *   is attempted best-effort by shutdown(); close() never waits for a peer.
+ *
+ * Threading: all calls on the loop thread. Allocation through uvmqtt__malloc
+ * and friends (src/alloc.h).
+ */
+#ifndef UVMQTT_TRANSPORT_H
+#define UVMQTT_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct uvmqtt_stream_s uvmqtt_stream_t;
+
+typedef void (*uvmqtt_stream_open_cb)(uvmqtt_stream_t *s, int status);
+typedef void (*uvmqtt_stream_read_cb)(uvmqtt_stream_t *s, ssize_t nread,
+                                      const uint8_t *buf);
+typedef void (*uvmqtt_stream_write_cb)(uvmqtt_stream_t *s, int status,
+                                       void *arg);
+typedef void (*uvmqtt_stream_close_cb)(uvmqtt_stream_t *s);
+/* Optional: a log line from a layer (level as UVMQTT_LOG_*). */
+typedef void (*uvmqtt_stream_log_cb)(uvmqtt_stream_t *s, int level,
+                                     const char *msg);
+
+typedef struct {
+  const char *name; /* "tcp", "tls", "ws" */
+  /* Runs the layer's handshake over the (open) lower stream. tcp has no
+   * open(): it is opened by uvmqtt__tcp_connect(). */
+  int (*open)(uvmqtt_stream_t *s, uvmqtt_stream_open_cb cb);
+  int (*write)(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned nbufs,
+               uvmqtt_stream_write_cb cb, void *arg);
+  int (*read_start)(uvmqtt_stream_t *s);
+  int (*read_stop)(uvmqtt_stream_t *s);
+  /* Best-effort goodbye (TLS close_notify, WS close frame). May be NULL. */
+  void (*shutdown)(uvmqtt_stream_t *s);
+  void (*close)(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb);
+} uvmqtt_stream_ops_t;
+
+struct uvmqtt_stream_s {
+  const uvmqtt_stream_ops_t *ops;
+  uv_loop_t *loop;
+  uvmqtt_stream_t *lower; /* NULL for tcp */
+  /* Installed by the owner (the layer above or the client). */
+  uvmqtt_stream_read_cb read_cb;
+  uvmqtt_stream_log_cb log_cb;
+  void *data; /* owner's pointer */
+};
+
+/* Convenience wrappers. */
+static inline int uvmqtt__stream_write(uvmqtt_stream_t *s, const uv_buf_t *b,
+                                       unsigned n, uvmqtt_stream_write_cb cb,
+                                       void *arg) {
+  return s->ops->write(s, b, n, cb, arg);
+}
+static inline void uvmqtt__stream_close(uvmqtt_stream_t *s,
+                                        uvmqtt_stream_close_cb cb) {
+  s->ops->close(s, cb);
+}
+
+/* ---- tcp (src/transport/tcp.c) ------------------------------------------ */
+
+typedef struct {
+  const struct sockaddr *bind_addr; /* NULL: any */
+  int nodelay;                      /* TCP_NODELAY */
+  unsigned keepalive_s;             /* SO_KEEPALIVE delay, 0 = off */
+} uvmqtt_tcp_opts_t;
+
+/* Creates a tcp stream and starts connecting to `addr`. open_cb fires once
+ * with 0 (connected, reading started) or a libuv error. Returns 0, or an
+ * error with nothing left to clean up. */
+int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
+                        const uvmqtt_tcp_opts_t *opts,
+                        uvmqtt_stream_open_cb open_cb, void *data,
+                        uvmqtt_stream_t **out);
+
+/* Wraps an already-initialised, connected uv_tcp_t (tests, servers). The
+ * stream takes ownership of the handle and closes it. */
+int uvmqtt__tcp_wrap(uv_loop_t *loop, uv_tcp_t *handle, void *data,
+                     uvmqtt_stream_t **out);
+
+/* The per-thread shared read buffer used by tcp reads (64 KiB). */
+#define UVMQTT_READ_BUF_SIZE 65536
+
+/* ---- tls (src/transport/tls.c; only when UVMQTT_HAVE_TLS) --------------- */
+
+struct uvmqtt_tls_config_s; /* public: include/uvmqtt/tls.h */
+
+/* Creates a TLS client stream over the open stream `lower`, which it then
+ * owns (closing the tls stream closes lower). `server_name` (may be NULL)
+ * is used for SNI and host-name verification. The handshake runs in
+ * ops->open(); it is bounded by the config's handshake timeout. */
+int uvmqtt__tls_new(uvmqtt_stream_t *lower,
+                    const struct uvmqtt_tls_config_s *cfg,
+                    const char *server_name, uvmqtt_stream_t **out);
+
+/* After a failed open: the raw mbedTLS error and X.509 verification flags
+ * of the last failure (for diagnosis; 0 when none). */
+int uvmqtt__tls_last_error(uvmqtt_stream_t *s, int *mbedtls_err,
+                           uint32_t *verify_flags);
+
+/* ---- ws (src/transport/ws.c; only when UVMQTT_HAVE_WS) ------------------ */
+
+typedef struct {
+  const char *host;     /* Host header (with :port when not default) */
+  const char *path;     /* request path, default "/mqtt" */
+  const char *protocol; /* Sec-WebSocket-Protocol, "mqtt" or "mqttv3.1" */
+  /* Extra header lines, each "Name: value" without CRLF; may be NULL. */
+  const char *const *headers;
+  size_t header_count;
+  size_t max_reply_size; /* upgrade reply limit, default 16 KiB */
+  size_t max_frame_size; /* incoming frame limit, default 256 MiB */
+} uvmqtt_ws_opts_t;
+
+/* Creates a WebSocket client stream over the open stream `lower`, which it
+ * then owns. The options and their strings are copied. ops->open() sends
+ * the upgrade request and checks the reply; a refused upgrade fails with
+ * UVMQTT_EWS_STATUS and the HTTP status is readable with
+ * uvmqtt__ws_http_status(). */
+int uvmqtt__ws_new(uvmqtt_stream_t *lower, const uvmqtt_ws_opts_t *opts,
+                   uvmqtt_stream_t **out);
+int uvmqtt__ws_http_status(uvmqtt_stream_t *s);
+
+#endif

@@ -1,0 +1,1 @@
+typedef int tu_placeholder_t;
