@@ -1,2 +1,359 @@
-/* placeholder */
+/* uvmqtt: an asynchronous MQTT 3.1 / 3.1.1 / 5.0 client on a libuv loop.
+ *
+ * Threading: every function here MUST be called on the thread that runs the
+ * client's loop, and every callback runs on that thread, unless a function
+ * says otherwise (see uvmqtt_client_publish_threadsafe). There are no
+ * hidden threads and no blocking calls.
+ *
+ * Errors: functions return 0 (or a non-negative value) on success and a
+ * negative code on failure; see uvmqtt/errors.h. A call that returns an
+ * error never fires its callback; one that returns success fires it exactly
+ * once (with a cancellation status, UVMQTT_ECLOSED, when the client is
+ * closed first).
+ *
+ * Ownership: options, strings and outgoing payloads are copied unless a
+ * zero-copy call says otherwise. Incoming topics, payloads and properties
+ * handed to callbacks are views valid only during the callback.
+ */
+#ifndef UVMQTT_H
+#define UVMQTT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "uvmqtt/alloc.h"
 #include "uvmqtt/codec.h"
+#include "uvmqtt/errors.h"
+#include "uvmqtt/router.h"
+#include "uvmqtt/tls.h"
+#include "uvmqtt/topic.h"
+#include "uvmqtt/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uvmqtt_client_s uvmqtt_client_t;
+typedef struct uvmqtt_options_s uvmqtt_options_t;
+
+/* Log levels, most severe first. */
+enum {
+  UVMQTT_LOG_ERROR = 0,
+  UVMQTT_LOG_WARN = 1,
+  UVMQTT_LOG_INFO = 2,
+  UVMQTT_LOG_DEBUG = 3
+};
+
+/* What to do with a new message when the outgoing queue is full. */
+typedef enum {
+  UVMQTT_QUEUE_REFUSE_NEW = 0, /* publish() returns UVMQTT_EQUEUEFULL */
+  UVMQTT_QUEUE_DROP_OLDEST = 1 /* oldest queued message completes with
+                                  UVMQTT_EDROPPED */
+} uvmqtt_queue_policy_t;
+
+/* An incoming application message. Everything is valid only during the
+ * callback that receives it. */
+typedef struct {
+  const char *topic; /* not NUL-terminated */
+  size_t topic_len;
+  const void *payload;
+  size_t payload_len;
+  uint8_t qos;
+  bool retain;
+  bool dup;
+  uint16_t packet_id;          /* 0 for QoS 0 */
+  const uvmqtt_props_t *props; /* v5 properties; NULL for 3.x */
+} uvmqtt_message_t;
+
+/* ---- callbacks ----------------------------------------------------------- */
+
+/* Connection attempt finished. status 0: connected, `ack` is the CONNACK.
+ * status UVMQTT_EREFUSED: the broker refused, `ack->reason_code` says why.
+ * Other negative status: the attempt failed before a CONNACK (ack NULL);
+ * automatic reconnect, when on, tries again unless the error cannot be
+ * fixed by retrying. */
+typedef void (*uvmqtt_connect_cb)(uvmqtt_client_t *c, int status,
+                                  const uvmqtt_connack_t *ack, void *arg);
+
+/* The connection ended. status 0 when the application asked for it
+ * (uvmqtt_client_disconnect / close), otherwise the cause: a libuv error,
+ * UVMQTT_EKEEPALIVE, UVMQTT_EDISCONNECTED (a v5 server DISCONNECT, whose
+ * reason code and properties are in `reason`), a protocol error, ...
+ * `reason` is NULL unless the server sent a DISCONNECT. */
+typedef void (*uvmqtt_disconnect_cb)(uvmqtt_client_t *c, int status,
+                                     const uvmqtt_reason_t *reason, void *arg);
+
+typedef void (*uvmqtt_message_cb)(uvmqtt_client_t *c,
+                                  const uvmqtt_message_t *msg, void *arg);
+
+/* A publish completed: QoS 0 written to the socket, QoS 1 acknowledged with
+ * PUBACK, QoS 2 with PUBCOMP; or failed (status < 0: UVMQTT_EREJECTED when a
+ * v5 broker answered with a reason code >= 0x80 — read it with
+ * uvmqtt_client_last_reason() inside the callback —, UVMQTT_EDROPPED,
+ * UVMQTT_EEXPIRED, UVMQTT_ECLOSED, UVMQTT_ESESSION, UVMQTT_ETOOBIG). */
+typedef void (*uvmqtt_publish_cb)(uvmqtt_client_t *c, int status,
+                                  uint16_t packet_id, void *arg);
+
+/* SUBACK or UNSUBACK received (status 0): `codes[0 .. count)` are the
+ * granted QoS / reason codes, one per filter in request order (a 3.x
+ * UNSUBACK has none: count 0). status < 0: the request was cancelled
+ * (UVMQTT_ECLOSED) or the connection was lost before the answer. */
+typedef void (*uvmqtt_subscribe_cb)(uvmqtt_client_t *c, int status,
+                                    uint16_t packet_id, const uint8_t *codes,
+                                    size_t count, const uvmqtt_props_t *props,
+                                    void *arg);
+
+typedef void (*uvmqtt_log_cb)(uvmqtt_client_t *c, int level, const char *msg,
+                              void *arg);
+
+/* Fired once all of the client's handles are closed; the client's memory is
+ * released right after it returns. */
+typedef void (*uvmqtt_close_cb)(uvmqtt_client_t *c);
+
+/* Called before each automatic reconnect attempt; it may change the
+ * credentials with uvmqtt_client_set_credentials(). Return non-zero to stop
+ * reconnecting. */
+typedef int (*uvmqtt_reconnect_cb)(uvmqtt_client_t *c, unsigned attempt,
+                                   void *arg);
+
+/* ---- options --------------------------------------------------------------
+ * An options object is filled in, then copied by uvmqtt_client_new(); it may
+ * be deleted right after. Setters copy their strings. Each returns 0 or
+ * UVMQTT_EINVAL (bad value) / UVMQTT_ENOMEM. */
+
+UVMQTT_EXTERN int uvmqtt_options_new(uvmqtt_options_t **out);
+UVMQTT_EXTERN void uvmqtt_options_del(uvmqtt_options_t *o);
+
+/* Client identifier; NULL or "" asks for a random one ("uvmqtt-" + 16 hex
+ * digits) — except that with MQTT 5 an empty id is sent as is when
+ * uvmqtt_options_set_empty_client_id(o, true) says so, letting the broker
+ * assign one. */
+UVMQTT_EXTERN int uvmqtt_options_set_client_id(uvmqtt_options_t *o,
+                                               const char *id);
+UVMQTT_EXTERN int uvmqtt_options_set_empty_client_id(uvmqtt_options_t *o,
+                                                     bool empty);
+/* UVMQTT_V31, UVMQTT_V311 (default) or UVMQTT_V5. */
+UVMQTT_EXTERN int uvmqtt_options_set_protocol(uvmqtt_options_t *o, int version);
+/* Clean session (3.x) / clean start (5.0); default true. */
+UVMQTT_EXTERN int uvmqtt_options_set_clean_session(uvmqtt_options_t *o,
+                                                   bool clean);
+/* v5 Session Expiry Interval in seconds (0xFFFFFFFF: never). */
+UVMQTT_EXTERN int uvmqtt_options_set_session_expiry(uvmqtt_options_t *o,
+                                                    uint32_t seconds);
+/* Keepalive in seconds, 0 disables; default 60. */
+UVMQTT_EXTERN int uvmqtt_options_set_keepalive(uvmqtt_options_t *o,
+                                               unsigned seconds);
+/* Username (may be NULL) and password (binary, may be NULL). */
+UVMQTT_EXTERN int uvmqtt_options_set_credentials(uvmqtt_options_t *o,
+                                                 const char *username,
+                                                 const void *password,
+                                                 size_t password_len);
+/* Will message; topic NULL clears it. `props` (v5, may be NULL) is copied.*/
+UVMQTT_EXTERN int uvmqtt_options_set_will(uvmqtt_options_t *o,
+                                          const char *topic,
+                                          const void *payload, size_t len,
+                                          int qos, bool retain);
+UVMQTT_EXTERN int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
+                                                const uvmqtt_props_t *props);
+/* Extra v5 CONNECT properties (copied). */
+UVMQTT_EXTERN int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
+                                                   const uvmqtt_props_t *p);
+/* Outgoing QoS 1/2 messages in flight at once (default 20; the server's v5
+ * Receive Maximum caps it). */
+UVMQTT_EXTERN int uvmqtt_options_set_max_inflight(uvmqtt_options_t *o,
+                                                  unsigned n);
+/* Messages waiting beyond the in-flight window or while disconnected:
+ * bounded by count and by payload bytes (0 = unbounded), with a policy.
+ * Default 65536 messages, 64 MiB, UVMQTT_QUEUE_REFUSE_NEW. */
+UVMQTT_EXTERN int uvmqtt_options_set_max_queued(uvmqtt_options_t *o,
+                                                size_t count, size_t bytes,
+                                                uvmqtt_queue_policy_t policy);
+/* Largest incoming packet accepted (default 256 MiB - 1, the protocol
+ * maximum); sent to v5 brokers as Maximum Packet Size. */
+UVMQTT_EXTERN int uvmqtt_options_set_max_packet_size(uvmqtt_options_t *o,
+                                                     uint32_t bytes);
+/* Automatic reconnect: on by default, backoff from min_ms (default 1000)
+ * doubling to max_ms (default 30000), each delay randomised by +/- jitter
+ * (0..1, default 0.2). */
+UVMQTT_EXTERN int uvmqtt_options_set_reconnect(uvmqtt_options_t *o,
+                                               bool enabled, unsigned min_ms,
+                                               unsigned max_ms, double jitter);
+/* Time allowed from starting a connection to CONNACK (default 10000 ms). */
+UVMQTT_EXTERN int uvmqtt_options_set_connect_timeout(uvmqtt_options_t *o,
+                                                     unsigned ms);
+/* Local address to bind before connecting (IPv4 or IPv6 literal). */
+UVMQTT_EXTERN int uvmqtt_options_set_bind_address(uvmqtt_options_t *o,
+                                                  const char *ip);
+/* TCP_NODELAY, on by default. */
+UVMQTT_EXTERN int uvmqtt_options_set_nodelay(uvmqtt_options_t *o, bool on);
+/* Re-subscribe the active subscriptions after a reconnect when the broker
+ * reports no session (default true). */
+UVMQTT_EXTERN int uvmqtt_options_set_resubscribe(uvmqtt_options_t *o, bool on);
+/* TLS configuration for mqtts:// and wss:// or for host/port connects when
+ * `use_for_tcp` is true. The config is shared, not copied: it MUST outlive
+ * every client using it. UVMQTT_ENOTSUP without TLS support. */
+UVMQTT_EXTERN int uvmqtt_options_set_tls(uvmqtt_options_t *o,
+                                         const uvmqtt_tls_config_t *cfg,
+                                         bool use_for_tcp);
+/* WebSocket request path (default "/mqtt") and extra header lines
+ * ("Name: value"), for ws:// and wss://. */
+UVMQTT_EXTERN int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
+                                        const char *const *headers,
+                                        size_t header_count);
+/* DNS servers for SRV and address lookups, "ip[:port][,ip[:port]...]";
+ * NULL uses the system's configuration. UVMQTT_ENOTSUP without c-ares. */
+UVMQTT_EXTERN int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o,
+                                                 const char *servers);
+/* DNS lookup timeout in ms (default 5000). */
+UVMQTT_EXTERN int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o,
+                                                 unsigned ms);
+
+/* ---- client lifecycle -----------------------------------------------------
+ */
+
+/* Creates a client on `loop`, copying `opts` (NULL: defaults). On failure
+ * nothing is left to clean up. Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM,
+ * UVMQTT_ECLIENTID. */
+UVMQTT_EXTERN int uvmqtt_client_new(uv_loop_t *loop,
+                                    const uvmqtt_options_t *opts,
+                                    uvmqtt_client_t **out);
+
+/* Closes the client: stops reconnecting, sends DISCONNECT when connected
+ * (best effort, not waited for), completes every pending publish, subscribe
+ * and unsubscribe callback with UVMQTT_ECLOSED, closes every handle and
+ * then calls cb (may be NULL). The client's memory is freed after cb
+ * returns. Calling it from inside a client callback is allowed; it takes
+ * effect once that callback returns. Calling it twice is a no-op. */
+UVMQTT_EXTERN void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb);
+
+UVMQTT_EXTERN void uvmqtt_client_set_data(uvmqtt_client_t *c, void *data);
+UVMQTT_EXTERN void *uvmqtt_client_get_data(const uvmqtt_client_t *c);
+UVMQTT_EXTERN uv_loop_t *uvmqtt_client_get_loop(const uvmqtt_client_t *c);
+
+UVMQTT_EXTERN void uvmqtt_client_on_connect(uvmqtt_client_t *c,
+                                            uvmqtt_connect_cb cb, void *arg);
+UVMQTT_EXTERN void uvmqtt_client_on_disconnect(uvmqtt_client_t *c,
+                                               uvmqtt_disconnect_cb cb,
+                                               void *arg);
+/* The default message callback: for messages no route matches. */
+UVMQTT_EXTERN void uvmqtt_client_on_message(uvmqtt_client_t *c,
+                                            uvmqtt_message_cb cb, void *arg);
+/* Log lines up to `max_level` (UVMQTT_LOG_*). */
+UVMQTT_EXTERN void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb,
+                                        void *arg, int max_level);
+UVMQTT_EXTERN void uvmqtt_client_on_reconnect(uvmqtt_client_t *c,
+                                              uvmqtt_reconnect_cb cb,
+                                              void *arg);
+
+/* Changes the credentials used by the next connection attempt. */
+UVMQTT_EXTERN int uvmqtt_client_set_credentials(uvmqtt_client_t *c,
+                                                const char *username,
+                                                const void *password,
+                                                size_t password_len);
+
+/* Starts connecting to host:port over plain TCP (or TLS when the options
+ * say use_for_tcp); port 0 means 1883 (8883 with TLS). Returns at once;
+ * the result comes to the connect callback. Errors: UVMQTT_EINVAL,
+ * UVMQTT_EBUSY (already connecting or connected), UVMQTT_ECLOSED. */
+UVMQTT_EXTERN int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host,
+                                        int port);
+/* Connects by URI: mqtt://[user[:pass]@]host[:port] (1883),
+ * mqtts:// (8883), ws://host[:port][/path] (80, path /mqtt), wss:// (443).
+ * IPv6 literals in brackets. Credentials in the URI override the options.
+ * Errors: as uvmqtt_client_connect, UVMQTT_EURI, UVMQTT_ENOTSUP (scheme not
+ * built in). */
+UVMQTT_EXTERN int uvmqtt_client_connect_uri(uvmqtt_client_t *c,
+                                            const char *uri);
+/* Connects to a list of brokers tried in order, then around again with the
+ * reconnect backoff. */
+UVMQTT_EXTERN int uvmqtt_client_connect_uris(uvmqtt_client_t *c,
+                                             const char *const *uris,
+                                             size_t count);
+/* Looks up _mqtt._tcp.<domain> (or _secure-mqtt._tcp.<domain> when TLS is
+ * configured) and connects to the targets in RFC 2782 order. */
+UVMQTT_EXTERN int uvmqtt_client_connect_srv(uvmqtt_client_t *c,
+                                            const char *domain);
+
+/* Sends DISCONNECT and closes the connection without closing the client;
+ * automatic reconnect stops until the next connect call. Queued messages
+ * stay queued. Errors: UVMQTT_ENOTCONN. */
+UVMQTT_EXTERN int uvmqtt_client_disconnect(uvmqtt_client_t *c);
+
+UVMQTT_EXTERN bool uvmqtt_client_is_connected(const uvmqtt_client_t *c);
+/* The client id in use (the assigned one after a v5 CONNACK). */
+UVMQTT_EXTERN const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c);
+/* Messages in flight (sent, not yet acknowledged) and waiting in queue. */
+UVMQTT_EXTERN size_t uvmqtt_client_inflight(const uvmqtt_client_t *c);
+UVMQTT_EXTERN size_t uvmqtt_client_queued(const uvmqtt_client_t *c);
+/* Inside a publish/subscribe callback: the v5 reason code of the ack that
+ * completed it (0 otherwise). */
+UVMQTT_EXTERN uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c);
+
+/* ---- publish ---------------------------------------------------------------
+ */
+
+/* Publishes a message; the payload is copied. Works while disconnected (the
+ * message waits in the queue). Returns the packet id (> 0) for QoS 1/2, 0
+ * for QoS 0, or a negative error before anything is queued:
+ * UVMQTT_ETOPIC, UVMQTT_EQOS, UVMQTT_EQUEUEFULL, UVMQTT_ETOOBIG (larger than
+ * the server's maximum packet size), UVMQTT_ECLOSED, UVMQTT_ENOMEM.
+ * cb (may be NULL) fires exactly once as described at uvmqtt_publish_cb. */
+UVMQTT_EXTERN int uvmqtt_publish(uvmqtt_client_t *c, const char *topic,
+                                 const void *payload, size_t len, int qos,
+                                 bool retain, uvmqtt_publish_cb cb, void *arg);
+
+typedef struct {
+  const char *topic;
+  size_t topic_len; /* 0: strlen(topic) */
+  const void *payload;
+  size_t payload_len;
+  int qos;
+  bool retain;
+  const uvmqtt_props_t *props; /* v5, copied; may be NULL */
+  /* Zero-copy: the payload is not copied and MUST stay valid and unchanged
+   * until cb fires. */
+  bool zero_copy;
+} uvmqtt_publish_opts_t;
+
+UVMQTT_EXTERN int uvmqtt_publish_ex(uvmqtt_client_t *c,
+                                    const uvmqtt_publish_opts_t *opts,
+                                    uvmqtt_publish_cb cb, void *arg);
+
+/* ---- subscribe -------------------------------------------------------------
+ */
+
+/* Subscribes one filter. Returns the packet id or a negative error
+ * (UVMQTT_EFILTER, UVMQTT_EQOS, UVMQTT_ENOTCONN when not connected,
+ * UVMQTT_ENOMEM). */
+UVMQTT_EXTERN int uvmqtt_subscribe(uvmqtt_client_t *c, const char *filter,
+                                   int qos, uvmqtt_subscribe_cb cb, void *arg);
+/* Several filters in one SUBSCRIBE, with v5 options in each entry's
+ * `options` byte and optional properties (e.g. subscription identifier). */
+UVMQTT_EXTERN int uvmqtt_subscribe_many(uvmqtt_client_t *c,
+                                        const uvmqtt_subscription_t *subs,
+                                        size_t count,
+                                        const uvmqtt_props_t *props,
+                                        uvmqtt_subscribe_cb cb, void *arg);
+UVMQTT_EXTERN int uvmqtt_unsubscribe(uvmqtt_client_t *c, const char *filter,
+                                     uvmqtt_subscribe_cb cb, void *arg);
+UVMQTT_EXTERN int uvmqtt_unsubscribe_many(uvmqtt_client_t *c,
+                                          const char *const *filters,
+                                          size_t count,
+                                          const uvmqtt_props_t *props,
+                                          uvmqtt_subscribe_cb cb, void *arg);
+
+/* ---- routes (Paho's message_callback_add)
+ * ------------------------------------ Every route whose filter matches an
+ * incoming topic is called, in the router's documented order; when none
+ * matches, the default message callback is. Routes may be added or removed from
+ * inside callbacks. */
+UVMQTT_EXTERN int uvmqtt_route_add(uvmqtt_client_t *c, const char *filter,
+                                   uvmqtt_message_cb cb, void *arg);
+UVMQTT_EXTERN int uvmqtt_route_remove(uvmqtt_client_t *c, const char *filter);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
