@@ -1,2 +1,211 @@
-/* placeholder: being written */
-typedef int uvmqtt__placeholder_t;
+/* The tcp layer: the bottom of the transport stack. See transport.h. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../alloc.h"
+#include "transport.h"
+#include "uvmqtt/errors.h"
+
+typedef struct {
+  uvmqtt_stream_t base;
+  uv_tcp_t tcp;
+  uv_connect_t connect_req;
+  uvmqtt_stream_open_cb open_cb;
+  uvmqtt_stream_close_cb close_cb;
+  unsigned closing : 1;
+  unsigned reading : 1;
+  unsigned eof : 1;
+} tcp_stream_t;
+
+typedef struct {
+  uv_write_t req;
+  uvmqtt_stream_write_cb cb;
+  void *arg;
+} tcp_write_t;
+
+/* Reads land in one buffer per thread: libuv calls alloc_cb and read_cb
+ * back to back on the loop thread, and read_cb consumes everything it is
+ * given (the parser copies only a partial packet), so idle connections hold
+ * no read memory. */
+static _Thread_local uint8_t shared_read_buf[UVMQTT_READ_BUF_SIZE];
+static _Thread_local int shared_read_busy;
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)h;
+  (void)suggested;
+  if (shared_read_busy) {
+    /* Cannot happen with libuv's read model; fail safe anyway. */
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  shared_read_busy = 1;
+  buf->base = (char *)shared_read_buf;
+  buf->len = sizeof(shared_read_buf);
+}
+
+static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
+  tcp_stream_t *t = h->data;
+  if (buf && buf->base == (char *)shared_read_buf)
+    shared_read_busy = 0;
+  if (nread == 0 || t->closing)
+    return;
+  if (nread < 0) {
+    uv_read_stop(h);
+    t->reading = 0;
+    t->eof = 1;
+  }
+  if (t->base.read_cb)
+    t->base.read_cb(&t->base, nread, (const uint8_t *)(buf ? buf->base : 0));
+}
+
+static int tcp_read_start(uvmqtt_stream_t *s) {
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (t->closing || t->eof)
+    return UVMQTT_ESTATE;
+  if (t->reading)
+    return 0;
+  int rc = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
+  if (rc == 0)
+    t->reading = 1;
+  return rc;
+}
+
+static int tcp_read_stop(uvmqtt_stream_t *s) {
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (t->reading) {
+    uv_read_stop((uv_stream_t *)&t->tcp);
+    t->reading = 0;
+  }
+  return 0;
+}
+
+static void on_write(uv_write_t *req, int status) {
+  tcp_write_t *w = (tcp_write_t *)req;
+  tcp_stream_t *t = req->handle->data;
+  uvmqtt_stream_write_cb cb = w->cb;
+  void *arg = w->arg;
+  uvmqtt__free(w);
+  if (cb)
+    cb(&t->base, status, arg);
+}
+
+static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
+                     uvmqtt_stream_write_cb cb, void *arg) {
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (t->closing)
+    return UV_ECANCELED;
+  tcp_write_t *w = uvmqtt__malloc(sizeof(*w));
+  if (!w)
+    return UVMQTT_ENOMEM;
+  w->cb = cb;
+  w->arg = arg;
+  int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, bufs, n, on_write);
+  if (rc != 0)
+    uvmqtt__free(w);
+  return rc;
+}
+
+static void tcp_shutdown(uvmqtt_stream_t *s) {
+  (void)s; /* TCP needs no goodbye beyond close. */
+}
+
+static void on_close(uv_handle_t *h) {
+  tcp_stream_t *t = h->data;
+  if (t->close_cb)
+    t->close_cb(&t->base);
+  uvmqtt__free(t);
+}
+
+static void tcp_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (t->closing)
+    return;
+  t->closing = 1;
+  t->close_cb = cb;
+  uv_close((uv_handle_t *)&t->tcp, on_close);
+}
+
+static const uvmqtt_stream_ops_t tcp_ops = {
+    .name = "tcp",
+    .open = NULL,
+    .write = tcp_write,
+    .read_start = tcp_read_start,
+    .read_stop = tcp_read_stop,
+    .shutdown = tcp_shutdown,
+    .close = tcp_close,
+};
+
+static void on_connect(uv_connect_t *req, int status) {
+  tcp_stream_t *t = req->handle->data;
+  if (t->closing)
+    return; /* close() before open: open_cb is not called */
+  if (status == 0)
+    status = tcp_read_start(&t->base);
+  t->open_cb(&t->base, status);
+}
+
+static tcp_stream_t *tcp_alloc(uv_loop_t *loop, void *data) {
+  tcp_stream_t *t = uvmqtt__calloc(1, sizeof(*t));
+  if (!t)
+    return NULL;
+  t->base.ops = &tcp_ops;
+  t->base.loop = loop;
+  t->base.data = data;
+  t->tcp.data = t;
+  return t;
+}
+
+int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
+                        const uvmqtt_tcp_opts_t *opts,
+                        uvmqtt_stream_open_cb open_cb, void *data,
+                        uvmqtt_stream_t **out) {
+  if (!loop || !addr || !open_cb || !out)
+    return UVMQTT_EINVAL;
+  tcp_stream_t *t = tcp_alloc(loop, data);
+  if (!t)
+    return UVMQTT_ENOMEM;
+  int rc = uv_tcp_init(loop, &t->tcp);
+  if (rc != 0) {
+    uvmqtt__free(t);
+    return rc;
+  }
+  t->open_cb = open_cb;
+  if (opts && opts->bind_addr)
+    rc = uv_tcp_bind(&t->tcp, opts->bind_addr, 0);
+  if (rc == 0 && opts && opts->nodelay)
+    rc = uv_tcp_nodelay(&t->tcp, 1);
+  if (rc == 0 && opts && opts->keepalive_s)
+    rc = uv_tcp_keepalive(&t->tcp, 1, opts->keepalive_s);
+  if (rc == 0)
+    rc = uv_tcp_connect(&t->connect_req, &t->tcp, addr, on_connect);
+  if (rc != 0) {
+    /* Nothing to clean up for the caller: close the handle ourselves. */
+    t->closing = 1;
+    uv_close((uv_handle_t *)&t->tcp, on_close);
+    return rc;
+  }
+  *out = &t->base;
+  return 0;
+}
+
+int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out) {
+  tcp_stream_t *t = tcp_alloc(server->loop, data);
+  if (!t)
+    return UVMQTT_ENOMEM;
+  int rc = uv_tcp_init(server->loop, &t->tcp);
+  if (rc != 0) {
+    uvmqtt__free(t);
+    return rc;
+  }
+  rc = uv_accept(server, (uv_stream_t *)&t->tcp);
+  if (rc == 0)
+    rc = tcp_read_start(&t->base);
+  if (rc != 0) {
+    t->closing = 1;
+    uv_close((uv_handle_t *)&t->tcp, on_close);
+    return rc;
+  }
+  *out = &t->base;
+  return 0;
+}

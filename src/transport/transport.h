@@ -124,10 +124,9 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
                         uvmqtt_stream_open_cb open_cb, void *data,
                         uvmqtt_stream_t **out);
 
-/* Wraps an already-initialised, connected uv_tcp_t (tests, servers). The
- * stream takes ownership of the handle and closes it. */
-int uvmqtt__tcp_wrap(uv_loop_t *loop, uv_tcp_t *handle, void *data,
-                     uvmqtt_stream_t **out);
+/* Accepts a pending connection on a listening `server` into a new tcp
+ * stream (tests, servers), reading started. Returns 0 or a libuv error. */
+int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out);
 
 /* The per-thread shared read buffer used by tcp reads (64 KiB). */
 #define UVMQTT_READ_BUF_SIZE 65536
