@@ -84,6 +84,29 @@ typedef enum {
   UVMQTT_PROP_SHARED_SUBSCRIPTION_AVAILABLE = 0x2A      /* byte */
 } uvmqtt_prop_id_t;
 
+/* Wire data type of a v5 property (uvmqtt_prop_type()). */
+typedef enum {
+  UVMQTT_PROP_TYPE_BYTE = 1,
+  UVMQTT_PROP_TYPE_U16 = 2,
+  UVMQTT_PROP_TYPE_U32 = 3,
+  UVMQTT_PROP_TYPE_VARINT = 4,
+  UVMQTT_PROP_TYPE_UTF8 = 5,
+  UVMQTT_PROP_TYPE_BINARY = 6,
+  UVMQTT_PROP_TYPE_UTF8_PAIR = 7
+} uvmqtt_prop_type_t;
+
+/* The property table of MQTT 5.0 section 2.2.2.2.
+ * uvmqtt_prop_type(): the uvmqtt_prop_type_t of identifier `id`, 0 when the
+ * identifier is not assigned.
+ * uvmqtt_prop_name(): its name as the specification spells it
+ * ("Topic Alias"), "Unknown property" otherwise.
+ * uvmqtt_prop_allowed(): whether `id` may appear on `packet_type`, or in the
+ * will properties of CONNECT when `will` is true (packet_type must then be
+ * UVMQTT_CONNECT). */
+UVMQTT_EXTERN int uvmqtt_prop_type(int id);
+UVMQTT_EXTERN const char *uvmqtt_prop_name(int id);
+UVMQTT_EXTERN bool uvmqtt_prop_allowed(int id, int packet_type, bool will);
+
 /* Bit for property `id` in uvmqtt_props_t.present. */
 #define UVMQTT_PROP_BIT(id) (UINT64_C(1) << (id))
 
@@ -106,6 +129,7 @@ typedef struct {
 
 /* A v5 property set. `present` has UVMQTT_PROP_BIT(id) set for every
  * singleton property that is present; only those fields are meaningful.
+ * (The User Property bit is never set nor read: `user_prop_count` says.)
  *
  * Repeatable properties:
  * - User properties. Encoding: `user_props[0 .. user_prop_count)`, written
@@ -113,11 +137,20 @@ typedef struct {
  *   `user_props` is NULL and uvmqtt_props_next_user() walks them in order.
  * - Subscription identifiers (a PUBLISH from the server may carry several).
  *   Decoding: `subscription_id` holds the first one, `sub_id_count` their
- *   number, uvmqtt_props_next_sub_id() walks them. Encoding: only
- *   `subscription_id` is written (SUBSCRIBE carries at most one).
+ *   number, `sub_ids` is NULL and uvmqtt_props_next_sub_id() walks them.
+ *   Encoding: `sub_ids[0 .. sub_id_count)` when `sub_ids` is not NULL (only
+ *   PUBLISH may carry more than one), else `subscription_id` when its
+ *   `present` bit is set.
  *
  * After decoding, `raw`/`raw_len` view the encoded property bytes (without
- * their length prefix). Encoding ignores `raw`.
+ * their length prefix). Encoding reads `raw` only to walk repeatable
+ * properties whose array pointer is NULL, so a decoded set re-encodes as is
+ * (a test broker can forward a decoded PUBLISH unchanged). A hand-made set
+ * leaves `raw` NULL.
+ *
+ * Encoding writes properties in ascending identifier order, repeatable ones
+ * at their identifier's place in their own order. Decoding accepts any
+ * order.
  *
  * A zeroed struct is an empty property set. */
 typedef struct {
@@ -151,6 +184,7 @@ typedef struct {
 
   const uvmqtt_user_prop_t *user_props;
   size_t user_prop_count;
+  const uint32_t *sub_ids; /* encoding only, see above; NULL when decoded */
   size_t sub_id_count;
 
   const uint8_t *raw;
@@ -218,9 +252,11 @@ typedef struct {
   uvmqtt_props_t props;
 } uvmqtt_ack_t;
 
-/* SUBSCRIBE. Encoding: `subs[0 .. count)`. Decoding (server role only):
+/* SUBSCRIBE. Encoding: `subs[0 .. count)` (or, when `subs` is NULL, the
+ * `count` entries in `raw`, as decoded). Decoding (server role only):
  * `subs` is NULL, `count` is the number of entries and
- * uvmqtt_subscribe_next() walks them. */
+ * uvmqtt_subscribe_next() walks them. In 3.x only the QoS bits of
+ * `options` are written. */
 typedef struct {
   uint16_t packet_id;
   uvmqtt_props_t props;
@@ -240,8 +276,9 @@ typedef struct {
   size_t count;
 } uvmqtt_suback_t;
 
-/* UNSUBSCRIBE. Encoding: `filters[0 .. count)`. Decoding (server role only):
- * `filters` is NULL and uvmqtt_unsubscribe_next() walks them. */
+/* UNSUBSCRIBE. Encoding: `filters[0 .. count)` (or `raw`, as SUBSCRIBE).
+ * Decoding (server role only): `filters` is NULL and
+ * uvmqtt_unsubscribe_next() walks them. */
 typedef struct {
   uint16_t packet_id;
   uvmqtt_props_t props;
@@ -273,6 +310,9 @@ typedef struct {
   } u;
 } uvmqtt_packet_t;
 
+/* Walk the entries of a SUBSCRIBE / UNSUBSCRIBE, from the array when there
+ * is one, else from `raw`. Start with *pos = 0; return 1 and fill *out while
+ * there is one more, 0 at the end. */
 UVMQTT_EXTERN int uvmqtt_subscribe_next(const uvmqtt_subscribe_t *s,
                                         size_t *pos,
                                         uvmqtt_subscription_t *out);
@@ -285,10 +325,20 @@ UVMQTT_EXTERN int uvmqtt_unsubscribe_next(const uvmqtt_unsubscribe_t *s,
  * protocol `version` into *size. `pkt->flags` is ignored: the encoder
  * derives the fixed-header flags (PUBLISH from dup/qos/retain; PUBREL,
  * SUBSCRIBE, UNSUBSCRIBE use 0010).
+ * For CONNECT, `connect.protocol_version` may be 0 (meaning `version`) or
+ * must equal `version`; 3.1 writes the protocol name "MQIsdp".
+ * In v5, acks, DISCONNECT and AUTH omit the reason code and properties when
+ * the reason is 0 and there are no properties, and omit the property
+ * length when there are no properties.
  * Errors: UVMQTT_EVERSION, UVMQTT_EINVAL (unknown type, missing required
- * field, AUTH before v5), UVMQTT_EQOS, UVMQTT_EPACKETID (id 0 where one is
- * required), UVMQTT_ETOOBIG (remaining length over 268435455 or a string
- * over 65535 bytes), UVMQTT_EPROPBAD (a property not allowed on the packet).
+ * field, NULL data with a non-zero length, count 0 where one entry is
+ * required, will QoS/retain without will, password without user name
+ * before v5, AUTH before v5), UVMQTT_EQOS, UVMQTT_EFLAGS (PUBLISH with DUP
+ * and QoS 0), UVMQTT_EPACKETID (id 0 where one is required),
+ * UVMQTT_ETOOBIG (remaining length over 268435455 or a string over 65535
+ * bytes), UVMQTT_EPROPBAD (a property not allowed on the packet),
+ * UVMQTT_EPROPDUP (several subscription identifiers outside PUBLISH),
+ * UVMQTT_EPROPVAL (subscription identifier 0 or too large).
  * Strings are not UTF-8 checked here; the client validates topics. */
 UVMQTT_EXTERN int uvmqtt_encode_size(const uvmqtt_packet_t *pkt,
                                      uint8_t version, size_t *size);
@@ -322,12 +372,49 @@ typedef enum { UVMQTT_ROLE_CLIENT = 0, UVMQTT_ROLE_SERVER = 1 } uvmqtt_role_t;
 
 /* Decodes exactly one complete packet in buf[0 .. len) (fixed header
  * included, no bytes after it) for protocol `version`. For a CONNECT the
- * version is read from the packet itself and `version` is ignored.
+ * version is read from the packet itself and `version` is ignored (a server
+ * may decode its first packet with version 0).
  * On success returns 0 and fills *out with views into buf.
- * On failure returns a specific negative code (UVMQTT_EREMLEN, EFLAGS, EQOS,
- * EPACKETID, EUTF8, EWILDCARD, ETRUNC, ETRAILING, EPROPDUP, EPROPBAD,
- * EPROPVAL, ETYPE, EVERSION, EREASON, EMALFORMED) and, when err_off is not
- * NULL, the byte offset in buf where the problem was found. */
+ * On failure returns a specific negative code and, when err_off is not
+ * NULL, the byte offset in buf where the problem was found:
+ * - UVMQTT_ETYPE: reserved type 0, a type this role must never receive,
+ *   AUTH before v5 (offset 0).
+ * - UVMQTT_EFLAGS: reserved fixed-header flags wrong (PUBREL, SUBSCRIBE,
+ *   UNSUBSCRIBE not 0010 — 3.1 also allows 1010 —, others not 0000), or a
+ *   PUBLISH with QoS 0 and DUP set, which [MQTT-3.3.1-2] forbids and which
+ *   is rejected, not ignored (offset 0).
+ * - UVMQTT_EQOS: PUBLISH QoS 3 (offset 0), will QoS 3 (the CONNECT flags),
+ *   subscription QoS 3 (the options byte).
+ * - UVMQTT_EREMLEN: a remaining length needing a fifth byte (offset of the
+ *   fourth) or not in its minimal encoding, e.g. 80 00 (offset of the last,
+ *   zero byte). MQTT 5.0 [MQTT-1.5.5-1] requires the minimal encoding and
+ *   3.1.1 encodes it that way; it is enforced in every version. The same
+ *   holds for other v5 varints, reported as UVMQTT_EMALFORMED.
+ * - UVMQTT_ETRUNC: a field runs past the end of the packet (offset of the
+ *   field, or of its length prefix), or buf holds less than the packet
+ *   (offset len).
+ * - UVMQTT_ETRAILING: bytes left over inside the packet, or after it in
+ *   buf (offset of the first extra byte).
+ * - UVMQTT_EPACKETID: packet identifier 0 where one is required.
+ * - UVMQTT_EUTF8, UVMQTT_EWILDCARD: the offending byte of a string (the
+ *   lead byte of a bad multi-byte sequence); wildcards are rejected in
+ *   PUBLISH topics and will topics.
+ * - UVMQTT_ETOPIC: empty topic in 3.x, or in v5 without a Topic Alias.
+ * - UVMQTT_EFILTER: a SUBSCRIBE/UNSUBSCRIBE filter that is empty or has a
+ *   misplaced wildcard or a bad $share/ prefix.
+ * - UVMQTT_EPROPDUP, UVMQTT_EPROPBAD, UVMQTT_EPROPVAL: at the property's
+ *   identifier byte. EPROPBAD also covers one-directional properties
+ *   received in the wrong direction (Subscription Identifier on a PUBLISH to
+ *   a server, Session Expiry Interval on a DISCONNECT to a client).
+ * - UVMQTT_EREASON: a reason code outside the set the specification fixes
+ *   for the packet (3.x CONNACK > 5, 3.x SUBACK not 0/1/2/0x80, ...).
+ * - UVMQTT_EVERSION: CONNECT with an unknown protocol level or a name not
+ *   matching it; any other packet when `version` is not 3, 4 or 5.
+ * - UVMQTT_EMALFORMED: bad CONNECT flags (reserved bit, will QoS/retain
+ *   without will, password without user name before v5), reserved bits in
+ *   CONNACK flags or subscription options, SUBSCRIBE/UNSUBSCRIBE/SUBACK/
+ *   v5 UNSUBACK without entries.
+ * - UVMQTT_EPROTOCOL: No Local on a shared subscription. */
 UVMQTT_EXTERN int uvmqtt_decode(const uint8_t *buf, size_t len, uint8_t version,
                                 uvmqtt_role_t role, uvmqtt_packet_t *out,
                                 size_t *err_off);
@@ -342,10 +429,15 @@ UVMQTT_EXTERN int uvmqtt_decode(const uint8_t *buf, size_t len, uint8_t version,
  *     size_t used;
  *     int rc = uvmqtt_parser_feed(&p, data, len, &used, &pkt);
  *     data += used; len -= used;
- *     if (rc == UVMQTT_PARSE_PACKET) { handle(&pkt); uvmqtt_parser_done(&p)...}
- *     else if (rc == UVMQTT_PARSE_NEED_BUFFER) {
- *       uvmqtt_parser_set_buffer(&p, malloc(p.need), p.need); }
- *     else if (rc < 0) { fail(rc, p.error_offset); }
+ *     if (rc == UVMQTT_PARSE_PACKET) {
+ *       handle(&pkt);
+ *       free(uvmqtt_parser_take_buffer(&p));  // NULL when none was lent
+ *     } else if (rc == UVMQTT_PARSE_NEED_BUFFER) {
+ *       uvmqtt_parser_set_buffer(&p, malloc(p.need), p.need);
+ *     } else if (rc < 0) {
+ *       fail(rc, p.error_offset);
+ *       free(uvmqtt_parser_take_buffer(&p));
+ *     }
  *   }
  *
  * - A packet wholly inside the chunk is decoded in place (views into the
@@ -394,8 +486,13 @@ UVMQTT_EXTERN void uvmqtt_parser_init(uvmqtt_parser_t *p, uint8_t version,
                                       uint32_t max_packet_size);
 
 /* Feeds data[0 .. len). *used gets the number of bytes consumed (always set,
- * possibly 0). Returns UVMQTT_PARSE_MORE, UVMQTT_PARSE_PACKET or
- * UVMQTT_PARSE_NEED_BUFFER, or a negative sticky error. */
+ * possibly 0). Returns at most one packet per call: UVMQTT_PARSE_MORE,
+ * UVMQTT_PARSE_PACKET or UVMQTT_PARSE_NEED_BUFFER, or a negative sticky
+ * error with `error_offset` set (the codes and offsets of uvmqtt_decode(),
+ * shifted to the stream; UVMQTT_ETOOBIG at the packet's first byte).
+ * Not sticky: UVMQTT_ESTATE when the buffer of the packet last returned has
+ * not been taken back with uvmqtt_parser_take_buffer() (nothing consumed).
+ * A packet with remaining length 0 split across chunks needs no buffer. */
 UVMQTT_EXTERN int uvmqtt_parser_feed(uvmqtt_parser_t *p, const uint8_t *data,
                                      size_t len, size_t *used,
                                      uvmqtt_packet_t *out);
@@ -407,7 +504,9 @@ UVMQTT_EXTERN int uvmqtt_parser_set_buffer(uvmqtt_parser_t *p, uint8_t *buf,
 
 /* Gives back the buffer lent for the packet last returned (NULL if that
  * packet needed none), or, on an error or at teardown, the buffer still
- * held. Each lent buffer is given back exactly once. */
+ * held. Each lent buffer is given back exactly once. Taking the buffer of a
+ * packet still being assembled makes the parser fail with UVMQTT_ESTATE
+ * (sticky), since the bytes copied so far are gone. */
 UVMQTT_EXTERN uint8_t *uvmqtt_parser_take_buffer(uvmqtt_parser_t *p);
 
 /* True while a packet is partly received (used by keepalive logic: any
