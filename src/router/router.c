@@ -1,0 +1,544 @@
+/* The topic-filter router: a trie keyed by topic level.
+ *
+ * Each node stands for a filter prefix. Its literal children sit in an
+ * open-addressing hash table (linear probing, backward-shift deletion), its
+ * '+' child in a pointer of its own, and the routes whose key ends at the
+ * node ("a/b") or continues with '#' ("a/b/#") in two lists, oldest first.
+ * Keys are filters without their "$share/<group>/" prefix, so a filter and
+ * its shared forms live on one list as distinct routes.
+ *
+ * Mutation during a match: nothing is freed while a walk runs. A removed
+ * route is marked dead (walks skip it) and queued; the outermost match
+ * releases the queue and prunes the nodes it empties. Routes carry a
+ * creation sequence number; a walk skips routes created after it started.
+ * Hash tables may be rebuilt during a walk, which is safe because a walk
+ * never keeps a pointer into a table across a callback; nodes are stable.
+ *
+ * The walk itself is iterative and needs no stack: nodes know their parent
+ * and the topic position of a level is found again by scanning back to the
+ * previous '/', so a deep topic cannot exhaust the C stack.
+ */
+#include "uvmqtt/router.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "topic_int.h"
+#include "uvmqtt/errors.h"
+
+typedef struct node_s node_t;
+typedef struct route_s route_t;
+
+struct route_s {
+  route_t *next; /* on the node's list, oldest first */
+  union {
+    void *value;  /* live route */
+    node_t *node; /* dead route: the node whose list still holds it */
+  } u;
+  union {
+    uint64_t seq;       /* live route: creation order */
+    route_t *next_dead; /* dead route: the router's release queue */
+  } s;
+  uint16_t len; /* of the full filter; filters are at most 65535 bytes */
+  uint8_t dead;
+  char filter[]; /* the full filter, not NUL-terminated */
+};
+
+struct node_s {
+  node_t *parent;   /* NULL for the root */
+  node_t *plus;     /* the '+' child */
+  node_t **tab;     /* literal children; NULL when tn == 0 */
+  route_t *routes;  /* routes whose key ends here */
+  route_t *hroutes; /* routes whose key is this prefix + "/#" */
+  uint32_t hv;      /* hash of seg */
+  uint32_t tcap;    /* 0 or a power of two */
+  uint32_t tn;      /* literal children */
+  uint16_t seglen;
+  char seg[]; /* this node's level, not NUL-terminated */
+};
+
+struct uvmqtt_router_s {
+  node_t *root;
+  route_t *dead; /* removed during a walk, released after it */
+  size_t count;  /* live routes */
+  size_t mem;    /* bytes held, see uvmqtt_router_memory */
+  uint64_t next_seq;
+  unsigned walking; /* depth of nested matches */
+};
+
+#define NODE_SIZE(seglen) (offsetof(node_t, seg) + (seglen))
+#define ROUTE_SIZE(len) (offsetof(route_t, filter) + (len))
+#define TAB_MIN 2u
+
+/* ---- accounting allocation ---------------------------------------------- */
+
+static void *r_alloc(uvmqtt_router_t *r, size_t n) {
+  void *p = uvmqtt__malloc(n);
+  if (p)
+    r->mem += n;
+  return p;
+}
+
+static void *r_calloc(uvmqtt_router_t *r, size_t count, size_t size) {
+  void *p = uvmqtt__calloc(count, size);
+  if (p)
+    r->mem += count * size;
+  return p;
+}
+
+static void r_free(uvmqtt_router_t *r, void *p, size_t n) {
+  if (p) {
+    uvmqtt__free(p);
+    r->mem -= n;
+  }
+}
+
+/* ---- literal-children hash table ---------------------------------------- */
+
+/* FNV-1a; levels are short. */
+static uint32_t hash_level(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+static uint32_t home(uint32_t h, uint32_t mask) {
+  return (h ^ (h >> 16)) & mask;
+}
+
+static node_t *tab_find(const node_t *n, const char *s, size_t len,
+                        uint32_t h) {
+  if (n->tn == 0)
+    return NULL;
+  uint32_t mask = n->tcap - 1;
+  for (uint32_t i = home(h, mask);; i = (i + 1) & mask) {
+    node_t *c = n->tab[i];
+    if (!c)
+      return NULL;
+    if (c->hv == h && c->seglen == len && memcmp(c->seg, s, len) == 0)
+      return c;
+  }
+}
+
+static void tab_put(node_t **tab, uint32_t mask, node_t *c) {
+  uint32_t i = home(c->hv, mask);
+  while (tab[i])
+    i = (i + 1) & mask;
+  tab[i] = c;
+}
+
+/* Moves n's children into a table of cap slots. */
+static int tab_rebuild(uvmqtt_router_t *r, node_t *n, uint32_t cap) {
+  node_t **tab = r_calloc(r, cap, sizeof(*tab));
+  if (!tab)
+    return UVMQTT_ENOMEM;
+  for (uint32_t i = 0; i < n->tcap; i++)
+    if (n->tab[i])
+      tab_put(tab, cap - 1, n->tab[i]);
+  r_free(r, n->tab, n->tcap * sizeof(*tab));
+  n->tab = tab;
+  n->tcap = cap;
+  return 0;
+}
+
+/* Keeps the load at or below 3/4 so probes stay short and a slot is free. */
+static int tab_insert(uvmqtt_router_t *r, node_t *n, node_t *c) {
+  if ((n->tn + 1) * 4 > n->tcap * 3) {
+    uint32_t cap = n->tcap ? n->tcap * 2 : TAB_MIN;
+    if (n->tcap > UINT32_MAX / 4)
+      return UVMQTT_ENOMEM;
+    if (tab_rebuild(r, n, cap) != 0)
+      return UVMQTT_ENOMEM;
+  }
+  tab_put(n->tab, n->tcap - 1, c);
+  n->tn++;
+  return 0;
+}
+
+static void tab_remove(uvmqtt_router_t *r, node_t *n, node_t *c) {
+  uint32_t mask = n->tcap - 1;
+  uint32_t i = home(c->hv, mask);
+  while (n->tab[i] != c)
+    i = (i + 1) & mask;
+  /* Backward-shift deletion: pull later entries of the probe run into the
+   * hole unless their home lies cyclically in (i, j]. */
+  n->tab[i] = NULL;
+  for (uint32_t j = (i + 1) & mask; n->tab[j]; j = (j + 1) & mask) {
+    uint32_t k = home(n->tab[j]->hv, mask);
+    bool stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
+    if (!stays) {
+      n->tab[i] = n->tab[j];
+      n->tab[j] = NULL;
+      i = j;
+    }
+  }
+  n->tn--;
+  if (n->tn == 0) {
+    r_free(r, n->tab, n->tcap * sizeof(*n->tab));
+    n->tab = NULL;
+    n->tcap = 0;
+  } else if (n->tn * 4 < n->tcap) {
+    /* Below 1/4 full: shrink to the smallest table the growth rule allows.
+     * Growing at 3/4 and shrinking below 1/4 keeps alternating adds and
+     * removes from rebuilding the table each time. */
+    uint32_t cap = TAB_MIN;
+    while (n->tn * 4 > cap * 3)
+      cap *= 2;
+    if (cap < n->tcap)
+      (void)tab_rebuild(r, n, cap); /* failure only wastes space */
+  }
+}
+
+/* ---- nodes ----------------------------------------------------------------
+ */
+
+static node_t *node_new(uvmqtt_router_t *r, node_t *parent, const char *seg,
+                        size_t len, uint32_t h) {
+  node_t *n = r_alloc(r, NODE_SIZE(len));
+  if (!n)
+    return NULL;
+  memset(n, 0, offsetof(node_t, seg)); /* may be less than sizeof(*n) */
+  n->parent = parent;
+  n->hv = h;
+  n->seglen = (uint16_t)len;
+  memcpy(n->seg, seg, len);
+  return n;
+}
+
+static void node_free(uvmqtt_router_t *r, node_t *n) {
+  r_free(r, n->tab, n->tcap * sizeof(*n->tab));
+  r_free(r, n, NODE_SIZE(n->seglen));
+}
+
+static void node_unlink(uvmqtt_router_t *r, node_t *n) {
+  node_t *p = n->parent;
+  if (p->plus == n)
+    p->plus = NULL;
+  else
+    tab_remove(r, p, n);
+}
+
+/* Frees n and its ancestors while they hold no route and no child. Only
+ * called when no walk runs, or on nodes no walk can have reached. */
+static void prune(uvmqtt_router_t *r, node_t *n) {
+  while (n != r->root && !n->routes && !n->hroutes && !n->plus && !n->tn) {
+    node_t *p = n->parent;
+    node_unlink(r, n);
+    node_free(r, n);
+    n = p;
+  }
+}
+
+/* Undoes a failed add: first is the shallowest node it created; below it
+ * hangs a chain of new nodes with one child each and no route. */
+static void drop_chain(uvmqtt_router_t *r, node_t *first) {
+  node_unlink(r, first);
+  while (first) {
+    node_t *next = first->plus;
+    for (uint32_t i = 0; !next && i < first->tcap; i++)
+      next = first->tab[i];
+    node_free(r, first);
+    first = next;
+  }
+}
+
+/* Splits a key into levels: returns the length of the level starting at
+ * key[*pos] and advances *pos past it and its '/'. */
+static size_t next_level(const char *key, size_t klen, size_t *pos) {
+  const char *s = key + *pos;
+  const char *e = memchr(s, '/', klen - *pos);
+  size_t l = e ? (size_t)(e - s) : klen - *pos;
+  *pos += l + 1;
+  return l;
+}
+
+/* Finds the node and list holding key's routes; NULL when absent. */
+static route_t **find_list(uvmqtt_router_t *r, const char *key, size_t klen,
+                           node_t **out) {
+  node_t *n = r->root;
+  size_t pos = 0;
+  while (pos <= klen) {
+    const char *s = key + pos;
+    size_t l = next_level(key, klen, &pos);
+    if (l == 1 && s[0] == '#') {
+      *out = n;
+      return &n->hroutes;
+    }
+    n = (l == 1 && s[0] == '+') ? n->plus : tab_find(n, s, l, hash_level(s, l));
+    if (!n)
+      return NULL;
+  }
+  *out = n;
+  return &n->routes;
+}
+
+/* ---- public API -----------------------------------------------------------
+ */
+
+int uvmqtt_router_new(uvmqtt_router_t **out) {
+  if (!out)
+    return UVMQTT_EINVAL;
+  uvmqtt_router_t *r = uvmqtt__calloc(1, sizeof(*r));
+  if (!r)
+    return UVMQTT_ENOMEM;
+  r->mem = sizeof(*r);
+  r->root = node_new(r, NULL, "", 0, 0);
+  if (!r->root) {
+    uvmqtt__free(r);
+    return UVMQTT_ENOMEM;
+  }
+  *out = r;
+  return 0;
+}
+
+static void free_list(route_t *rt) {
+  while (rt) {
+    route_t *next = rt->next;
+    uvmqtt__free(rt);
+    rt = next;
+  }
+}
+
+void uvmqtt_router_free(uvmqtt_router_t *r) {
+  if (!r)
+    return;
+  /* Post-order without recursion: descend into any child, detaching it;
+   * free a node once it has none. tcap counts down the slots left to scan
+   * so each slot is looked at once. */
+  node_t *n = r->root;
+  for (;;) {
+    node_t *c = n->plus;
+    n->plus = NULL;
+    while (!c && n->tcap > 0)
+      c = n->tab[--n->tcap];
+    if (c) {
+      n = c;
+      continue;
+    }
+    node_t *p = n->parent;
+    free_list(n->routes);
+    free_list(n->hroutes);
+    uvmqtt__free(n->tab);
+    uvmqtt__free(n);
+    if (!p)
+      break;
+    n = p;
+  }
+  uvmqtt__free(r);
+}
+
+int uvmqtt_router_add(uvmqtt_router_t *r, const char *filter, size_t len,
+                      void *value, void **old) {
+  size_t off;
+  int rc;
+  if (!r)
+    return UVMQTT_EINVAL;
+  if ((rc = uvmqtt__filter_check(filter, len, &off)) != 0)
+    return rc;
+  const char *key = filter + off;
+  size_t klen = len - off;
+
+  node_t *n = r->root, *first_new = NULL;
+  route_t **list = NULL;
+  size_t pos = 0;
+  while (pos <= klen) {
+    const char *s = key + pos;
+    size_t l = next_level(key, klen, &pos);
+    if (l == 1 && s[0] == '#') {
+      list = &n->hroutes;
+      break;
+    }
+    bool plus = l == 1 && s[0] == '+';
+    uint32_t h = plus ? 0 : hash_level(s, l);
+    node_t *c = plus ? n->plus : tab_find(n, s, l, h);
+    if (!c) {
+      c = node_new(r, n, s, l, h);
+      if (!c)
+        goto nomem;
+      if (plus) {
+        n->plus = c;
+      } else if (tab_insert(r, n, c) != 0) {
+        node_free(r, c);
+        goto nomem;
+      }
+      if (!first_new)
+        first_new = c;
+    }
+    n = c;
+  }
+  if (!list)
+    list = &n->routes;
+
+  route_t **tail = list;
+  for (route_t *rt; (rt = *tail) != NULL; tail = &rt->next) {
+    if (!rt->dead && rt->len == len && memcmp(rt->filter, filter, len) == 0) {
+      if (old)
+        *old = rt->u.value;
+      rt->u.value = value;
+      return 1;
+    }
+  }
+  route_t *rt = r_alloc(r, ROUTE_SIZE(len));
+  if (!rt)
+    goto nomem;
+  rt->next = NULL;
+  rt->u.value = value;
+  rt->s.seq = r->next_seq++;
+  rt->len = (uint16_t)len;
+  rt->dead = 0;
+  memcpy(rt->filter, filter, len);
+  *tail = rt;
+  r->count++;
+  if (old)
+    *old = NULL;
+  return 0;
+
+nomem:
+  if (first_new)
+    drop_chain(r, first_new);
+  return UVMQTT_ENOMEM;
+}
+
+int uvmqtt_router_remove(uvmqtt_router_t *r, const char *filter, size_t len,
+                         void **value) {
+  size_t off;
+  int rc;
+  node_t *n;
+  if (!r)
+    return UVMQTT_EINVAL;
+  if ((rc = uvmqtt__filter_check(filter, len, &off)) != 0)
+    return rc;
+  route_t **link = find_list(r, filter + off, len - off, &n);
+  if (!link)
+    return UVMQTT_ENOENT;
+  route_t *rt;
+  for (; (rt = *link) != NULL; link = &rt->next)
+    if (!rt->dead && rt->len == len && memcmp(rt->filter, filter, len) == 0)
+      break;
+  if (!rt)
+    return UVMQTT_ENOENT;
+  if (value)
+    *value = rt->u.value;
+  r->count--;
+  if (r->walking) {
+    /* A walk may stand on this route or pass it later: keep it linked. */
+    rt->dead = 1;
+    rt->u.node = n;
+    rt->s.next_dead = r->dead;
+    r->dead = rt;
+    return 0;
+  }
+  *link = rt->next;
+  r_free(r, rt, ROUTE_SIZE(rt->len));
+  prune(r, n);
+  return 0;
+}
+
+/* Releases the routes removed during walks, once none runs. */
+static void sweep(uvmqtt_router_t *r) {
+  while (r->dead) {
+    route_t *rt = r->dead;
+    node_t *n = rt->u.node;
+    r->dead = rt->s.next_dead;
+    route_t **link = &n->routes;
+    while (*link && *link != rt)
+      link = &(*link)->next;
+    if (!*link) {
+      link = &n->hroutes;
+      while (*link != rt)
+        link = &(*link)->next;
+    }
+    *link = rt->next;
+    r_free(r, rt, ROUTE_SIZE(rt->len));
+    prune(r, n);
+  }
+}
+
+/* Visits the live routes of a list that existed when the walk began.
+ * Returns 1 when the callback asks to stop. rt->next is read after the
+ * callback, which is safe because nothing is freed during a walk. */
+static int visit(const route_t *rt, uint64_t limit, uvmqtt_router_visit_cb cb,
+                 void *arg, int *visited) {
+  for (; rt; rt = rt->next) {
+    if (rt->dead || rt->s.seq >= limit)
+      continue;
+    ++*visited;
+    if (cb && cb(rt->u.value, rt->filter, rt->len, arg))
+      return 1;
+  }
+  return 0;
+}
+
+int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic, size_t len,
+                        uvmqtt_router_visit_cb cb, void *arg) {
+  if (!r || !topic)
+    return UVMQTT_EINVAL;
+  if (len == 0 || len > UVMQTT_TOPIC_MAX)
+    return UVMQTT_ETOPIC;
+
+  const uint64_t limit = r->next_seq;
+  /* Wildcards at the first level do not match "$" topics [MQTT-4.7.2-1]. */
+  node_t *const root = r->root;
+  node_t *const nowild = topic[0] == '$' ? root : NULL;
+  node_t *n = root;
+  /* The start of the topic level below n, i.e. the level n's children
+   * consume; len + 1 once every level is consumed. */
+  size_t pos = 0;
+  int visited = 0;
+
+  r->walking++;
+  for (;;) {
+    /* Entering n. */
+    if (n->hroutes && n != nowild &&
+        visit(n->hroutes, limit, cb, arg, &visited))
+      break;
+    if (pos > len) {
+      if (n->routes && visit(n->routes, limit, cb, arg, &visited))
+        break;
+    } else {
+      size_t l = next_level(topic, len, &pos);
+      node_t *c = tab_find(n, topic + pos - l - 1, l,
+                           n->tn ? hash_level(topic + pos - l - 1, l) : 0);
+      if (!c && n != nowild)
+        c = n->plus;
+      if (c) {
+        n = c;
+        continue;
+      }
+      pos -= l + 1;
+    }
+    /* n is done: climb until a '+' sibling is left to try. pos is the
+     * start of the level below n; n's own level ends at pos - 1. */
+    for (;;) {
+      if (n == root)
+        goto out;
+      node_t *p = n->parent;
+      if (p->plus && p->plus != n && p != nowild) {
+        n = p->plus; /* consumes the same level as n */
+        break;
+      }
+      size_t i = pos - 1;
+      while (i > 0 && topic[i - 1] != '/')
+        i--;
+      pos = i;
+      n = p;
+    }
+  }
+out:
+  if (--r->walking == 0 && r->dead)
+    sweep(r);
+  return visited;
+}
+
+size_t uvmqtt_router_count(const uvmqtt_router_t *r) {
+  return r ? r->count : 0;
+}
+
+size_t uvmqtt_router_memory(const uvmqtt_router_t *r) {
+  return r ? r->mem : 0;
+}

@@ -1,0 +1,149 @@
+/* Topic name and filter validation, and the reference (naive) matcher. */
+#include "uvmqtt/topic.h"
+
+#include <string.h>
+
+#include "topic_int.h"
+#include "uvmqtt/errors.h"
+
+/* 1 when s[0 .. len) is well-formed UTF-8 without U+0000, surrogates,
+ * overlong forms or code points above U+10FFFF (MQTT 1.5.4). Kept local so
+ * the router does not depend on the codec. */
+static int utf8_ok(const unsigned char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    unsigned c = s[i];
+    if (c < 0x80) {
+      if (c == 0)
+        return 0;
+      i++;
+      continue;
+    }
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (c < 0xC2) {
+      return 0; /* continuation byte or overlong two-byte form */
+    } else if (c < 0xE0) {
+      need = 1;
+    } else if (c < 0xF0) {
+      need = 2;
+      if (c == 0xE0)
+        lo = 0xA0; /* overlong */
+      else if (c == 0xED)
+        hi = 0x9F; /* surrogates */
+    } else if (c < 0xF5) {
+      need = 3;
+      if (c == 0xF0)
+        lo = 0x90; /* overlong */
+      else if (c == 0xF4)
+        hi = 0x8F; /* above U+10FFFF */
+    } else {
+      return 0;
+    }
+    if (len - i <= need)
+      return 0;
+    if (s[i + 1] < lo || s[i + 1] > hi)
+      return 0;
+    for (size_t k = 2; k <= need; k++)
+      if ((s[i + k] & 0xC0) != 0x80)
+        return 0;
+    i += need + 1;
+  }
+  return 1;
+}
+
+int uvmqtt_topic_validate(const char *topic, size_t len) {
+  if (!topic || len == 0 || len > UVMQTT_TOPIC_MAX)
+    return UVMQTT_ETOPIC;
+  if (memchr(topic, '+', len) || memchr(topic, '#', len))
+    return UVMQTT_ETOPIC;
+  if (!utf8_ok((const unsigned char *)topic, len))
+    return UVMQTT_ETOPIC;
+  return 0;
+}
+
+/* Checks the wildcard placement of a plain (non-shared) filter. */
+static int wildcards_ok(const char *f, size_t len) {
+  for (size_t i = 0; i < len; i++) {
+    if (f[i] == '+') {
+      if ((i > 0 && f[i - 1] != '/') || (i + 1 < len && f[i + 1] != '/'))
+        return 0;
+    } else if (f[i] == '#') {
+      if ((i > 0 && f[i - 1] != '/') || i + 1 != len)
+        return 0;
+    }
+  }
+  return 1;
+}
+
+int uvmqtt__filter_check(const char *filter, size_t len, size_t *key_off) {
+  static const char share[] = "$share";
+  const size_t slen = sizeof(share) - 1;
+  size_t off = 0;
+
+  if (!filter || len == 0 || len > UVMQTT_TOPIC_MAX)
+    return UVMQTT_EFILTER;
+  if (len >= slen && memcmp(filter, share, slen) == 0 &&
+      (len == slen || filter[slen] == '/')) {
+    /* "$share/<group>/<filter>": the group is one non-empty level without
+     * wildcards, and a non-empty filter must follow it. */
+    size_t g = slen + 1;
+    if (g >= len)
+      return UVMQTT_EFILTER;
+    const char *slash = memchr(filter + g, '/', len - g);
+    if (!slash || slash == filter + g)
+      return UVMQTT_EFILTER;
+    size_t gend = (size_t)(slash - filter);
+    for (size_t i = g; i < gend; i++)
+      if (filter[i] == '+' || filter[i] == '#')
+        return UVMQTT_EFILTER;
+    off = gend + 1;
+    if (off >= len)
+      return UVMQTT_EFILTER;
+  }
+  if (!wildcards_ok(filter + off, len - off))
+    return UVMQTT_EFILTER;
+  if (!utf8_ok((const unsigned char *)filter, len))
+    return UVMQTT_EFILTER;
+  if (key_off)
+    *key_off = off;
+  return 0;
+}
+
+int uvmqtt_filter_validate(const char *filter, size_t len) {
+  return uvmqtt__filter_check(filter, len, NULL);
+}
+
+bool uvmqtt_topic_matches(const char *filter, size_t flen, const char *topic,
+                          size_t tlen) {
+  size_t off;
+  if (uvmqtt__filter_check(filter, flen, &off) != 0)
+    return false;
+  if (uvmqtt_topic_validate(topic, tlen) != 0)
+    return false;
+  filter += off;
+  flen -= off;
+  if ((filter[0] == '+' || filter[0] == '#') && topic[0] == '$')
+    return false;
+
+  /* Positions are level starts; a position past the end (len + 1) means
+   * no level is left. */
+  size_t fp = 0, tp = 0;
+  while (fp <= flen) {
+    const char *fs = filter + fp;
+    const char *fe = memchr(fs, '/', flen - fp);
+    size_t fl = fe ? (size_t)(fe - fs) : flen - fp;
+    if (fl == 1 && fs[0] == '#')
+      return true; /* the rest, including no level at all */
+    if (tp > tlen)
+      return false; /* the filter has a level the topic lacks */
+    const char *ts = topic + tp;
+    const char *te = memchr(ts, '/', tlen - tp);
+    size_t tl = te ? (size_t)(te - ts) : tlen - tp;
+    if (!(fl == 1 && fs[0] == '+') && (fl != tl || memcmp(fs, ts, fl) != 0))
+      return false;
+    fp += fl + 1;
+    tp += tl + 1;
+  }
+  return tp > tlen;
+}
