@@ -113,7 +113,7 @@ int dt_dns_start(dt_dns_t *d, const char *const *args, size_t n) {
   snprintf(log_opt, sizeof(log_opt), "--log-facility=%s", d->log);
 
   argv[k++] = "dnsmasq";
-  argv[k++] = "--no-daemon";
+  argv[k++] = "--keep-in-foreground";  /* -d would log to stderr */
   argv[k++] = "--conf-file=/dev/null"; /* ignore the system's config */
   argv[k++] = "--no-resolv";           /* no upstream servers */
   argv[k++] = "--no-hosts";
