@@ -122,6 +122,6 @@ int uvmqtt__utf8_scan(const uint8_t *s, size_t len, bool topic,
 
 /* Validates a topic filter's wildcard placement ('#' last and alone in its
  * level, '+' alone in its level). Returns 0 or UVMQTT_EFILTER. */
-int uvmqtt__filter_check(const char *s, size_t len, size_t *err_off);
+int uvmqtt__codec_filter_check(const char *s, size_t len, size_t *err_off);
 
 #endif

@@ -267,7 +267,7 @@ static int dec_subscribe(uvmqtt__rd_t *r, uint8_t version,
     uint8_t opt;
     size_t f_off = r->pos, bad;
     TRY(uvmqtt__rd_str(r, &f));
-    if (uvmqtt__filter_check(f.data, f.len, &bad))
+    if (uvmqtt__codec_filter_check(f.data, f.len, &bad))
       FAIL(r, f_off + 2 + bad, UVMQTT_EFILTER);
     size_t opt_off = r->pos;
     TRY(rd_u8(r, &opt));
@@ -331,7 +331,7 @@ static int dec_unsubscribe(uvmqtt__rd_t *r, uint8_t version,
     uvmqtt_str_t f;
     size_t f_off = r->pos, bad;
     TRY(uvmqtt__rd_str(r, &f));
-    if (uvmqtt__filter_check(f.data, f.len, &bad))
+    if (uvmqtt__codec_filter_check(f.data, f.len, &bad))
       FAIL(r, f_off + 2 + bad, UVMQTT_EFILTER);
     u->count++;
   }

@@ -80,7 +80,7 @@ int uvmqtt_utf8_check(const char *s, size_t len, size_t *err_off) {
   return uvmqtt__utf8_scan((const uint8_t *)s, len, false, err_off);
 }
 
-int uvmqtt__filter_check(const char *s, size_t len, size_t *err_off) {
+int uvmqtt__codec_filter_check(const char *s, size_t len, size_t *err_off) {
   size_t i;
   if (len == 0) {
     i = 0;
