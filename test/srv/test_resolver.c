@@ -124,6 +124,7 @@ static int wait_addr(uv_loop_t *loop, addr_res_t *res, unsigned ms) {
   return rc;
 }
 
+#if UVMQTT_HAVE_SRV
 static int wait_srv(uv_loop_t *loop, srv_res_t *res, unsigned ms) {
   volatile int count = 0;
   res->done_count = &count;
@@ -131,6 +132,7 @@ static int wait_srv(uv_loop_t *loop, srv_res_t *res, unsigned ms) {
   res->done_count = NULL;
   return rc;
 }
+#endif
 
 static int is_v4(const struct sockaddr_storage *a, const char *ip,
                  uint16_t port) {
@@ -541,7 +543,7 @@ static void test_timeout_blackhole(void **state) {
   assert_true(es >= TIMEOUT - 60 && es <= TIMEOUT + 300);
   assert_true(ea >= TIMEOUT - 60 && ea <= TIMEOUT + 300);
   assert_true(lag.ticks >= 30);
-  assert_true(lag.max_lag_ms < 60);
+  assert_true(lag.max_lag_ms < 100); /* a blocking lookup: >= 400 */
   close_all(&loop, r);
   close(fd);
 }
