@@ -33,26 +33,27 @@ typedef struct {
   size_t pos;
   size_t end;
   size_t err_off;
-} uvmqtt__rd_t;
+} uvmqtt__codec_rd_t;
 
 /* Decodes a property block (length varint + properties) at r->pos for
  * packet type `where` (UVMQTT__WILL for will properties). `server` tells
  * the decoding side (some properties are one-directional). Fills *props,
  * advances r->pos. Returns 0 or a negative error with r->err_off set. */
-int uvmqtt__props_decode(uvmqtt__rd_t *r, int where, bool server,
-                         uvmqtt_props_t *props);
+int uvmqtt__codec_props_decode(uvmqtt__codec_rd_t *r, int where, bool server,
+                               uvmqtt_props_t *props);
 
 /* Size of the encoded properties of `props` for packet type `where`, without
  * the length prefix, into *len. Returns 0, UVMQTT_EPROPBAD when a property is
  * not allowed there, or UVMQTT_ETOOBIG. */
-int uvmqtt__props_size(const uvmqtt_props_t *props, int where, size_t *len);
+int uvmqtt__codec_props_size(const uvmqtt_props_t *props, int where,
+                             size_t *len);
 
-/* Writes the properties whose size uvmqtt__props_size() computed (without
+/* Writes the properties whose size uvmqtt__codec_props_size() computed (without
  * the length prefix). Returns the pointer past the last byte written. */
-uint8_t *uvmqtt__props_write(const uvmqtt_props_t *props, uint8_t *out);
+uint8_t *uvmqtt__codec_props_write(const uvmqtt_props_t *props, uint8_t *out);
 
 /* True when `props` carries nothing to encode. */
-static inline bool uvmqtt__props_empty(const uvmqtt_props_t *props) {
+static inline bool uvmqtt__codec_props_empty(const uvmqtt_props_t *props) {
   return props->present == 0 && props->user_prop_count == 0 &&
          props->sub_id_count == 0;
 }
@@ -95,30 +96,31 @@ static inline uint8_t *uvmqtt__put_bytes(uint8_t *o, const void *d,
 
 /* Reads a variable-byte integer (1..4 bytes, minimal encoding) at r->pos.
  * Returns 0, UVMQTT_ETRUNC or UVMQTT_EMALFORMED (too long / not minimal). */
-int uvmqtt__rd_varint(uvmqtt__rd_t *r, uint32_t *out);
+int uvmqtt__codec_rd_varint(uvmqtt__codec_rd_t *r, uint32_t *out);
 
 /* Reads a length-prefixed UTF-8 string and validates it. */
-int uvmqtt__rd_str(uvmqtt__rd_t *r, uvmqtt_str_t *out);
+int uvmqtt__codec_rd_str(uvmqtt__codec_rd_t *r, uvmqtt_str_t *out);
 
 /* Reads length-prefixed binary data. */
-int uvmqtt__rd_bin(uvmqtt__rd_t *r, uvmqtt_bin_t *out);
+int uvmqtt__codec_rd_bin(uvmqtt__codec_rd_t *r, uvmqtt_bin_t *out);
 
 /* Checks the fixed header's first byte for `version` and `role`:
  * reserved type, type forbidden in this direction or version, wrong flags.
  * Returns 0 or UVMQTT_ETYPE, UVMQTT_EFLAGS, UVMQTT_EQOS, UVMQTT_EVERSION. */
-int uvmqtt__check_first_byte(uint8_t b0, uint8_t version, uvmqtt_role_t role);
+int uvmqtt__codec_check_first_byte(uint8_t b0, uint8_t version,
+                                   uvmqtt_role_t role);
 
 /* Decodes the body of a packet whose fixed header has been validated.
  * buf[0 .. len) is the whole packet, `body` the offset of the variable
  * header. Returns 0 or an error with *err_off set. */
-int uvmqtt__decode_body(const uint8_t *buf, size_t len, size_t body,
-                        uint8_t version, uvmqtt_role_t role,
-                        uvmqtt_packet_t *out, size_t *err_off);
+int uvmqtt__codec_decode_body(const uint8_t *buf, size_t len, size_t body,
+                              uint8_t version, uvmqtt_role_t role,
+                              uvmqtt_packet_t *out, size_t *err_off);
 
 /* Topic/UTF-8 scan: UTF-8 validity plus, when `topic` is set, no '+' / '#'.
  * Returns 0, UVMQTT_EUTF8 or UVMQTT_EWILDCARD with *err_off relative to s. */
-int uvmqtt__utf8_scan(const uint8_t *s, size_t len, bool topic,
-                      size_t *err_off);
+int uvmqtt__codec_utf8_scan(const uint8_t *s, size_t len, bool topic,
+                            size_t *err_off);
 
 /* Validates a topic filter's wildcard placement ('#' last and alone in its
  * level, '+' alone in its level). Returns 0 or UVMQTT_EFILTER. */

@@ -19,7 +19,8 @@ static inline bool valid_version(uint8_t v) {
   return v == UVMQTT_V31 || v == UVMQTT_V311 || v == UVMQTT_V5;
 }
 
-int uvmqtt__check_first_byte(uint8_t b0, uint8_t version, uvmqtt_role_t role) {
+int uvmqtt__codec_check_first_byte(uint8_t b0, uint8_t version,
+                                   uvmqtt_role_t role) {
   unsigned type = b0 >> 4, flags = b0 & 0x0F;
   if (type == 0)
     return UVMQTT_ETYPE;
@@ -58,14 +59,14 @@ int uvmqtt__check_first_byte(uint8_t b0, uint8_t version, uvmqtt_role_t role) {
   }
 }
 
-static int rd_u8(uvmqtt__rd_t *r, uint8_t *v) {
+static int rd_u8(uvmqtt__codec_rd_t *r, uint8_t *v) {
   if (r->pos >= r->end)
     FAIL(r, r->pos, UVMQTT_ETRUNC);
   *v = r->b[r->pos++];
   return 0;
 }
 
-static int rd_u16(uvmqtt__rd_t *r, uint16_t *v) {
+static int rd_u16(uvmqtt__codec_rd_t *r, uint16_t *v) {
   if (r->end - r->pos < 2)
     FAIL(r, r->pos, UVMQTT_ETRUNC);
   *v = (uint16_t)((r->b[r->pos] << 8) | r->b[r->pos + 1]);
@@ -73,14 +74,14 @@ static int rd_u16(uvmqtt__rd_t *r, uint16_t *v) {
   return 0;
 }
 
-static int rd_packet_id(uvmqtt__rd_t *r, uint16_t *v) {
+static int rd_packet_id(uvmqtt__codec_rd_t *r, uint16_t *v) {
   TRY(rd_u16(r, v));
   if (*v == 0)
     FAIL(r, r->pos - 2, UVMQTT_EPACKETID);
   return 0;
 }
 
-static int at_end(uvmqtt__rd_t *r) {
+static int at_end(uvmqtt__codec_rd_t *r) {
   if (r->pos != r->end)
     FAIL(r, r->pos, UVMQTT_ETRAILING);
   return 0;
@@ -107,12 +108,12 @@ static const uint8_t rc_auth[] = {0x00, 0x18, 0x19};
 
 /* ---- per packet ---------------------------------------------------------- */
 
-static int dec_connect(uvmqtt__rd_t *r, uvmqtt_connect_t *c) {
+static int dec_connect(uvmqtt__codec_rd_t *r, uvmqtt_connect_t *c) {
   uvmqtt_str_t name;
   uint8_t level, flags;
   memset(c, 0, sizeof(*c));
   size_t name_off = r->pos;
-  TRY(uvmqtt__rd_str(r, &name));
+  TRY(uvmqtt__codec_rd_str(r, &name));
   size_t level_off = r->pos;
   TRY(rd_u8(r, &level));
   if (level == UVMQTT_V31) {
@@ -145,31 +146,32 @@ static int dec_connect(uvmqtt__rd_t *r, uvmqtt_connect_t *c) {
   if (level != UVMQTT_V5 && c->has_password && !c->has_username)
     FAIL(r, flags_off, UVMQTT_EMALFORMED); /* [MQTT-3.1.2-22] */
   if (level == UVMQTT_V5)
-    TRY(uvmqtt__props_decode(r, UVMQTT_CONNECT, true, &c->props));
-  TRY(uvmqtt__rd_str(r, &c->client_id));
+    TRY(uvmqtt__codec_props_decode(r, UVMQTT_CONNECT, true, &c->props));
+  TRY(uvmqtt__codec_rd_str(r, &c->client_id));
   if (c->will) {
     if (level == UVMQTT_V5)
-      TRY(uvmqtt__props_decode(r, UVMQTT__WILL, true, &c->will_props));
+      TRY(uvmqtt__codec_props_decode(r, UVMQTT__WILL, true, &c->will_props));
     size_t topic_off = r->pos, bad;
     uvmqtt_bin_t wt;
-    TRY(uvmqtt__rd_bin(r, &wt));
-    int rc = uvmqtt__utf8_scan(wt.data, wt.len, true, &bad);
+    TRY(uvmqtt__codec_rd_bin(r, &wt));
+    int rc = uvmqtt__codec_utf8_scan(wt.data, wt.len, true, &bad);
     if (rc)
       FAIL(r, topic_off + 2 + bad, rc);
     if (wt.len == 0)
       FAIL(r, topic_off, UVMQTT_ETOPIC);
     c->will_topic.data = (const char *)wt.data;
     c->will_topic.len = wt.len;
-    TRY(uvmqtt__rd_bin(r, &c->will_payload));
+    TRY(uvmqtt__codec_rd_bin(r, &c->will_payload));
   }
   if (c->has_username)
-    TRY(uvmqtt__rd_str(r, &c->username));
+    TRY(uvmqtt__codec_rd_str(r, &c->username));
   if (c->has_password)
-    TRY(uvmqtt__rd_bin(r, &c->password));
+    TRY(uvmqtt__codec_rd_bin(r, &c->password));
   return at_end(r);
 }
 
-static int dec_connack(uvmqtt__rd_t *r, uint8_t version, uvmqtt_connack_t *c) {
+static int dec_connack(uvmqtt__codec_rd_t *r, uint8_t version,
+                       uvmqtt_connack_t *c) {
   uint8_t flags;
   memset(c, 0, sizeof(*c));
   size_t flags_off = r->pos;
@@ -185,14 +187,14 @@ static int dec_connack(uvmqtt__rd_t *r, uint8_t version, uvmqtt_connack_t *c) {
   if (version == UVMQTT_V5) {
     if (!in_set(c->reason_code, rc_connack, sizeof(rc_connack)))
       FAIL(r, rc_off, UVMQTT_EREASON);
-    TRY(uvmqtt__props_decode(r, UVMQTT_CONNACK, false, &c->props));
+    TRY(uvmqtt__codec_props_decode(r, UVMQTT_CONNACK, false, &c->props));
   } else if (c->reason_code > 5) {
     FAIL(r, rc_off, UVMQTT_EREASON);
   }
   return at_end(r);
 }
 
-static int dec_publish(uvmqtt__rd_t *r, uint8_t flags, uint8_t version,
+static int dec_publish(uvmqtt__codec_rd_t *r, uint8_t flags, uint8_t version,
                        uvmqtt_role_t role, uvmqtt_publish_t *p) {
   p->dup = (flags & 8) != 0;
   p->qos = (flags >> 1) & 3;
@@ -205,7 +207,7 @@ static int dec_publish(uvmqtt__rd_t *r, uint8_t flags, uint8_t version,
     FAIL(r, topic_off, UVMQTT_ETRUNC);
   const uint8_t *t = r->b + r->pos + 2;
   size_t bad;
-  int rc = uvmqtt__utf8_scan(t, tlen, true, &bad);
+  int rc = uvmqtt__codec_utf8_scan(t, tlen, true, &bad);
   if (UVMQTT__UNLIKELY(rc))
     FAIL(r, topic_off + 2 + bad, rc);
   p->topic.data = (const char *)t;
@@ -217,8 +219,8 @@ static int dec_publish(uvmqtt__rd_t *r, uint8_t flags, uint8_t version,
     p->packet_id = 0;
   }
   if (version == UVMQTT_V5) {
-    TRY(uvmqtt__props_decode(r, UVMQTT_PUBLISH, role == UVMQTT_ROLE_SERVER,
-                             &p->props));
+    TRY(uvmqtt__codec_props_decode(r, UVMQTT_PUBLISH,
+                                   role == UVMQTT_ROLE_SERVER, &p->props));
     /* An empty topic needs a topic alias [MQTT-3.3.2-8]. */
     if (tlen == 0 &&
         !(p->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)))
@@ -234,7 +236,7 @@ static int dec_publish(uvmqtt__rd_t *r, uint8_t flags, uint8_t version,
   return 0;
 }
 
-static int dec_ack(uvmqtt__rd_t *r, uint8_t type, uint8_t version,
+static int dec_ack(uvmqtt__codec_rd_t *r, uint8_t type, uint8_t version,
                    uvmqtt_ack_t *a) {
   memset(a, 0, sizeof(*a));
   TRY(rd_packet_id(r, &a->packet_id));
@@ -247,17 +249,17 @@ static int dec_ack(uvmqtt__rd_t *r, uint8_t type, uint8_t version,
     if (!ok)
       FAIL(r, rc_off, UVMQTT_EREASON);
     if (r->pos < r->end)
-      TRY(uvmqtt__props_decode(r, type, false, &a->props));
+      TRY(uvmqtt__codec_props_decode(r, type, false, &a->props));
   }
   return at_end(r);
 }
 
-static int dec_subscribe(uvmqtt__rd_t *r, uint8_t version,
+static int dec_subscribe(uvmqtt__codec_rd_t *r, uint8_t version,
                          uvmqtt_subscribe_t *s) {
   memset(s, 0, sizeof(*s));
   TRY(rd_packet_id(r, &s->packet_id));
   if (version == UVMQTT_V5)
-    TRY(uvmqtt__props_decode(r, UVMQTT_SUBSCRIBE, true, &s->props));
+    TRY(uvmqtt__codec_props_decode(r, UVMQTT_SUBSCRIBE, true, &s->props));
   s->raw = r->b + r->pos;
   s->raw_len = r->end - r->pos;
   if (r->pos == r->end) /* at least one filter [MQTT-3.8.3-3] */
@@ -266,9 +268,9 @@ static int dec_subscribe(uvmqtt__rd_t *r, uint8_t version,
     uvmqtt_str_t f;
     uint8_t opt;
     size_t f_off = r->pos, bad;
-    TRY(uvmqtt__rd_str(r, &f));
+    TRY(uvmqtt__codec_rd_str(r, &f));
     if (uvmqtt__codec_filter_check(f.data, f.len, &bad))
-      FAIL(r, f_off + 2 + bad, UVMQTT_EFILTER);
+      FAIL(r, f.len ? f_off + 2 + bad : f_off, UVMQTT_EFILTER);
     size_t opt_off = r->pos;
     TRY(rd_u8(r, &opt));
     if ((opt & 3) == 3)
@@ -289,14 +291,14 @@ static int dec_subscribe(uvmqtt__rd_t *r, uint8_t version,
   return 0;
 }
 
-static int dec_suback(uvmqtt__rd_t *r, uint8_t type, uint8_t version,
+static int dec_suback(uvmqtt__codec_rd_t *r, uint8_t type, uint8_t version,
                       uvmqtt_suback_t *s) {
   memset(s, 0, sizeof(*s));
   TRY(rd_packet_id(r, &s->packet_id));
   if (type == UVMQTT_UNSUBACK && version != UVMQTT_V5)
     return at_end(r);
   if (version == UVMQTT_V5)
-    TRY(uvmqtt__props_decode(r, type, false, &s->props));
+    TRY(uvmqtt__codec_props_decode(r, type, false, &s->props));
   if (r->pos == r->end) /* one code per filter, and there was at least one */
     FAIL(r, r->pos, UVMQTT_EMALFORMED);
   s->codes = r->b + r->pos;
@@ -317,12 +319,12 @@ static int dec_suback(uvmqtt__rd_t *r, uint8_t type, uint8_t version,
   return 0;
 }
 
-static int dec_unsubscribe(uvmqtt__rd_t *r, uint8_t version,
+static int dec_unsubscribe(uvmqtt__codec_rd_t *r, uint8_t version,
                            uvmqtt_unsubscribe_t *u) {
   memset(u, 0, sizeof(*u));
   TRY(rd_packet_id(r, &u->packet_id));
   if (version == UVMQTT_V5)
-    TRY(uvmqtt__props_decode(r, UVMQTT_UNSUBSCRIBE, true, &u->props));
+    TRY(uvmqtt__codec_props_decode(r, UVMQTT_UNSUBSCRIBE, true, &u->props));
   u->raw = r->b + r->pos;
   u->raw_len = r->end - r->pos;
   if (r->pos == r->end) /* at least one filter [MQTT-3.10.3-2] */
@@ -330,16 +332,16 @@ static int dec_unsubscribe(uvmqtt__rd_t *r, uint8_t version,
   while (r->pos < r->end) {
     uvmqtt_str_t f;
     size_t f_off = r->pos, bad;
-    TRY(uvmqtt__rd_str(r, &f));
+    TRY(uvmqtt__codec_rd_str(r, &f));
     if (uvmqtt__codec_filter_check(f.data, f.len, &bad))
-      FAIL(r, f_off + 2 + bad, UVMQTT_EFILTER);
+      FAIL(r, f.len ? f_off + 2 + bad : f_off, UVMQTT_EFILTER);
     u->count++;
   }
   return 0;
 }
 
 /* DISCONNECT and AUTH: v5 may omit reason and properties. */
-static int dec_reason(uvmqtt__rd_t *r, uint8_t type, uint8_t version,
+static int dec_reason(uvmqtt__codec_rd_t *r, uint8_t type, uint8_t version,
                       uvmqtt_role_t role, uvmqtt_reason_t *d) {
   memset(d, 0, sizeof(*d));
   if (version != UVMQTT_V5)
@@ -358,14 +360,15 @@ static int dec_reason(uvmqtt__rd_t *r, uint8_t type, uint8_t version,
   if (!ok)
     FAIL(r, rc_off, UVMQTT_EREASON);
   if (r->pos < r->end)
-    TRY(uvmqtt__props_decode(r, type, role == UVMQTT_ROLE_SERVER, &d->props));
+    TRY(uvmqtt__codec_props_decode(r, type, role == UVMQTT_ROLE_SERVER,
+                                   &d->props));
   return at_end(r);
 }
 
-int uvmqtt__decode_body(const uint8_t *buf, size_t len, size_t body,
-                        uint8_t version, uvmqtt_role_t role,
-                        uvmqtt_packet_t *out, size_t *err_off) {
-  uvmqtt__rd_t r = {buf, body, len, 0};
+int uvmqtt__codec_decode_body(const uint8_t *buf, size_t len, size_t body,
+                              uint8_t version, uvmqtt_role_t role,
+                              uvmqtt_packet_t *out, size_t *err_off) {
+  uvmqtt__codec_rd_t r = {buf, body, len, 0};
   uint8_t type = buf[0] >> 4, flags = buf[0] & 0x0F;
   int rc;
   out->type = type;
@@ -452,7 +455,7 @@ int uvmqtt_decode(const uint8_t *buf, size_t len, uint8_t version,
     rc = UVMQTT_ETRUNC;
     goto fail;
   }
-  rc = uvmqtt__check_first_byte(buf[0], version, role);
+  rc = uvmqtt__codec_check_first_byte(buf[0], version, role);
   if (rc)
     goto fail;
   rc = fixed_header(buf, len, &hlen, &rem, &off);
@@ -468,7 +471,7 @@ int uvmqtt_decode(const uint8_t *buf, size_t len, uint8_t version,
     rc = UVMQTT_ETRAILING;
     goto fail;
   }
-  return uvmqtt__decode_body(buf, len, hlen, version, role, out, err_off);
+  return uvmqtt__codec_decode_body(buf, len, hlen, version, role, out, err_off);
 fail:
   if (err_off)
     *err_off = off;

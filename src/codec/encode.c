@@ -32,8 +32,8 @@ static int str_size(size_t len, const void *data, size_t *rl) {
 static int props_block(const uvmqtt_props_t *props, int where, size_t *plen,
                        size_t *rl) {
   *plen = 0;
-  if (!uvmqtt__props_empty(props)) {
-    int rc = uvmqtt__props_size(props, where, plen);
+  if (!uvmqtt__codec_props_empty(props)) {
+    int rc = uvmqtt__codec_props_size(props, where, plen);
     if (rc)
       return rc;
   }
@@ -67,8 +67,8 @@ static inline int publish_plan(const uvmqtt_publish_t *p, uint8_t version,
   size_t vh = 2 + p->topic.len + (p->qos ? 2 : 0);
   pl->plen = 0;
   if (version == UVMQTT_V5) {
-    if (!uvmqtt__props_empty(&p->props)) {
-      int rc = uvmqtt__props_size(&p->props, UVMQTT_PUBLISH, &pl->plen);
+    if (!uvmqtt__codec_props_empty(&p->props)) {
+      int rc = uvmqtt__codec_props_size(&p->props, UVMQTT_PUBLISH, &pl->plen);
       if (rc)
         return rc;
     }
@@ -98,7 +98,7 @@ static inline uint8_t *publish_write_head(const uvmqtt_publish_t *p,
   if (version == UVMQTT_V5) {
     o = uvmqtt__put_varint(o, (uint32_t)pl->plen);
     if (pl->plen)
-      o = uvmqtt__props_write(&p->props, o);
+      o = uvmqtt__codec_props_write(&p->props, o);
   }
   return o;
 }
@@ -168,7 +168,7 @@ static int plan_packet(const uvmqtt_packet_t *pkt, uint8_t version,
       return UVMQTT_EPACKETID;
     rl = 2;
     if (v5) {
-      bool empty = uvmqtt__props_empty(&a->props);
+      bool empty = uvmqtt__codec_props_empty(&a->props);
       pl->has_reason = a->reason_code != 0 || !empty;
       pl->has_props = !empty;
       if (pl->has_reason)
@@ -240,7 +240,7 @@ static int plan_packet(const uvmqtt_packet_t *pkt, uint8_t version,
   case UVMQTT_DISCONNECT:
     if (v5) {
       const uvmqtt_reason_t *d = &pkt->u.disconnect; /* same layout as auth */
-      bool empty = uvmqtt__props_empty(&d->props);
+      bool empty = uvmqtt__codec_props_empty(&d->props);
       pl->has_reason = d->reason_code != 0 || !empty;
       pl->has_props = !empty;
       if (pl->has_reason)
@@ -259,7 +259,7 @@ static int plan_packet(const uvmqtt_packet_t *pkt, uint8_t version,
 static uint8_t *put_props(const uvmqtt_props_t *props, size_t plen,
                           uint8_t *o) {
   o = uvmqtt__put_varint(o, (uint32_t)plen);
-  return plen ? uvmqtt__props_write(props, o) : o;
+  return plen ? uvmqtt__codec_props_write(props, o) : o;
 }
 
 static void write_packet(const uvmqtt_packet_t *pkt, uint8_t version,

@@ -36,8 +36,8 @@ static inline bool too_big(const uvmqtt_parser_t *p, size_t total) {
 static int decode_whole(uvmqtt_parser_t *p, const uint8_t *pkt, size_t total,
                         size_t hlen, uint64_t start, uvmqtt_packet_t *out) {
   size_t off = 0;
-  int rc = uvmqtt__decode_body(pkt, total, hlen, p->version,
-                               (uvmqtt_role_t)p->role, out, &off);
+  int rc = uvmqtt__codec_decode_body(pkt, total, hlen, p->version,
+                                     (uvmqtt_role_t)p->role, out, &off);
   if (UVMQTT__UNLIKELY(rc))
     return fail(p, rc, start + off);
   return UVMQTT_PARSE_PACKET;
@@ -48,7 +48,8 @@ static int decode_whole(uvmqtt_parser_t *p, const uint8_t *pkt, size_t total,
 static int hdr_byte(uvmqtt_parser_t *p, uint8_t c) {
   uint64_t at = p->offset; /* offset of c */
   if (p->hdr_len == 0) {
-    int rc = uvmqtt__check_first_byte(c, p->version, (uvmqtt_role_t)p->role);
+    int rc =
+        uvmqtt__codec_check_first_byte(c, p->version, (uvmqtt_role_t)p->role);
     if (rc)
       return fail(p, rc, at);
     p->hdr[p->hdr_len++] = c;
@@ -83,7 +84,8 @@ int uvmqtt_parser_feed(uvmqtt_parser_t *p, const uint8_t *data, size_t len,
     /* Fast path: a packet starting at data[0] and wholly inside it. */
     if (p->hdr_len == 0 && len >= 2) {
       uint8_t b0 = data[0];
-      rc = uvmqtt__check_first_byte(b0, p->version, (uvmqtt_role_t)p->role);
+      rc = uvmqtt__codec_check_first_byte(b0, p->version,
+                                          (uvmqtt_role_t)p->role);
       if (UVMQTT__UNLIKELY(rc))
         return fail(p, rc, p->offset);
       uint32_t rem = 0;

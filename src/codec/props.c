@@ -19,7 +19,7 @@ static inline int lowest_bit(uint64_t m) {
 
 /* ---- readers ------------------------------------------------------------ */
 
-int uvmqtt__rd_varint(uvmqtt__rd_t *r, uint32_t *out) {
+int uvmqtt__codec_rd_varint(uvmqtt__codec_rd_t *r, uint32_t *out) {
   uint32_t v = 0;
   size_t start = r->pos;
   for (int i = 0; i < 4; i++) {
@@ -42,7 +42,7 @@ int uvmqtt__rd_varint(uvmqtt__rd_t *r, uint32_t *out) {
   return UVMQTT_EMALFORMED;
 }
 
-static int rd_len(uvmqtt__rd_t *r, const uint8_t **data, size_t *len) {
+static int rd_len(uvmqtt__codec_rd_t *r, const uint8_t **data, size_t *len) {
   if (r->end - r->pos < 2) {
     r->err_off = r->pos;
     return UVMQTT_ETRUNC;
@@ -58,17 +58,17 @@ static int rd_len(uvmqtt__rd_t *r, const uint8_t **data, size_t *len) {
   return 0;
 }
 
-int uvmqtt__rd_bin(uvmqtt__rd_t *r, uvmqtt_bin_t *out) {
+int uvmqtt__codec_rd_bin(uvmqtt__codec_rd_t *r, uvmqtt_bin_t *out) {
   return rd_len(r, &out->data, &out->len);
 }
 
-int uvmqtt__rd_str(uvmqtt__rd_t *r, uvmqtt_str_t *out) {
+int uvmqtt__codec_rd_str(uvmqtt__codec_rd_t *r, uvmqtt_str_t *out) {
   const uint8_t *d;
   size_t n, bad;
   int rc = rd_len(r, &d, &n);
   if (rc)
     return rc;
-  rc = uvmqtt__utf8_scan(d, n, false, &bad);
+  rc = uvmqtt__codec_utf8_scan(d, n, false, &bad);
   if (rc) {
     r->err_off = (size_t)(d - r->b) + bad;
     return rc;
@@ -80,7 +80,7 @@ int uvmqtt__rd_str(uvmqtt__rd_t *r, uvmqtt_str_t *out) {
 
 /* ---- decoding ----------------------------------------------------------- */
 
-static int rd_fixed(uvmqtt__rd_t *r, size_t n, uint32_t *out) {
+static int rd_fixed(uvmqtt__codec_rd_t *r, size_t n, uint32_t *out) {
   if (r->end - r->pos < n) {
     r->err_off = r->pos;
     return UVMQTT_ETRUNC;
@@ -93,12 +93,12 @@ static int rd_fixed(uvmqtt__rd_t *r, size_t n, uint32_t *out) {
   return 0;
 }
 
-int uvmqtt__props_decode(uvmqtt__rd_t *r, int where, bool server,
-                         uvmqtt_props_t *props) {
+int uvmqtt__codec_props_decode(uvmqtt__codec_rd_t *r, int where, bool server,
+                               uvmqtt_props_t *props) {
   memset(props, 0, sizeof(*props));
   size_t len_off = r->pos;
   uint32_t plen;
-  int rc = uvmqtt__rd_varint(r, &plen);
+  int rc = uvmqtt__codec_rd_varint(r, &plen);
   if (rc)
     return rc;
   if (plen > r->end - r->pos) {
@@ -107,13 +107,13 @@ int uvmqtt__props_decode(uvmqtt__rd_t *r, int where, bool server,
   }
   props->raw = r->b + r->pos;
   props->raw_len = plen;
-  uvmqtt__rd_t q = {r->b, r->pos, r->pos + plen, 0};
+  uvmqtt__codec_rd_t q = {r->b, r->pos, r->pos + plen, 0};
   while (q.pos < q.end) {
     size_t id_off = q.pos;
     uint32_t id, v = 0;
     uvmqtt_str_t s = {NULL, 0};
     uvmqtt_bin_t bin = {NULL, 0};
-    rc = uvmqtt__rd_varint(&q, &id);
+    rc = uvmqtt__codec_rd_varint(&q, &id);
     if (rc)
       goto fail;
     int type = uvmqtt_prop_type((int)id);
@@ -156,18 +156,18 @@ int uvmqtt__props_decode(uvmqtt__rd_t *r, int where, bool server,
       rc = rd_fixed(&q, 4, &v);
       break;
     case UVMQTT_PROP_TYPE_VARINT:
-      rc = uvmqtt__rd_varint(&q, &v);
+      rc = uvmqtt__codec_rd_varint(&q, &v);
       break;
     case UVMQTT_PROP_TYPE_UTF8:
-      rc = uvmqtt__rd_str(&q, &s);
+      rc = uvmqtt__codec_rd_str(&q, &s);
       break;
     case UVMQTT_PROP_TYPE_BINARY:
-      rc = uvmqtt__rd_bin(&q, &bin);
+      rc = uvmqtt__codec_rd_bin(&q, &bin);
       break;
     default: /* UTF8_PAIR */
-      rc = uvmqtt__rd_str(&q, &s);
+      rc = uvmqtt__codec_rd_str(&q, &s);
       if (rc == 0)
-        rc = uvmqtt__rd_str(&q, &s);
+        rc = uvmqtt__codec_rd_str(&q, &s);
       break;
     }
     if (rc)
@@ -421,7 +421,8 @@ static bool has_user_props(const uvmqtt_props_t *props) {
   return props->user_prop_count > 0;
 }
 
-int uvmqtt__props_size(const uvmqtt_props_t *props, int where, size_t *len) {
+int uvmqtt__codec_props_size(const uvmqtt_props_t *props, int where,
+                             size_t *len) {
   size_t n = 0;
   uint64_t m = props->present & ~(BIT(UVMQTT_PROP_USER_PROPERTY) |
                                   BIT(UVMQTT_PROP_SUBSCRIPTION_IDENTIFIER));
@@ -517,7 +518,7 @@ int uvmqtt__props_size(const uvmqtt_props_t *props, int where, size_t *len) {
   return 0;
 }
 
-uint8_t *uvmqtt__props_write(const uvmqtt_props_t *props, uint8_t *o) {
+uint8_t *uvmqtt__codec_props_write(const uvmqtt_props_t *props, uint8_t *o) {
   uint64_t m = props->present & ~(BIT(UVMQTT_PROP_USER_PROPERTY) |
                                   BIT(UVMQTT_PROP_SUBSCRIPTION_IDENTIFIER));
   if (has_sub_ids(props))
@@ -634,7 +635,7 @@ uint8_t *uvmqtt__props_write(const uvmqtt_props_t *props, uint8_t *o) {
       *o++ = props->shared_subscription_available;
       break;
     default:
-      break; /* rejected by uvmqtt__props_size() */
+      break; /* rejected by uvmqtt__codec_props_size() */
     }
   }
   return o;

@@ -9,8 +9,8 @@
 /* Non-zero when some byte of v is zero (exact for the "any" question). */
 #define HAS_ZERO(v) (((v)-ONES) & ~(v)&HIGHS)
 
-int uvmqtt__utf8_scan(const uint8_t *s, size_t len, bool topic,
-                      size_t *err_off) {
+int uvmqtt__codec_utf8_scan(const uint8_t *s, size_t len, bool topic,
+                            size_t *err_off) {
   size_t i = 0;
   /* ASCII fast path, eight bytes at a time: leave it at the first block
    * holding a non-ASCII byte, a NUL or (for topics) a wildcard. */
@@ -77,7 +77,7 @@ bad_utf8:
 int uvmqtt_utf8_check(const char *s, size_t len, size_t *err_off) {
   if (s == NULL && len > 0)
     return UVMQTT_EINVAL;
-  return uvmqtt__utf8_scan((const uint8_t *)s, len, false, err_off);
+  return uvmqtt__codec_utf8_scan((const uint8_t *)s, len, false, err_off);
 }
 
 int uvmqtt__codec_filter_check(const char *s, size_t len, size_t *err_off) {
