@@ -47,13 +47,16 @@ struct route_s {
 };
 
 struct node_s {
-  node_t *parent;   /* NULL for the root */
-  node_t *plus;     /* the '+' child */
-  node_t **tab;     /* literal children; NULL when tn == 0 */
+  node_t *parent; /* NULL for the root */
+  node_t *plus;   /* the '+' child */
+  union {
+    node_t *one;    /* tcap == 1 */
+    node_t **tab;   /* tcap >= 4 */
+  } ch;             /* literal children, see below */
   route_t *routes;  /* routes whose key ends here */
   route_t *hroutes; /* routes whose key is this prefix + "/#" */
   uint32_t hv;      /* hash of seg */
-  uint32_t tcap;    /* 0 or a power of two */
+  uint32_t tcap;    /* 0, 1 or a power of two >= 4 */
   uint32_t tn;      /* literal children */
   uint16_t seglen;
   char seg[]; /* this node's level, not NUL-terminated */
@@ -70,7 +73,6 @@ struct uvmqtt_router_s {
 
 #define NODE_SIZE(seglen) (offsetof(node_t, seg) + (seglen))
 #define ROUTE_SIZE(len) (offsetof(route_t, filter) + (len))
-#define TAB_MIN 2u
 
 /* ---- accounting allocation ---------------------------------------------- */
 
@@ -95,93 +97,169 @@ static void r_free(uvmqtt_router_t *r, void *p, size_t n) {
   }
 }
 
-/* ---- literal-children hash table ---------------------------------------- */
+/* ---- literal children ----------------------------------------------------
+ *
+ * tcap == 0: no literal child.
+ * tcap == 1: exactly one, held directly in ch.one (no table: most nodes
+ *            deep in a trie have a single child).
+ * tcap >= 4: an open-addressing table of tcap slots, a power of two: tcap
+ *            child pointers followed by their tcap hashes, so probes compare
+ *            hashes without touching the children.
+ */
+
+#define TAB_MIN 4u
+#define SLOT_SIZE (sizeof(node_t *) + sizeof(uint32_t))
 
 /* FNV-1a; levels are short. */
+#define FNV_BASIS 2166136261u
+#define FNV_PRIME 16777619u
+
 static uint32_t hash_level(const char *s, size_t n) {
-  uint32_t h = 2166136261u;
+  uint32_t h = FNV_BASIS;
   for (size_t i = 0; i < n; i++) {
     h ^= (unsigned char)s[i];
-    h *= 16777619u;
+    h *= FNV_PRIME;
   }
   return h;
+}
+
+/* The length of the level at s (up to '/' or max bytes) and its hash, in
+ * one pass. */
+static size_t scan_level(const char *s, size_t max, uint32_t *hash) {
+  uint32_t h = FNV_BASIS;
+  size_t i = 0;
+  for (; i < max && s[i] != '/'; i++) {
+    h ^= (unsigned char)s[i];
+    h *= FNV_PRIME;
+  }
+  *hash = h;
+  return i;
 }
 
 static uint32_t home(uint32_t h, uint32_t mask) {
   return (h ^ (h >> 16)) & mask;
 }
 
+static uint32_t *tab_hashes(node_t **tab, uint32_t cap) {
+  return (uint32_t *)(void *)(tab + cap);
+}
+
+static bool seg_eq(const node_t *c, const char *s, size_t len) {
+  if (c->seglen != len)
+    return false;
+  for (size_t i = 0; i < len; i++)
+    if (c->seg[i] != s[i])
+      return false;
+  return true;
+}
+
 static node_t *tab_find(const node_t *n, const char *s, size_t len,
                         uint32_t h) {
-  if (n->tn == 0)
-    return NULL;
+  if (n->tcap <= 1) {
+    node_t *c = n->ch.one;
+    return c && c->hv == h && seg_eq(c, s, len) ? c : NULL;
+  }
   uint32_t mask = n->tcap - 1;
+  node_t **tab = n->ch.tab;
+  const uint32_t *hs = tab_hashes(tab, n->tcap);
   for (uint32_t i = home(h, mask);; i = (i + 1) & mask) {
-    node_t *c = n->tab[i];
+    node_t *c = tab[i];
     if (!c)
       return NULL;
-    if (c->hv == h && c->seglen == len && memcmp(c->seg, s, len) == 0)
+    if (hs[i] == h && seg_eq(c, s, len))
       return c;
   }
 }
 
-static void tab_put(node_t **tab, uint32_t mask, node_t *c) {
+static void tab_put(node_t **tab, uint32_t cap, node_t *c) {
+  uint32_t mask = cap - 1;
   uint32_t i = home(c->hv, mask);
   while (tab[i])
     i = (i + 1) & mask;
   tab[i] = c;
+  tab_hashes(tab, cap)[i] = c->hv;
 }
 
-/* Moves n's children into a table of cap slots. */
+static void tab_free(uvmqtt_router_t *r, node_t *n) {
+  if (n->tcap > 1)
+    r_free(r, n->ch.tab, n->tcap * SLOT_SIZE);
+  n->ch.tab = NULL;
+  n->tcap = 0;
+}
+
+/* Moves n's children (direct or tabled) into a table of cap slots. */
 static int tab_rebuild(uvmqtt_router_t *r, node_t *n, uint32_t cap) {
-  node_t **tab = r_calloc(r, cap, sizeof(*tab));
+  node_t **tab = r_calloc(r, cap, SLOT_SIZE);
   if (!tab)
     return UVMQTT_ENOMEM;
-  for (uint32_t i = 0; i < n->tcap; i++)
-    if (n->tab[i])
-      tab_put(tab, cap - 1, n->tab[i]);
-  r_free(r, n->tab, n->tcap * sizeof(*tab));
-  n->tab = tab;
+  if (n->tcap == 1) {
+    tab_put(tab, cap, n->ch.one);
+  } else {
+    for (uint32_t i = 0; i < n->tcap; i++)
+      if (n->ch.tab[i])
+        tab_put(tab, cap, n->ch.tab[i]);
+  }
+  tab_free(r, n);
+  n->ch.tab = tab;
   n->tcap = cap;
   return 0;
 }
 
-/* Keeps the load at or below 3/4 so probes stay short and a slot is free. */
+/* Keeps a table's load at or below 3/4 so probes stay short and a slot
+ * stays free. */
 static int tab_insert(uvmqtt_router_t *r, node_t *n, node_t *c) {
-  if ((n->tn + 1) * 4 > n->tcap * 3) {
-    uint32_t cap = n->tcap ? n->tcap * 2 : TAB_MIN;
+  if (n->tcap == 0) {
+    n->ch.one = c;
+    n->tcap = 1;
+    n->tn = 1;
+    return 0;
+  }
+  if (n->tcap == 1 || (n->tn + 1) * 4 > n->tcap * 3) {
     if (n->tcap > UINT32_MAX / 4)
       return UVMQTT_ENOMEM;
-    if (tab_rebuild(r, n, cap) != 0)
+    if (tab_rebuild(r, n, n->tcap == 1 ? TAB_MIN : n->tcap * 2) != 0)
       return UVMQTT_ENOMEM;
   }
-  tab_put(n->tab, n->tcap - 1, c);
+  tab_put(n->ch.tab, n->tcap, c);
   n->tn++;
   return 0;
 }
 
 static void tab_remove(uvmqtt_router_t *r, node_t *n, node_t *c) {
+  if (n->tcap == 1) {
+    n->ch.one = NULL;
+    n->tcap = 0;
+    n->tn = 0;
+    return;
+  }
   uint32_t mask = n->tcap - 1;
+  node_t **tab = n->ch.tab;
+  uint32_t *hs = tab_hashes(tab, n->tcap);
   uint32_t i = home(c->hv, mask);
-  while (n->tab[i] != c)
+  while (tab[i] != c)
     i = (i + 1) & mask;
   /* Backward-shift deletion: pull later entries of the probe run into the
    * hole unless their home lies cyclically in (i, j]. */
-  n->tab[i] = NULL;
-  for (uint32_t j = (i + 1) & mask; n->tab[j]; j = (j + 1) & mask) {
-    uint32_t k = home(n->tab[j]->hv, mask);
+  tab[i] = NULL;
+  for (uint32_t j = (i + 1) & mask; tab[j]; j = (j + 1) & mask) {
+    uint32_t k = home(hs[j], mask);
     bool stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
     if (!stays) {
-      n->tab[i] = n->tab[j];
-      n->tab[j] = NULL;
+      tab[i] = tab[j];
+      hs[i] = hs[j];
+      tab[j] = NULL;
       i = j;
     }
   }
   n->tn--;
-  if (n->tn == 0) {
-    r_free(r, n->tab, n->tcap * sizeof(*n->tab));
-    n->tab = NULL;
-    n->tcap = 0;
+  if (n->tn == 1) {
+    /* Back to a direct child: no allocation needed. */
+    node_t *one = NULL;
+    for (uint32_t k = 0; !one; k++)
+      one = tab[k];
+    tab_free(r, n);
+    n->ch.one = one;
+    n->tcap = 1;
   } else if (n->tn * 4 < n->tcap) {
     /* Below 1/4 full: shrink to the smallest table the growth rule allows.
      * Growing at 3/4 and shrinking below 1/4 keeps alternating adds and
@@ -192,6 +270,16 @@ static void tab_remove(uvmqtt_router_t *r, node_t *n, node_t *c) {
     if (cap < n->tcap)
       (void)tab_rebuild(r, n, cap); /* failure only wastes space */
   }
+}
+
+/* Any one literal child, or NULL. */
+static node_t *tab_any(const node_t *n) {
+  if (n->tcap == 1)
+    return n->ch.one;
+  for (uint32_t i = 0; i < n->tcap; i++)
+    if (n->ch.tab[i])
+      return n->ch.tab[i];
+  return NULL;
 }
 
 /* ---- nodes ----------------------------------------------------------------
@@ -211,7 +299,7 @@ static node_t *node_new(uvmqtt_router_t *r, node_t *parent, const char *seg,
 }
 
 static void node_free(uvmqtt_router_t *r, node_t *n) {
-  r_free(r, n->tab, n->tcap * sizeof(*n->tab));
+  tab_free(r, n);
   r_free(r, n, NODE_SIZE(n->seglen));
 }
 
@@ -239,9 +327,7 @@ static void prune(uvmqtt_router_t *r, node_t *n) {
 static void drop_chain(uvmqtt_router_t *r, node_t *first) {
   node_unlink(r, first);
   while (first) {
-    node_t *next = first->plus;
-    for (uint32_t i = 0; !next && i < first->tcap; i++)
-      next = first->tab[i];
+    node_t *next = first->plus ? first->plus : tab_any(first);
     node_free(r, first);
     first = next;
   }
@@ -308,14 +394,27 @@ void uvmqtt_router_free(uvmqtt_router_t *r) {
   if (!r)
     return;
   /* Post-order without recursion: descend into any child, detaching it;
-   * free a node once it has none. tcap counts down the slots left to scan
-   * so each slot is looked at once. */
+   * free a node once it has none. */
   node_t *n = r->root;
   for (;;) {
     node_t *c = n->plus;
     n->plus = NULL;
-    while (!c && n->tcap > 0)
-      c = n->tab[--n->tcap];
+    if (!c && n->tcap == 1) {
+      c = n->ch.one;
+      n->ch.one = NULL;
+      n->tcap = 0;
+    }
+    if (!c && n->tcap >= TAB_MIN) {
+      /* Pack the children at the front once; tcap 2 marks a packed
+       * table, a state that exists only here. */
+      uint32_t k = 0;
+      for (uint32_t i = 0; i < n->tcap; i++)
+        if (n->ch.tab[i])
+          n->ch.tab[k++] = n->ch.tab[i];
+      n->tcap = 2;
+    }
+    if (!c && n->tcap == 2 && n->tn > 0)
+      c = n->ch.tab[--n->tn];
     if (c) {
       n = c;
       continue;
@@ -323,7 +422,7 @@ void uvmqtt_router_free(uvmqtt_router_t *r) {
     node_t *p = n->parent;
     free_list(n->routes);
     free_list(n->hroutes);
-    uvmqtt__free(n->tab);
+    uvmqtt__free(n->ch.tab); /* a table, or NULL */
     uvmqtt__free(n);
     if (!p)
       break;
@@ -474,6 +573,10 @@ static int visit(const route_t *rt, uint64_t limit, uvmqtt_router_visit_cb cb,
   return 0;
 }
 
+/* Levels whose length and hash a match remembers, so that the '+' branches
+ * do not scan and hash the same level again. Deeper levels are recomputed. */
+#define LEVEL_CACHE 32
+
 int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic, size_t len,
                         uvmqtt_router_visit_cb cb, void *arg) {
   if (!r || !topic)
@@ -487,8 +590,11 @@ int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic, size_t len,
   node_t *const nowild = topic[0] == '$' ? root : NULL;
   node_t *n = root;
   /* The start of the topic level below n, i.e. the level n's children
-   * consume; len + 1 once every level is consumed. */
+   * consume; len + 1 once every level is consumed. d is n's depth. */
   size_t pos = 0;
+  size_t d = 0;
+  uint32_t cache_hash[LEVEL_CACHE], cache_len[LEVEL_CACHE];
+  uint32_t cached = 0; /* bit d: level d is in the cache */
   int visited = 0;
 
   r->walking++;
@@ -501,16 +607,29 @@ int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic, size_t len,
       if (n->routes && visit(n->routes, limit, cb, arg, &visited))
         break;
     } else {
-      size_t l = next_level(topic, len, &pos);
-      node_t *c = tab_find(n, topic + pos - l - 1, l,
-                           n->tn ? hash_level(topic + pos - l - 1, l) : 0);
+      const char *s = topic + pos;
+      size_t l;
+      uint32_t h;
+      if (d < LEVEL_CACHE && (cached >> d & 1u)) {
+        l = cache_len[d];
+        h = cache_hash[d];
+      } else {
+        l = scan_level(s, len - pos, &h);
+        if (d < LEVEL_CACHE) {
+          cache_len[d] = (uint32_t)l;
+          cache_hash[d] = h;
+          cached |= 1u << d;
+        }
+      }
+      node_t *c = n->tcap ? tab_find(n, s, l, h) : NULL;
       if (!c && n != nowild)
         c = n->plus;
       if (c) {
         n = c;
+        pos += l + 1;
+        d++;
         continue;
       }
-      pos -= l + 1;
     }
     /* n is done: climb until a '+' sibling is left to try. pos is the
      * start of the level below n; n's own level ends at pos - 1. */
@@ -527,6 +646,7 @@ int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic, size_t len,
         i--;
       pos = i;
       n = p;
+      d--;
     }
   }
 out:
