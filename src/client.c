@@ -1,2 +1,1972 @@
-/* placeholder: being written */
-typedef int uvmqtt__placeholder_t;
+/* The client: lifecycle, connect/reconnect, timers, callbacks, routing.
+ * It owns the libuv handles and the transport stack; the protocol itself
+ * lives in the sans-I/O session (session.c).
+ *
+ * Re-entrancy rule: every entry from libuv goes through ENTER/LEAVE. Work
+ * that tears state down (close, disconnect, a fatal protocol error) is
+ * recorded while inside and carried out by LEAVE once the outermost entry
+ * returns, so user callbacks may call any API function. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "props.h"
+#include "resolve.h"
+#include "session.h"
+#include "transport/transport.h"
+#include "uvmqtt.h"
+#include "uvmqtt_config.h"
+
+enum scheme { S_MQTT = 0, S_MQTTS, S_WS, S_WSS };
+
+typedef struct {
+  int scheme;
+  char *host;
+  uint16_t port; /* 0: default for the scheme */
+  char *path;    /* ws request path */
+  char *user;
+  char *pass;
+  bool has_user, has_pass;
+} server_t;
+
+struct uvmqtt_options_s {
+  char *client_id;
+  bool empty_id;
+  int version;
+  bool clean;
+  bool has_session_expiry;
+  uint32_t session_expiry;
+  unsigned keepalive;
+  char *username;
+  uint8_t *password;
+  size_t password_len;
+  bool has_password;
+  char *will_topic;
+  uint8_t *will_payload;
+  size_t will_len;
+  int will_qos;
+  bool will_retain;
+  uvmqtt_props_t *will_props;
+  uvmqtt_props_t *connect_props;
+  unsigned max_inflight;
+  size_t max_queued, max_queued_bytes;
+  int queue_policy;
+  uint32_t max_packet_size;
+  bool reconnect;
+  unsigned rc_min, rc_max;
+  double jitter;
+  unsigned connect_timeout;
+  char *bind;
+  bool nodelay;
+  bool resubscribe;
+  const uvmqtt_tls_config_t *tls;
+  bool tls_for_tcp;
+  char *ws_path;
+  char **ws_headers;
+  size_t ws_header_count;
+  char *dns_servers;
+  unsigned dns_timeout;
+};
+
+typedef struct sub_s {
+  struct sub_s *next;
+  uint8_t options;
+  size_t len;
+  char filter[];
+} sub_t;
+
+typedef struct {
+  uvmqtt_message_cb cb;
+  void *arg;
+} route_t;
+
+enum cstate {
+  C_IDLE = 0,  /* not connected, not trying */
+  C_WAIT,      /* waiting to (re)connect */
+  C_RESOLVING, /* name or SRV lookup */
+  C_TRANSPORT, /* tcp connect, TLS / WebSocket handshakes */
+  C_MQTT,      /* CONNECT sent */
+  C_CONNECTED, /* CONNACK accepted */
+  C_CLOSING,
+};
+
+struct uvmqtt_client_s {
+  uv_loop_t *loop;
+  uvmqtt_options_t o;
+  void *data;
+  uvmqtt_connect_cb connect_cb;
+  void *connect_arg;
+  uvmqtt_disconnect_cb disconnect_cb;
+  void *disconnect_arg;
+  uvmqtt_message_cb message_cb;
+  void *message_arg;
+  uvmqtt_log_cb log_cb;
+  void *log_arg;
+  int log_level;
+  uvmqtt_reconnect_cb reconnect_cb;
+  void *reconnect_arg;
+  uvmqtt_close_cb close_cb;
+
+  uvmqtt_session_t *session;
+  uvmqtt_router_t *router;
+  sub_t *subs;
+  char *client_id; /* effective id */
+
+  int state;
+  uvmqtt_stream_t *stream; /* top of the stack once open */
+  uvmqtt_stream_t *opening;
+  server_t *servers;
+  size_t nservers, cur_server;
+  bool srv_mode;
+  char *srv_domain;
+  struct sockaddr_storage *addrs;
+  size_t naddrs, cur_addr;
+  uvmqtt_resolver_t *resolver;
+  uvmqtt_resolve_req_t *resolve_req;
+
+  uv_timer_t timer; /* connect timeout, keepalive, reconnect delay */
+  uv_check_t flush; /* one write per loop iteration */
+  unsigned open_handles;
+  unsigned writes; /* batches being written */
+
+  unsigned attempt; /* failed attempts in a row */
+  uint64_t attempt_deadline;
+  int last_error;
+  uint8_t last_reason;
+  bool srv_done;
+
+  int depth;
+  bool close_requested;
+  bool drop_requested;
+  int drop_status;
+  bool user_disconnect;
+  bool freed_session;
+  uvmqtt_reason_t *server_disconnect; /* valid during teardown only */
+};
+
+#define ENTER(c) ((c)->depth++)
+static void leave(uvmqtt_client_t *c);
+#define LEAVE(c) leave(c)
+
+static void connection_drop(uvmqtt_client_t *c, int status);
+static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay);
+static void start_attempt(uvmqtt_client_t *c);
+static void flush_now(uvmqtt_client_t *c);
+static void arm_timer(uvmqtt_client_t *c);
+static void close_now(uvmqtt_client_t *c);
+
+/* ---- logging ---------------------------------------------------------------
+ */
+
+static void clog_(uvmqtt_client_t *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void clog_(uvmqtt_client_t *c, int level, const char *fmt, ...) {
+  char buf[512];
+  va_list ap;
+  if (!c->log_cb || level > c->log_level)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  c->log_cb(c, level, buf, c->log_arg);
+}
+
+/* ---- options
+ * ------------------------------------------------------------------ */
+
+static void options_defaults(uvmqtt_options_t *o) {
+  memset(o, 0, sizeof(*o));
+  o->version = UVMQTT_V311;
+  o->clean = true;
+  o->keepalive = 60;
+  o->max_inflight = 20;
+  o->max_queued = 65536;
+  o->max_queued_bytes = 64u << 20;
+  o->queue_policy = UVMQTT_QUEUE_REFUSE_NEW;
+  o->max_packet_size = UVMQTT_MAX_REMAINING_LENGTH;
+  o->reconnect = true;
+  o->rc_min = 1000;
+  o->rc_max = 30000;
+  o->jitter = 0.2;
+  o->connect_timeout = 10000;
+  o->nodelay = true;
+  o->resubscribe = true;
+  o->dns_timeout = 5000;
+}
+
+static void options_clear(uvmqtt_options_t *o) {
+  uvmqtt__free(o->client_id);
+  uvmqtt__free(o->username);
+  uvmqtt__free(o->password);
+  uvmqtt__free(o->will_topic);
+  uvmqtt__free(o->will_payload);
+  uvmqtt__free(o->will_props);
+  uvmqtt__free(o->connect_props);
+  uvmqtt__free(o->bind);
+  uvmqtt__free(o->ws_path);
+  for (size_t i = 0; i < o->ws_header_count; i++)
+    uvmqtt__free(o->ws_headers[i]);
+  uvmqtt__free(o->ws_headers);
+  uvmqtt__free(o->dns_servers);
+}
+
+int uvmqtt_options_new(uvmqtt_options_t **out) {
+  if (!out)
+    return UVMQTT_EINVAL;
+  uvmqtt_options_t *o = uvmqtt__malloc(sizeof(*o));
+  if (!o)
+    return UVMQTT_ENOMEM;
+  options_defaults(o);
+  *out = o;
+  return 0;
+}
+
+void uvmqtt_options_del(uvmqtt_options_t *o) {
+  if (!o)
+    return;
+  options_clear(o);
+  uvmqtt__free(o);
+}
+
+/* Replaces *dst with a copy of src (NULL clears). */
+static int set_str(char **dst, const char *src) {
+  char *d = NULL;
+  if (src && !(d = uvmqtt__strdup(src)))
+    return UVMQTT_ENOMEM;
+  uvmqtt__free(*dst);
+  *dst = d;
+  return 0;
+}
+
+static int set_bin(uint8_t **dst, size_t *dlen, const void *src, size_t len) {
+  uint8_t *d = NULL;
+  if (src && !(d = uvmqtt__memdup(src, len)))
+    return UVMQTT_ENOMEM;
+  uvmqtt__free(*dst);
+  *dst = d;
+  *dlen = src ? len : 0;
+  return 0;
+}
+
+static int set_props(uvmqtt_props_t **dst, const uvmqtt_props_t *src) {
+  uvmqtt_props_t *d = NULL;
+  if (src) {
+    int rc = uvmqtt__props_dup(src, &d);
+    if (rc < 0)
+      return rc;
+  }
+  uvmqtt__free(*dst);
+  *dst = d;
+  return 0;
+}
+
+int uvmqtt_options_set_client_id(uvmqtt_options_t *o, const char *id) {
+  if (!o || (id && strlen(id) > 65535))
+    return UVMQTT_EINVAL;
+  return set_str(&o->client_id, id && *id ? id : NULL);
+}
+
+int uvmqtt_options_set_empty_client_id(uvmqtt_options_t *o, bool empty) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->empty_id = empty;
+  return 0;
+}
+
+int uvmqtt_options_set_protocol(uvmqtt_options_t *o, int version) {
+  if (!o ||
+      (version != UVMQTT_V31 && version != UVMQTT_V311 && version != UVMQTT_V5))
+    return UVMQTT_EINVAL;
+  o->version = version;
+  return 0;
+}
+
+int uvmqtt_options_set_clean_session(uvmqtt_options_t *o, bool clean) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->clean = clean;
+  return 0;
+}
+
+int uvmqtt_options_set_session_expiry(uvmqtt_options_t *o, uint32_t s) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->has_session_expiry = true;
+  o->session_expiry = s;
+  return 0;
+}
+
+int uvmqtt_options_set_keepalive(uvmqtt_options_t *o, unsigned seconds) {
+  if (!o || seconds > 65535)
+    return UVMQTT_EINVAL;
+  o->keepalive = seconds;
+  return 0;
+}
+
+int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
+                                   const void *password, size_t password_len) {
+  if (!o || (username && strlen(username) > 65535) || password_len > 65535)
+    return UVMQTT_EINVAL;
+  int rc = set_str(&o->username, username);
+  if (rc == 0)
+    rc = set_bin(&o->password, &o->password_len, password, password_len);
+  if (rc == 0)
+    o->has_password = password != NULL;
+  return rc;
+}
+
+int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
+                            const void *payload, size_t len, int qos,
+                            bool retain) {
+  if (!o || qos < 0 || qos > 2 || len > 65535 || (len && !payload))
+    return UVMQTT_EINVAL;
+  if (topic && uvmqtt_topic_validate(topic, strlen(topic)) != 0)
+    return UVMQTT_ETOPIC;
+  int rc = set_str(&o->will_topic, topic);
+  if (rc == 0)
+    rc = set_bin(&o->will_payload, &o->will_len,
+                 topic ? (payload ? payload : "") : NULL, len);
+  o->will_qos = qos;
+  o->will_retain = retain;
+  return rc;
+}
+
+int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
+                                  const uvmqtt_props_t *props) {
+  return o ? set_props(&o->will_props, props) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
+                                     const uvmqtt_props_t *p) {
+  return o ? set_props(&o->connect_props, p) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_options_set_max_inflight(uvmqtt_options_t *o, unsigned n) {
+  if (!o || n == 0 || n > 65535)
+    return UVMQTT_EINVAL;
+  o->max_inflight = n;
+  return 0;
+}
+
+int uvmqtt_options_set_max_queued(uvmqtt_options_t *o, size_t count,
+                                  size_t bytes, uvmqtt_queue_policy_t policy) {
+  if (!o ||
+      (policy != UVMQTT_QUEUE_REFUSE_NEW && policy != UVMQTT_QUEUE_DROP_OLDEST))
+    return UVMQTT_EINVAL;
+  o->max_queued = count;
+  o->max_queued_bytes = bytes;
+  o->queue_policy = policy;
+  return 0;
+}
+
+int uvmqtt_options_set_max_packet_size(uvmqtt_options_t *o, uint32_t bytes) {
+  if (!o || bytes < 16 || bytes > UVMQTT_MAX_REMAINING_LENGTH + 5)
+    return UVMQTT_EINVAL;
+  o->max_packet_size = bytes;
+  return 0;
+}
+
+int uvmqtt_options_set_reconnect(uvmqtt_options_t *o, bool enabled,
+                                 unsigned min_ms, unsigned max_ms,
+                                 double jitter) {
+  if (!o || (enabled && (min_ms == 0 || max_ms < min_ms)) || jitter < 0 ||
+      jitter > 1)
+    return UVMQTT_EINVAL;
+  o->reconnect = enabled;
+  if (min_ms)
+    o->rc_min = min_ms;
+  if (max_ms)
+    o->rc_max = max_ms;
+  o->jitter = jitter;
+  return 0;
+}
+
+int uvmqtt_options_set_connect_timeout(uvmqtt_options_t *o, unsigned ms) {
+  if (!o || ms == 0)
+    return UVMQTT_EINVAL;
+  o->connect_timeout = ms;
+  return 0;
+}
+
+int uvmqtt_options_set_bind_address(uvmqtt_options_t *o, const char *ip) {
+  struct sockaddr_in6 a6;
+  struct sockaddr_in a4;
+  if (!o)
+    return UVMQTT_EINVAL;
+  if (ip && uv_ip4_addr(ip, 0, &a4) != 0 && uv_ip6_addr(ip, 0, &a6) != 0)
+    return UVMQTT_EINVAL;
+  return set_str(&o->bind, ip);
+}
+
+int uvmqtt_options_set_nodelay(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->nodelay = on;
+  return 0;
+}
+
+int uvmqtt_options_set_resubscribe(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->resubscribe = on;
+  return 0;
+}
+
+int uvmqtt_options_set_tls(uvmqtt_options_t *o, const uvmqtt_tls_config_t *cfg,
+                           bool use_for_tcp) {
+  if (!o)
+    return UVMQTT_EINVAL;
+#if !UVMQTT_HAVE_TLS
+  if (cfg)
+    return UVMQTT_ENOTSUP;
+#endif
+  o->tls = cfg;
+  o->tls_for_tcp = cfg && use_for_tcp;
+  return 0;
+}
+
+int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
+                          const char *const *headers, size_t header_count) {
+  if (!o || (header_count && !headers))
+    return UVMQTT_EINVAL;
+#if !UVMQTT_HAVE_WS
+  return UVMQTT_ENOTSUP;
+#else
+  char **h = NULL;
+  if (header_count) {
+    h = uvmqtt__calloc(header_count, sizeof(*h));
+    if (!h)
+      return UVMQTT_ENOMEM;
+    for (size_t i = 0; i < header_count; i++) {
+      if (!headers[i] || strpbrk(headers[i], "\r\n") ||
+          !(h[i] = uvmqtt__strdup(headers[i]))) {
+        for (size_t j = 0; j < i; j++)
+          uvmqtt__free(h[j]);
+        uvmqtt__free(h);
+        return headers[i] ? UVMQTT_ENOMEM : UVMQTT_EINVAL;
+      }
+    }
+  }
+  int rc = set_str(&o->ws_path, path);
+  if (rc < 0) {
+    for (size_t j = 0; j < header_count; j++)
+      uvmqtt__free(h[j]);
+    uvmqtt__free(h);
+    return rc;
+  }
+  for (size_t i = 0; i < o->ws_header_count; i++)
+    uvmqtt__free(o->ws_headers[i]);
+  uvmqtt__free(o->ws_headers);
+  o->ws_headers = h;
+  o->ws_header_count = header_count;
+  return 0;
+#endif
+}
+
+int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o, const char *servers) {
+  if (!o)
+    return UVMQTT_EINVAL;
+#if !UVMQTT_HAVE_SRV
+  if (servers)
+    return UVMQTT_ENOTSUP;
+#endif
+  return set_str(&o->dns_servers, servers);
+}
+
+int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o, unsigned ms) {
+  if (!o || ms == 0)
+    return UVMQTT_EINVAL;
+  o->dns_timeout = ms;
+  return 0;
+}
+
+static int options_copy(uvmqtt_options_t *d, const uvmqtt_options_t *s) {
+  *d = *s;
+  d->client_id = d->username = d->will_topic = d->bind = d->ws_path = NULL;
+  d->dns_servers = NULL;
+  d->password = d->will_payload = NULL;
+  d->will_props = d->connect_props = NULL;
+  d->ws_headers = NULL;
+  d->ws_header_count = 0;
+  if (set_str(&d->client_id, s->client_id) ||
+      set_str(&d->username, s->username) ||
+      set_bin(&d->password, &d->password_len, s->password, s->password_len) ||
+      set_str(&d->will_topic, s->will_topic) ||
+      set_bin(&d->will_payload, &d->will_len, s->will_payload, s->will_len) ||
+      set_props(&d->will_props, s->will_props) ||
+      set_props(&d->connect_props, s->connect_props) ||
+      set_str(&d->bind, s->bind) || set_str(&d->ws_path, s->ws_path) ||
+      set_str(&d->dns_servers, s->dns_servers))
+    goto fail;
+  if (s->ws_header_count) {
+    d->ws_headers = uvmqtt__calloc(s->ws_header_count, sizeof(char *));
+    if (!d->ws_headers)
+      goto fail;
+    d->ws_header_count = s->ws_header_count;
+    for (size_t i = 0; i < s->ws_header_count; i++)
+      if (!(d->ws_headers[i] = uvmqtt__strdup(s->ws_headers[i])))
+        goto fail;
+  }
+  if (s->has_password && !s->password) /* empty password */
+    d->password = NULL;
+  return 0;
+fail:
+  options_clear(d);
+  return UVMQTT_ENOMEM;
+}
+
+/* ---- session events
+ * ------------------------------------------------------------ */
+
+static uint64_t now_ms(uvmqtt_client_t *c) {
+  return uv_now(c->loop);
+}
+
+static void ev_log(void *ud, int level, const char *msg) {
+  clog_(ud, level, "%s", msg);
+}
+
+static void on_flush(uv_check_t *h) {
+  flush_now(h->data);
+}
+
+static void ev_output(void *ud) {
+  uvmqtt_client_t *c = ud;
+  if (c->state != C_CLOSING && !uv_is_closing((uv_handle_t *)&c->flush) &&
+      !uv_is_active((uv_handle_t *)&c->flush))
+    uv_check_start(&c->flush, on_flush);
+}
+
+static void resubscribe(uvmqtt_client_t *c) {
+  size_t n = 0;
+  for (sub_t *s = c->subs; s; s = s->next)
+    n++;
+  if (!n)
+    return;
+  uvmqtt_subscription_t *v = uvmqtt__calloc(n, sizeof(*v));
+  if (!v) {
+    clog_(c, UVMQTT_LOG_ERROR, "out of memory re-subscribing");
+    return;
+  }
+  size_t i = 0;
+  for (sub_t *s = c->subs; s; s = s->next, i++) {
+    v[i].filter.data = s->filter;
+    v[i].filter.len = s->len;
+    v[i].options = s->options;
+  }
+  /* Many filters per SUBSCRIBE, within the server's packet size. */
+  for (size_t at = 0; at < n;) {
+    size_t take = n - at > 64 ? 64 : n - at;
+    int rc =
+        uvmqtt__session_subscribe(c->session, v + at, take, NULL, NULL, NULL);
+    if (rc < 0)
+      clog_(c, UVMQTT_LOG_ERROR, "re-subscribe failed: %s",
+            uvmqtt_strerror(rc));
+    at += take;
+  }
+  clog_(c, UVMQTT_LOG_INFO, "re-subscribed %zu filter(s)", n);
+  uvmqtt__free(v);
+}
+
+static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
+  uvmqtt_client_t *c = ud;
+  if (ack->reason_code != 0) {
+    c->last_reason = ack->reason_code;
+    return; /* reported by connection_drop via UVMQTT_EREFUSED */
+  }
+  c->state = C_CONNECTED;
+  c->attempt = 0;
+  c->last_error = 0;
+  if (c->o.version == UVMQTT_V5 &&
+      (ack->props.present &
+       UVMQTT_PROP_BIT(UVMQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER))) {
+    char *id = uvmqtt__strndup(ack->props.assigned_client_identifier.data,
+                               ack->props.assigned_client_identifier.len);
+    if (id) {
+      uvmqtt__free(c->client_id);
+      c->client_id = id;
+    }
+  }
+  clog_(c, UVMQTT_LOG_INFO, "connected (session present: %d)",
+        ack->session_present);
+  if (!ack->session_present && c->o.resubscribe)
+    resubscribe(c);
+  if (c->connect_cb)
+    c->connect_cb(c, 0, ack, c->connect_arg);
+}
+
+typedef struct {
+  uvmqtt_client_t *c;
+  const uvmqtt_message_t *m;
+} dispatch_t;
+
+static int route_visit(void *value, const char *filter, size_t flen,
+                       void *arg) {
+  dispatch_t *d = arg;
+  route_t *r = value;
+  uvmqtt_message_cb cb = r->cb;
+  (void)filter;
+  (void)flen;
+  cb(d->c, d->m, r->arg);
+  return 0;
+}
+
+static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt_message_t m;
+  m.topic = pub->topic.data;
+  m.topic_len = pub->topic.len;
+  m.payload = pub->payload.data;
+  m.payload_len = pub->payload.len;
+  m.qos = pub->qos;
+  m.retain = pub->retain;
+  m.dup = pub->dup;
+  m.packet_id = pub->packet_id;
+  m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
+  if (c->router) {
+    dispatch_t d = {c, &m};
+    if (uvmqtt_router_match(c->router, m.topic, m.topic_len, route_visit, &d) >
+        0)
+      return;
+  }
+  if (c->message_cb)
+    c->message_cb(c, &m, c->message_arg);
+}
+
+static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
+                            int status, uint16_t id, uint8_t reason) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt_publish_cb cb = (uvmqtt_publish_cb)fn;
+  if (!cb)
+    return;
+  c->last_reason = reason;
+  cb(c, status, id, arg);
+  c->last_reason = 0;
+}
+
+static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
+  for (sub_t **pp = &c->subs, *s; (s = *pp); pp = &s->next) {
+    if (s->len == len && memcmp(s->filter, f, len) == 0) {
+      *pp = s->next;
+      uvmqtt__free(s);
+      return;
+    }
+  }
+}
+
+static int remember_sub(uvmqtt_client_t *c, const char *f, size_t len,
+                        uint8_t options) {
+  forget_sub(c, f, len);
+  sub_t *s = uvmqtt__malloc(sizeof(*s) + len);
+  if (!s)
+    return UVMQTT_ENOMEM;
+  s->options = options;
+  s->len = len;
+  memcpy(s->filter, f, len);
+  s->next = c->subs;
+  c->subs = s;
+  return 0;
+}
+
+static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,
+                        int status, uint16_t id, const uint8_t *codes,
+                        size_t count, const uvmqtt_props_t *props) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt_subscribe_cb cb = (uvmqtt_subscribe_cb)fn;
+  (void)type;
+  if (!cb)
+    return;
+  c->last_reason = 0;
+  cb(c, status, id, codes, count, c->o.version == UVMQTT_V5 ? props : NULL,
+     arg);
+}
+
+static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
+  uvmqtt_client_t *c = ud;
+  c->last_reason = r->reason_code;
+  /* connection_drop reports it; keep a view for the callback. */
+  c->server_disconnect = (uvmqtt_reason_t *)r;
+  if (c->disconnect_cb && c->depth > 0) {
+    /* Fire now while the packet's memory is valid. */
+    c->disconnect_cb(c, UVMQTT_EDISCONNECTED, r, c->disconnect_arg);
+    c->server_disconnect = (uvmqtt_reason_t *)1; /* reported */
+  }
+}
+
+static void ev_auth(void *ud, const uvmqtt_reason_t *r) {
+  uvmqtt_client_t *c = ud;
+  clog_(c, UVMQTT_LOG_DEBUG, "AUTH received (reason 0x%02x)", r->reason_code);
+}
+
+static const uvmqtt_session_events_t session_events = {
+    .on_connack = ev_connack,
+    .on_message = ev_message,
+    .on_publish_done = ev_publish_done,
+    .on_sub_done = ev_sub_done,
+    .on_disconnect = ev_disconnect,
+    .on_auth = ev_auth,
+    .on_output = ev_output,
+    .on_log = ev_log,
+};
+
+/* ---- writing
+ * -------------------------------------------------------------------- */
+
+static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
+  uvmqtt_client_t *c = s->data;
+  ENTER(c);
+  c->writes--;
+  uvmqtt__session_output_done(c->session, arg, status);
+  if (status < 0 && status != UV_ECANCELED && c->state != C_CLOSING)
+    connection_drop(c, status);
+  LEAVE(c);
+}
+
+static void flush_now(uvmqtt_client_t *c) {
+  uv_check_stop(&c->flush);
+  if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING)
+    return;
+  const uvmqtt_iov_t *iov;
+  uvmqtt_out_batch_t *batch;
+  ENTER(c);
+  size_t n = uvmqtt__session_take_output(c->session, now_ms(c), &iov, &batch);
+  if (n > 0) {
+    uv_buf_t small[16], *bufs = small;
+    if (n > 16)
+      bufs = uvmqtt__malloc(n * sizeof(uv_buf_t));
+    if (!bufs) {
+      uvmqtt__session_output_done(c->session, batch, UVMQTT_ENOMEM);
+      connection_drop(c, UVMQTT_ENOMEM);
+    } else {
+      for (size_t i = 0; i < n; i++)
+        bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned)iov[i].len);
+      int rc =
+          uvmqtt__stream_write(c->stream, bufs, (unsigned)n, on_written, batch);
+      if (bufs != small)
+        uvmqtt__free(bufs);
+      if (rc < 0) {
+        uvmqtt__session_output_done(c->session, batch, rc);
+        connection_drop(c, rc);
+      } else {
+        c->writes++;
+      }
+    }
+  }
+  arm_timer(c);
+  LEAVE(c);
+}
+
+/* ---- timers
+ * ----------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t);
+
+static void arm_timer(uvmqtt_client_t *c) {
+  uint64_t now = now_ms(c), due = UINT64_MAX;
+  if (c->state == C_CLOSING || uv_is_closing((uv_handle_t *)&c->timer))
+    return;
+  if (c->state == C_RESOLVING || c->state == C_TRANSPORT || c->state == C_MQTT)
+    due = c->attempt_deadline;
+  if (c->state == C_MQTT || c->state == C_CONNECTED) {
+    uint64_t k = uvmqtt__session_deadline(c->session);
+    if (k < due)
+      due = k;
+  }
+  if (c->state == C_WAIT)
+    return; /* the reconnect delay owns the timer */
+  if (due == UINT64_MAX) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+}
+
+static void on_timer(uv_timer_t *t) {
+  uvmqtt_client_t *c = t->data;
+  uint64_t now = now_ms(c);
+  ENTER(c);
+  if (c->state == C_WAIT) {
+    start_attempt(c);
+  } else if ((c->state == C_RESOLVING || c->state == C_TRANSPORT ||
+              c->state == C_MQTT) &&
+             now >= c->attempt_deadline) {
+    clog_(c, UVMQTT_LOG_WARN, "connection attempt timed out");
+    connection_drop(c, UVMQTT_ETIMEDOUT);
+  } else if (c->state == C_MQTT || c->state == C_CONNECTED) {
+    int rc = uvmqtt__session_tick(c->session, now);
+    if (rc < 0)
+      connection_drop(c, rc);
+    else
+      arm_timer(c);
+  }
+  LEAVE(c);
+}
+
+/* ---- connecting
+ * -------------------------------------------------------------------- */
+
+static void servers_free(uvmqtt_client_t *c) {
+  for (size_t i = 0; i < c->nservers; i++) {
+    uvmqtt__free(c->servers[i].host);
+    uvmqtt__free(c->servers[i].path);
+    uvmqtt__free(c->servers[i].user);
+    uvmqtt__free(c->servers[i].pass);
+  }
+  uvmqtt__free(c->servers);
+  c->servers = NULL;
+  c->nservers = c->cur_server = 0;
+}
+
+static uint16_t default_port(const uvmqtt_client_t *c, int scheme) {
+  switch (scheme) {
+  case S_MQTTS:
+    return 8883;
+  case S_WS:
+    return 80;
+  case S_WSS:
+    return 443;
+  default:
+    return c->o.tls_for_tcp ? 8883 : 1883;
+  }
+}
+
+static int pct_decode(char *s) {
+  char *w = s;
+  for (char *r = s; *r; r++) {
+    if (*r == '%') {
+      int hi, lo;
+      if (sscanf(r + 1, "%1x%1x", (unsigned *)&hi, (unsigned *)&lo) != 2)
+        return UVMQTT_EURI;
+      *w++ = (char)(hi * 16 + lo);
+      r += 2;
+    } else {
+      *w++ = *r;
+    }
+  }
+  *w = '\0';
+  return 0;
+}
+
+/* Parses scheme://[user[:pass]@]host[:port][/path]. */
+static int parse_uri(const uvmqtt_client_t *c, const char *uri, server_t *sv) {
+  static const struct {
+    const char *name;
+    int scheme;
+  } schemes[] = {{"mqtt://", S_MQTT}, {"tcp://", S_MQTT}, {"mqtts://", S_MQTTS},
+                 {"ssl://", S_MQTTS}, {"ws://", S_WS},    {"wss://", S_WSS}};
+  memset(sv, 0, sizeof(*sv));
+  const char *p = NULL;
+  for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
+    size_t n = strlen(schemes[i].name);
+    if (strncasecmp(uri, schemes[i].name, n) == 0) {
+      sv->scheme = schemes[i].scheme;
+      p = uri + n;
+      break;
+    }
+  }
+  if (!p)
+    return UVMQTT_EURI;
+#if !UVMQTT_HAVE_TLS
+  if (sv->scheme == S_MQTTS || sv->scheme == S_WSS)
+    return UVMQTT_ENOTSUP;
+#endif
+#if !UVMQTT_HAVE_WS
+  if (sv->scheme == S_WS || sv->scheme == S_WSS)
+    return UVMQTT_ENOTSUP;
+#endif
+  (void)c;
+  const char *end = p + strcspn(p, "/?#");
+  const char *at = NULL;
+  for (const char *q = p; q < end; q++)
+    if (*q == '@')
+      at = q;
+  int rc = UVMQTT_ENOMEM;
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    size_t ulen = (size_t)((colon ? colon : at) - p);
+    sv->user = uvmqtt__strndup(p, ulen);
+    sv->has_user = true;
+    if (!sv->user || pct_decode(sv->user))
+      goto fail;
+    if (colon) {
+      sv->pass = uvmqtt__strndup(colon + 1, (size_t)(at - colon - 1));
+      sv->has_pass = true;
+      if (!sv->pass || pct_decode(sv->pass))
+        goto fail;
+    }
+    p = at + 1;
+  }
+  const char *hend;
+  const char *portp = NULL;
+  if (*p == '[') {
+    hend = memchr(p, ']', (size_t)(end - p));
+    if (!hend)
+      goto bad;
+    sv->host = uvmqtt__strndup(p + 1, (size_t)(hend - p - 1));
+    if (hend + 1 < end) {
+      if (hend[1] != ':')
+        goto bad;
+      portp = hend + 2;
+    }
+  } else {
+    hend = memchr(p, ':', (size_t)(end - p));
+    if (hend)
+      portp = hend + 1;
+    else
+      hend = end;
+    sv->host = uvmqtt__strndup(p, (size_t)(hend - p));
+  }
+  if (!sv->host)
+    goto fail;
+  if (!*sv->host)
+    goto bad;
+  if (portp) {
+    char *e;
+    long port = strtol(portp, &e, 10);
+    if (e != end || port <= 0 || port > 65535)
+      goto bad;
+    sv->port = (uint16_t)port;
+  }
+  if ((sv->scheme == S_WS || sv->scheme == S_WSS) && *end == '/') {
+    sv->path = uvmqtt__strdup(end);
+    if (!sv->path)
+      goto fail;
+  }
+  return 0;
+bad:
+  rc = UVMQTT_EURI;
+fail:
+  uvmqtt__free(sv->host);
+  uvmqtt__free(sv->user);
+  uvmqtt__free(sv->pass);
+  uvmqtt__free(sv->path);
+  memset(sv, 0, sizeof(*sv));
+  return rc;
+}
+
+static int client_id_ok(const uvmqtt_client_t *c) {
+  if (c->o.version != UVMQTT_V5 && c->o.empty_id && !c->o.clean)
+    return UVMQTT_ECLIENTID;
+  return 0;
+}
+
+static void random_id(char *out, size_t cap) {
+  uint8_t r[8];
+  if (uv_random(NULL, NULL, r, sizeof(r), 0, NULL) != 0) {
+    uint64_t t = uv_hrtime() ^ (uint64_t)(uintptr_t)out;
+    memcpy(r, &t, sizeof(r));
+  }
+  snprintf(out, cap, "uvmqtt-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1],
+           r[2], r[3], r[4], r[5], r[6], r[7]);
+}
+
+static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
+  if (c->state == C_CLOSING || c->close_requested) {
+    for (size_t i = 0; i < n; i++) {
+      uvmqtt__free(servers[i].host);
+      uvmqtt__free(servers[i].path);
+      uvmqtt__free(servers[i].user);
+      uvmqtt__free(servers[i].pass);
+    }
+    uvmqtt__free(servers);
+    return UVMQTT_ECLOSED;
+  }
+  servers_free(c);
+  c->servers = servers;
+  c->nservers = n;
+  c->cur_server = 0;
+  c->srv_mode = srv;
+  c->srv_done = false;
+  c->user_disconnect = false;
+  c->attempt = 0;
+  c->state = C_WAIT;
+  uv_timer_start(&c->timer, on_timer, 0, 0); /* never from inside the call */
+  return 0;
+}
+
+static bool busy(const uvmqtt_client_t *c) {
+  return c->state != C_IDLE && c->state != C_WAIT;
+}
+
+int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
+  if (!c || !host || !*host || port < 0 || port > 65535)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  if (busy(c))
+    return UVMQTT_EBUSY;
+  int rc = client_id_ok(c);
+  if (rc < 0)
+    return rc;
+  server_t *sv = uvmqtt__calloc(1, sizeof(*sv));
+  if (!sv || !(sv->host = uvmqtt__strdup(host))) {
+    uvmqtt__free(sv);
+    return UVMQTT_ENOMEM;
+  }
+  sv->scheme = c->o.tls_for_tcp ? S_MQTTS : S_MQTT;
+  sv->port = (uint16_t)port;
+  return begin(c, sv, 1, false);
+}
+
+int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
+                               size_t count) {
+  if (!c || !uris || count == 0)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  if (busy(c))
+    return UVMQTT_EBUSY;
+  int rc = client_id_ok(c);
+  if (rc < 0)
+    return rc;
+  server_t *sv = uvmqtt__calloc(count, sizeof(*sv));
+  if (!sv)
+    return UVMQTT_ENOMEM;
+  for (size_t i = 0; i < count; i++) {
+    rc = uris[i] ? parse_uri(c, uris[i], &sv[i]) : UVMQTT_EURI;
+    if (rc == 0 && (sv[i].scheme == S_MQTTS || sv[i].scheme == S_WSS) &&
+        !c->o.tls)
+      rc = UVMQTT_EINVAL; /* TLS scheme without a TLS configuration */
+    if (rc < 0) {
+      c->servers = NULL;
+      for (size_t j = 0; j < i; j++) {
+        uvmqtt__free(sv[j].host);
+        uvmqtt__free(sv[j].path);
+        uvmqtt__free(sv[j].user);
+        uvmqtt__free(sv[j].pass);
+      }
+      uvmqtt__free(sv);
+      return rc;
+    }
+  }
+  return begin(c, sv, count, false);
+}
+
+int uvmqtt_client_connect_uri(uvmqtt_client_t *c, const char *uri) {
+  return uvmqtt_client_connect_uris(c, &uri, 1);
+}
+
+int uvmqtt_client_connect_srv(uvmqtt_client_t *c, const char *domain) {
+  if (!c || !domain || !*domain)
+    return UVMQTT_EINVAL;
+#if !UVMQTT_HAVE_SRV
+  return UVMQTT_ENOTSUP;
+#else
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  if (busy(c))
+    return UVMQTT_EBUSY;
+  int rc = client_id_ok(c);
+  if (rc < 0)
+    return rc;
+  char *d = uvmqtt__strdup(domain);
+  if (!d)
+    return UVMQTT_ENOMEM;
+  uvmqtt__free(c->srv_domain);
+  c->srv_domain = d;
+  return begin(c, NULL, 0, true);
+#endif
+}
+
+static int ensure_resolver(uvmqtt_client_t *c) {
+  if (c->resolver)
+    return 0;
+  return uvmqtt__resolver_new(c->loop, c->o.dns_servers, c->o.dns_timeout,
+                              &c->resolver);
+}
+
+/* The current attempt failed: try the next address, then the next server,
+ * then give up until the backoff expires. */
+static void attempt_failed(uvmqtt_client_t *c, int status);
+
+static void on_stream_closed(uvmqtt_stream_t *s) {
+  uvmqtt_client_t *c = s->data;
+  c->open_handles--;
+  if (c->state == C_CLOSING)
+    close_now(c);
+}
+
+static void close_stream(uvmqtt_client_t *c) {
+  uvmqtt_stream_t *s = c->stream ? c->stream : c->opening;
+  c->stream = c->opening = NULL;
+  if (s) {
+    s->read_cb = NULL;
+    uvmqtt__stream_close(s, on_stream_closed);
+  }
+}
+
+static void on_read(uvmqtt_stream_t *s, ssize_t nread, const uint8_t *buf) {
+  uvmqtt_client_t *c = s->data;
+  ENTER(c);
+  if (nread < 0) {
+    connection_drop(c, nread == UV_EOF ? UVMQTT_EPEERCLOSED : (int)nread);
+  } else if (!c->drop_requested && c->state != C_CLOSING) {
+    int rc = uvmqtt__session_input(c->session, now_ms(c), buf, (size_t)nread);
+    if (rc < 0)
+      connection_drop(c, rc);
+    else
+      arm_timer(c);
+  }
+  LEAVE(c);
+}
+
+static void send_connect(uvmqtt_client_t *c) {
+  const server_t *sv = c->nservers ? &c->servers[c->cur_server] : NULL;
+  uvmqtt_connect_t p;
+  memset(&p, 0, sizeof(p));
+  p.protocol_version = (uint8_t)c->o.version;
+  p.clean_start = c->o.clean;
+  p.keep_alive = (uint16_t)c->o.keepalive;
+  p.client_id.data = c->client_id;
+  p.client_id.len = strlen(c->client_id);
+  if (c->o.will_topic) {
+    p.will = true;
+    p.will_qos = (uint8_t)c->o.will_qos;
+    p.will_retain = c->o.will_retain;
+    p.will_topic.data = c->o.will_topic;
+    p.will_topic.len = strlen(c->o.will_topic);
+    p.will_payload.data = c->o.will_payload;
+    p.will_payload.len = c->o.will_len;
+    if (c->o.will_props)
+      p.will_props = *c->o.will_props;
+  }
+  const char *user = c->o.username;
+  const uint8_t *pass = c->o.password;
+  size_t pass_len = c->o.password_len;
+  bool has_pass = c->o.has_password;
+  if (sv && sv->has_user) {
+    user = sv->user;
+    has_pass = sv->has_pass;
+    pass = (const uint8_t *)sv->pass;
+    pass_len = sv->pass ? strlen(sv->pass) : 0;
+  }
+  if (user) {
+    p.has_username = true;
+    p.username.data = user;
+    p.username.len = strlen(user);
+  }
+  if (has_pass) {
+    p.has_password = true;
+    p.password.data = pass ? pass : (const uint8_t *)"";
+    p.password.len = pass_len;
+  }
+  if (c->o.version == UVMQTT_V5) {
+    if (c->o.connect_props)
+      p.props = *c->o.connect_props;
+    if (c->o.has_session_expiry) {
+      p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_SESSION_EXPIRY_INTERVAL);
+      p.props.session_expiry_interval = c->o.session_expiry;
+    }
+    if (c->o.max_packet_size < UVMQTT_MAX_REMAINING_LENGTH) {
+      p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE);
+      p.props.maximum_packet_size = c->o.max_packet_size;
+    }
+  }
+  int rc = uvmqtt__session_connect(c->session, now_ms(c), &p);
+  if (rc < 0) {
+    clog_(c, UVMQTT_LOG_ERROR, "cannot encode CONNECT: %s",
+          uvmqtt_strerror(rc));
+    connection_drop(c, rc);
+    return;
+  }
+  c->state = C_MQTT;
+  flush_now(c);
+}
+
+static void layer_opened(uvmqtt_stream_t *s, int status);
+
+/* Stacks the next layer for the current server, or starts MQTT. */
+static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
+  const server_t *sv = &c->servers[c->cur_server];
+  int rc = 0;
+  uvmqtt_stream_t *up = NULL;
+  (void)sv;
+#if UVMQTT_HAVE_TLS
+  if ((sv->scheme == S_MQTTS || sv->scheme == S_WSS) &&
+      strcmp(s->ops->name, "tcp") == 0) {
+    rc = uvmqtt__tls_new(s, c->o.tls, sv->host, &up);
+    goto stack;
+  }
+#endif
+#if UVMQTT_HAVE_WS
+  if ((sv->scheme == S_WS || sv->scheme == S_WSS) &&
+      strcmp(s->ops->name, "ws") != 0) {
+    char host[300];
+    uint16_t port = sv->port ? sv->port : default_port(c, sv->scheme);
+    bool v6 = strchr(sv->host, ':') != NULL;
+    if (port == default_port(c, sv->scheme))
+      snprintf(host, sizeof(host), v6 ? "[%s]" : "%s", sv->host);
+    else
+      snprintf(host, sizeof(host), v6 ? "[%s]:%u" : "%s:%u", sv->host, port);
+    uvmqtt_ws_opts_t wo;
+    memset(&wo, 0, sizeof(wo));
+    wo.host = host;
+    wo.path = sv->path ? sv->path : (c->o.ws_path ? c->o.ws_path : "/mqtt");
+    wo.protocol = c->o.version == UVMQTT_V31 ? "mqttv3.1" : "mqtt";
+    wo.headers = (const char *const *)c->o.ws_headers;
+    wo.header_count = c->o.ws_header_count;
+    rc = uvmqtt__ws_new(s, &wo, &up);
+    goto stack;
+  }
+#endif
+  /* The stack is complete. */
+  c->stream = s;
+  c->opening = NULL;
+  s->read_cb = on_read;
+  send_connect(c);
+  return;
+#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
+stack:
+  if (rc < 0) {
+    c->opening = s;
+    attempt_failed(c, rc);
+    return;
+  }
+  up->data = c;
+  up->read_cb = NULL;
+  c->opening = up;
+  rc = up->ops->open(up, layer_opened);
+  if (rc < 0)
+    attempt_failed(c, rc);
+#endif
+}
+
+static void layer_opened(uvmqtt_stream_t *s, int status) {
+  uvmqtt_client_t *c = s->data;
+  ENTER(c);
+  if (status < 0) {
+    clog_(c, UVMQTT_LOG_WARN, "%s handshake failed: %s", s->ops->name,
+          uvmqtt_strerror(status));
+    attempt_failed(c, status);
+  } else {
+    next_layer(c, s);
+  }
+  LEAVE(c);
+}
+
+static void try_address(uvmqtt_client_t *c);
+
+static void tcp_opened(uvmqtt_stream_t *s, int status) {
+  uvmqtt_client_t *c = s->data;
+  ENTER(c);
+  if (status < 0) {
+    clog_(c, UVMQTT_LOG_DEBUG, "tcp connect failed: %s",
+          uvmqtt_strerror(status));
+    close_stream(c);
+    c->cur_addr++;
+    if (c->cur_addr < c->naddrs)
+      try_address(c);
+    else
+      attempt_failed(c, status);
+  } else {
+    next_layer(c, s);
+  }
+  LEAVE(c);
+}
+
+static void try_address(uvmqtt_client_t *c) {
+  struct sockaddr_storage bind_ss;
+  uvmqtt_tcp_opts_t to;
+  memset(&to, 0, sizeof(to));
+  to.nodelay = c->o.nodelay;
+  if (c->o.bind) {
+    if (uv_ip4_addr(c->o.bind, 0, (struct sockaddr_in *)&bind_ss) != 0)
+      uv_ip6_addr(c->o.bind, 0, (struct sockaddr_in6 *)&bind_ss);
+    to.bind_addr = (struct sockaddr *)&bind_ss;
+  }
+  while (c->cur_addr < c->naddrs) {
+    uvmqtt_stream_t *s;
+    int rc =
+        uvmqtt__tcp_connect(c->loop, (struct sockaddr *)&c->addrs[c->cur_addr],
+                            &to, tcp_opened, c, &s);
+    if (rc == 0) {
+      c->open_handles++;
+      c->opening = s;
+      c->state = C_TRANSPORT;
+      return;
+    }
+    c->last_error = rc;
+    c->cur_addr++;
+  }
+  attempt_failed(c, c->last_error ? c->last_error : UVMQTT_EINVAL);
+}
+
+static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
+                     void *arg) {
+  uvmqtt_client_t *c = arg;
+  ENTER(c);
+  c->resolve_req = NULL;
+  if (status < 0 || n == 0) {
+    clog_(c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
+          c->servers[c->cur_server].host,
+          uvmqtt_strerror(status < 0 ? status : UVMQTT_EDNS_NODATA));
+    attempt_failed(c, status < 0 ? status : UVMQTT_EDNS_NODATA);
+  } else {
+    uvmqtt__free(c->addrs);
+    c->addrs = uvmqtt__malloc(n * sizeof(*addrs));
+    if (!c->addrs) {
+      attempt_failed(c, UVMQTT_ENOMEM);
+    } else {
+      memcpy(c->addrs, addrs, n * sizeof(*addrs));
+      c->naddrs = n;
+      c->cur_addr = 0;
+      try_address(c);
+    }
+  }
+  LEAVE(c);
+}
+
+static void resolve_server(uvmqtt_client_t *c) {
+  const server_t *sv = &c->servers[c->cur_server];
+  uint16_t port = sv->port ? sv->port : default_port(c, sv->scheme);
+  int rc = ensure_resolver(c);
+  if (rc == 0) {
+    c->state = C_RESOLVING;
+    rc = uvmqtt__resolve_addr(c->resolver, sv->host, port, on_addrs, c,
+                              &c->resolve_req);
+  }
+  if (rc < 0)
+    attempt_failed(c, rc);
+}
+
+static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
+                   void *arg) {
+  uvmqtt_client_t *c = arg;
+  ENTER(c);
+  c->resolve_req = NULL;
+  server_t *sv = NULL;
+  if (status == 0 && n > 0)
+    sv = uvmqtt__calloc(n, sizeof(*sv));
+  if (status < 0 || n == 0 || !sv) {
+    clog_(c, UVMQTT_LOG_WARN, "SRV lookup for %s failed: %s", c->srv_domain,
+          uvmqtt_strerror(status < 0 ? status : UVMQTT_ENOMEM));
+    c->nservers = 0;
+    attempt_failed(c, status < 0 ? status : UVMQTT_ENOMEM);
+  } else {
+    int scheme = c->o.tls ? S_MQTTS : S_MQTT;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (!(sv[k].host = uvmqtt__strdup(t[i].host)))
+        continue;
+      sv[k].port = t[i].port;
+      sv[k].scheme = scheme;
+      clog_(c, UVMQTT_LOG_DEBUG, "SRV target %s:%u (priority %u weight %u)",
+            t[i].host, t[i].port, t[i].priority, t[i].weight);
+      k++;
+    }
+    servers_free(c);
+    c->servers = sv;
+    c->nservers = k;
+    c->cur_server = 0;
+    c->srv_done = true;
+    if (k == 0)
+      attempt_failed(c, UVMQTT_ENOMEM);
+    else
+      resolve_server(c);
+  }
+  LEAVE(c);
+}
+
+static void start_attempt(uvmqtt_client_t *c) {
+  if (c->reconnect_cb && c->attempt > 0 &&
+      c->reconnect_cb(c, c->attempt, c->reconnect_arg) != 0) {
+    c->state = C_IDLE;
+    return;
+  }
+  if (c->state == C_CLOSING || c->state == C_IDLE)
+    return;
+  c->attempt_deadline = now_ms(c) + c->o.connect_timeout;
+  c->state = C_RESOLVING;
+  arm_timer(c);
+  if (c->srv_mode && !c->srv_done) {
+    char name[300];
+    int rc = ensure_resolver(c);
+    snprintf(name, sizeof(name), "%s._tcp.%s",
+             c->o.tls ? "_secure-mqtt" : "_mqtt", c->srv_domain);
+    if (rc == 0)
+      rc = uvmqtt__resolve_srv(c->resolver, name, on_srv, c, &c->resolve_req);
+    if (rc < 0)
+      attempt_failed(c, rc);
+    return;
+  }
+  resolve_server(c);
+}
+
+static bool refusal_is_final(const uvmqtt_client_t *c, uint8_t code) {
+  if (c->o.version != UVMQTT_V5)
+    return code == 1 || code == 2 || code == 4 || code == 5;
+  switch (code) {
+  case 0x84: /* unsupported protocol version */
+  case 0x85: /* client identifier not valid */
+  case 0x86: /* bad user name or password */
+  case 0x87: /* not authorized */
+  case 0x8A: /* banned */
+  case 0x8C: /* bad authentication method */
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void report_connect_failure(uvmqtt_client_t *c, int status,
+                                   const uvmqtt_connack_t *ack) {
+  if (c->connect_cb)
+    c->connect_cb(c, status, ack, c->connect_arg);
+}
+
+static void attempt_failed(uvmqtt_client_t *c, int status) {
+  if (c->state == C_CLOSING)
+    return;
+  close_stream(c);
+  c->last_error = status;
+  if (c->resolve_req) {
+    uvmqtt__resolve_cancel(c->resolve_req);
+    c->resolve_req = NULL;
+  }
+  /* More servers in the list: move on at once. */
+  if (c->cur_server + 1 < c->nservers && uvmqtt_err_is_retryable(status)) {
+    c->cur_server++;
+    c->cur_addr = c->naddrs = 0;
+    c->state = C_WAIT;
+    uv_timer_start(&c->timer, on_timer, 0, 0);
+    return;
+  }
+  const char *what = c->nservers ? c->servers[c->cur_server].host
+                                 : (c->srv_domain ? c->srv_domain : "?");
+  if (c->nservers > 1 || c->srv_mode)
+    clog_(c, UVMQTT_LOG_WARN, "every server failed (last %s: %s)", what,
+          uvmqtt_strerror(status));
+  else
+    clog_(c, UVMQTT_LOG_WARN, "connection to %s failed: %s", what,
+          uvmqtt_strerror(status));
+  c->state = C_WAIT;
+  report_connect_failure(c, status, NULL);
+  if (c->state != C_WAIT)
+    return; /* the callback connected or closed */
+  if (!c->o.reconnect || c->user_disconnect ||
+      !uvmqtt_err_is_retryable(status)) {
+    c->state = C_IDLE;
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  c->cur_server = 0;
+  if (c->srv_mode)
+    c->srv_done = false;
+  schedule_reconnect(c, false);
+}
+
+static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay) {
+  double d = c->o.rc_min;
+  for (unsigned i = 0; i < c->attempt && d < c->o.rc_max; i++)
+    d *= 2;
+  if (d > c->o.rc_max || max_delay)
+    d = c->o.rc_max;
+  if (c->o.jitter > 0) {
+    uint32_t r = 0;
+    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
+      r = (uint32_t)uv_hrtime();
+    d *= 1.0 + c->o.jitter * (2.0 * (r / 4294967295.0) - 1.0);
+  }
+  c->attempt++;
+  c->state = C_WAIT;
+  clog_(c, UVMQTT_LOG_INFO, "reconnecting in %u ms (attempt %u)", (unsigned)d,
+        c->attempt);
+  uv_timer_start(&c->timer, on_timer, (uint64_t)d, 0);
+}
+
+/* ---- dropping a connection
+ * ---------------------------------------------------- */
+
+static void do_drop(uvmqtt_client_t *c) {
+  int status = c->drop_status;
+  bool was_connected = c->state == C_CONNECTED;
+  bool refused = status == UVMQTT_EREFUSED;
+  uint8_t reason = c->last_reason;
+  c->drop_requested = false;
+  c->drop_status = 0;
+  if (c->state == C_CLOSING || c->state == C_IDLE || c->state == C_WAIT)
+    return;
+  uvmqtt__session_connection_lost(c->session,
+                                  status ? status : UVMQTT_ENOTCONN);
+  if (!was_connected) {
+    if (refused) {
+      uvmqtt_connack_t ack;
+      memset(&ack, 0, sizeof(ack));
+      ack.reason_code = reason;
+      clog_(c, UVMQTT_LOG_ERROR, "connection refused: %s (%u)",
+            uvmqtt_reason_string(reason, c->o.version != UVMQTT_V5), reason);
+      close_stream(c);
+      c->state = C_WAIT;
+      report_connect_failure(c, UVMQTT_EREFUSED, &ack);
+      if (c->state != C_WAIT)
+        return;
+      if (!c->o.reconnect || c->user_disconnect ||
+          refusal_is_final(c, reason)) {
+        c->state = C_IDLE;
+        return;
+      }
+      schedule_reconnect(c, false);
+      return;
+    }
+    attempt_failed(c, status);
+    return;
+  }
+  close_stream(c);
+  clog_(c, status ? UVMQTT_LOG_WARN : UVMQTT_LOG_INFO, "disconnected: %s",
+        uvmqtt_strerror(status));
+  c->state = C_WAIT;
+  bool reported = c->server_disconnect == (uvmqtt_reason_t *)1;
+  c->server_disconnect = NULL;
+  if (c->disconnect_cb && !reported)
+    c->disconnect_cb(c, c->user_disconnect ? 0 : status, NULL,
+                     c->disconnect_arg);
+  if (c->state != C_WAIT)
+    return;
+  if (c->user_disconnect || !c->o.reconnect) {
+    c->state = C_IDLE;
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  c->cur_server = 0;
+  if (c->srv_mode)
+    c->srv_done = false;
+  schedule_reconnect(c, false);
+}
+
+static void connection_drop(uvmqtt_client_t *c, int status) {
+  if (c->drop_requested || c->state == C_CLOSING)
+    return;
+  c->drop_requested = true;
+  c->drop_status = status;
+}
+
+static void leave(uvmqtt_client_t *c) {
+  if (--c->depth > 0)
+    return;
+  c->depth++;
+  while (c->drop_requested && !c->close_requested)
+    do_drop(c);
+  c->depth--;
+  if (c->close_requested && c->state != C_CLOSING) {
+    c->close_requested = false;
+    close_now(c);
+  } else if (c->state == C_CLOSING) {
+    close_now(c);
+  }
+}
+
+/* ---- lifecycle
+ * ------------------------------------------------------------------- */
+
+int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                      uvmqtt_client_t **out) {
+  uvmqtt_options_t defaults;
+  if (!loop || !out)
+    return UVMQTT_EINVAL;
+  if (!opts) {
+    options_defaults(&defaults);
+    opts = &defaults;
+  }
+  if (opts->version != UVMQTT_V5 && opts->empty_id && !opts->clean)
+    return UVMQTT_ECLIENTID;
+  uvmqtt_client_t *c = uvmqtt__calloc(1, sizeof(*c));
+  if (!c)
+    return UVMQTT_ENOMEM;
+  c->loop = loop;
+  c->log_level = UVMQTT_LOG_INFO;
+  int rc = options_copy(&c->o, opts);
+  if (rc < 0) {
+    uvmqtt__free(c);
+    return rc;
+  }
+  if (c->o.client_id) {
+    c->client_id = uvmqtt__strdup(c->o.client_id);
+  } else if (c->o.empty_id) {
+    c->client_id = uvmqtt__strdup("");
+  } else {
+    char id[40];
+    random_id(id, sizeof(id));
+    c->client_id = uvmqtt__strdup(id);
+  }
+  uvmqtt_session_config_t sc;
+  memset(&sc, 0, sizeof(sc));
+  sc.version = (uint8_t)c->o.version;
+  sc.max_inflight = c->o.max_inflight;
+  sc.max_queued = c->o.max_queued;
+  sc.max_queued_bytes = c->o.max_queued_bytes;
+  sc.queue_policy = c->o.queue_policy;
+  sc.max_packet_size = c->o.max_packet_size;
+  if (!c->client_id ||
+      (rc = uvmqtt__session_new(&sc, &session_events, c, &c->session)) < 0) {
+    options_clear(&c->o);
+    uvmqtt__free(c->client_id);
+    uvmqtt__free(c);
+    return rc < 0 ? rc : UVMQTT_ENOMEM;
+  }
+  uv_timer_init(loop, &c->timer);
+  uv_check_init(loop, &c->flush);
+  c->timer.data = c;
+  c->flush.data = c;
+  c->open_handles = 2;
+  *out = c;
+  return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  uvmqtt_client_t *c = h->data;
+  c->open_handles--;
+  close_now(c);
+}
+
+static void on_resolver_closed(void *arg) {
+  uvmqtt_client_t *c = arg;
+  c->open_handles--;
+  close_now(c);
+}
+
+/* Idempotent: advances the teardown as far as it can; called again as
+ * each asynchronous close completes. */
+static void close_now(uvmqtt_client_t *c) {
+  if (c->state != C_CLOSING) {
+    bool connected = c->state == C_CONNECTED;
+    c->state = C_CLOSING;
+    c->drop_requested = false;
+    if (c->resolve_req) {
+      uvmqtt__resolve_cancel(c->resolve_req);
+      c->resolve_req = NULL;
+    }
+    if (connected && c->stream) {
+      /* Best effort: DISCONNECT is handed to the kernel, not waited for. */
+      if (uvmqtt__session_disconnect(c->session, 0, NULL) == 0) {
+        const uvmqtt_iov_t *iov;
+        uvmqtt_out_batch_t *batch;
+        size_t n =
+            uvmqtt__session_take_output(c->session, now_ms(c), &iov, &batch);
+        if (n > 0) {
+          uv_buf_t bufs[16];
+          size_t k = n > 16 ? 16 : n;
+          for (size_t i = 0; i < k; i++)
+            bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned)iov[i].len);
+          if (uvmqtt__stream_write(c->stream, bufs, (unsigned)k, on_written,
+                                   batch) == 0)
+            c->writes++;
+          else
+            uvmqtt__session_output_done(c->session, batch, UVMQTT_ECLOSED);
+        }
+      }
+    }
+    if (c->stream || c->opening) {
+      uvmqtt_session_state_t st = uvmqtt__session_state(c->session);
+      (void)st;
+      uvmqtt__session_connection_lost(c->session, UVMQTT_ECLOSED);
+      close_stream(c);
+    }
+    if (c->connect_cb && !connected && c->nservers && c->attempt_deadline) {
+      /* A connection attempt in progress is reported as cancelled. */
+    }
+    if (c->resolver) {
+      c->open_handles++;
+      uvmqtt__resolver_close(c->resolver, on_resolver_closed, c);
+      c->resolver = NULL;
+    }
+  }
+  if (c->depth > 0)
+    return;
+  /* Wait for the stream (whose close cancels our writes) first. */
+  if (c->open_handles > 2 || c->writes > 0)
+    return;
+  if (!c->freed_session) {
+    c->freed_session = true;
+    ENTER(c);
+    uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
+    c->session = NULL;
+    c->depth--;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->flush, on_handle_closed);
+    return;
+  }
+  if (c->open_handles > 0)
+    return;
+  uvmqtt_close_cb cb = c->close_cb;
+  if (cb)
+    cb(c);
+  if (c->router) {
+    /* Routes own small structs; free them with the table. */
+    uvmqtt_router_free(c->router);
+  }
+  while (c->subs) {
+    sub_t *s = c->subs;
+    c->subs = s->next;
+    uvmqtt__free(s);
+  }
+  servers_free(c);
+  uvmqtt__free(c->addrs);
+  uvmqtt__free(c->srv_domain);
+  uvmqtt__free(c->client_id);
+  options_clear(&c->o);
+  uvmqtt__free(c);
+}
+
+void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb) {
+  if (!c || c->state == C_CLOSING || c->close_requested)
+    return;
+  c->close_cb = cb;
+  if (c->depth > 0) {
+    c->close_requested = true;
+    return;
+  }
+  close_now(c);
+}
+
+void uvmqtt_client_set_data(uvmqtt_client_t *c, void *data) {
+  c->data = data;
+}
+void *uvmqtt_client_get_data(const uvmqtt_client_t *c) {
+  return c->data;
+}
+uv_loop_t *uvmqtt_client_get_loop(const uvmqtt_client_t *c) {
+  return c->loop;
+}
+void uvmqtt_client_on_connect(uvmqtt_client_t *c, uvmqtt_connect_cb cb,
+                              void *arg) {
+  c->connect_cb = cb;
+  c->connect_arg = arg;
+}
+void uvmqtt_client_on_disconnect(uvmqtt_client_t *c, uvmqtt_disconnect_cb cb,
+                                 void *arg) {
+  c->disconnect_cb = cb;
+  c->disconnect_arg = arg;
+}
+void uvmqtt_client_on_message(uvmqtt_client_t *c, uvmqtt_message_cb cb,
+                              void *arg) {
+  c->message_cb = cb;
+  c->message_arg = arg;
+}
+void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
+                          int max_level) {
+  c->log_cb = cb;
+  c->log_arg = arg;
+  c->log_level = max_level;
+}
+void uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
+                                void *arg) {
+  c->reconnect_cb = cb;
+  c->reconnect_arg = arg;
+}
+
+int uvmqtt_client_set_credentials(uvmqtt_client_t *c, const char *username,
+                                  const void *password, size_t password_len) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  return uvmqtt_options_set_credentials(&c->o, username, password,
+                                        password_len);
+}
+
+int uvmqtt_client_disconnect(uvmqtt_client_t *c) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING)
+    return UVMQTT_ECLOSED;
+  c->user_disconnect = true;
+  if (c->state == C_WAIT || c->state == C_IDLE) {
+    bool was = c->state == C_WAIT;
+    uv_timer_stop(&c->timer);
+    c->state = C_IDLE;
+    return was ? 0 : UVMQTT_ENOTCONN;
+  }
+  if (c->state == C_CONNECTED) {
+    uvmqtt__session_disconnect(c->session, 0, NULL);
+    flush_now(c);
+  }
+  ENTER(c);
+  connection_drop(c, 0);
+  LEAVE(c);
+  return 0;
+}
+
+bool uvmqtt_client_is_connected(const uvmqtt_client_t *c) {
+  return c && c->state == C_CONNECTED;
+}
+const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c) {
+  return c->client_id;
+}
+size_t uvmqtt_client_inflight(const uvmqtt_client_t *c) {
+  return c->session ? uvmqtt__session_inflight(c->session) : 0;
+}
+size_t uvmqtt_client_queued(const uvmqtt_client_t *c) {
+  return c->session ? uvmqtt__session_queued(c->session) : 0;
+}
+uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c) {
+  return c->last_reason;
+}
+
+/* ---- publish / subscribe
+ * -------------------------------------------------------- */
+
+int uvmqtt_publish_ex(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *po,
+                      uvmqtt_publish_cb cb, void *arg) {
+  if (!c || !po || !po->topic)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  if (po->qos < 0 || po->qos > 2)
+    return UVMQTT_EQOS;
+  size_t tlen = po->topic_len ? po->topic_len : strlen(po->topic);
+  int rc = uvmqtt_topic_validate(po->topic, tlen);
+  if (rc < 0)
+    return rc;
+  uvmqtt_session_pub_t p;
+  memset(&p, 0, sizeof(p));
+  p.topic = po->topic;
+  p.topic_len = tlen;
+  p.payload = po->payload;
+  p.payload_len = po->payload_len;
+  p.qos = (uint8_t)po->qos;
+  p.retain = po->retain;
+  p.props = po->props;
+  p.zero_copy = po->zero_copy;
+  if (po->props && c->o.version == UVMQTT_V5 &&
+      (po->props->present &
+       UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL)))
+    p.expiry_s = po->props->message_expiry_interval;
+  ENTER(c);
+  rc = uvmqtt__session_publish(c->session, now_ms(c), &p, (uvmqtt_session_fn)cb,
+                               arg);
+  LEAVE(c);
+  return rc;
+}
+
+int uvmqtt_publish(uvmqtt_client_t *c, const char *topic, const void *payload,
+                   size_t len, int qos, bool retain, uvmqtt_publish_cb cb,
+                   void *arg) {
+  uvmqtt_publish_opts_t po;
+  memset(&po, 0, sizeof(po));
+  po.topic = topic;
+  po.payload = payload;
+  po.payload_len = len;
+  po.qos = qos;
+  po.retain = retain;
+  return uvmqtt_publish_ex(c, &po, cb, arg);
+}
+
+int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,
+                          size_t count, const uvmqtt_props_t *props,
+                          uvmqtt_subscribe_cb cb, void *arg) {
+  if (!c || !subs || count == 0)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  for (size_t i = 0; i < count; i++) {
+    int rc = uvmqtt_filter_validate(subs[i].filter.data, subs[i].filter.len);
+    if (rc < 0)
+      return rc;
+    if ((subs[i].options & UVMQTT_SUBOPT_QOS_MASK) > 2)
+      return UVMQTT_EQOS;
+  }
+  if (c->state != C_CONNECTED)
+    return UVMQTT_ENOTCONN;
+  ENTER(c);
+  int rc = uvmqtt__session_subscribe(c->session, subs, count, props,
+                                     (uvmqtt_session_fn)cb, arg);
+  if (rc >= 0)
+    for (size_t i = 0; i < count; i++)
+      if (remember_sub(c, subs[i].filter.data, subs[i].filter.len,
+                       subs[i].options) < 0)
+        clog_(c, UVMQTT_LOG_WARN, "cannot remember a subscription");
+  LEAVE(c);
+  return rc;
+}
+
+int uvmqtt_subscribe(uvmqtt_client_t *c, const char *filter, int qos,
+                     uvmqtt_subscribe_cb cb, void *arg) {
+  uvmqtt_subscription_t s;
+  if (!filter)
+    return UVMQTT_EINVAL;
+  if (qos < 0 || qos > 2)
+    return UVMQTT_EQOS;
+  s.filter.data = filter;
+  s.filter.len = strlen(filter);
+  s.options = (uint8_t)qos;
+  return uvmqtt_subscribe_many(c, &s, 1, NULL, cb, arg);
+}
+
+int uvmqtt_unsubscribe_many(uvmqtt_client_t *c, const char *const *filters,
+                            size_t count, const uvmqtt_props_t *props,
+                            uvmqtt_subscribe_cb cb, void *arg) {
+  uvmqtt_str_t small[8], *v = small;
+  if (!c || !filters || count == 0)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  for (size_t i = 0; i < count; i++) {
+    if (!filters[i])
+      return UVMQTT_EINVAL;
+    int rc = uvmqtt_filter_validate(filters[i], strlen(filters[i]));
+    if (rc < 0)
+      return rc;
+  }
+  if (c->state != C_CONNECTED)
+    return UVMQTT_ENOTCONN;
+  if (count > 8 && !(v = uvmqtt__malloc(count * sizeof(*v))))
+    return UVMQTT_ENOMEM;
+  for (size_t i = 0; i < count; i++) {
+    v[i].data = filters[i];
+    v[i].len = strlen(filters[i]);
+  }
+  ENTER(c);
+  int rc = uvmqtt__session_unsubscribe(c->session, v, count, props,
+                                       (uvmqtt_session_fn)cb, arg);
+  if (rc >= 0)
+    for (size_t i = 0; i < count; i++)
+      forget_sub(c, v[i].data, v[i].len);
+  LEAVE(c);
+  if (v != small)
+    uvmqtt__free(v);
+  return rc;
+}
+
+int uvmqtt_unsubscribe(uvmqtt_client_t *c, const char *filter,
+                       uvmqtt_subscribe_cb cb, void *arg) {
+  return uvmqtt_unsubscribe_many(c, &filter, 1, NULL, cb, arg);
+}
+
+/* ---- routes
+ * ------------------------------------------------------------------------ */
+
+int uvmqtt_route_add(uvmqtt_client_t *c, const char *filter,
+                     uvmqtt_message_cb cb, void *arg) {
+  if (!c || !filter || !cb)
+    return UVMQTT_EINVAL;
+  if (!c->router) {
+    int rc = uvmqtt_router_new(&c->router);
+    if (rc < 0)
+      return rc;
+  }
+  route_t *r = uvmqtt__malloc(sizeof(*r));
+  if (!r)
+    return UVMQTT_ENOMEM;
+  r->cb = cb;
+  r->arg = arg;
+  void *old = NULL;
+  int rc = uvmqtt_router_add(c->router, filter, strlen(filter), r, &old);
+  if (rc < 0) {
+    uvmqtt__free(r);
+    return rc;
+  }
+  uvmqtt__free(old);
+  return 0;
+}
+
+int uvmqtt_route_remove(uvmqtt_client_t *c, const char *filter) {
+  void *old = NULL;
+  if (!c || !filter)
+    return UVMQTT_EINVAL;
+  if (!c->router)
+    return UVMQTT_ENOENT;
+  int rc = uvmqtt_router_remove(c->router, filter, strlen(filter), &old);
+  if (rc == 0)
+    uvmqtt__free(old);
+  return rc;
+}

@@ -1,2 +1,1242 @@
-/* placeholder: being written */
-typedef int uvmqtt__placeholder_t;
+/* The MQTT session state machine, sans I/O. See session.h. */
+#include "session.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "props.h"
+#include "uvmqtt/errors.h"
+
+#define LOG_ERROR 0
+#define LOG_WARN 1
+#define LOG_INFO 2
+#define LOG_DEBUG 3
+
+/* Payloads up to this size are copied into the output buffer; larger ones
+ * are written from the message's own memory. */
+#define INLINE_PAYLOAD_MAX 2048
+#define SPARE_BATCHES 2
+
+enum { MSG_QUEUED = 0, MSG_WAIT_ACK, MSG_WAIT_COMP };
+
+struct uvmqtt_smsg_s {
+  uvmqtt_smsg_t *next;
+  uvmqtt_smsg_t *prev;
+  uvmqtt_session_fn cb;
+  void *arg;
+  uint64_t queued_at;
+  uint32_t expiry_s;
+  const uint8_t *payload;
+  size_t payload_len;
+  char *topic;
+  size_t topic_len;
+  uvmqtt_props_t *props;
+  uint16_t packet_id;
+  uint8_t qos;
+  uint8_t state;
+  bool retain;
+  bool dup;
+  bool done; /* completed; freed once no batch references it */
+  uint16_t refs;
+  int status;
+  uint8_t reason;
+};
+
+struct uvmqtt_sreq_s {
+  uvmqtt_sreq_t *next;
+  uvmqtt_session_fn cb;
+  void *arg;
+  size_t count;
+  uint16_t packet_id;
+  uint8_t type; /* UVMQTT_SUBSCRIBE or UVMQTT_UNSUBSCRIBE */
+};
+
+typedef struct {
+  size_t off;
+  size_t len;
+  const uint8_t *ext; /* NULL: bytes at buf + off */
+} seg_t;
+
+typedef struct {
+  uvmqtt_session_fn cb;
+  void *arg;
+} done_t;
+
+struct uvmqtt_out_batch_s {
+  uvmqtt_out_batch_t *next;
+  uint8_t *buf;
+  size_t len, cap;
+  seg_t *segs;
+  size_t nsegs, segcap;
+  uvmqtt_iov_t *iov;
+  size_t iovcap;
+  uvmqtt_smsg_t **refs;
+  size_t nrefs, refcap;
+  done_t *done;
+  size_t ndone, donecap;
+};
+
+/* A set of 16-bit packet ids: a few inline, a bitmap beyond that (freed
+ * again when the set empties, so idle sessions hold no bitmap). */
+#define IDSET_SMALL 16
+typedef struct {
+  uint16_t small[IDSET_SMALL];
+  uint8_t nsmall;
+  uint64_t *bits;
+  size_t count;
+} idset_t;
+
+struct uvmqtt_session_s {
+  uvmqtt_session_config_t cfg;
+  uvmqtt_session_events_t ev;
+  void *ud;
+  uvmqtt_session_state_t state;
+  uvmqtt_parser_t parser;
+
+  uvmqtt_smsg_t *q_head, *q_tail; /* waiting to be sent */
+  size_t q_count, q_bytes;
+  uvmqtt_smsg_t *f_head, *f_tail; /* in flight, in send order */
+  size_t f_count;
+  uvmqtt_sreq_t *reqs;
+
+  idset_t out_ids; /* ids in use by our messages and requests */
+  idset_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
+  uint16_t next_id;
+
+  uvmqtt_out_batch_t *cur;   /* being filled */
+  uvmqtt_out_batch_t *spare; /* recycled */
+  size_t nspare;
+
+  uint64_t keepalive_ms;
+  uint64_t last_send, last_recv, ping_sent;
+  bool ping_outstanding;
+
+  /* v5 limits from the CONNACK */
+  uint16_t server_receive_max;
+  uint32_t server_max_packet;
+  uint16_t server_keepalive;
+  uint8_t server_max_qos;
+};
+
+/* ---- logging ----------------------------------------------------------- */
+
+static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#include <stdarg.h>
+static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...) {
+  char buf[256];
+  va_list ap;
+  if (!s->ev.on_log)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof(buf), fmt, ap);
+  va_end(ap);
+  s->ev.on_log(s->ud, level, buf);
+}
+
+/* ---- id sets ----------------------------------------------------------- */
+
+static bool idset_has(const idset_t *set, uint16_t id) {
+  if (set->bits)
+    return (set->bits[id >> 6] >> (id & 63)) & 1;
+  for (unsigned i = 0; i < set->nsmall; i++)
+    if (set->small[i] == id)
+      return true;
+  return false;
+}
+
+static int idset_add(idset_t *set, uint16_t id) {
+  if (!set->bits && set->nsmall < IDSET_SMALL) {
+    set->small[set->nsmall++] = id;
+    set->count++;
+    return 0;
+  }
+  if (!set->bits) {
+    set->bits = uvmqtt__calloc(65536 / 64, sizeof(uint64_t));
+    if (!set->bits)
+      return UVMQTT_ENOMEM;
+    for (unsigned i = 0; i < set->nsmall; i++)
+      set->bits[set->small[i] >> 6] |= UINT64_C(1) << (set->small[i] & 63);
+    set->nsmall = 0;
+  }
+  set->bits[id >> 6] |= UINT64_C(1) << (id & 63);
+  set->count++;
+  return 0;
+}
+
+static void idset_del(idset_t *set, uint16_t id) {
+  if (set->bits) {
+    uint64_t m = UINT64_C(1) << (id & 63);
+    if (set->bits[id >> 6] & m) {
+      set->bits[id >> 6] &= ~m;
+      if (--set->count == 0) {
+        uvmqtt__free(set->bits);
+        set->bits = NULL;
+      }
+    }
+    return;
+  }
+  for (unsigned i = 0; i < set->nsmall; i++) {
+    if (set->small[i] == id) {
+      set->small[i] = set->small[--set->nsmall];
+      set->count--;
+      return;
+    }
+  }
+}
+
+static void idset_clear(idset_t *set) {
+  uvmqtt__free(set->bits);
+  memset(set, 0, sizeof(*set));
+}
+
+static int alloc_id(uvmqtt_session_t *s, uint16_t *out) {
+  if (s->out_ids.count >= 65535)
+    return UVMQTT_ENOPKTID;
+  for (;;) {
+    uint16_t id = s->next_id;
+    s->next_id = (uint16_t)(id == 65535 ? 1 : id + 1);
+    if (!idset_has(&s->out_ids, id)) {
+      int rc = idset_add(&s->out_ids, id);
+      if (rc < 0)
+        return rc;
+      *out = id;
+      return 0;
+    }
+  }
+}
+
+/* ---- output batches ------------------------------------------------------ */
+
+static int grow(void **p, size_t *cap, size_t need, size_t elem) {
+  if (need <= *cap)
+    return 0;
+  size_t n = *cap ? *cap * 2 : 16;
+  while (n < need)
+    n *= 2;
+  void *q = uvmqtt__realloc(*p, n * elem);
+  if (!q)
+    return UVMQTT_ENOMEM;
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+static void batch_free(uvmqtt_out_batch_t *b) {
+  uvmqtt__free(b->buf);
+  uvmqtt__free(b->segs);
+  uvmqtt__free(b->iov);
+  uvmqtt__free(b->refs);
+  uvmqtt__free(b->done);
+  uvmqtt__free(b);
+}
+
+static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
+  if (s->cur)
+    return s->cur;
+  uvmqtt_out_batch_t *b = s->spare;
+  if (b) {
+    s->spare = b->next;
+    s->nspare--;
+  } else {
+    b = uvmqtt__calloc(1, sizeof(*b));
+    if (!b)
+      return NULL;
+  }
+  b->next = NULL;
+  b->len = b->nsegs = b->nrefs = b->ndone = 0;
+  s->cur = b;
+  if (s->ev.on_output)
+    s->ev.on_output(s->ud);
+  return b;
+}
+
+/* Reserves n contiguous bytes at the end of the current batch. */
+static uint8_t *out_reserve(uvmqtt_session_t *s, size_t n) {
+  uvmqtt_out_batch_t *b = cur_batch(s);
+  if (!b)
+    return NULL;
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 1024;
+    while (cap < b->len + n)
+      cap *= 2;
+    uint8_t *nb = uvmqtt__realloc(b->buf, cap);
+    if (!nb)
+      return NULL;
+    b->buf = nb;
+    b->cap = cap;
+  }
+  if (b->nsegs == 0 || b->segs[b->nsegs - 1].ext != NULL) {
+    if (grow((void **)&b->segs, &b->segcap, b->nsegs + 1, sizeof(seg_t)))
+      return NULL;
+    b->segs[b->nsegs++] = (seg_t){b->len, 0, NULL};
+  }
+  uint8_t *p = b->buf + b->len;
+  b->len += n;
+  b->segs[b->nsegs - 1].len += n;
+  return p;
+}
+
+/* Gives back the unused tail of the last reservation. */
+static void out_unreserve(uvmqtt_session_t *s, size_t n) {
+  s->cur->len -= n;
+  s->cur->segs[s->cur->nsegs - 1].len -= n;
+}
+
+static int out_ext(uvmqtt_session_t *s, const uint8_t *p, size_t n,
+                   uvmqtt_smsg_t *ref) {
+  uvmqtt_out_batch_t *b = cur_batch(s);
+  if (!b)
+    return UVMQTT_ENOMEM;
+  if (grow((void **)&b->segs, &b->segcap, b->nsegs + 1, sizeof(seg_t)))
+    return UVMQTT_ENOMEM;
+  if (ref) {
+    if (grow((void **)&b->refs, &b->refcap, b->nrefs + 1, sizeof(*b->refs)))
+      return UVMQTT_ENOMEM;
+    b->refs[b->nrefs++] = ref;
+    ref->refs++;
+  }
+  b->segs[b->nsegs++] = (seg_t){0, n, p};
+  return 0;
+}
+
+static int out_done_entry(uvmqtt_session_t *s, uvmqtt_session_fn cb,
+                          void *arg) {
+  if (!cb)
+    return 0;
+  uvmqtt_out_batch_t *b = cur_batch(s);
+  if (!b || grow((void **)&b->done, &b->donecap, b->ndone + 1, sizeof(done_t)))
+    return UVMQTT_ENOMEM;
+  b->done[b->ndone++] = (done_t){cb, arg};
+  return 0;
+}
+
+/* Encodes a non-PUBLISH packet into the output. */
+static int out_packet(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
+  size_t size;
+  int rc = uvmqtt_encode_size(pkt, s->cfg.version, &size);
+  if (rc < 0)
+    return rc;
+  uint8_t *p = out_reserve(s, size);
+  if (!p)
+    return UVMQTT_ENOMEM;
+  rc = uvmqtt_encode(pkt, s->cfg.version, p, size);
+  if (rc < 0) {
+    out_unreserve(s, size);
+    return rc;
+  }
+  return 0;
+}
+
+static int out_ack(uvmqtt_session_t *s, uint8_t type, uint16_t id,
+                   uint8_t reason) {
+  uvmqtt_packet_t pkt;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = type;
+  pkt.u.ack.packet_id = id;
+  pkt.u.ack.reason_code = reason;
+  return out_packet(s, &pkt);
+}
+
+/* Encodes a PUBLISH. `ref` (may be NULL) is the message whose memory holds
+ * the payload; large payloads are then written from there. */
+static int out_publish(uvmqtt_session_t *s, uint64_t now,
+                       const uvmqtt_publish_t *pub, uvmqtt_smsg_t *ref,
+                       bool ext_ok) {
+  uvmqtt_packet_t pkt;
+  size_t total;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_PUBLISH;
+  pkt.u.publish = *pub;
+  if (ref && ref->expiry_s && s->cfg.version == UVMQTT_V5) {
+    /* v5: send the remaining lifetime. */
+    uint64_t waited = (now - ref->queued_at) / 1000;
+    pkt.u.publish.props.present |=
+        UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
+    pkt.u.publish.props.message_expiry_interval =
+        waited >= ref->expiry_s ? 1 : (uint32_t)(ref->expiry_s - waited);
+  }
+  int rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
+  if (rc < 0)
+    return rc;
+  size_t plen = pub->payload.len;
+  bool ext = ext_ok && plen > INLINE_PAYLOAD_MAX;
+  size_t head = total - plen;
+  uint8_t *p = out_reserve(s, ext ? head : total);
+  if (!p)
+    return UVMQTT_ENOMEM;
+  rc = uvmqtt_encode_publish_head(&pkt, s->cfg.version, p, head, NULL);
+  if (rc < 0 || (size_t)rc != head) {
+    out_unreserve(s, ext ? head : total);
+    return rc < 0 ? rc : UVMQTT_EINVAL;
+  }
+  if (!ext) {
+    if (plen)
+      memcpy(p + head, pub->payload.data, plen);
+    return 0;
+  }
+  return out_ext(s, pub->payload.data, plen, ref);
+}
+
+/* ---- messages ------------------------------------------------------------ */
+
+static void list_remove(uvmqtt_smsg_t **head, uvmqtt_smsg_t **tail,
+                        uvmqtt_smsg_t *m) {
+  if (m->prev)
+    m->prev->next = m->next;
+  else
+    *head = m->next;
+  if (m->next)
+    m->next->prev = m->prev;
+  else
+    *tail = m->prev;
+  m->next = m->prev = NULL;
+}
+
+static void list_append(uvmqtt_smsg_t **head, uvmqtt_smsg_t **tail,
+                        uvmqtt_smsg_t *m) {
+  m->next = NULL;
+  m->prev = *tail;
+  if (*tail)
+    (*tail)->next = m;
+  else
+    *head = m;
+  *tail = m;
+}
+
+static void list_prepend(uvmqtt_smsg_t **head, uvmqtt_smsg_t **tail,
+                         uvmqtt_smsg_t *m) {
+  m->prev = NULL;
+  m->next = *head;
+  if (*head)
+    (*head)->prev = m;
+  else
+    *tail = m;
+  *head = m;
+}
+
+static void msg_free(uvmqtt_smsg_t *m) {
+  uvmqtt__free(m->props);
+  uvmqtt__free(m);
+}
+
+static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m) {
+  if (m->cb && s->ev.on_publish_done)
+    s->ev.on_publish_done(s->ud, m->cb, m->arg, m->status, m->packet_id,
+                          m->reason);
+  msg_free(m);
+}
+
+/* Completes a message that is on neither list. Its callback fires once no
+ * output batch still points at its payload (zero-copy payloads must stay
+ * valid until then). */
+static void msg_finish(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
+                       uint8_t reason) {
+  if (m->qos > 0)
+    idset_del(&s->out_ids, m->packet_id);
+  m->status = status;
+  m->reason = reason;
+  m->done = true;
+  if (m->refs == 0)
+    msg_fire(s, m);
+}
+
+static void queue_unlink(uvmqtt_session_t *s, uvmqtt_smsg_t *m) {
+  list_remove(&s->q_head, &s->q_tail, m);
+  s->q_count--;
+  s->q_bytes -= m->payload_len + m->topic_len;
+}
+
+static uvmqtt_smsg_t *inflight_find(uvmqtt_session_t *s, uint16_t id) {
+  /* Acks mostly arrive in order: the match is usually the head. */
+  for (uvmqtt_smsg_t *m = s->f_head; m; m = m->next)
+    if (m->packet_id == id)
+      return m;
+  return NULL;
+}
+
+static unsigned window(const uvmqtt_session_t *s) {
+  unsigned w = s->cfg.max_inflight ? s->cfg.max_inflight : 65535;
+  if (s->server_receive_max && s->server_receive_max < w)
+    w = s->server_receive_max;
+  return w;
+}
+
+static void msg_to_publish(const uvmqtt_smsg_t *m, uvmqtt_publish_t *pub) {
+  memset(pub, 0, sizeof(*pub));
+  pub->dup = m->dup;
+  pub->qos = m->qos;
+  pub->retain = m->retain;
+  pub->topic.data = m->topic;
+  pub->topic.len = m->topic_len;
+  pub->packet_id = m->packet_id;
+  if (m->props)
+    pub->props = *m->props;
+  pub->payload.data = m->payload;
+  pub->payload.len = m->payload_len;
+}
+
+static bool expired(const uvmqtt_smsg_t *m, uint64_t now) {
+  return m->expiry_s && now - m->queued_at >= (uint64_t)m->expiry_s * 1000;
+}
+
+/* Moves queued messages into the output while the window allows. */
+static void pump(uvmqtt_session_t *s, uint64_t now) {
+  while (s->state == UVMQTT_SS_CONNECTED && s->q_head) {
+    uvmqtt_smsg_t *m = s->q_head;
+    if (expired(m, now)) {
+      queue_unlink(s, m);
+      msg_finish(s, m, UVMQTT_EEXPIRED, 0);
+      continue;
+    }
+    if (m->qos > 0 && s->f_count >= window(s))
+      return;
+    uvmqtt_publish_t pub;
+    msg_to_publish(m, &pub);
+    int rc = out_publish(s, now, &pub, m, true);
+    if (rc < 0) {
+      queue_unlink(s, m);
+      slog(s, LOG_ERROR, "cannot encode PUBLISH: %s", uvmqtt_strerror(rc));
+      msg_finish(s, m, rc, 0);
+      continue;
+    }
+    queue_unlink(s, m);
+    if (m->qos == 0) {
+      /* QoS 0 completes when the batch holding it is written. */
+      m->done = true;
+      if (m->refs == 0) {
+        /* The payload was copied into the batch: the message can go. */
+        if (out_done_entry(s, m->cb, m->arg) < 0 && m->cb &&
+            s->ev.on_publish_done)
+          s->ev.on_publish_done(s->ud, m->cb, m->arg, UVMQTT_ENOMEM, 0, 0);
+        msg_free(m);
+      }
+      /* Otherwise the batch frees it, and fires its callback, when done. */
+      continue;
+    }
+    m->state = MSG_WAIT_ACK;
+    list_append(&s->f_head, &s->f_tail, m);
+    s->f_count++;
+  }
+}
+
+/* ---- public: lifecycle ------------------------------------------------------
+ */
+
+int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
+                        const uvmqtt_session_events_t *ev, void *ud,
+                        uvmqtt_session_t **out) {
+  if (!cfg || !ev || !out)
+    return UVMQTT_EINVAL;
+  if (cfg->version != UVMQTT_V31 && cfg->version != UVMQTT_V311 &&
+      cfg->version != UVMQTT_V5)
+    return UVMQTT_EINVAL;
+  uvmqtt_session_t *s = uvmqtt__calloc(1, sizeof(*s));
+  if (!s)
+    return UVMQTT_ENOMEM;
+  s->cfg = *cfg;
+  if (!s->cfg.ping_timeout_pct)
+    s->cfg.ping_timeout_pct = 40;
+  s->ev = *ev;
+  s->ud = ud;
+  s->next_id = 1;
+  uvmqtt_parser_init(&s->parser, cfg->version, UVMQTT_ROLE_CLIENT,
+                     cfg->max_packet_size);
+  *out = s;
+  return 0;
+}
+
+static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
+                          int status) {
+  for (size_t i = 0; i < b->ndone; i++)
+    if (s->ev.on_publish_done)
+      s->ev.on_publish_done(s->ud, b->done[i].cb, b->done[i].arg, status, 0, 0);
+  for (size_t i = 0; i < b->nrefs; i++) {
+    uvmqtt_smsg_t *m = b->refs[i];
+    if (--m->refs == 0 && m->done) {
+      if (m->qos == 0)
+        m->status = status;
+      msg_fire(s, m);
+    }
+  }
+  b->ndone = b->nrefs = b->nsegs = b->len = 0;
+  if (s->nspare < SPARE_BATCHES && b->cap <= 1 << 20) {
+    b->next = s->spare;
+    s->spare = b;
+    s->nspare++;
+  } else {
+    batch_free(b);
+  }
+}
+
+static void drop_parser_buffer(uvmqtt_session_t *s) {
+  uint8_t *b = uvmqtt_parser_take_buffer(&s->parser);
+  uvmqtt__free(b);
+}
+
+static void fail_requests(uvmqtt_session_t *s, int status) {
+  while (s->reqs) {
+    uvmqtt_sreq_t *r = s->reqs;
+    s->reqs = r->next;
+    idset_del(&s->out_ids, r->packet_id);
+    if (s->ev.on_sub_done)
+      s->ev.on_sub_done(s->ud, r->type, r->cb, r->arg, status, r->packet_id,
+                        NULL, 0, NULL);
+    uvmqtt__free(r);
+  }
+}
+
+void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
+  if (!s)
+    return;
+  s->state = UVMQTT_SS_DISCONNECTED;
+  if (s->cur) {
+    uvmqtt_out_batch_t *b = s->cur;
+    s->cur = NULL;
+    batch_release(s, b, status);
+  }
+  fail_requests(s, status);
+  while (s->f_head) {
+    uvmqtt_smsg_t *m = s->f_head;
+    list_remove(&s->f_head, &s->f_tail, m);
+    s->f_count--;
+    msg_finish(s, m, status, 0);
+  }
+  while (s->q_head) {
+    uvmqtt_smsg_t *m = s->q_head;
+    queue_unlink(s, m);
+    msg_finish(s, m, status, 0);
+  }
+  while (s->spare) {
+    uvmqtt_out_batch_t *b = s->spare;
+    s->spare = b->next;
+    batch_free(b);
+  }
+  drop_parser_buffer(s);
+  idset_clear(&s->out_ids);
+  idset_clear(&s->in_ids);
+  uvmqtt__free(s);
+}
+
+int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
+                            const uvmqtt_connect_t *c) {
+  uvmqtt_packet_t pkt;
+  if (s->cur) {
+    uvmqtt_out_batch_t *b = s->cur;
+    s->cur = NULL;
+    batch_release(s, b, UVMQTT_ENOTCONN);
+  }
+  drop_parser_buffer(s);
+  uvmqtt_parser_init(&s->parser, s->cfg.version, UVMQTT_ROLE_CLIENT,
+                     s->cfg.max_packet_size);
+  s->server_receive_max = 0;
+  s->server_max_packet = 0;
+  s->server_keepalive = 0;
+  s->server_max_qos = 2;
+  s->keepalive_ms = (uint64_t)c->keep_alive * 1000;
+  s->last_send = s->last_recv = now;
+  s->ping_outstanding = false;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_CONNECT;
+  pkt.u.connect = *c;
+  pkt.u.connect.protocol_version = s->cfg.version;
+  int rc = out_packet(s, &pkt);
+  if (rc < 0)
+    return rc;
+  s->state = UVMQTT_SS_CONNECTING;
+  return 0;
+}
+
+void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status) {
+  s->state = UVMQTT_SS_DISCONNECTED;
+  if (s->cur) {
+    uvmqtt_out_batch_t *b = s->cur;
+    s->cur = NULL;
+    batch_release(s, b, status);
+  }
+  drop_parser_buffer(s);
+  fail_requests(s, status);
+  s->ping_outstanding = false;
+}
+
+int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
+                               const uvmqtt_props_t *props) {
+  uvmqtt_packet_t pkt;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_DISCONNECT;
+  pkt.u.disconnect.reason_code = reason;
+  if (props)
+    pkt.u.disconnect.props = *props;
+  return out_packet(s, &pkt);
+}
+
+int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
+                         const uvmqtt_props_t *props) {
+  uvmqtt_packet_t pkt;
+  if (s->cfg.version != UVMQTT_V5)
+    return UVMQTT_ENOTSUP;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_AUTH;
+  pkt.u.auth.reason_code = reason;
+  if (props)
+    pkt.u.auth.props = *props;
+  return out_packet(s, &pkt);
+}
+
+/* ---- keepalive -------------------------------------------------------------
+ */
+
+static uint64_t silence_limit(const uvmqtt_session_t *s) {
+  return s->keepalive_ms + s->keepalive_ms * s->cfg.ping_timeout_pct / 100;
+}
+
+int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
+  if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_ms == 0)
+    return 0;
+  if (now - s->last_recv >= silence_limit(s)) {
+    slog(s, LOG_WARN, "no answer from the broker for %llu ms",
+         (unsigned long long)(now - s->last_recv));
+    return UVMQTT_EKEEPALIVE;
+  }
+  if (s->state == UVMQTT_SS_CONNECTED && !s->ping_outstanding &&
+      (now - s->last_send >= s->keepalive_ms ||
+       now - s->last_recv >= s->keepalive_ms)) {
+    uvmqtt_packet_t pkt;
+    memset(&pkt, 0, sizeof(pkt));
+    pkt.type = UVMQTT_PINGREQ;
+    int rc = out_packet(s, &pkt);
+    if (rc < 0)
+      return rc;
+    s->ping_outstanding = true;
+    s->ping_sent = now;
+  }
+  return 0;
+}
+
+uint64_t uvmqtt__session_deadline(const uvmqtt_session_t *s) {
+  if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_ms == 0)
+    return UINT64_MAX;
+  uint64_t d = s->last_recv + silence_limit(s);
+  if (s->state == UVMQTT_SS_CONNECTED && !s->ping_outstanding) {
+    uint64_t p = s->last_send + s->keepalive_ms;
+    uint64_t q = s->last_recv + s->keepalive_ms;
+    if (p < d)
+      d = p;
+    if (q < d)
+      d = q;
+  }
+  return d;
+}
+
+void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds) {
+  s->keepalive_ms = (uint64_t)seconds * 1000;
+}
+
+/* ---- publish / subscribe --------------------------------------------------
+ */
+
+static int check_size(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
+  size_t size;
+  int rc = uvmqtt_encode_size(pkt, s->cfg.version, &size);
+  if (rc < 0)
+    return rc;
+  if (s->server_max_packet && size > s->server_max_packet)
+    return UVMQTT_ETOOBIG;
+  return 0;
+}
+
+int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
+                            const uvmqtt_session_pub_t *p, uvmqtt_session_fn cb,
+                            void *arg) {
+  uvmqtt_packet_t pkt;
+  if (!p || (!p->payload && p->payload_len) || !p->topic)
+    return UVMQTT_EINVAL;
+  if (p->qos > 2)
+    return UVMQTT_EQOS;
+  if (p->topic_len == 0 || p->topic_len > 65535)
+    return UVMQTT_ETOPIC;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_PUBLISH;
+  pkt.u.publish.qos = p->qos;
+  pkt.u.publish.retain = p->retain;
+  pkt.u.publish.topic.data = p->topic;
+  pkt.u.publish.topic.len = p->topic_len;
+  pkt.u.publish.packet_id = p->qos ? 1 : 0;
+  if (p->props && s->cfg.version == UVMQTT_V5)
+    pkt.u.publish.props = *p->props;
+  pkt.u.publish.payload.data = p->payload;
+  pkt.u.publish.payload.len = p->payload_len;
+  int rc = check_size(s, &pkt);
+  if (rc < 0)
+    return rc;
+
+  /* Fast path: QoS 0 while connected with nothing waiting goes straight
+   * into the output buffer, without a message object. */
+  if (p->qos == 0 && s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
+      !p->expiry_s && (!p->zero_copy || p->payload_len <= INLINE_PAYLOAD_MAX)) {
+    rc = out_publish(s, now, &pkt.u.publish, NULL, false);
+    if (rc < 0)
+      return rc;
+    rc = out_done_entry(s, cb, arg);
+    return rc < 0 ? rc : 0;
+  }
+
+  /* Room in the queue? Messages that can go out at once do not count. */
+  size_t bytes = p->payload_len + p->topic_len;
+  bool goes_now = s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
+                  (p->qos == 0 || s->f_count < window(s));
+  while (!goes_now && ((s->cfg.max_queued && s->q_count >= s->cfg.max_queued) ||
+                       (s->cfg.max_queued_bytes &&
+                        s->q_bytes + bytes > s->cfg.max_queued_bytes))) {
+    if (s->cfg.queue_policy != 1 /* DROP_OLDEST */ || !s->q_head)
+      return UVMQTT_EQUEUEFULL;
+    uvmqtt_smsg_t *old = s->q_head;
+    queue_unlink(s, old);
+    slog(s, LOG_WARN, "queue full: dropping the oldest message (id %u)",
+         old->packet_id);
+    msg_finish(s, old, UVMQTT_EDROPPED, 0);
+  }
+
+  size_t extra = p->topic_len + (p->zero_copy ? 0 : p->payload_len);
+  uvmqtt_smsg_t *m = uvmqtt__malloc(sizeof(*m) + extra);
+  if (!m)
+    return UVMQTT_ENOMEM;
+  memset(m, 0, sizeof(*m));
+  m->topic = (char *)(m + 1);
+  memcpy(m->topic, p->topic, p->topic_len);
+  m->topic_len = p->topic_len;
+  if (p->zero_copy) {
+    m->payload = p->payload;
+  } else {
+    uint8_t *pl = (uint8_t *)m->topic + p->topic_len;
+    if (p->payload_len)
+      memcpy(pl, p->payload, p->payload_len);
+    m->payload = pl;
+  }
+  m->payload_len = p->payload_len;
+  m->qos = p->qos;
+  m->retain = p->retain;
+  m->cb = cb;
+  m->arg = arg;
+  m->queued_at = now;
+  m->expiry_s = p->expiry_s;
+  if (p->props && s->cfg.version == UVMQTT_V5) {
+    rc = uvmqtt__props_dup(p->props, &m->props);
+    if (rc < 0) {
+      uvmqtt__free(m);
+      return rc;
+    }
+  }
+  if (m->qos > 0) {
+    rc = alloc_id(s, &m->packet_id);
+    if (rc < 0) {
+      msg_free(m);
+      return rc;
+    }
+  }
+  list_append(&s->q_head, &s->q_tail, m);
+  s->q_count++;
+  s->q_bytes += bytes;
+  int id = m->packet_id;
+  pump(s, now);
+  return id;
+}
+
+static int new_request(uvmqtt_session_t *s, uint8_t type, size_t count,
+                       uvmqtt_session_fn cb, void *arg, uvmqtt_sreq_t **out) {
+  if (s->state != UVMQTT_SS_CONNECTED)
+    return UVMQTT_ENOTCONN;
+  uvmqtt_sreq_t *r = uvmqtt__calloc(1, sizeof(*r));
+  if (!r)
+    return UVMQTT_ENOMEM;
+  int rc = alloc_id(s, &r->packet_id);
+  if (rc < 0) {
+    uvmqtt__free(r);
+    return rc;
+  }
+  r->type = type;
+  r->count = count;
+  r->cb = cb;
+  r->arg = arg;
+  *out = r;
+  return 0;
+}
+
+static int send_request(uvmqtt_session_t *s, uvmqtt_sreq_t *r,
+                        uvmqtt_packet_t *pkt) {
+  int rc = check_size(s, pkt);
+  if (rc == 0)
+    rc = out_packet(s, pkt);
+  if (rc < 0) {
+    idset_del(&s->out_ids, r->packet_id);
+    uvmqtt__free(r);
+    return rc;
+  }
+  r->next = s->reqs;
+  s->reqs = r;
+  return r->packet_id;
+}
+
+int uvmqtt__session_subscribe(uvmqtt_session_t *s,
+                              const uvmqtt_subscription_t *subs, size_t n,
+                              const uvmqtt_props_t *props, uvmqtt_session_fn cb,
+                              void *arg) {
+  uvmqtt_sreq_t *r;
+  uvmqtt_packet_t pkt;
+  if (!subs || n == 0)
+    return UVMQTT_EINVAL;
+  int rc = new_request(s, UVMQTT_SUBSCRIBE, n, cb, arg, &r);
+  if (rc < 0)
+    return rc;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_SUBSCRIBE;
+  pkt.u.subscribe.packet_id = r->packet_id;
+  pkt.u.subscribe.subs = subs;
+  pkt.u.subscribe.count = n;
+  if (props && s->cfg.version == UVMQTT_V5)
+    pkt.u.subscribe.props = *props;
+  return send_request(s, r, &pkt);
+}
+
+int uvmqtt__session_unsubscribe(uvmqtt_session_t *s,
+                                const uvmqtt_str_t *filters, size_t n,
+                                const uvmqtt_props_t *props,
+                                uvmqtt_session_fn cb, void *arg) {
+  uvmqtt_sreq_t *r;
+  uvmqtt_packet_t pkt;
+  if (!filters || n == 0)
+    return UVMQTT_EINVAL;
+  int rc = new_request(s, UVMQTT_UNSUBSCRIBE, n, cb, arg, &r);
+  if (rc < 0)
+    return rc;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = UVMQTT_UNSUBSCRIBE;
+  pkt.u.unsubscribe.packet_id = r->packet_id;
+  pkt.u.unsubscribe.filters = filters;
+  pkt.u.unsubscribe.count = n;
+  if (props && s->cfg.version == UVMQTT_V5)
+    pkt.u.unsubscribe.props = *props;
+  return send_request(s, r, &pkt);
+}
+
+/* ---- input
+ * ------------------------------------------------------------------- */
+
+static int unexpected(uvmqtt_session_t *s, const char *what, unsigned id) {
+  slog(s, LOG_ERROR, "protocol violation by the broker: %s (id %u)", what, id);
+  return UVMQTT_EUNEXPECTED;
+}
+
+/* After CONNACK: resend what was in flight, or apply the session-loss
+ * rule (see session.h). */
+static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
+  if (!present) {
+    idset_clear(&s->in_ids);
+    /* Walk from the tail so that prepending keeps the original order. */
+    uvmqtt_smsg_t *m = s->f_tail;
+    while (m) {
+      uvmqtt_smsg_t *prev = m->prev;
+      list_remove(&s->f_head, &s->f_tail, m);
+      s->f_count--;
+      if (m->qos == 2) {
+        slog(s, LOG_WARN,
+             "broker has no session: QoS 2 message %u cannot be completed "
+             "exactly once",
+             m->packet_id);
+        msg_finish(s, m, UVMQTT_ESESSION, 0);
+      } else {
+        slog(s, LOG_INFO,
+             "broker has no session: sending QoS 1 message %u "
+             "again as a new message",
+             m->packet_id);
+        m->dup = false;
+        m->state = MSG_QUEUED;
+        list_prepend(&s->q_head, &s->q_tail, m);
+        s->q_count++;
+        s->q_bytes += m->payload_len + m->topic_len;
+      }
+      m = prev;
+    }
+    return 0;
+  }
+  for (uvmqtt_smsg_t *m = s->f_head; m; m = m->next) {
+    int rc;
+    if (m->state == MSG_WAIT_COMP) {
+      rc = out_ack(s, UVMQTT_PUBREL, m->packet_id, 0);
+    } else {
+      uvmqtt_publish_t pub;
+      m->dup = true;
+      msg_to_publish(m, &pub);
+      rc = out_publish(s, now, &pub, m, true);
+    }
+    if (rc < 0)
+      return rc;
+  }
+  return 0;
+}
+
+static int on_connack(uvmqtt_session_t *s, uint64_t now,
+                      const uvmqtt_connack_t *ack) {
+  if (s->state != UVMQTT_SS_CONNECTING)
+    return unexpected(s, "CONNACK while connected", 0);
+  if (ack->reason_code != 0) {
+    s->state = UVMQTT_SS_DISCONNECTED;
+    if (s->ev.on_connack)
+      s->ev.on_connack(s->ud, ack);
+    return UVMQTT_EREFUSED;
+  }
+  s->state = UVMQTT_SS_CONNECTED;
+  if (s->cfg.version == UVMQTT_V5) {
+    const uvmqtt_props_t *p = &ack->props;
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_RECEIVE_MAXIMUM))
+      s->server_receive_max = p->receive_maximum;
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE))
+      s->server_max_packet = p->maximum_packet_size;
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_KEEP_ALIVE)) {
+      s->server_keepalive = p->server_keep_alive;
+      s->keepalive_ms = (uint64_t)p->server_keep_alive * 1000;
+    }
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_QOS))
+      s->server_max_qos = p->maximum_qos;
+  }
+  int rc = resume_inflight(s, now, ack->session_present);
+  if (rc < 0)
+    return rc;
+  if (s->ev.on_connack)
+    s->ev.on_connack(s->ud, ack);
+  if (s->state == UVMQTT_SS_CONNECTED)
+    pump(s, now);
+  return 0;
+}
+
+static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
+  if (pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) {
+    /* We advertise no Topic Alias Maximum, so the server must send none. */
+    slog(s, LOG_ERROR, "broker sent a topic alias we did not allow");
+    return UVMQTT_ETOPICALIAS;
+  }
+  if (pub->topic.len == 0) {
+    slog(s, LOG_ERROR, "broker sent a PUBLISH without a topic");
+    return UVMQTT_ETOPICALIAS;
+  }
+  switch (pub->qos) {
+  case 0:
+    if (s->ev.on_message)
+      s->ev.on_message(s->ud, pub);
+    return 0;
+  case 1:
+    if (s->ev.on_message)
+      s->ev.on_message(s->ud, pub);
+    return out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
+  default:
+    if (!idset_has(&s->in_ids, pub->packet_id)) {
+      uint16_t rmax = s->cfg.receive_maximum ? s->cfg.receive_maximum : 65535;
+      if (s->cfg.version == UVMQTT_V5 && s->in_ids.count >= rmax) {
+        slog(s, LOG_ERROR, "broker exceeded our receive maximum %u", rmax);
+        return UVMQTT_ERECVMAX;
+      }
+      int rc = idset_add(&s->in_ids, pub->packet_id);
+      if (rc < 0)
+        return rc;
+      if (s->ev.on_message)
+        s->ev.on_message(s->ud, pub);
+    }
+    return out_ack(s, UVMQTT_PUBREC, pub->packet_id, 0);
+  }
+}
+
+static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
+                  const uvmqtt_ack_t *ack) {
+  uint16_t id = ack->packet_id;
+  uvmqtt_smsg_t *m;
+  switch (type) {
+  case UVMQTT_PUBACK:
+    m = inflight_find(s, id);
+    if (!m || m->qos != 1)
+      return unexpected(s, "PUBACK for an unknown packet id", id);
+    break;
+  case UVMQTT_PUBREC:
+    m = inflight_find(s, id);
+    if (!m || m->qos != 2) {
+      if (s->cfg.version == UVMQTT_V5)
+        return out_ack(s, UVMQTT_PUBREL, id, 0x92);
+      return unexpected(s, "PUBREC for an unknown packet id", id);
+    }
+    if (ack->reason_code < 0x80) {
+      m->state = MSG_WAIT_COMP;
+      return out_ack(s, UVMQTT_PUBREL, id, 0);
+    }
+    break;
+  case UVMQTT_PUBREL: {
+    bool known = idset_has(&s->in_ids, id);
+    idset_del(&s->in_ids, id);
+    return out_ack(s, UVMQTT_PUBCOMP, id,
+                   (!known && s->cfg.version == UVMQTT_V5) ? 0x92 : 0);
+  }
+  default: /* PUBCOMP */
+    m = inflight_find(s, id);
+    if (!m || m->state != MSG_WAIT_COMP)
+      return unexpected(s, "PUBCOMP for an unknown packet id", id);
+    break;
+  }
+  list_remove(&s->f_head, &s->f_tail, m);
+  s->f_count--;
+  int status = ack->reason_code >= 0x80 ? UVMQTT_EREJECTED : 0;
+  msg_finish(s, m, status, ack->reason_code);
+  pump(s, now);
+  return 0;
+}
+
+static int on_suback(uvmqtt_session_t *s, uint8_t type,
+                     const uvmqtt_suback_t *ack) {
+  uvmqtt_sreq_t **pp = &s->reqs, *r;
+  uint8_t want = type == UVMQTT_SUBACK ? UVMQTT_SUBSCRIBE : UVMQTT_UNSUBSCRIBE;
+  while ((r = *pp) && !(r->packet_id == ack->packet_id && r->type == want))
+    pp = &r->next;
+  if (!r)
+    return unexpected(s,
+                      type == UVMQTT_SUBACK ? "SUBACK for an unknown packet id"
+                                            : "UNSUBACK for an unknown id",
+                      ack->packet_id);
+  bool v3_unsuback = type == UVMQTT_UNSUBACK && s->cfg.version != UVMQTT_V5;
+  if (!v3_unsuback && ack->count != r->count)
+    return unexpected(s, "SUBACK/UNSUBACK with the wrong number of codes",
+                      ack->packet_id);
+  *pp = r->next;
+  idset_del(&s->out_ids, r->packet_id);
+  if (s->ev.on_sub_done)
+    s->ev.on_sub_done(s->ud, r->type, r->cb, r->arg, 0, r->packet_id,
+                      ack->codes, ack->count, &ack->props);
+  uvmqtt__free(r);
+  return 0;
+}
+
+static int handle(uvmqtt_session_t *s, uint64_t now,
+                  const uvmqtt_packet_t *pkt) {
+  if (pkt->type != UVMQTT_CONNACK && pkt->type != UVMQTT_AUTH &&
+      pkt->type != UVMQTT_DISCONNECT && s->state != UVMQTT_SS_CONNECTED)
+    return unexpected(s, uvmqtt_packet_name(pkt->type), 0);
+  switch (pkt->type) {
+  case UVMQTT_CONNACK:
+    return on_connack(s, now, &pkt->u.connack);
+  case UVMQTT_PUBLISH:
+    return on_publish(s, &pkt->u.publish);
+  case UVMQTT_PUBACK:
+  case UVMQTT_PUBREC:
+  case UVMQTT_PUBREL:
+  case UVMQTT_PUBCOMP:
+    return on_ack(s, now, pkt->type, &pkt->u.ack);
+  case UVMQTT_SUBACK:
+  case UVMQTT_UNSUBACK:
+    return on_suback(s, pkt->type, &pkt->u.suback);
+  case UVMQTT_PINGRESP:
+    s->ping_outstanding = false;
+    return 0;
+  case UVMQTT_DISCONNECT:
+    slog(s, LOG_WARN, "broker sent DISCONNECT: %s (0x%02x)",
+         uvmqtt_reason_string(pkt->u.disconnect.reason_code, false),
+         pkt->u.disconnect.reason_code);
+    if (s->ev.on_disconnect)
+      s->ev.on_disconnect(s->ud, &pkt->u.disconnect);
+    return UVMQTT_EDISCONNECTED;
+  case UVMQTT_AUTH:
+    if (s->ev.on_auth)
+      s->ev.on_auth(s->ud, &pkt->u.auth);
+    return 0;
+  default:
+    return unexpected(s, "packet type a client must not receive", 0);
+  }
+}
+
+int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
+                          const uint8_t *data, size_t len) {
+  s->last_recv = now; /* any byte is a sign of life */
+  while (len > 0) {
+    size_t used = 0;
+    uvmqtt_packet_t pkt;
+    int rc = uvmqtt_parser_feed(&s->parser, data, len, &used, &pkt);
+    data += used;
+    len -= used;
+    if (rc == UVMQTT_PARSE_PACKET) {
+      rc = handle(s, now, &pkt);
+      drop_parser_buffer(s);
+      if (rc < 0)
+        return rc;
+      if (s->state == UVMQTT_SS_DISCONNECTED)
+        return 0;
+    } else if (rc == UVMQTT_PARSE_NEED_BUFFER) {
+      size_t need = s->parser.need;
+      uint8_t *b = uvmqtt__malloc(need);
+      if (!b)
+        return UVMQTT_ENOMEM;
+      if (uvmqtt_parser_set_buffer(&s->parser, b, need) < 0) {
+        uvmqtt__free(b);
+        return UVMQTT_EMALFORMED;
+      }
+    } else if (rc < 0) {
+      slog(s, LOG_ERROR, "malformed packet from the broker at byte %llu: %s",
+           (unsigned long long)s->parser.error_offset, uvmqtt_strerror(rc));
+      return rc;
+    } else if (used == 0) {
+      break;
+    }
+  }
+  return 0;
+}
+
+/* ---- output
+ * ------------------------------------------------------------------ */
+
+size_t uvmqtt__session_take_output(uvmqtt_session_t *s, uint64_t now,
+                                   const uvmqtt_iov_t **iov,
+                                   uvmqtt_out_batch_t **batch) {
+  uvmqtt_out_batch_t *b = s->cur;
+  if (!b)
+    return 0;
+  if (b->nsegs == 0) {
+    /* Only completions (nothing to write): finish them right away. */
+    s->cur = NULL;
+    batch_release(s, b, 0);
+    return 0;
+  }
+  if (grow((void **)&b->iov, &b->iovcap, b->nsegs, sizeof(uvmqtt_iov_t)) < 0)
+    return 0;
+  for (size_t i = 0; i < b->nsegs; i++) {
+    b->iov[i].base = b->segs[i].ext ? b->segs[i].ext : b->buf + b->segs[i].off;
+    b->iov[i].len = b->segs[i].len;
+  }
+  s->cur = NULL;
+  s->last_send = now;
+  *iov = b->iov;
+  *batch = b;
+  return b->nsegs;
+}
+
+void uvmqtt__session_output_done(uvmqtt_session_t *s, uvmqtt_out_batch_t *batch,
+                                 int status) {
+  batch_release(s, batch, status);
+}
+
+/* ---- queries
+ * --------------------------------------------------------------------- */
+
+uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s) {
+  return s->state;
+}
+size_t uvmqtt__session_inflight(const uvmqtt_session_t *s) {
+  return s->f_count;
+}
+size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
+  return s->q_count;
+}
+bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
+  return s->cur != NULL;
+}
+uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s) {
+  return s->server_keepalive;
+}
+uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s) {
+  return s->server_max_packet;
+}

@@ -1,0 +1,176 @@
+/* The MQTT session state machine, sans I/O.
+ *
+ * No sockets and no clock: the owner passes `now` (milliseconds from any
+ * monotonic origin) into every call that needs time, feeds received bytes
+ * to uvmqtt__session_input(), takes the bytes to send with
+ * uvmqtt__session_take_output(), and calls uvmqtt__session_tick() when
+ * uvmqtt__session_deadline() says so. Events come back through the
+ * uvmqtt_session_events_t callbacks, synchronously, from inside those
+ * calls.
+ *
+ * What it owns: packet ids (never reused while in use), the QoS 1/2
+ * state machines both ways, the in-flight window (min of our maximum and the
+ * server's Receive Maximum), the bounded queue of messages waiting for the
+ * window or for a connection, resending after a reconnect, keepalive
+ * deadlines, and validation of everything the broker sends.
+ *
+ * Session loss (the broker reports no session on reconnect): queued and
+ * unacknowledged QoS 1 messages are sent again as new messages (DUP clear;
+ * at-least-once still holds). QoS 2 messages that were already sent
+ * complete with UVMQTT_ESESSION: exactly-once can no longer be guaranteed
+ * because the broker forgot them, and re-sending could deliver twice; the
+ * application decides. Incoming QoS 2 ids held for PUBREL are forgotten.
+ */
+#ifndef UVMQTT_SESSION_H
+#define UVMQTT_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uvmqtt/codec.h"
+
+typedef struct uvmqtt_session_s uvmqtt_session_t;
+typedef struct uvmqtt_smsg_s uvmqtt_smsg_t;
+typedef struct uvmqtt_sreq_s uvmqtt_sreq_t;
+typedef struct uvmqtt_out_batch_s uvmqtt_out_batch_t;
+
+/* An opaque completion (the client's callback and argument). */
+typedef void (*uvmqtt_session_fn)(void);
+
+typedef struct {
+  /* CONNACK received and accepted (reason 0) or refused (reason != 0). */
+  void (*on_connack)(void *ud, const uvmqtt_connack_t *ack);
+  /* An application message, after QoS 2 de-duplication. */
+  void (*on_message)(void *ud, const uvmqtt_publish_t *pub);
+  /* A publish finished (status 0) or failed. */
+  void (*on_publish_done)(void *ud, uvmqtt_session_fn cb, void *arg, int status,
+                          uint16_t packet_id, uint8_t reason);
+  /* SUBACK / UNSUBACK (type says which), or a cancelled request
+   * (status < 0, codes NULL). */
+  void (*on_sub_done)(void *ud, int type, uvmqtt_session_fn cb, void *arg,
+                      int status, uint16_t packet_id, const uint8_t *codes,
+                      size_t count, const uvmqtt_props_t *props);
+  /* A v5 server DISCONNECT or AUTH packet. */
+  void (*on_disconnect)(void *ud, const uvmqtt_reason_t *r);
+  void (*on_auth)(void *ud, const uvmqtt_reason_t *r);
+  /* Output went from empty to non-empty: schedule a flush. */
+  void (*on_output)(void *ud);
+  /* A log line (level as UVMQTT_LOG_*). */
+  void (*on_log)(void *ud, int level, const char *msg);
+} uvmqtt_session_events_t;
+
+typedef struct {
+  uint8_t version;           /* UVMQTT_V31, UVMQTT_V311, UVMQTT_V5 */
+  unsigned max_inflight;     /* our window for outgoing QoS 1/2 */
+  size_t max_queued;         /* 0 = unbounded */
+  size_t max_queued_bytes;   /* 0 = unbounded */
+  int queue_policy;          /* uvmqtt_queue_policy_t */
+  uint32_t max_packet_size;  /* largest incoming packet we accept */
+  uint16_t receive_maximum;  /* ours, v5 (0 = 65535) */
+  unsigned ping_timeout_pct; /* % of keepalive to wait for PINGRESP */
+} uvmqtt_session_config_t;
+
+typedef enum {
+  UVMQTT_SS_DISCONNECTED = 0,
+  UVMQTT_SS_CONNECTING, /* CONNECT sent, waiting for CONNACK */
+  UVMQTT_SS_CONNECTED
+} uvmqtt_session_state_t;
+
+typedef struct {
+  const uint8_t *base;
+  size_t len;
+} uvmqtt_iov_t;
+
+/* Allocates and initialises a session. Returns 0, UVMQTT_ENOMEM or
+ * UVMQTT_EINVAL. */
+int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
+                        const uvmqtt_session_events_t *ev, void *ud,
+                        uvmqtt_session_t **out);
+/* Completes everything pending with `status` (publish and subscribe
+ * callbacks fire) and frees the session. Output batches still taken MUST
+ * have been returned with uvmqtt__session_output_done() first. */
+void uvmqtt__session_free(uvmqtt_session_t *s, int status);
+
+/* Starts a connection: resets per-connection state and queues CONNECT.
+ * The session copies nothing from `pkt` beyond this call. Errors as
+ * uvmqtt_encode(). */
+int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
+                            const uvmqtt_connect_t *pkt);
+/* Feeds received bytes. Returns 0, or a negative error after which the
+ * owner MUST close the connection (malformed packet, protocol violation,
+ * refused CONNACK: UVMQTT_EREFUSED, server DISCONNECT:
+ * UVMQTT_EDISCONNECTED). Events fire from inside. */
+int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
+                          const uint8_t *data, size_t len);
+/* The connection is gone (any reason). Pending SUBSCRIBE/UNSUBSCRIBE
+ * requests complete with `status`; in-flight messages wait for the next
+ * connection. Output not yet taken is dropped (it is rebuilt on
+ * reconnect). */
+void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status);
+/* Queues DISCONNECT (reason and props used in v5 only). */
+int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
+                               const uvmqtt_props_t *props);
+/* Queues an AUTH packet (v5). */
+int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
+                         const uvmqtt_props_t *props);
+
+/* Keepalive. `keepalive_s` from CONNECT (or the server's v5 Server Keep
+ * Alive) applies from uvmqtt__session_connect(). tick() queues PINGREQ
+ * when due and returns UVMQTT_EKEEPALIVE when the broker stayed silent too
+ * long; deadline() is the next time tick() must run (UINT64_MAX: never). */
+int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now);
+uint64_t uvmqtt__session_deadline(const uvmqtt_session_t *s);
+
+typedef struct {
+  const char *topic;
+  size_t topic_len;
+  const void *payload;
+  size_t payload_len;
+  uint8_t qos;
+  bool retain;
+  const uvmqtt_props_t *props; /* v5, copied */
+  bool zero_copy;
+  uint32_t expiry_s; /* v5 Message Expiry Interval, 0 = none */
+} uvmqtt_session_pub_t;
+
+/* Queues a publish. Returns the packet id (QoS 1/2), 0 (QoS 0) or an
+ * error: UVMQTT_EQOS, UVMQTT_ETOOBIG, UVMQTT_EQUEUEFULL, UVMQTT_ENOMEM,
+ * UVMQTT_EINVAL. cb fires once through on_publish_done (which may happen
+ * from inside this call only for a message dropped by DROP_OLDEST — the
+ * dropped one is an older message, never this one). */
+int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
+                            const uvmqtt_session_pub_t *p, uvmqtt_session_fn cb,
+                            void *arg);
+/* Queues SUBSCRIBE / UNSUBSCRIBE (only while connected: UVMQTT_ENOTCONN
+ * otherwise). Returns the packet id or an error. */
+int uvmqtt__session_subscribe(uvmqtt_session_t *s,
+                              const uvmqtt_subscription_t *subs, size_t n,
+                              const uvmqtt_props_t *props, uvmqtt_session_fn cb,
+                              void *arg);
+int uvmqtt__session_unsubscribe(uvmqtt_session_t *s,
+                                const uvmqtt_str_t *filters, size_t n,
+                                const uvmqtt_props_t *props,
+                                uvmqtt_session_fn cb, void *arg);
+
+/* Takes everything queued for sending as one batch: *iov gets n entries
+ * valid until uvmqtt__session_output_done(batch). Returns the number of
+ * entries, 0 when there is nothing to send. */
+size_t uvmqtt__session_take_output(uvmqtt_session_t *s, uint64_t now,
+                                   const uvmqtt_iov_t **iov,
+                                   uvmqtt_out_batch_t **batch);
+/* The batch was written (status 0) or failed/cancelled. QoS 0 publishes
+ * in it complete here with that status. */
+void uvmqtt__session_output_done(uvmqtt_session_t *s, uvmqtt_out_batch_t *batch,
+                                 int status);
+
+uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s);
+size_t uvmqtt__session_inflight(const uvmqtt_session_t *s);
+size_t uvmqtt__session_queued(const uvmqtt_session_t *s);
+bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
+/* Server limits learnt from the v5 CONNACK (0 when not given). */
+uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s);
+uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s);
+void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds);
+
+#endif
