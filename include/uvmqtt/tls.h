@@ -1,12 +1,19 @@
-/* TLS configuration for uvmqtt (mbedTLS).
+/* TLS configuration for uvmqtt (mbedTLS 2.28 or 3.6).
  *
- * One configuration object can be shared by many clients (one parsed CA
- * chain for thousands of connections). It is NOT copied by
- * uvmqtt_options_set_tls(): it MUST outlive every client that uses it, and
- * MUST NOT be changed while clients use it.
+ * One configuration object can be shared by many clients: one parsed CA
+ * chain, one mbedTLS configuration and one random generator serve thousands
+ * of connections. It is NOT copied by uvmqtt_options_set_tls(): it MUST
+ * outlive every client that uses it (free it after the last client's close
+ * callback), and MUST NOT be changed while any connection uses it.
+ *
+ * Threading: configure it on one thread; once configured it may be used by
+ * clients on several loops/threads when mbedTLS is built with
+ * MBEDTLS_THREADING_C (Debian's is), since only the RNG is shared state.
  *
  * Peer verification and host-name verification are ON by default; SNI is
- * set from the host name connected to.
+ * set from the host name connected to. Failures reach the connect callback
+ * as UVMQTT_ETLS_UNTRUSTED, _EXPIRED, _HOSTNAME, _NOCERT (the server wanted
+ * a client certificate), _PSK, _ALERT, _HANDSHAKE or UVMQTT_ETIMEDOUT.
  *
  * When the library is built without TLS every function returns
  * UVMQTT_ENOTSUP (and _new returns it without allocating).
@@ -37,19 +44,30 @@ typedef struct uvmqtt_tls_config_s uvmqtt_tls_config_t;
 UVMQTT_EXTERN int uvmqtt_tls_config_new(uvmqtt_tls_config_t **out);
 UVMQTT_EXTERN void uvmqtt_tls_config_free(uvmqtt_tls_config_t *cfg);
 
-/* Trusted CA certificates (PEM) from a file, every file in a directory, or
- * memory; calls add to the chain. Errors: UVMQTT_ETLS_FILE (unreadable or
- * unparsable), UVMQTT_EINVAL. */
+/* Trusted CA certificates (PEM or DER) from a file, every file in a
+ * directory, or memory; calls add to the chain (one parsed chain shared by
+ * every connection). A bundle counts as loaded when at least one
+ * certificate in it parses. `len` for _pem may count a trailing NUL or not.
+ * Errors: UVMQTT_ETLS_FILE (unreadable, or no certificate parsed),
+ * UVMQTT_ENOMEM, UVMQTT_EINVAL (NULL argument). Without any CA, a
+ * verifying handshake fails with UVMQTT_ETLS_UNTRUSTED. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_ca_file(uvmqtt_tls_config_t *cfg,
                                                 const char *path);
 UVMQTT_EXTERN int uvmqtt_tls_config_set_ca_path(uvmqtt_tls_config_t *cfg,
                                                 const char *dir);
 UVMQTT_EXTERN int uvmqtt_tls_config_set_ca_pem(uvmqtt_tls_config_t *cfg,
                                                const char *pem, size_t len);
+/* The system's CA bundle: $SSL_CERT_FILE when set, else the first of the
+ * usual locations (/etc/ssl/certs/ca-certificates.crt, ...) that loads.
+ * Errors: UVMQTT_ETLS_FILE when none loads. */
+UVMQTT_EXTERN int uvmqtt_tls_config_set_ca_default(uvmqtt_tls_config_t *cfg);
 
-/* Client certificate and private key (PEM files or memory); `password`
- * decrypts an encrypted key (may be NULL). Errors: UVMQTT_ETLS_FILE,
- * UVMQTT_ETLS_CONFIG (key does not match the certificate). */
+/* Client certificate chain and private key (PEM or DER files, or PEM in
+ * memory); `password` decrypts an encrypted key (may be NULL). A second call
+ * replaces the first. Key material read from files is wiped from uvmqtt's
+ * temporary buffers. Errors: UVMQTT_ETLS_FILE (unreadable, unparsable, or
+ * wrong password), UVMQTT_ETLS_CONFIG (the key does not match the
+ * certificate), UVMQTT_ENOMEM, UVMQTT_EINVAL. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_cert_file(uvmqtt_tls_config_t *cfg,
                                                   const char *cert_path,
                                                   const char *key_path,
@@ -59,40 +77,57 @@ uvmqtt_tls_config_set_cert_pem(uvmqtt_tls_config_t *cfg, const char *cert_pem,
                                size_t cert_len, const char *key_pem,
                                size_t key_len, const char *password);
 
-/* Verification switches. verify_peer=false accepts any certificate (and
- * logs a warning per connection); verify_hostname=false is Paho's
- * tls_insecure_set(True): the chain is checked, the name is not. */
+/* Verification switches (both true by default). verify_peer=false accepts
+ * any certificate; verify_hostname=false is Paho's tls_insecure_set(True):
+ * the chain is checked, the name is not. Either logs a warning (through the
+ * client's log callback) on every connection. Host names are matched
+ * against dNSName and iPAddress subjectAltName entries (and the CN when
+ * there are none); SNI is sent with the host name connected to. Always 0
+ * for a valid cfg. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_verify(uvmqtt_tls_config_t *cfg,
                                                bool verify_peer,
                                                bool verify_hostname);
 
 /* Minimum and maximum protocol versions (UVMQTT_TLS_V1_2 / _V1_3; 0 keeps
- * the default). UVMQTT_ENOTSUP when the mbedTLS in use lacks TLS 1.3. */
+ * the default: 1.2 and the highest supported). Errors: UVMQTT_ENOTSUP when
+ * the mbedTLS in use lacks TLS 1.3 (mbedTLS 2.28 has only 1.2),
+ * UVMQTT_EINVAL for other values or min > max. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_versions(uvmqtt_tls_config_t *cfg,
                                                  int min_version,
                                                  int max_version);
 
-/* Cipher suites by IANA/mbedTLS name, separated by ':' or ','. Errors:
- * UVMQTT_EINVAL naming no known suite. */
+/* Cipher suites in preference order, by mbedTLS name
+ * ("TLS-ECDHE-ECDSA-WITH-AES-128-GCM-SHA256") or IANA name (the same with
+ * '_'), separated by ':', ',' or ' '. NULL or "" restores the defaults.
+ * Errors: UVMQTT_EINVAL when any name is unknown to this mbedTLS (nothing
+ * changes then), UVMQTT_ENOMEM. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_ciphersuites(uvmqtt_tls_config_t *c,
                                                      const char *list);
 
 /* ALPN protocols offered, in preference order (e.g. "mqtt",
- * "x-amzn-mqtt-ca"). */
+ * "x-amzn-mqtt-ca"); copied. count 0 offers none. Errors: UVMQTT_EINVAL
+ * (empty or over 255 bytes), UVMQTT_ENOMEM, UVMQTT_ENOTSUP (mbedTLS built
+ * without ALPN). */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_alpn(uvmqtt_tls_config_t *cfg,
                                              const char *const *protocols,
                                              size_t count);
 
-/* TLS-PSK: identity and raw key bytes. */
+/* TLS-PSK: identity and raw key bytes (copied; at most 32 bytes with
+ * mbedTLS's default MBEDTLS_PSK_MAX_LEN). Set once per configuration.
+ * A PSK configuration needs no CA and no host name. Errors: UVMQTT_EINVAL,
+ * UVMQTT_ESTATE (a PSK is set already), UVMQTT_ENOMEM, UVMQTT_ENOTSUP. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_psk(uvmqtt_tls_config_t *cfg,
                                             const char *identity,
                                             const void *key, size_t key_len);
 
-/* Time allowed for the handshake, in ms (default 10000). */
+/* Time allowed for the handshake, in ms (default 10000; 0 is
+ * UVMQTT_EINVAL). A handshake that runs out fails with UVMQTT_ETIMEDOUT. */
 UVMQTT_EXTERN int
 uvmqtt_tls_config_set_handshake_timeout(uvmqtt_tls_config_t *cfg, unsigned ms);
 
-/* Debug output from mbedTLS (0 = off .. 4). */
+/* Debug output from mbedTLS (0 = off .. 4), delivered as debug-level log
+ * lines of the connection that produced them. mbedTLS's threshold is
+ * process-wide: the highest level any configuration asked for applies. */
 UVMQTT_EXTERN int uvmqtt_tls_config_set_debug(uvmqtt_tls_config_t *cfg,
                                               int level);
 
