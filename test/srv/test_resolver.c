@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "dnstest.h"
 #include "resolve.h"
 #include "testutil.h"
+#include "uvmqtt/alloc.h"
 #include "uvmqtt/errors.h"
 #include "uvmqtt_config.h"
 
@@ -666,6 +668,89 @@ static void test_system_config_srv(void **state) {
 
 #endif /* UVMQTT_HAVE_SRV */
 
+/* ---- allocation-failure sweep ---------------------------------------------
+ */
+
+static long alloc_count, alloc_fail_at = -1;
+
+static void *f_malloc(size_t n) {
+  return ++alloc_count == alloc_fail_at ? NULL : malloc(n);
+}
+static void *f_realloc(void *p, size_t n) {
+  return ++alloc_count == alloc_fail_at ? NULL : realloc(p, n);
+}
+static void *f_calloc(size_t c, size_t n) {
+  return ++alloc_count == alloc_fail_at ? NULL : calloc(c, n);
+}
+
+/* Fails the Nth allocation for every N: every start call either fails
+ * cleanly (no callback) or reports exactly once (0 or UVMQTT_ENOMEM, or a
+ * timeout when the socket watcher could not be allocated); the loop always
+ * closes and ASan finds no leak. */
+static void test_alloc_failure_sweep(void **state) {
+  (void)state;
+  const char *srv = NULL;
+#if UVMQTT_HAVE_SRV
+  if (dns_ok)
+    srv = servers;
+#endif
+  assert_int_equal(
+      uvmqtt_replace_allocator(f_malloc, f_realloc, f_calloc, free), 0);
+  long n;
+  for (n = 1; n < 200; n++) {
+    uv_loop_t loop;
+    uvmqtt_resolver_t *r = NULL;
+    addr_res_t lit = {0}, name = {0};
+    srv_res_t sr = {0};
+    int started[3] = {0, 0, 0};
+    alloc_count = 0;
+    alloc_fail_at = n;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    int rc = uvmqtt__resolver_new(&loop, srv, 300, &r);
+    if (rc != 0) {
+      assert_int_equal(rc, UVMQTT_ENOMEM);
+      assert_null(r);
+      assert_int_equal(tu_loop_close(&loop, 1000), 0);
+      continue;
+    }
+    rc = start_addr(r, "127.0.0.1", 1, &lit, NULL);
+    assert_true(rc == 0 || rc == UVMQTT_ENOMEM);
+    started[0] = rc == 0;
+    rc = start_addr(r, srv ? "p1.test" : "localhost", 2, &name, NULL);
+    assert_true(rc == 0 || rc == UVMQTT_ENOMEM);
+    started[1] = rc == 0;
+    if (srv) {
+      rc = start_srv(r, "_mqtt._tcp.prio.test", &sr, NULL);
+      assert_true(rc == 0 || rc == UVMQTT_ENOMEM);
+      started[2] = rc == 0;
+    }
+    uint64_t end = tu_now_ms() + 3000;
+    while (tu_now_ms() < end &&
+           (lit.calls < started[0] || name.calls < started[1] ||
+            sr.calls < started[2]))
+      tu_run_for(&loop, 5);
+    tu_run_for(&loop, 5);
+    assert_int_equal(lit.calls, started[0]);
+    assert_int_equal(name.calls, started[1]);
+    assert_int_equal(sr.calls, started[2]);
+    if (started[0])
+      assert_true(lit.status == 0 || lit.status == UVMQTT_ENOMEM);
+    if (started[1])
+      assert_true(name.status == 0 || name.status == UVMQTT_ENOMEM ||
+                  name.status == UVMQTT_EDNS_TIMEOUT);
+    if (started[2])
+      assert_true(sr.status == 0 || sr.status == UVMQTT_ENOMEM ||
+                  sr.status == UVMQTT_EDNS_TIMEOUT);
+    close_all(&loop, r);
+    if (alloc_count < n)
+      break; /* no allocation was failed: every path has been covered */
+  }
+  alloc_fail_at = -1;
+  assert_int_equal(uvmqtt_replace_allocator(malloc, realloc, calloc, free), 0);
+  assert_true(n < 200);
+  fprintf(stderr, "allocation sweep: %ld points\n", n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_literal_ipv4_async),
@@ -687,6 +772,7 @@ int main(void) {
     cmocka_unit_test(test_close_with_pending_cares),
     cmocka_unit_test(test_system_config_srv),
 #endif
+    cmocka_unit_test(test_alloc_failure_sweep),
   };
 #if UVMQTT_HAVE_SRV
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
