@@ -31,6 +31,13 @@
 typedef struct node_s node_t;
 typedef struct route_s route_t;
 
+/* A hash-table slot: the child's hash sits beside the pointer so a probe
+ * reads one cache line and touches no child that does not match. */
+typedef struct {
+  node_t *c;
+  uint32_t hv;
+} slot_t;
+
 struct route_s {
   route_t *next; /* on the node's list, oldest first */
   union {
@@ -51,7 +58,7 @@ struct node_s {
   node_t *plus;   /* the '+' child */
   union {
     node_t *one;    /* tcap == 1 */
-    node_t **tab;   /* tcap >= 4 */
+    slot_t *tab;    /* tcap >= 4 */
   } ch;             /* literal children, see below */
   route_t *routes;  /* routes whose key ends here */
   route_t *hroutes; /* routes whose key is this prefix + "/#" */
@@ -102,13 +109,11 @@ static void r_free(uvmqtt_router_t *r, void *p, size_t n) {
  * tcap == 0: no literal child.
  * tcap == 1: exactly one, held directly in ch.one (no table: most nodes
  *            deep in a trie have a single child).
- * tcap >= 4: an open-addressing table of tcap slots, a power of two: tcap
- *            child pointers followed by their tcap hashes, so probes compare
- *            hashes without touching the children.
+ * tcap >= 4: an open-addressing table of tcap slots (a power of two),
+ *            each a child pointer and that child's hash.
  */
 
 #define TAB_MIN 4u
-#define SLOT_SIZE (sizeof(node_t *) + sizeof(uint32_t))
 
 /* FNV-1a; levels are short. */
 #define FNV_BASIS 2166136261u
@@ -140,10 +145,6 @@ static uint32_t home(uint32_t h, uint32_t mask) {
   return (h ^ (h >> 16)) & mask;
 }
 
-static uint32_t *tab_hashes(node_t **tab, uint32_t cap) {
-  return (uint32_t *)(void *)(tab + cap);
-}
-
 static bool seg_eq(const node_t *c, const char *s, size_t len) {
   if (c->seglen != len)
     return false;
@@ -160,44 +161,43 @@ static node_t *tab_find(const node_t *n, const char *s, size_t len,
     return c && c->hv == h && seg_eq(c, s, len) ? c : NULL;
   }
   uint32_t mask = n->tcap - 1;
-  node_t **tab = n->ch.tab;
-  const uint32_t *hs = tab_hashes(tab, n->tcap);
+  const slot_t *tab = n->ch.tab;
   for (uint32_t i = home(h, mask);; i = (i + 1) & mask) {
-    node_t *c = tab[i];
+    node_t *c = tab[i].c;
     if (!c)
       return NULL;
-    if (hs[i] == h && seg_eq(c, s, len))
+    if (tab[i].hv == h && seg_eq(c, s, len))
       return c;
   }
 }
 
-static void tab_put(node_t **tab, uint32_t cap, node_t *c) {
+static void tab_put(slot_t *tab, uint32_t cap, node_t *c) {
   uint32_t mask = cap - 1;
   uint32_t i = home(c->hv, mask);
-  while (tab[i])
+  while (tab[i].c)
     i = (i + 1) & mask;
-  tab[i] = c;
-  tab_hashes(tab, cap)[i] = c->hv;
+  tab[i].c = c;
+  tab[i].hv = c->hv;
 }
 
 static void tab_free(uvmqtt_router_t *r, node_t *n) {
   if (n->tcap > 1)
-    r_free(r, n->ch.tab, n->tcap * SLOT_SIZE);
+    r_free(r, n->ch.tab, n->tcap * sizeof(slot_t));
   n->ch.tab = NULL;
   n->tcap = 0;
 }
 
 /* Moves n's children (direct or tabled) into a table of cap slots. */
 static int tab_rebuild(uvmqtt_router_t *r, node_t *n, uint32_t cap) {
-  node_t **tab = r_calloc(r, cap, SLOT_SIZE);
+  slot_t *tab = r_calloc(r, cap, sizeof(slot_t));
   if (!tab)
     return UVMQTT_ENOMEM;
   if (n->tcap == 1) {
     tab_put(tab, cap, n->ch.one);
   } else {
     for (uint32_t i = 0; i < n->tcap; i++)
-      if (n->ch.tab[i])
-        tab_put(tab, cap, n->ch.tab[i]);
+      if (n->ch.tab[i].c)
+        tab_put(tab, cap, n->ch.tab[i].c);
   }
   tab_free(r, n);
   n->ch.tab = tab;
@@ -233,21 +233,19 @@ static void tab_remove(uvmqtt_router_t *r, node_t *n, node_t *c) {
     return;
   }
   uint32_t mask = n->tcap - 1;
-  node_t **tab = n->ch.tab;
-  uint32_t *hs = tab_hashes(tab, n->tcap);
+  slot_t *tab = n->ch.tab;
   uint32_t i = home(c->hv, mask);
-  while (tab[i] != c)
+  while (tab[i].c != c)
     i = (i + 1) & mask;
   /* Backward-shift deletion: pull later entries of the probe run into the
    * hole unless their home lies cyclically in (i, j]. */
-  tab[i] = NULL;
-  for (uint32_t j = (i + 1) & mask; tab[j]; j = (j + 1) & mask) {
-    uint32_t k = home(hs[j], mask);
+  tab[i].c = NULL;
+  for (uint32_t j = (i + 1) & mask; tab[j].c; j = (j + 1) & mask) {
+    uint32_t k = home(tab[j].hv, mask);
     bool stays = (i <= j) ? (i < k && k <= j) : (i < k || k <= j);
     if (!stays) {
       tab[i] = tab[j];
-      hs[i] = hs[j];
-      tab[j] = NULL;
+      tab[j].c = NULL;
       i = j;
     }
   }
@@ -256,7 +254,7 @@ static void tab_remove(uvmqtt_router_t *r, node_t *n, node_t *c) {
     /* Back to a direct child: no allocation needed. */
     node_t *one = NULL;
     for (uint32_t k = 0; !one; k++)
-      one = tab[k];
+      one = tab[k].c;
     tab_free(r, n);
     n->ch.one = one;
     n->tcap = 1;
@@ -277,8 +275,8 @@ static node_t *tab_any(const node_t *n) {
   if (n->tcap == 1)
     return n->ch.one;
   for (uint32_t i = 0; i < n->tcap; i++)
-    if (n->ch.tab[i])
-      return n->ch.tab[i];
+    if (n->ch.tab[i].c)
+      return n->ch.tab[i].c;
   return NULL;
 }
 
@@ -409,12 +407,12 @@ void uvmqtt_router_free(uvmqtt_router_t *r) {
        * table, a state that exists only here. */
       uint32_t k = 0;
       for (uint32_t i = 0; i < n->tcap; i++)
-        if (n->ch.tab[i])
+        if (n->ch.tab[i].c)
           n->ch.tab[k++] = n->ch.tab[i];
       n->tcap = 2;
     }
     if (!c && n->tcap == 2 && n->tn > 0)
-      c = n->ch.tab[--n->tn];
+      c = n->ch.tab[--n->tn].c;
     if (c) {
       n = c;
       continue;
