@@ -347,11 +347,25 @@ static int group_setup(void **state) {
       "--host-record=p3.test,127.0.0.1",
       "--host-record=dual.test,127.0.0.2,::1",
   };
+  /* 40 targets with long names: the reply does not fit in 512 bytes, so
+   * c-ares retries over TCP (connect, write, read through uv_poll). */
+  enum { NARGS = sizeof(args) / sizeof(args[0]), NBIG = 40 };
+  static char big[NBIG][128];
+  const char *all[NARGS + NBIG];
+  for (size_t i = 0; i < NARGS; i++)
+    all[i] = args[i];
+  for (int i = 0; i < NBIG; i++) {
+    snprintf(big[i], sizeof(big[i]),
+             "--srv-host=_mqtt._tcp.big.test,target-with-a-long-name-%02d.big."
+             "test,%d,%d,%d",
+             i, 3000 + i, i % 4, 1 + i);
+    all[NARGS + i] = big[i];
+  }
   if (!dt_dns_available()) {
     fprintf(stderr, "dnsmasq not installed: DNS server tests skipped\n");
     return 0;
   }
-  if (dt_dns_start(&dns, args, sizeof(args) / sizeof(args[0])) != 0)
+  if (dt_dns_start(&dns, all, NARGS + NBIG) != 0)
     return -1;
   snprintf(servers, sizeof(servers), "127.0.0.1:%d", dns.port);
   dns_ok = 1;
@@ -503,6 +517,26 @@ static void test_addr_custom_server(void **state) {
   assert_int_equal(nx.status, UVMQTT_EDNS_NXDOMAIN);
   assert_int_equal(lit.calls, 1);
   assert_true(is_v4(&lit.a[0], "10.1.2.3", 7));
+  close_all(&loop, r);
+}
+
+/* A reply too big for UDP: c-ares goes over TCP, which needs write
+ * interest while connecting. */
+static void test_srv_large_reply_tcp(void **state) {
+  (void)state;
+  NEED_DNS();
+  uv_loop_t loop;
+  uvmqtt_resolver_t *r;
+  srv_res_t res = {0};
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(uvmqtt__resolver_new(&loop, servers, 3000, &r), 0);
+  assert_int_equal(start_srv(r, "_mqtt._tcp.big.test", &res, NULL), 0);
+  assert_int_equal(wait_srv(&loop, &res, 4000), 0);
+  assert_int_equal(res.status, 0);
+  assert_int_equal(res.n, MAXR); /* 40 delivered, MAXR kept */
+  for (size_t i = 1; i < res.n; i++)
+    assert_true(res.prio[i - 1] <= res.prio[i]);
+  assert_int_equal(res.prio[0], 0);
   close_all(&loop, r);
 }
 
@@ -765,6 +799,7 @@ int main(void) {
     cmocka_unit_test(test_srv_priority_order),
     cmocka_unit_test(test_srv_weights_real),
     cmocka_unit_test(test_srv_errors),
+    cmocka_unit_test(test_srv_large_reply_tcp),
     cmocka_unit_test(test_addr_custom_server),
     cmocka_unit_test(test_timeout_blackhole),
     cmocka_unit_test(test_second_server),
