@@ -1,0 +1,167 @@
+/* uvmqtt helpers: one-shot publishing and calling in from other threads.
+ *
+ * - One-shot publishing (Paho's publish.single / publish.multiple): connect,
+ *   publish, wait until every message is complete at its QoS, disconnect,
+ *   close, report once. An asynchronous form runs on the caller's loop; a
+ *   blocking form runs a private loop for programs that do not run libuv.
+ * - The thread-safe bridge: uvmqtt_client_publish_threadsafe() is the one
+ *   function of the library that may be called from any thread.
+ * - A loop thread (Paho's loop_start / loop_stop) for programs that have no
+ *   loop of their own.
+ *
+ * Include it through uvmqtt.h.
+ */
+#ifndef UVMQTT_HELPERS_H
+#define UVMQTT_HELPERS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <uv.h>
+
+#include "uvmqtt/codec.h"
+#include "uvmqtt/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Forward declarations of uvmqtt.h's types, so this header stands alone. */
+typedef struct uvmqtt_client_s uvmqtt_client_t;
+typedef struct uvmqtt_options_s uvmqtt_options_t;
+
+/* ---- one-shot publishing ------------------------------------------------ */
+
+/* One message of uvmqtt_publish_multiple(). Everything is copied before the
+ * call returns. */
+typedef struct {
+  const char *topic;
+  const void *payload; /* may be NULL when payload_len is 0 */
+  size_t payload_len;
+  int qos; /* 0, 1 or 2 */
+  bool retain;
+  const uvmqtt_props_t *props; /* v5 PUBLISH properties, may be NULL */
+} uvmqtt_oneshot_msg_t;
+
+/* The one-shot publish finished. status is 0 when every message completed
+ * at its QoS (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP), else the first
+ * error: the connect failure (UVMQTT_EREFUSED, a libuv error such as
+ * UV_ECONNREFUSED, a DNS or TLS error, UVMQTT_ETIMEDOUT) or the first
+ * failed message's status. It runs on the loop thread, after the client
+ * used for the job has been closed. */
+typedef void (*uvmqtt_oneshot_cb)(int status, void *arg);
+
+/* Connects to `uri` (as uvmqtt_client_connect_uri()) with a client made
+ * from `opts` (NULL: defaults; copied, may be deleted right after),
+ * publishes `msgs[0 .. n)` in order, waits for every completion, sends
+ * DISCONNECT, closes the client and calls cb(status, arg) once.
+ *
+ * A failure of the FIRST connection attempt ends the job (it is not
+ * retried, whatever `opts` says about reconnecting); after a successful
+ * CONNACK, connection losses are handled as the client always does
+ * (reconnect and resend), so the job ends only when every message is
+ * complete or has failed. The connect timeout of `opts` bounds the first
+ * attempt.
+ *
+ * Returns 0 (cb will fire) or, with nothing started and cb never called:
+ * UVMQTT_EINVAL (NULL loop, uri, msgs or cb, or n == 0), UVMQTT_EURI,
+ * UVMQTT_ENOTSUP, UVMQTT_ETOPIC, UVMQTT_EQOS, UVMQTT_ECLIENTID,
+ * UVMQTT_ENOMEM, UVMQTT_EQUEUEFULL (more messages than the queue of
+ * `opts` holds). Must be called on the loop's thread. */
+UVMQTT_EXTERN int
+uvmqtt_publish_multiple(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                        const char *uri, const uvmqtt_oneshot_msg_t *msgs,
+                        size_t n, uvmqtt_oneshot_cb cb, void *arg);
+
+/* uvmqtt_publish_multiple() with one message. */
+UVMQTT_EXTERN int uvmqtt_publish_single(uv_loop_t *loop,
+                                        const uvmqtt_options_t *opts,
+                                        const char *uri, const char *topic,
+                                        const void *payload, size_t len,
+                                        int qos, bool retain,
+                                        uvmqtt_oneshot_cb cb, void *arg);
+
+/* Blocking forms: run the job on a private loop in the calling thread and
+ * return its status (the cb status above, or a start error). They never
+ * touch the caller's loops and may be called from any thread. */
+UVMQTT_EXTERN int uvmqtt_publish_multiple_sync(const uvmqtt_options_t *opts,
+                                               const char *uri,
+                                               const uvmqtt_oneshot_msg_t *msgs,
+                                               size_t n);
+UVMQTT_EXTERN int uvmqtt_publish_single_sync(const uvmqtt_options_t *opts,
+                                             const char *uri, const char *topic,
+                                             const void *payload, size_t len,
+                                             int qos, bool retain);
+
+/* ---- calling in from other threads --------------------------------------- */
+
+/* A client's thread-safe bridge: a uv_async_t and a mutex-protected queue
+ * through which other threads hand messages to the client. */
+typedef struct uvmqtt_bridge_s uvmqtt_bridge_t;
+typedef void (*uvmqtt_bridge_close_cb)(uvmqtt_bridge_t *b, void *arg);
+
+/* Creates the bridge of client `c`. MUST be called on the loop thread (or
+ * before the loop runs). A client has at most one bridge. Errors:
+ * UVMQTT_EINVAL, UVMQTT_EEXIST (the client has one), UVMQTT_ENOMEM, or a
+ * libuv error from uv_async_init. */
+UVMQTT_EXTERN int uvmqtt_bridge_new(uvmqtt_client_t *c, uvmqtt_bridge_t **out);
+
+/* Closes the bridge, on the loop thread. From this call on, new
+ * uvmqtt_client_publish_threadsafe() calls for the client fail with
+ * UVMQTT_ECLOSED; messages already accepted are handed to the client
+ * (their callbacks fire as usual). cb (may be NULL) fires once the
+ * uv_async_t is closed; the bridge's memory is freed after it returns.
+ * Close the bridge before closing its client. */
+UVMQTT_EXTERN void uvmqtt_bridge_close(uvmqtt_bridge_t *b,
+                                       uvmqtt_bridge_close_cb cb, void *arg);
+
+/* THE thread-safe entry point: may be called from ANY thread, including the
+ * loop thread, while the client's bridge exists (see uvmqtt_bridge_new).
+ *
+ * Copies `topic` and payload[0 .. len) into a node, queues it for the loop
+ * thread and wakes the loop (uv_async_send). On the loop thread the message
+ * is passed to uvmqtt_publish(); cb (may be NULL) then fires exactly once,
+ * ON THE LOOP THREAD, as for uvmqtt_publish() — also when uvmqtt_publish()
+ * refuses the message there (for instance UVMQTT_EQUEUEFULL when producers
+ * outrun the client's queue limits; the packet id is 0 then). Messages
+ * from one thread are published in the order they were queued.
+ *
+ * Returns 0 (cb will fire) or, with cb never called: UVMQTT_EINVAL,
+ * UVMQTT_ETOPIC, UVMQTT_EQOS, UVMQTT_ENOMEM, UVMQTT_ECLOSED (the client has
+ * no open bridge). The allocator hooks (uvmqtt_replace_allocator) must be
+ * thread-safe when this function is used. */
+UVMQTT_EXTERN int uvmqtt_client_publish_threadsafe(
+    uvmqtt_client_t *c, const char *topic, const void *payload, size_t len,
+    int qos, bool retain,
+    void (*cb)(uvmqtt_client_t *c, int status, uint16_t packet_id, void *arg),
+    void *arg);
+
+/* ---- a loop in its own thread -------------------------------------------- */
+
+typedef struct uvmqtt_thread_s uvmqtt_thread_t;
+
+/* Starts a thread that runs `loop` (Paho's loop_start). From then on the
+ * loop belongs to that thread: other threads reach it only through
+ * uvmqtt_client_publish_threadsafe() and uvmqtt_thread_call(). The thread
+ * keeps the loop alive even when it has no other handle. Call it on the
+ * thread that owned the loop so far, while the loop is not running.
+ * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM, libuv errors. */
+UVMQTT_EXTERN int uvmqtt_thread_start(uv_loop_t *loop, uvmqtt_thread_t **out);
+
+/* Runs fn(arg) on the loop thread and waits until it has returned (fn runs
+ * between two loop iterations, so it may call any uvmqtt function). Called
+ * on the loop thread itself it runs fn at once. Returns 0, UVMQTT_EINVAL or
+ * UVMQTT_ECLOSED (the thread is stopping). */
+UVMQTT_EXTERN int uvmqtt_thread_call(uvmqtt_thread_t *t, void (*fn)(void *arg),
+                                     void *arg);
+
+/* Stops the thread (Paho's loop_stop): the loop stops after its current
+ * iteration, the thread is joined, and the loop returns to the caller,
+ * who may run it again (for instance to close clients). Handles the loop
+ * still has are left as they are. Frees `t`. Must not be called from the
+ * loop thread. Returns 0 or UVMQTT_EINVAL. */
+UVMQTT_EXTERN int uvmqtt_thread_stop(uvmqtt_thread_t *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
