@@ -26,6 +26,7 @@
 #include "uvmqtt/alloc.h"
 #include "uvmqtt/codec.h"
 #include "uvmqtt/errors.h"
+#include "uvmqtt/helpers.h"
 #include "uvmqtt/router.h"
 #include "uvmqtt/tls.h"
 #include "uvmqtt/topic.h"
@@ -210,6 +211,36 @@ UVMQTT_EXTERN int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o,
 UVMQTT_EXTERN int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o,
                                                  unsigned ms);
 
+/* ---- MQTT 5 options --------------------------------------------------------
+ */
+
+/* Topic aliases. `incoming_max`: how many aliases the server may use
+ * towards us (sent as Topic Alias Maximum; default 0, none). `auto_out`:
+ * assign aliases to outgoing topics automatically, least recently used
+ * first, up to the server's Topic Alias Maximum (at most 64; default off).
+ * An alias set by hand in a publish's properties is sent as given. */
+UVMQTT_EXTERN int uvmqtt_options_set_topic_alias(uvmqtt_options_t *o,
+                                                 uint16_t incoming_max,
+                                                 bool auto_out);
+/* Receive Maximum we announce: QoS 1/2 messages the server may have in
+ * flight towards us (default 65535). A server that exceeds it is
+ * disconnected with reason 0x93. */
+UVMQTT_EXTERN int uvmqtt_options_set_receive_maximum(uvmqtt_options_t *o,
+                                                     uint16_t n);
+/* Ask the server for Response Information in the CONNACK. */
+UVMQTT_EXTERN int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o,
+                                                           bool on);
+/* Enhanced authentication: the Authentication Method (and optional initial
+ * data) sent in CONNECT. The exchange is driven by the auth callback. */
+UVMQTT_EXTERN int uvmqtt_options_set_auth(uvmqtt_options_t *o,
+                                          const char *method, const void *data,
+                                          size_t len);
+/* Follow a server redirect (v5 reason 0x9C use another server / 0x9D
+ * server moved, with a Server Reference) on CONNACK or DISCONNECT
+ * (default on; the redirect callback may veto each one). */
+UVMQTT_EXTERN int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o,
+                                                      bool on);
+
 /* ---- client lifecycle -----------------------------------------------------
  */
 
@@ -247,6 +278,29 @@ UVMQTT_EXTERN void uvmqtt_client_on_reconnect(uvmqtt_client_t *c,
                                               uvmqtt_reconnect_cb cb,
                                               void *arg);
 
+/* v5 AUTH from the server during connect or re-authentication: reason
+ * 0x18 (continue authentication) with the server's data in props. Answer
+ * with uvmqtt_client_auth() (inside the callback or later); returning
+ * non-zero abandons the connection. */
+typedef int (*uvmqtt_auth_cb)(uvmqtt_client_t *c, uint8_t reason,
+                              const uvmqtt_props_t *props, void *arg);
+UVMQTT_EXTERN void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb,
+                                         void *arg);
+/* Sends AUTH with the configured method and `data`: reason 0x18 to
+ * continue an exchange, 0x19 to start re-authentication on a live
+ * connection. Errors: UVMQTT_ENOTSUP (not v5 or no method configured),
+ * UVMQTT_ENOTCONN, UVMQTT_EINVAL. */
+UVMQTT_EXTERN int uvmqtt_client_auth(uvmqtt_client_t *c, uint8_t reason,
+                                     const void *data, size_t len);
+
+/* A v5 server redirect: `reference` is the Server Reference (host[:port]).
+ * Return 0 to follow it, non-zero to refuse (then the refusal or
+ * disconnect is handled as any other). */
+typedef int (*uvmqtt_redirect_cb)(uvmqtt_client_t *c, uint8_t reason,
+                                  const char *reference, void *arg);
+UVMQTT_EXTERN void uvmqtt_client_on_redirect(uvmqtt_client_t *c,
+                                             uvmqtt_redirect_cb cb, void *arg);
+
 /* Changes the credentials used by the next connection attempt. */
 UVMQTT_EXTERN int uvmqtt_client_set_credentials(uvmqtt_client_t *c,
                                                 const char *username,
@@ -280,6 +334,12 @@ UVMQTT_EXTERN int uvmqtt_client_connect_srv(uvmqtt_client_t *c,
  * automatic reconnect stops until the next connect call. Queued messages
  * stay queued. Errors: UVMQTT_ENOTCONN. */
 UVMQTT_EXTERN int uvmqtt_client_disconnect(uvmqtt_client_t *c);
+
+/* As uvmqtt_client_disconnect, with a v5 reason code and properties (for
+ * example a Session Expiry Interval). */
+UVMQTT_EXTERN int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c,
+                                              uint8_t reason,
+                                              const uvmqtt_props_t *props);
 
 UVMQTT_EXTERN bool uvmqtt_client_is_connected(const uvmqtt_client_t *c);
 /* The client id in use (the assigned one after a v5 CONNACK). */
@@ -320,6 +380,23 @@ typedef struct {
 UVMQTT_EXTERN int uvmqtt_publish_ex(uvmqtt_client_t *c,
                                     const uvmqtt_publish_opts_t *opts,
                                     uvmqtt_publish_cb cb, void *arg);
+
+/* ---- request / response (v5) ------------------------------------------------
+ * Publishes a request carrying Response Topic `response_topic` and a fresh
+ * Correlation Data, and completes when a message with that Correlation
+ * Data arrives (on a subscription the application holds, typically to
+ * response_topic), or after timeout_ms. The response message is handed to
+ * cb (status 0) and not to routes or the default message callback.
+ * Returns the packet id (>= 0) or an error as uvmqtt_publish_ex, or
+ * UVMQTT_ENOTSUP before v5. cb fires once: 0 with the response,
+ * UVMQTT_ETIMEDOUT, a publish error, or UVMQTT_ECLOSED. */
+typedef void (*uvmqtt_response_cb)(uvmqtt_client_t *c, int status,
+                                   const uvmqtt_message_t *response, void *arg);
+UVMQTT_EXTERN int uvmqtt_request(uvmqtt_client_t *c,
+                                 const uvmqtt_publish_opts_t *request,
+                                 const char *response_topic,
+                                 unsigned timeout_ms, uvmqtt_response_cb cb,
+                                 void *arg);
 
 /* ---- subscribe -------------------------------------------------------------
  */
