@@ -68,6 +68,14 @@ struct uvmqtt_options_s {
   size_t ws_header_count;
   char *dns_servers;
   unsigned dns_timeout;
+  uint16_t topic_alias_in;
+  bool topic_alias_auto;
+  uint16_t receive_max;
+  bool request_response_info;
+  char *auth_method;
+  uint8_t *auth_data;
+  size_t auth_data_len;
+  bool follow_redirects;
 };
 
 typedef struct sub_s {
@@ -81,6 +89,17 @@ typedef struct {
   uvmqtt_message_cb cb;
   void *arg;
 } route_t;
+
+/* A v5 request waiting for its correlated response. */
+typedef struct req_s {
+  struct req_s *next;
+  uvmqtt_response_cb cb;
+  void *arg;
+  uint64_t deadline;
+  uint8_t corr[16];
+  bool answered;  /* cb has fired */
+  bool published; /* the request's publish callback has fired */
+} req_t;
 
 enum cstate {
   C_IDLE = 0,  /* not connected, not trying */
@@ -144,6 +163,15 @@ struct uvmqtt_client_s {
   bool user_disconnect;
   bool freed_session;
   uvmqtt_reason_t *server_disconnect; /* valid during teardown only */
+
+  uvmqtt_auth_cb auth_cb;
+  void *auth_arg;
+  uvmqtt_redirect_cb redirect_cb;
+  void *redirect_arg;
+  char *redirect_ref; /* Server Reference of a pending redirect */
+  unsigned redirects; /* in a row, to stop loops */
+  req_t *reqs;
+  uv_timer_t *req_timer;
 };
 
 #define ENTER(c) ((c)->depth++)
@@ -156,6 +184,7 @@ static void start_attempt(uvmqtt_client_t *c);
 static void flush_now(uvmqtt_client_t *c);
 static void arm_timer(uvmqtt_client_t *c);
 static void close_now(uvmqtt_client_t *c);
+static void req_sweep(uvmqtt_client_t *c);
 
 /* ---- logging ---------------------------------------------------------------
  */
@@ -194,6 +223,7 @@ static void options_defaults(uvmqtt_options_t *o) {
   o->nodelay = true;
   o->resubscribe = true;
   o->dns_timeout = 5000;
+  o->follow_redirects = true;
 }
 
 static void options_clear(uvmqtt_options_t *o) {
@@ -210,6 +240,8 @@ static void options_clear(uvmqtt_options_t *o) {
     uvmqtt__free(o->ws_headers[i]);
   uvmqtt__free(o->ws_headers);
   uvmqtt__free(o->dns_servers);
+  uvmqtt__free(o->auth_method);
+  uvmqtt__free(o->auth_data);
 }
 
 int uvmqtt_options_new(uvmqtt_options_t **out) {
@@ -482,11 +514,51 @@ int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o, unsigned ms) {
   return 0;
 }
 
+int uvmqtt_options_set_topic_alias(uvmqtt_options_t *o, uint16_t incoming_max,
+                                   bool auto_out) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->topic_alias_in = incoming_max;
+  o->topic_alias_auto = auto_out;
+  return 0;
+}
+
+int uvmqtt_options_set_receive_maximum(uvmqtt_options_t *o, uint16_t n) {
+  if (!o || n == 0)
+    return UVMQTT_EINVAL;
+  o->receive_max = n;
+  return 0;
+}
+
+int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->request_response_info = on;
+  return 0;
+}
+
+int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
+                            const void *data, size_t len) {
+  if (!o || (method && strlen(method) > 65535) || len > 65535 || (len && !data))
+    return UVMQTT_EINVAL;
+  int rc = set_str(&o->auth_method, method);
+  if (rc == 0)
+    rc = set_bin(&o->auth_data, &o->auth_data_len, method ? data : NULL, len);
+  return rc;
+}
+
+int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  o->follow_redirects = on;
+  return 0;
+}
+
 static int options_copy(uvmqtt_options_t *d, const uvmqtt_options_t *s) {
   *d = *s;
   d->client_id = d->username = d->will_topic = d->bind = d->ws_path = NULL;
-  d->dns_servers = NULL;
-  d->password = d->will_payload = NULL;
+  d->dns_servers = d->auth_method = NULL;
+  d->password = d->will_payload = d->auth_data = NULL;
   d->will_props = d->connect_props = NULL;
   d->ws_headers = NULL;
   d->ws_header_count = 0;
@@ -498,7 +570,9 @@ static int options_copy(uvmqtt_options_t *d, const uvmqtt_options_t *s) {
       set_props(&d->will_props, s->will_props) ||
       set_props(&d->connect_props, s->connect_props) ||
       set_str(&d->bind, s->bind) || set_str(&d->ws_path, s->ws_path) ||
-      set_str(&d->dns_servers, s->dns_servers))
+      set_str(&d->dns_servers, s->dns_servers) ||
+      set_str(&d->auth_method, s->auth_method) ||
+      set_bin(&d->auth_data, &d->auth_data_len, s->auth_data, s->auth_data_len))
     goto fail;
   if (s->ws_header_count) {
     d->ws_headers = uvmqtt__calloc(s->ws_header_count, sizeof(char *));
@@ -570,12 +644,26 @@ static void resubscribe(uvmqtt_client_t *c) {
   uvmqtt__free(v);
 }
 
+/* Remembers a v5 Server Reference carried with reason 0x9C / 0x9D. */
+static void note_redirect(uvmqtt_client_t *c, uint8_t reason,
+                          const uvmqtt_props_t *p) {
+  if (c->o.version != UVMQTT_V5 || (reason != 0x9C && reason != 0x9D) ||
+      !(p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_REFERENCE)) ||
+      !c->o.follow_redirects)
+    return;
+  uvmqtt__free(c->redirect_ref);
+  c->redirect_ref =
+      uvmqtt__strndup(p->server_reference.data, p->server_reference.len);
+}
+
 static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
   uvmqtt_client_t *c = ud;
   if (ack->reason_code != 0) {
     c->last_reason = ack->reason_code;
+    note_redirect(c, ack->reason_code, &ack->props);
     return; /* reported by connection_drop via UVMQTT_EREFUSED */
   }
+  c->redirects = 0;
   c->state = C_CONNECTED;
   c->attempt = 0;
   c->last_error = 0;
@@ -625,6 +713,18 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   m.dup = pub->dup;
   m.packet_id = pub->packet_id;
   m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
+  if (c->reqs && m.props &&
+      (m.props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_CORRELATION_DATA)) &&
+      m.props->correlation_data.len == 16) {
+    for (req_t *r = c->reqs; r; r = r->next) {
+      if (!r->answered &&
+          memcmp(r->corr, m.props->correlation_data.data, 16) == 0) {
+        r->answered = true;
+        r->cb(c, 0, &m, r->arg);
+        return;
+      }
+    }
+  }
   if (c->router) {
     dispatch_t d = {c, &m};
     if (uvmqtt_router_match(c->router, m.topic, m.topic_len, route_visit, &d) >
@@ -686,6 +786,7 @@ static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,
 static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
   uvmqtt_client_t *c = ud;
   c->last_reason = r->reason_code;
+  note_redirect(c, r->reason_code, &r->props);
   /* connection_drop reports it; keep a view for the callback. */
   c->server_disconnect = (uvmqtt_reason_t *)r;
   if (c->disconnect_cb && c->depth > 0) {
@@ -698,6 +799,17 @@ static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
 static void ev_auth(void *ud, const uvmqtt_reason_t *r) {
   uvmqtt_client_t *c = ud;
   clog_(c, UVMQTT_LOG_DEBUG, "AUTH received (reason 0x%02x)", r->reason_code);
+  if (!c->o.auth_method) {
+    clog_(c, UVMQTT_LOG_ERROR,
+          "AUTH received without enhanced "
+          "authentication configured");
+    connection_drop(c, UVMQTT_EPROTOCOL);
+    return;
+  }
+  if (r->reason_code == 0)
+    return; /* re-authentication succeeded */
+  if (!c->auth_cb || c->auth_cb(c, r->reason_code, &r->props, c->auth_arg))
+    connection_drop(c, UVMQTT_EAUTH);
 }
 
 static const uvmqtt_session_events_t session_events = {
@@ -1163,6 +1275,29 @@ static void send_connect(uvmqtt_client_t *c) {
       p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE);
       p.props.maximum_packet_size = c->o.max_packet_size;
     }
+    if (c->o.topic_alias_in) {
+      p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM);
+      p.props.topic_alias_maximum = c->o.topic_alias_in;
+    }
+    if (c->o.receive_max) {
+      p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_RECEIVE_MAXIMUM);
+      p.props.receive_maximum = c->o.receive_max;
+    }
+    if (c->o.request_response_info) {
+      p.props.present |=
+          UVMQTT_PROP_BIT(UVMQTT_PROP_REQUEST_RESPONSE_INFORMATION);
+      p.props.request_response_information = 1;
+    }
+    if (c->o.auth_method) {
+      p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
+      p.props.authentication_method.data = c->o.auth_method;
+      p.props.authentication_method.len = strlen(c->o.auth_method);
+      if (c->o.auth_data) {
+        p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_DATA);
+        p.props.authentication_data.data = c->o.auth_data;
+        p.props.authentication_data.len = c->o.auth_data_len;
+      }
+    }
   }
   int rc = uvmqtt__session_connect(c->session, now_ms(c), &p);
   if (rc < 0) {
@@ -1476,6 +1611,55 @@ static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay) {
   uv_timer_start(&c->timer, on_timer, (uint64_t)d, 0);
 }
 
+/* Applies a pending v5 redirect: the current server's host and port are
+ * replaced by the Server Reference ("host[:port]", first of a
+ * space-separated list) and a new attempt starts at once. Returns true
+ * when followed. */
+static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
+  char *ref = c->redirect_ref;
+  c->redirect_ref = NULL;
+  bool ok = false;
+  if (c->nservers && c->redirects < 5 &&
+      (!c->redirect_cb ||
+       c->redirect_cb(c, reason, ref, c->redirect_arg) == 0)) {
+    server_t *sv = &c->servers[c->cur_server];
+    ref[strcspn(ref, " ")] = '\0';
+    char *host = ref, *colon = strrchr(ref, ':');
+    long port = 0;
+    if (*ref == '[') {
+      char *rb = strchr(ref, ']');
+      if (rb) {
+        *rb = '\0';
+        host = ref + 1;
+        colon = rb[1] == ':' ? rb + 1 : NULL;
+      }
+    } else if (colon && strchr(ref, ':') != colon) {
+      colon = NULL; /* a bare IPv6 literal */
+    }
+    if (colon) {
+      *colon = '\0';
+      port = strtol(colon + 1, NULL, 10);
+    }
+    char *h = *host ? uvmqtt__strdup(host) : NULL;
+    if (h && port >= 0 && port <= 65535) {
+      clog_(c, UVMQTT_LOG_INFO, "redirected (reason 0x%02x) to %s:%ld", reason,
+            h, port);
+      uvmqtt__free(sv->host);
+      sv->host = h;
+      sv->port = (uint16_t)port;
+      c->redirects++;
+      close_stream(c);
+      c->state = C_WAIT;
+      uv_timer_start(&c->timer, on_timer, 0, 0);
+      ok = true;
+    } else {
+      uvmqtt__free(h);
+    }
+  }
+  uvmqtt__free(ref);
+  return ok;
+}
+
 /* ---- dropping a connection
  * ---------------------------------------------------- */
 
@@ -1488,8 +1672,18 @@ static void do_drop(uvmqtt_client_t *c) {
   c->drop_status = 0;
   if (c->state == C_CLOSING || c->state == C_IDLE || c->state == C_WAIT)
     return;
+  uint8_t dr =
+      c->o.version == UVMQTT_V5 ? uvmqtt__session_disconnect_reason(status) : 0;
+  if (dr && c->stream && (c->state == C_MQTT || c->state == C_CONNECTED) &&
+      uvmqtt__session_disconnect(c->session, dr, NULL) == 0) {
+    /* The spec asks us to tell the server why (best effort). */
+    clog_(c, UVMQTT_LOG_INFO, "sending DISCONNECT with reason 0x%02x", dr);
+    flush_now(c);
+  }
   uvmqtt__session_connection_lost(c->session,
                                   status ? status : UVMQTT_ENOTCONN);
+  if (c->redirect_ref && follow_redirect(c, reason))
+    return;
   if (!was_connected) {
     if (refused) {
       uvmqtt_connack_t ack;
@@ -1598,6 +1792,9 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   sc.max_queued_bytes = c->o.max_queued_bytes;
   sc.queue_policy = c->o.queue_policy;
   sc.max_packet_size = c->o.max_packet_size;
+  sc.receive_maximum = c->o.receive_max;
+  sc.topic_alias_max_in = c->o.topic_alias_in;
+  sc.topic_alias_auto = c->o.topic_alias_auto;
   if (!c->client_id ||
       (rc = uvmqtt__session_new(&sc, &session_events, c, &c->session)) < 0) {
     options_clear(&c->o);
@@ -1682,6 +1879,18 @@ static void close_now(uvmqtt_client_t *c) {
     ENTER(c);
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     c->session = NULL;
+    for (req_t *r = c->reqs; r; r = r->next) {
+      r->published = true;
+      if (!r->answered) {
+        r->answered = true;
+        r->cb(c, UVMQTT_ECLOSED, NULL, r->arg);
+      }
+    }
+    req_sweep(c);
+    if (c->req_timer) {
+      c->open_handles++;
+      uv_close((uv_handle_t *)c->req_timer, on_handle_closed);
+    }
     c->depth--;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->flush, on_handle_closed);
@@ -1705,6 +1914,8 @@ static void close_now(uvmqtt_client_t *c) {
   uvmqtt__free(c->addrs);
   uvmqtt__free(c->srv_domain);
   uvmqtt__free(c->client_id);
+  uvmqtt__free(c->req_timer);
+  uvmqtt__free(c->redirect_ref);
   options_clear(&c->o);
   uvmqtt__free(c);
 }
@@ -1756,6 +1967,38 @@ void uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
   c->reconnect_arg = arg;
 }
 
+void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb, void *arg) {
+  c->auth_cb = cb;
+  c->auth_arg = arg;
+}
+
+void uvmqtt_client_on_redirect(uvmqtt_client_t *c, uvmqtt_redirect_cb cb,
+                               void *arg) {
+  c->redirect_cb = cb;
+  c->redirect_arg = arg;
+}
+
+int uvmqtt_client_auth(uvmqtt_client_t *c, uint8_t reason, const void *data,
+                       size_t len) {
+  uvmqtt_props_t p;
+  if (!c || (reason != 0x18 && reason != 0x19) || (len && !data) || len > 65535)
+    return UVMQTT_EINVAL;
+  if (c->o.version != UVMQTT_V5 || !c->o.auth_method)
+    return UVMQTT_ENOTSUP;
+  if (c->state != C_MQTT && c->state != C_CONNECTED)
+    return UVMQTT_ENOTCONN;
+  memset(&p, 0, sizeof(p));
+  p.present = UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
+  p.authentication_method.data = c->o.auth_method;
+  p.authentication_method.len = strlen(c->o.auth_method);
+  if (data) {
+    p.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_DATA);
+    p.authentication_data.data = data;
+    p.authentication_data.len = len;
+  }
+  return uvmqtt__session_auth(c->session, reason, &p);
+}
+
 int uvmqtt_client_set_credentials(uvmqtt_client_t *c, const char *username,
                                   const void *password, size_t password_len) {
   if (!c)
@@ -1765,6 +2008,11 @@ int uvmqtt_client_set_credentials(uvmqtt_client_t *c, const char *username,
 }
 
 int uvmqtt_client_disconnect(uvmqtt_client_t *c) {
+  return uvmqtt_client_disconnect_ex(c, 0, NULL);
+}
+
+int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
+                                const uvmqtt_props_t *props) {
   if (!c)
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING)
@@ -1777,7 +2025,7 @@ int uvmqtt_client_disconnect(uvmqtt_client_t *c) {
     return was ? 0 : UVMQTT_ENOTCONN;
   }
   if (c->state == C_CONNECTED) {
-    uvmqtt__session_disconnect(c->session, 0, NULL);
+    uvmqtt__session_disconnect(c->session, reason, props);
     flush_now(c);
   }
   ENTER(c);
@@ -1849,6 +2097,115 @@ int uvmqtt_publish(uvmqtt_client_t *c, const char *topic, const void *payload,
   po.qos = qos;
   po.retain = retain;
   return uvmqtt_publish_ex(c, &po, cb, arg);
+}
+
+/* ---- request / response (v5) ------------------------------------------------
+ */
+
+static void req_sweep(uvmqtt_client_t *c) {
+  for (req_t **pp = &c->reqs, *r; (r = *pp);) {
+    if (r->answered && r->published) {
+      *pp = r->next;
+      uvmqtt__free(r);
+    } else {
+      pp = &r->next;
+    }
+  }
+}
+
+static void on_req_timer(uv_timer_t *t);
+
+static void req_arm(uvmqtt_client_t *c) {
+  uint64_t due = UINT64_MAX, now = now_ms(c);
+  if (!c->req_timer || c->state == C_CLOSING)
+    return;
+  for (req_t *r = c->reqs; r; r = r->next)
+    if (!r->answered && r->deadline < due)
+      due = r->deadline;
+  if (due == UINT64_MAX)
+    uv_timer_stop(c->req_timer);
+  else
+    uv_timer_start(c->req_timer, on_req_timer, due > now ? due - now : 0, 0);
+}
+
+static void on_req_timer(uv_timer_t *t) {
+  uvmqtt_client_t *c = t->data;
+  uint64_t now = now_ms(c);
+  ENTER(c);
+  for (req_t *r = c->reqs; r; r = r->next) {
+    if (!r->answered && r->deadline <= now) {
+      r->answered = true;
+      r->cb(c, UVMQTT_ETIMEDOUT, NULL, r->arg);
+    }
+  }
+  req_sweep(c);
+  req_arm(c);
+  LEAVE(c);
+}
+
+static void req_published(uvmqtt_client_t *c, int status, uint16_t id,
+                          void *arg) {
+  req_t *r = arg;
+  (void)id;
+  r->published = true;
+  if (status < 0 && !r->answered) {
+    r->answered = true;
+    r->cb(c, status, NULL, r->arg);
+  }
+  req_sweep(c);
+  req_arm(c);
+}
+
+int uvmqtt_request(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *request,
+                   const char *response_topic, unsigned timeout_ms,
+                   uvmqtt_response_cb cb, void *arg) {
+  uvmqtt_props_t props;
+  if (!c || !request || !response_topic || !cb || timeout_ms == 0)
+    return UVMQTT_EINVAL;
+  if (c->o.version != UVMQTT_V5)
+    return UVMQTT_ENOTSUP;
+  int rc = uvmqtt_topic_validate(response_topic, strlen(response_topic));
+  if (rc < 0)
+    return rc;
+  if (!c->req_timer) {
+    c->req_timer = uvmqtt__malloc(sizeof(*c->req_timer));
+    if (!c->req_timer)
+      return UVMQTT_ENOMEM;
+    uv_timer_init(c->loop, c->req_timer);
+    c->req_timer->data = c;
+  }
+  req_t *r = uvmqtt__calloc(1, sizeof(*r));
+  if (!r)
+    return UVMQTT_ENOMEM;
+  if (uv_random(NULL, NULL, r->corr, sizeof(r->corr), 0, NULL) != 0) {
+    uint64_t t[2] = {uv_hrtime(), (uint64_t)(uintptr_t)r};
+    memcpy(r->corr, t, sizeof(r->corr));
+  }
+  r->cb = cb;
+  r->arg = arg;
+  r->deadline = now_ms(c) + timeout_ms;
+  if (request->props)
+    props = *request->props;
+  else
+    memset(&props, 0, sizeof(props));
+  props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_RESPONSE_TOPIC) |
+                   UVMQTT_PROP_BIT(UVMQTT_PROP_CORRELATION_DATA);
+  props.response_topic.data = response_topic;
+  props.response_topic.len = strlen(response_topic);
+  props.correlation_data.data = r->corr;
+  props.correlation_data.len = sizeof(r->corr);
+  uvmqtt_publish_opts_t po = *request;
+  po.props = &props;
+  r->next = c->reqs;
+  c->reqs = r;
+  rc = uvmqtt_publish_ex(c, &po, req_published, r);
+  if (rc < 0) {
+    c->reqs = r->next;
+    uvmqtt__free(r);
+    return rc;
+  }
+  req_arm(c);
+  return rc;
 }
 
 int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,

@@ -117,7 +117,24 @@ struct uvmqtt_session_s {
   uint32_t server_max_packet;
   uint16_t server_keepalive;
   uint8_t server_max_qos;
+  uint16_t server_alias_max;
+
+  /* v5 topic aliases. Incoming: alias -> topic, sized by our maximum.
+   * Outgoing: a small LRU table, sized by the server's maximum. */
+  uvmqtt_str_t *alias_in;
+  struct out_alias *alias_out;
+  uint16_t alias_out_n;
+  uint64_t alias_clock;
 };
+
+struct out_alias {
+  char *topic;
+  size_t len;
+  uint64_t used;
+};
+
+/* Outgoing aliases are looked up by a linear scan; keep the table small. */
+#define ALIAS_OUT_MAX 64
 
 /* ---- logging ----------------------------------------------------------- */
 
@@ -205,6 +222,134 @@ static int alloc_id(uvmqtt_session_t *s, uint16_t *out) {
       *out = id;
       return 0;
     }
+  }
+}
+
+/* ---- topic aliases (v5) ---------------------------------------------------
+ */
+
+static void aliases_reset(uvmqtt_session_t *s) {
+  if (s->alias_in) {
+    for (unsigned i = 0; i <= s->cfg.topic_alias_max_in; i++)
+      uvmqtt__free((void *)s->alias_in[i].data);
+    uvmqtt__free(s->alias_in);
+    s->alias_in = NULL;
+  }
+  for (unsigned i = 0; i < s->alias_out_n; i++)
+    uvmqtt__free(s->alias_out[i].topic);
+  uvmqtt__free(s->alias_out);
+  s->alias_out = NULL;
+  s->alias_out_n = 0;
+}
+
+/* Picks the alias for an outgoing topic: *alias gets its number and
+ * *known says whether the server already has the mapping (then the topic
+ * may be left out). Returns 0 with *alias 0 when aliases are not in use. */
+static int alias_for(uvmqtt_session_t *s, const char *topic, size_t len,
+                     uint16_t *alias, bool *known) {
+  unsigned max =
+      s->server_alias_max < ALIAS_OUT_MAX ? s->server_alias_max : ALIAS_OUT_MAX;
+  *alias = 0;
+  *known = false;
+  if (!s->cfg.topic_alias_auto || max == 0 || s->cfg.version != UVMQTT_V5)
+    return 0;
+  if (!s->alias_out) {
+    s->alias_out = uvmqtt__calloc(max, sizeof(*s->alias_out));
+    if (!s->alias_out)
+      return 0; /* no alias: still correct, just longer */
+  }
+  unsigned lru = 0;
+  for (unsigned i = 0; i < s->alias_out_n; i++) {
+    struct out_alias *a = &s->alias_out[i];
+    if (a->len == len && memcmp(a->topic, topic, len) == 0) {
+      a->used = ++s->alias_clock;
+      *alias = (uint16_t)(i + 1);
+      *known = true;
+      return 0;
+    }
+    if (a->used < s->alias_out[lru].used)
+      lru = i;
+  }
+  char *copy = uvmqtt__strndup(topic, len);
+  if (!copy)
+    return 0;
+  unsigned slot = s->alias_out_n < max ? s->alias_out_n++ : lru;
+  uvmqtt__free(s->alias_out[slot].topic);
+  s->alias_out[slot].topic = copy;
+  s->alias_out[slot].len = len;
+  s->alias_out[slot].used = ++s->alias_clock;
+  *alias = (uint16_t)(slot + 1);
+  return 0;
+}
+
+/* Resolves an incoming alias (v5). On success *pub has the full topic. */
+static int alias_in(uvmqtt_session_t *s, uvmqtt_publish_t *pub) {
+  bool has = pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
+  if (!has) {
+    if (pub->topic.len == 0) {
+      slog(s, LOG_ERROR, "broker sent a PUBLISH without topic or alias");
+      return UVMQTT_EPROTOCOL;
+    }
+    return 0;
+  }
+  uint16_t a = pub->props.topic_alias;
+  if (a == 0 || a > s->cfg.topic_alias_max_in) {
+    slog(s, LOG_ERROR, "broker sent topic alias %u (our maximum is %u)", a,
+         s->cfg.topic_alias_max_in);
+    return UVMQTT_ETOPICALIAS;
+  }
+  if (!s->alias_in) {
+    s->alias_in = uvmqtt__calloc((size_t)s->cfg.topic_alias_max_in + 1,
+                                 sizeof(uvmqtt_str_t));
+    if (!s->alias_in)
+      return UVMQTT_ENOMEM;
+  }
+  uvmqtt_str_t *slot = &s->alias_in[a];
+  if (pub->topic.len > 0) {
+    char *copy = uvmqtt__strndup(pub->topic.data, pub->topic.len);
+    if (!copy)
+      return UVMQTT_ENOMEM;
+    uvmqtt__free((void *)slot->data);
+    slot->data = copy;
+    slot->len = pub->topic.len;
+    return 0;
+  }
+  if (!slot->data) {
+    slog(s, LOG_ERROR, "broker used topic alias %u before defining it", a);
+    return UVMQTT_ETOPICALIAS;
+  }
+  pub->topic = *slot;
+  return 0;
+}
+
+uint8_t uvmqtt__session_disconnect_reason(int err) {
+  switch (err) {
+  case UVMQTT_EMALFORMED:
+  case UVMQTT_EREMLEN:
+  case UVMQTT_EFLAGS:
+  case UVMQTT_EQOS:
+  case UVMQTT_EPACKETID:
+  case UVMQTT_EUTF8:
+  case UVMQTT_EWILDCARD:
+  case UVMQTT_ETRUNC:
+  case UVMQTT_ETRAILING:
+  case UVMQTT_EPROPDUP:
+  case UVMQTT_EPROPBAD:
+  case UVMQTT_EPROPVAL:
+  case UVMQTT_EREASON:
+    return 0x81;
+  case UVMQTT_ETYPE:
+  case UVMQTT_EPROTOCOL:
+  case UVMQTT_EUNEXPECTED:
+    return 0x82;
+  case UVMQTT_ERECVMAX:
+    return 0x93;
+  case UVMQTT_ETOPICALIAS:
+    return 0x94;
+  case UVMQTT_ETOOBIG:
+    return 0x95;
+  default:
+    return 0;
   }
 }
 
@@ -357,6 +502,18 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
         UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
     pkt.u.publish.props.message_expiry_interval =
         waited >= ref->expiry_s ? 1 : (uint32_t)(ref->expiry_s - waited);
+  }
+  if (s->server_alias_max &&
+      !(pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS))) {
+    uint16_t alias;
+    bool known;
+    alias_for(s, pub->topic.data, pub->topic.len, &alias, &known);
+    if (alias) {
+      pkt.u.publish.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
+      pkt.u.publish.props.topic_alias = alias;
+      if (known)
+        pkt.u.publish.topic.len = 0;
+    }
   }
   int rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
   if (rc < 0)
@@ -615,6 +772,7 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
     batch_free(b);
   }
   drop_parser_buffer(s);
+  aliases_reset(s);
   idset_clear(&s->out_ids);
   idset_clear(&s->in_ids);
   uvmqtt__free(s);
@@ -635,6 +793,8 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   s->server_max_packet = 0;
   s->server_keepalive = 0;
   s->server_max_qos = 2;
+  s->server_alias_max = 0;
+  aliases_reset(s);
   s->keepalive_ms = (uint64_t)c->keep_alive * 1000;
   s->last_send = s->last_recv = now;
   s->ping_outstanding = false;
@@ -1000,6 +1160,8 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
     }
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_QOS))
       s->server_max_qos = p->maximum_qos;
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM))
+      s->server_alias_max = p->topic_alias_maximum;
   }
   int rc = resume_inflight(s, now, ack->session_present);
   if (rc < 0)
@@ -1011,15 +1173,15 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
   return 0;
 }
 
-static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
-  if (pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) {
-    /* We advertise no Topic Alias Maximum, so the server must send none. */
-    slog(s, LOG_ERROR, "broker sent a topic alias we did not allow");
-    return UVMQTT_ETOPICALIAS;
-  }
-  if (pub->topic.len == 0) {
+static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
+  uvmqtt_publish_t resolved = *in, *pub = &resolved;
+  if (s->cfg.version == UVMQTT_V5) {
+    int rc = alias_in(s, pub);
+    if (rc < 0)
+      return rc;
+  } else if (pub->topic.len == 0) {
     slog(s, LOG_ERROR, "broker sent a PUBLISH without a topic");
-    return UVMQTT_ETOPICALIAS;
+    return UVMQTT_EPROTOCOL;
   }
   switch (pub->qos) {
   case 0:
@@ -1239,4 +1401,7 @@ uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s) {
 }
 uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s) {
   return s->server_max_packet;
+}
+uint16_t uvmqtt__session_server_alias_max(const uvmqtt_session_t *s) {
+  return s->server_alias_max;
 }

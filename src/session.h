@@ -61,14 +61,16 @@ typedef struct {
 } uvmqtt_session_events_t;
 
 typedef struct {
-  uint8_t version;           /* UVMQTT_V31, UVMQTT_V311, UVMQTT_V5 */
-  unsigned max_inflight;     /* our window for outgoing QoS 1/2 */
-  size_t max_queued;         /* 0 = unbounded */
-  size_t max_queued_bytes;   /* 0 = unbounded */
-  int queue_policy;          /* uvmqtt_queue_policy_t */
-  uint32_t max_packet_size;  /* largest incoming packet we accept */
-  uint16_t receive_maximum;  /* ours, v5 (0 = 65535) */
-  unsigned ping_timeout_pct; /* % of keepalive to wait for PINGRESP */
+  uint8_t version;             /* UVMQTT_V31, UVMQTT_V311, UVMQTT_V5 */
+  unsigned max_inflight;       /* our window for outgoing QoS 1/2 */
+  size_t max_queued;           /* 0 = unbounded */
+  size_t max_queued_bytes;     /* 0 = unbounded */
+  int queue_policy;            /* uvmqtt_queue_policy_t */
+  uint32_t max_packet_size;    /* largest incoming packet we accept */
+  uint16_t receive_maximum;    /* ours, v5 (0 = 65535) */
+  unsigned ping_timeout_pct;   /* % of keepalive to wait for PINGRESP */
+  uint16_t topic_alias_max_in; /* v5: aliases the server may use (ours) */
+  bool topic_alias_auto;       /* v5: assign outgoing aliases (LRU) */
 } uvmqtt_session_config_t;
 
 typedef enum {
@@ -171,6 +173,12 @@ bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
 /* Server limits learnt from the v5 CONNACK (0 when not given). */
 uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s);
 uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s);
+uint16_t uvmqtt__session_server_alias_max(const uvmqtt_session_t *s);
+/* The v5 DISCONNECT reason code that describes error `err` detected on
+ * our side (0x81 malformed, 0x82 protocol error, 0x93 receive maximum
+ * exceeded, 0x94 topic alias invalid, 0x95 packet too large), or 0 when
+ * no DISCONNECT should be sent for it. */
+uint8_t uvmqtt__session_disconnect_reason(int err);
 void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds);
 
 #endif
