@@ -146,7 +146,11 @@ struct uvmqtt_client_s {
   uvmqtt_resolve_req_t *resolve_req;
 
   uv_timer_t timer; /* connect timeout, keepalive, reconnect delay */
-  uv_check_t flush; /* one write per loop iteration */
+  /* One write per loop iteration. An idle handle, not a check handle:
+   * output queued before the poll phase (write callbacks, timers) must
+   * not wait for the poll to return, and an active idle handle makes
+   * libuv poll without blocking. */
+  uv_idle_t flush;
   unsigned open_handles;
   unsigned writes; /* batches being written */
 
@@ -602,7 +606,7 @@ static void ev_log(void *ud, int level, const char *msg) {
   clog_(ud, level, "%s", msg);
 }
 
-static void on_flush(uv_check_t *h) {
+static void on_flush(uv_idle_t *h) {
   flush_now(h->data);
 }
 
@@ -610,7 +614,7 @@ static void ev_output(void *ud) {
   uvmqtt_client_t *c = ud;
   if (c->state != C_CLOSING && !uv_is_closing((uv_handle_t *)&c->flush) &&
       !uv_is_active((uv_handle_t *)&c->flush))
-    uv_check_start(&c->flush, on_flush);
+    uv_idle_start(&c->flush, on_flush);
 }
 
 static void resubscribe(uvmqtt_client_t *c) {
@@ -837,7 +841,7 @@ static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
 }
 
 static void flush_now(uvmqtt_client_t *c) {
-  uv_check_stop(&c->flush);
+  uv_idle_stop(&c->flush);
   if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING)
     return;
   const uvmqtt_iov_t *iov;
@@ -1803,7 +1807,7 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     return rc < 0 ? rc : UVMQTT_ENOMEM;
   }
   uv_timer_init(loop, &c->timer);
-  uv_check_init(loop, &c->flush);
+  uv_idle_init(loop, &c->flush);
   c->timer.data = c;
   c->flush.data = c;
   c->open_handles = 2;
