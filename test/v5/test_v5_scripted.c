@@ -1,0 +1,701 @@
+/* MQTT 5 behaviour that mosquitto cannot be made to show on demand, against
+ * a scripted broker: enhanced AUTH and re-authentication, server redirect,
+ * a server exceeding our Receive Maximum, invalid topic aliases, server
+ * DISCONNECT reason codes, outgoing topic aliases, the server's Receive
+ * Maximum and Maximum Packet Size. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sbroker.h"
+#include "testutil.h"
+#include "uvmqtt.h"
+
+#define WAIT_MS 5000
+
+/* ---- recording client ---------------------------------------------------- */
+
+typedef struct {
+  uv_loop_t loop;
+  uvmqtt_client_t *c;
+  int connects, connected, connect_status;
+  uint8_t connack_reason;
+  int disconnects, disconnect_status;
+  uint8_t disconnect_reason;
+  char reason_string[64];
+  int messages;
+  char last_topic[64];
+  int closed;
+  int auth_calls;
+  char auth_data[32];
+  int redirect_calls;
+  int redirect_veto;
+  int pub_done, pub_status;
+  size_t max_inflight_seen;
+} rec_t;
+
+static void on_connect(uvmqtt_client_t *c, int status,
+                       const uvmqtt_connack_t *ack, void *arg) {
+  rec_t *r = arg;
+  (void)c;
+  r->connects++;
+  r->connect_status = status;
+  if (status == 0)
+    r->connected++;
+  if (ack)
+    r->connack_reason = ack->reason_code;
+}
+
+static void on_disconnect(uvmqtt_client_t *c, int status,
+                          const uvmqtt_reason_t *reason, void *arg) {
+  rec_t *r = arg;
+  (void)c;
+  r->disconnects++;
+  r->disconnect_status = status;
+  if (reason) {
+    r->disconnect_reason = reason->reason_code;
+    if (reason->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING))
+      snprintf(r->reason_string, sizeof(r->reason_string), "%.*s",
+               (int)reason->props.reason_string.len,
+               reason->props.reason_string.data);
+  }
+}
+
+static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                       void *arg) {
+  rec_t *r = arg;
+  (void)c;
+  r->messages++;
+  snprintf(r->last_topic, sizeof(r->last_topic), "%.*s", (int)m->topic_len,
+           m->topic);
+}
+
+static int on_auth(uvmqtt_client_t *c, uint8_t reason,
+                   const uvmqtt_props_t *props, void *arg) {
+  rec_t *r = arg;
+  r->auth_calls++;
+  assert_int_equal(reason, 0x18);
+  snprintf(r->auth_data, sizeof(r->auth_data), "%.*s",
+           (int)props->authentication_data.len,
+           (const char *)props->authentication_data.data);
+  assert_int_equal(uvmqtt_client_auth(c, 0x18, "second", 6), 0);
+  return 0;
+}
+
+static int on_redirect(uvmqtt_client_t *c, uint8_t reason, const char *ref,
+                       void *arg) {
+  rec_t *r = arg;
+  (void)c;
+  (void)reason;
+  (void)ref;
+  r->redirect_calls++;
+  return r->redirect_veto;
+}
+
+static void on_closed(uvmqtt_client_t *c) {
+  rec_t *r = uvmqtt_client_get_data(c);
+  r->closed = 1;
+}
+
+static void on_pub(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+  rec_t *r = arg;
+  (void)id;
+  r->pub_done++;
+  if (status < 0)
+    r->pub_status = status;
+  size_t n = uvmqtt_client_inflight(c);
+  if (n > r->max_inflight_seen)
+    r->max_inflight_seen = n;
+}
+
+static uvmqtt_options_t *v5_opts(void) {
+  uvmqtt_options_t *o;
+  assert_int_equal(uvmqtt_options_new(&o), 0);
+  uvmqtt_options_set_protocol(o, UVMQTT_V5);
+  uvmqtt_options_set_reconnect(o, true, 50, 200, 0);
+  uvmqtt_options_set_connect_timeout(o, 3000);
+  return o;
+}
+
+static void rec_init(rec_t *r, uvmqtt_options_t *o) {
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(uv_loop_init(&r->loop), 0);
+  assert_int_equal(uvmqtt_client_new(&r->loop, o, &r->c), 0);
+  uvmqtt_options_del(o);
+  uvmqtt_client_set_data(r->c, r);
+  uvmqtt_client_on_connect(r->c, on_connect, r);
+  uvmqtt_client_on_disconnect(r->c, on_disconnect, r);
+  uvmqtt_client_on_message(r->c, on_message, r);
+  uvmqtt_client_on_auth(r->c, on_auth, r);
+  uvmqtt_client_on_redirect(r->c, on_redirect, r);
+}
+
+static void rec_finish(rec_t *r, sbroker_t *b1, sbroker_t *b2) {
+  uvmqtt_client_close(r->c, on_closed);
+  assert_int_equal(tu_run_until(&r->loop, &r->closed, WAIT_MS), 0);
+  if (b1)
+    sb_stop(b1);
+  if (b2)
+    sb_stop(b2);
+  assert_int_equal(tu_loop_close(&r->loop, 2000), 0);
+}
+
+static void connect_to(rec_t *r, int port) {
+  char uri[64];
+  snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", port);
+  assert_int_equal(uvmqtt_client_connect_uri(r->c, uri), 0);
+}
+
+/* ---- enhanced authentication ----------------------------------------------
+ */
+
+typedef struct {
+  int connects, auths, reauths;
+  char method[32], first[32], second[32], again[32];
+  uint8_t final_reason;
+} auth_script_t;
+
+static void copy_bin(char *dst, size_t cap, const uvmqtt_bin_t *b) {
+  snprintf(dst, cap, "%.*s", (int)b->len, (const char *)b->data);
+}
+
+static void auth_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
+  auth_script_t *s = arg;
+  uvmqtt_packet_t out;
+  memset(&out, 0, sizeof(out));
+  if (p->type == UVMQTT_CONNECT) {
+    const uvmqtt_props_t *pr = &p->u.connect.props;
+    s->connects++;
+    snprintf(s->method, sizeof(s->method), "%.*s",
+             (int)pr->authentication_method.len,
+             pr->authentication_method.data);
+    copy_bin(s->first, sizeof(s->first), &pr->authentication_data);
+    out.type = UVMQTT_AUTH;
+    out.u.auth.reason_code = 0x18;
+    out.u.auth.props.present =
+        UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD) |
+        UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_DATA);
+    out.u.auth.props.authentication_method = pr->authentication_method;
+    out.u.auth.props.authentication_data.data = (const uint8_t *)"challenge";
+    out.u.auth.props.authentication_data.len = 9;
+    sb_send(conn, &out);
+  } else if (p->type == UVMQTT_AUTH && p->u.auth.reason_code == 0x18) {
+    s->auths++;
+    copy_bin(s->second, sizeof(s->second),
+             &p->u.auth.props.authentication_data);
+    uvmqtt_props_t props;
+    memset(&props, 0, sizeof(props));
+    props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
+    props.authentication_method = p->u.auth.props.authentication_method;
+    sb_connack(conn, s->final_reason, &props);
+  } else if (p->type == UVMQTT_AUTH && p->u.auth.reason_code == 0x19) {
+    s->reauths++;
+    copy_bin(s->again, sizeof(s->again), &p->u.auth.props.authentication_data);
+    out.type = UVMQTT_AUTH;
+    out.u.auth.reason_code = 0x00;
+    out.u.auth.props.present =
+        UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
+    out.u.auth.props.authentication_method =
+        p->u.auth.props.authentication_method;
+    sb_send(conn, &out);
+  }
+}
+
+static void test_enhanced_auth_and_reauth(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  auth_script_t s;
+  memset(&s, 0, sizeof(s));
+  uvmqtt_options_t *o = v5_opts();
+  assert_int_equal(uvmqtt_options_set_auth(o, "X-TEST", "first", 5), 0);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, auth_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_string_equal(s.method, "X-TEST");
+  assert_string_equal(s.first, "first");
+  assert_int_equal(r.auth_calls, 1);
+  assert_string_equal(r.auth_data, "challenge");
+  assert_string_equal(s.second, "second");
+  /* Re-authentication on the live connection. */
+  assert_int_equal(uvmqtt_client_auth(r.c, 0x19, "again", 5), 0);
+  assert_int_equal(tu_run_until(&r.loop, &s.reauths, WAIT_MS), 0);
+  tu_run_for(&r.loop, 100);
+  assert_string_equal(s.again, "again");
+  assert_int_equal(r.disconnects, 0);
+  assert_true(uvmqtt_client_is_connected(r.c));
+  rec_finish(&r, &b, NULL);
+}
+
+static void test_auth_failure_not_retried(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  auth_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.final_reason = 0x87; /* not authorized */
+  uvmqtt_options_t *o = v5_opts();
+  uvmqtt_options_set_auth(o, "X-TEST", "first", 5);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, auth_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connects, WAIT_MS), 0);
+  assert_int_equal(r.connect_status, UVMQTT_EREFUSED);
+  assert_int_equal(r.connack_reason, 0x87);
+  tu_run_for(&r.loop, 600); /* backoff is 50 ms: a retry would show */
+  assert_int_equal(s.connects, 1);
+  assert_int_equal(r.connects, 1);
+  rec_finish(&r, &b, NULL);
+}
+
+static void test_auth_without_method_rejected(void **state) {
+  (void)state;
+  rec_t r;
+  uvmqtt_options_t *o = v5_opts();
+  rec_init(&r, o);
+  assert_int_equal(uvmqtt_client_auth(r.c, 0x19, "x", 1), UVMQTT_ENOTSUP);
+  assert_int_equal(uvmqtt_client_auth(r.c, 0x42, "x", 1), UVMQTT_EINVAL);
+  rec_finish(&r, NULL, NULL);
+}
+
+/* ---- redirect ---------------------------------------------------------------
+ */
+
+typedef struct {
+  int connects;
+  uint8_t reason;
+  char ref[64];
+  bool via_disconnect;
+} redirect_script_t;
+
+static void redirect_broker(sconn_t *conn, const uvmqtt_packet_t *p,
+                            void *arg) {
+  redirect_script_t *s = arg;
+  if (p->type != UVMQTT_CONNECT)
+    return;
+  s->connects++;
+  uvmqtt_props_t props;
+  memset(&props, 0, sizeof(props));
+  if (s->ref[0]) {
+    props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_REFERENCE);
+    props.server_reference.data = s->ref;
+    props.server_reference.len = strlen(s->ref);
+  }
+  if (s->via_disconnect) {
+    sb_connack(conn, 0, NULL);
+    uvmqtt_packet_t d;
+    memset(&d, 0, sizeof(d));
+    d.type = UVMQTT_DISCONNECT;
+    d.u.disconnect.reason_code = s->reason;
+    d.u.disconnect.props = props;
+    sb_send(conn, &d);
+  } else {
+    sb_connack(conn, s->reason, &props);
+  }
+}
+
+static void accept_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
+  int *connects = arg;
+  if (p->type == UVMQTT_CONNECT) {
+    (*connects)++;
+    sb_connack(conn, 0, NULL);
+  }
+}
+
+static void run_redirect(bool via_disconnect, uint8_t reason, bool veto) {
+  rec_t r;
+  sbroker_t a, b;
+  redirect_script_t s;
+  int b_connects = 0;
+  memset(&s, 0, sizeof(s));
+  rec_init(&r, v5_opts());
+  r.redirect_veto = veto;
+  assert_int_equal(sb_start(&b, &r.loop, accept_broker, &b_connects), 0);
+  s.reason = reason;
+  s.via_disconnect = via_disconnect;
+  snprintf(s.ref, sizeof(s.ref), "127.0.0.1:%d", b.port);
+  assert_int_equal(sb_start(&a, &r.loop, redirect_broker, &s), 0);
+  connect_to(&r, a.port);
+  if (veto) {
+    /* Refused: reported as any refusal (0x9C is worth retrying, and each
+     * retry is redirected and vetoed again); B never sees a connection. */
+    assert_int_equal(tu_run_until(&r.loop, &r.connects, WAIT_MS), 0);
+    assert_int_equal(r.connect_status, UVMQTT_EREFUSED);
+    assert_int_equal(r.connack_reason, 0x9C);
+    tu_run_for(&r.loop, 200);
+    assert_true(r.redirect_calls >= 1);
+    assert_int_equal(b_connects, 0);
+  } else {
+    assert_int_equal(tu_run_until(&r.loop, &b_connects, WAIT_MS), 0);
+    tu_run_for(&r.loop, 100);
+    assert_int_equal(r.redirect_calls, 1);
+    assert_true(uvmqtt_client_is_connected(r.c));
+    assert_int_equal(s.connects, 1);
+  }
+  rec_finish(&r, &a, &b);
+}
+
+static void test_redirect_connack_use_another_server(void **state) {
+  (void)state;
+  run_redirect(false, 0x9C, false);
+}
+
+static void test_redirect_disconnect_server_moved(void **state) {
+  (void)state;
+  run_redirect(true, 0x9D, false);
+}
+
+static void test_redirect_vetoed(void **state) {
+  (void)state;
+  run_redirect(false, 0x9C, true);
+}
+
+/* ---- misbehaving servers ----------------------------------------------------
+ */
+
+typedef struct {
+  int step;
+  int got_disconnect;
+  uint8_t disconnect_reason;
+  int pubacks;
+  /* what to send after CONNACK */
+  void (*after_connack)(sconn_t *conn);
+} bad_script_t;
+
+static bad_script_t *g_bad;
+
+static void bad_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
+  bad_script_t *s = arg;
+  if (p->type == UVMQTT_CONNECT) {
+    if (s->step++ == 0) {
+      sb_connack(conn, 0, NULL);
+      s->after_connack(conn);
+    } else {
+      sb_connack(conn, 0, NULL);
+    }
+  } else if (p->type == UVMQTT_DISCONNECT) {
+    s->got_disconnect++;
+    s->disconnect_reason = p->u.disconnect.reason_code;
+  }
+}
+
+static void send_publish(sconn_t *conn, uint8_t qos, uint16_t id,
+                         const char *topic, uint16_t alias) {
+  uvmqtt_packet_t p;
+  memset(&p, 0, sizeof(p));
+  p.type = UVMQTT_PUBLISH;
+  p.u.publish.qos = qos;
+  p.u.publish.packet_id = id;
+  p.u.publish.topic.data = topic;
+  p.u.publish.topic.len = strlen(topic);
+  p.u.publish.payload.data = (const uint8_t *)"x";
+  p.u.publish.payload.len = 1;
+  if (alias) {
+    p.u.publish.props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
+    p.u.publish.props.topic_alias = alias;
+  }
+  sb_send(conn, &p);
+}
+
+static void three_qos2(sconn_t *conn) {
+  for (uint16_t id = 1; id <= 3; id++)
+    send_publish(conn, 2, id, "t/q2", 0);
+}
+
+static void alias_too_big(sconn_t *conn) {
+  send_publish(conn, 0, 0, "t/alias", 6);
+}
+
+static void alias_undefined(sconn_t *conn) {
+  send_publish(conn, 0, 0, "", 2);
+}
+
+static void alias_ok(sconn_t *conn) {
+  send_publish(conn, 0, 0, "a/b", 3);
+  send_publish(conn, 1, 7, "", 3);
+}
+
+static void run_bad(void (*after)(sconn_t *), uint16_t recv_max,
+                    uint16_t alias_max, int want_status, uint8_t want_reason) {
+  rec_t r;
+  sbroker_t b;
+  bad_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.after_connack = after;
+  g_bad = &s;
+  uvmqtt_options_t *o = v5_opts();
+  if (recv_max)
+    uvmqtt_options_set_receive_maximum(o, recv_max);
+  uvmqtt_options_set_topic_alias(o, alias_max, false);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, bad_broker, &s), 0);
+  connect_to(&r, b.port);
+  if (want_status) {
+    assert_int_equal(tu_run_until(&r.loop, &r.disconnects, WAIT_MS), 0);
+    assert_int_equal(r.disconnect_status, want_status);
+    assert_int_equal(tu_run_until(&r.loop, &s.got_disconnect, WAIT_MS), 0);
+    assert_int_equal(s.disconnect_reason, want_reason);
+  } else {
+    assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+    tu_run_for(&r.loop, 200);
+    assert_int_equal(r.disconnects, 0);
+  }
+  rec_finish(&r, &b, NULL);
+}
+
+static void test_server_exceeds_receive_maximum(void **state) {
+  (void)state;
+  run_bad(three_qos2, 2, 0, UVMQTT_ERECVMAX, 0x93);
+}
+
+static void test_topic_alias_over_maximum(void **state) {
+  (void)state;
+  run_bad(alias_too_big, 0, 5, UVMQTT_ETOPICALIAS, 0x94);
+}
+
+static void test_topic_alias_undefined(void **state) {
+  (void)state;
+  run_bad(alias_undefined, 0, 5, UVMQTT_ETOPICALIAS, 0x94);
+}
+
+static void test_topic_alias_not_allowed(void **state) {
+  (void)state;
+  run_bad(alias_too_big, 0, 0, UVMQTT_ETOPICALIAS, 0x94);
+}
+
+static void test_topic_alias_incoming_mapping(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  bad_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.after_connack = alias_ok;
+  uvmqtt_options_t *o = v5_opts();
+  uvmqtt_options_set_topic_alias(o, 5, false);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, bad_broker, &s), 0);
+  connect_to(&r, b.port);
+  int two = 0;
+  uint64_t end = tu_now_ms() + WAIT_MS;
+  while (r.messages < 2 && tu_now_ms() < end)
+    uv_run(&r.loop, UV_RUN_ONCE);
+  (void)two;
+  assert_int_equal(r.messages, 2);
+  assert_string_equal(r.last_topic, "a/b");
+  assert_int_equal(r.disconnects, 0);
+  rec_finish(&r, &b, NULL);
+}
+
+/* ---- server DISCONNECT reasons
+ * ------------------------------------------------ */
+
+static uint8_t g_disc_reason;
+
+static void disc_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
+  (void)arg;
+  if (p->type != UVMQTT_CONNECT)
+    return;
+  sb_connack(conn, 0, NULL);
+  uvmqtt_packet_t d;
+  memset(&d, 0, sizeof(d));
+  d.type = UVMQTT_DISCONNECT;
+  d.u.disconnect.reason_code = g_disc_reason;
+  d.u.disconnect.props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING);
+  d.u.disconnect.props.reason_string.data = "scripted";
+  d.u.disconnect.props.reason_string.len = 8;
+  sb_send(conn, &d);
+}
+
+static void test_server_disconnect_reasons(void **state) {
+  (void)state;
+  static const uint8_t codes[] = {0x00, 0x9C, 0x9D, 0x80, 0x81, 0x82, 0x83,
+                                  0x87, 0x89, 0x8B, 0x8D, 0x8E, 0x8F, 0x90,
+                                  0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99,
+                                  0x9A, 0x9B, 0x9E, 0x9F, 0xA0, 0xA1, 0xA2};
+  for (size_t i = 0; i < sizeof(codes); i++) {
+    rec_t r;
+    sbroker_t b;
+    g_disc_reason = codes[i];
+    uvmqtt_options_t *o = v5_opts();
+    uvmqtt_options_set_reconnect(o, false, 0, 0, 0);
+    rec_init(&r, o);
+    assert_int_equal(sb_start(&b, &r.loop, disc_broker, NULL), 0);
+    connect_to(&r, b.port);
+    assert_int_equal(tu_run_until(&r.loop, &r.disconnects, WAIT_MS), 0);
+    assert_int_equal(r.disconnect_status, UVMQTT_EDISCONNECTED);
+    assert_int_equal(r.disconnect_reason, codes[i]);
+    assert_string_equal(r.reason_string, "scripted");
+    rec_finish(&r, &b, NULL);
+  }
+  /* 0x04 (disconnect with will) is for clients only: a server sending it
+   * has sent a malformed packet. */
+  rec_t r;
+  sbroker_t b;
+  g_disc_reason = 0x04;
+  uvmqtt_options_t *o = v5_opts();
+  uvmqtt_options_set_reconnect(o, false, 0, 0, 0);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, disc_broker, NULL), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.disconnects, WAIT_MS), 0);
+  assert_int_equal(r.disconnect_status, UVMQTT_EREASON);
+  rec_finish(&r, &b, NULL);
+}
+
+/* ---- the server's limits
+ * ------------------------------------------------------ */
+
+typedef struct {
+  uvmqtt_props_t connack;
+  int publishes;
+  int inflight, max_inflight;
+  char topics[16][32];
+  uint16_t aliases[16];
+  sconn_t *conn;
+  bool hold_acks;
+} limits_script_t;
+
+static void limits_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
+  limits_script_t *s = arg;
+  if (p->type == UVMQTT_CONNECT) {
+    s->conn = conn;
+    sb_connack(conn, 0, &s->connack);
+  } else if (p->type == UVMQTT_PUBLISH) {
+    const uvmqtt_publish_t *pub = &p->u.publish;
+    if (s->publishes < 16) {
+      snprintf(s->topics[s->publishes], 32, "%.*s", (int)pub->topic.len,
+               pub->topic.data);
+      s->aliases[s->publishes] =
+          (pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS))
+              ? pub->props.topic_alias
+              : 0;
+    }
+    s->publishes++;
+    if (pub->qos == 1) {
+      s->inflight++;
+      if (s->inflight > s->max_inflight)
+        s->max_inflight = s->inflight;
+      if (!s->hold_acks) {
+        uvmqtt_packet_t a;
+        memset(&a, 0, sizeof(a));
+        a.type = UVMQTT_PUBACK;
+        a.u.ack.packet_id = pub->packet_id;
+        sb_send(conn, &a);
+        s->inflight--;
+      }
+    }
+  }
+}
+
+static void test_outgoing_topic_alias_lru(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.connack.present = UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM);
+  s.connack.topic_alias_maximum = 2;
+  uvmqtt_options_t *o = v5_opts();
+  uvmqtt_options_set_topic_alias(o, 0, true);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  const char *seq[] = {"t/a", "t/a", "t/b", "t/c", "t/a"};
+  for (int i = 0; i < 5; i++)
+    assert_true(uvmqtt_publish(r.c, seq[i], "x", 1, 0, false, NULL, NULL) >= 0);
+  uint64_t end = tu_now_ms() + WAIT_MS;
+  while (s.publishes < 5 && tu_now_ms() < end)
+    uv_run(&r.loop, UV_RUN_ONCE);
+  assert_int_equal(s.publishes, 5);
+  /* t/a gets alias 1, then is sent by alias alone; t/b alias 2; t/c takes
+   * the least recently used slot (1, t/a); t/a then takes slot 2. */
+  assert_string_equal(s.topics[0], "t/a");
+  assert_int_equal(s.aliases[0], 1);
+  assert_string_equal(s.topics[1], "");
+  assert_int_equal(s.aliases[1], 1);
+  assert_string_equal(s.topics[2], "t/b");
+  assert_int_equal(s.aliases[2], 2);
+  assert_string_equal(s.topics[3], "t/c");
+  assert_int_equal(s.aliases[3], 1);
+  assert_string_equal(s.topics[4], "t/a");
+  assert_int_equal(s.aliases[4], 2);
+  rec_finish(&r, &b, NULL);
+}
+
+static void test_server_receive_maximum_caps_window(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.connack.present = UVMQTT_PROP_BIT(UVMQTT_PROP_RECEIVE_MAXIMUM);
+  s.connack.receive_maximum = 2;
+  s.hold_acks = true;
+  uvmqtt_options_t *o = v5_opts();
+  uvmqtt_options_set_max_inflight(o, 50);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  for (int i = 0; i < 5; i++)
+    assert_true(uvmqtt_publish(r.c, "t/rm", "x", 1, 1, false, on_pub, &r) > 0);
+  tu_run_for(&r.loop, 300);
+  assert_int_equal(s.publishes, 2);
+  assert_int_equal(uvmqtt_client_inflight(r.c), 2);
+  assert_int_equal(uvmqtt_client_queued(r.c), 3);
+  rec_finish(&r, &b, NULL);
+  assert_int_equal(r.pub_done, 5); /* cancelled on close, each once */
+  assert_int_equal(r.pub_status, UVMQTT_ECLOSED);
+}
+
+static void test_server_maximum_packet_size(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  char big[200];
+  memset(big, 'x', sizeof(big));
+  memset(&s, 0, sizeof(s));
+  s.connack.present = UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE);
+  s.connack.maximum_packet_size = 100;
+  rec_init(&r, v5_opts());
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_int_equal(
+      uvmqtt_publish(r.c, "t/big", big, sizeof(big), 1, false, on_pub, &r),
+      UVMQTT_ETOOBIG);
+  assert_true(uvmqtt_publish(r.c, "t/small", big, 50, 1, false, on_pub, &r) >
+              0);
+  assert_int_equal(tu_run_until(&r.loop, &r.pub_done, WAIT_MS), 0);
+  assert_int_equal(s.publishes, 1);
+  assert_string_equal(s.topics[0], "t/small");
+  rec_finish(&r, &b, NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_enhanced_auth_and_reauth),
+      cmocka_unit_test(test_auth_failure_not_retried),
+      cmocka_unit_test(test_auth_without_method_rejected),
+      cmocka_unit_test(test_redirect_connack_use_another_server),
+      cmocka_unit_test(test_redirect_disconnect_server_moved),
+      cmocka_unit_test(test_redirect_vetoed),
+      cmocka_unit_test(test_server_exceeds_receive_maximum),
+      cmocka_unit_test(test_topic_alias_over_maximum),
+      cmocka_unit_test(test_topic_alias_undefined),
+      cmocka_unit_test(test_topic_alias_not_allowed),
+      cmocka_unit_test(test_topic_alias_incoming_mapping),
+      cmocka_unit_test(test_server_disconnect_reasons),
+      cmocka_unit_test(test_outgoing_topic_alias_lru),
+      cmocka_unit_test(test_server_receive_maximum_caps_window),
+      cmocka_unit_test(test_server_maximum_packet_size),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
