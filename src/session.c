@@ -534,7 +534,10 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
       memcpy(p + head, pub->payload.data, plen);
     return 0;
   }
-  return out_ext(s, pub->payload.data, plen, ref);
+  rc = out_ext(s, pub->payload.data, plen, ref);
+  if (rc < 0)
+    out_unreserve(s, head); /* no PUBLISH head without its payload */
+  return rc;
 }
 
 /* ---- messages ------------------------------------------------------------ */
