@@ -458,6 +458,17 @@ static int out_done_entry(uvmqtt_session_t *s, uvmqtt_session_fn cb,
   return 0;
 }
 
+/* Makes room for one completion in the current batch, so that a packet
+ * encoded next cannot be left in the output with its completion lost. */
+static int done_room(uvmqtt_session_t *s, uvmqtt_session_fn cb) {
+  if (!cb)
+    return 0;
+  uvmqtt_out_batch_t *b = cur_batch(s);
+  if (!b || grow((void **)&b->done, &b->donecap, b->ndone + 1, sizeof(done_t)))
+    return UVMQTT_ENOMEM;
+  return 0;
+}
+
 /* Encodes a non-PUBLISH packet into the output. */
 static int out_packet(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
   size_t size;
@@ -939,7 +950,9 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
    * into the output buffer, without a message object. */
   if (p->qos == 0 && s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
       !p->expiry_s && (!p->zero_copy || p->payload_len <= INLINE_PAYLOAD_MAX)) {
-    rc = out_publish(s, now, &pkt.u.publish, NULL, false);
+    rc = done_room(s, cb);
+    if (rc == 0)
+      rc = out_publish(s, now, &pkt.u.publish, NULL, false);
     if (rc < 0)
       return rc;
     rc = out_done_entry(s, cb, arg);
