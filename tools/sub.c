@@ -1,0 +1,520 @@
+/* uvmqtt-sub: subscribe and print messages (mosquitto_sub's options). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+
+typedef struct {
+  tool_cfg_t cfg;
+  uv_loop_t *loop;
+  uvmqtt_client_t *c;
+  const char **outs; /* -T */
+  size_t nouts;
+  const char **unsubs; /* -U */
+  size_t nunsubs;
+  unsigned long count; /* -C, 0: unlimited */
+  long timeout_ms;     /* -W, 0: none */
+  bool verbose, eol, no_retain, retained_only, exit_after_sub;
+  bool remove_retained;
+  const char *format;
+
+  unsigned long received;
+  unsigned long removed;
+  size_t pending_clears;
+  bool collecting_done;
+  bool subscribed;
+  int exit_code;
+  bool finishing;
+  uv_timer_t wtimer; /* -W */
+  uv_timer_t quiet;  /* --remove-retained: end of the retained burst */
+} sub_t;
+
+#define QUIET_MS 1000
+
+static void finish(sub_t *s, int code);
+
+static void usage(FILE *out) {
+  fputs("Usage: uvmqtt-sub {-t filter ... | -L URL | -U filter ...} "
+        "[options]\n"
+        "Subscription:\n"
+        "  -t filter        subscribe to a filter (repeatable)\n"
+        "  -T filter        do not print topics matching this filter\n"
+        "  -U filter        unsubscribe from a filter first (repeatable)\n"
+        "  -C count         exit after this many messages\n"
+        "  -W seconds       exit with status 27 after this long\n"
+        "  -E               exit once the subscriptions are acknowledged\n"
+        "  -R               do not print retained (stale) messages\n"
+        "  --retained-only  print retained messages, exit at the first "
+        "live one\n"
+        "  --remove-retained  clear every retained message matching the "
+        "filters,\n"
+        "                   then exit once no more arrive\n"
+        "Output:\n"
+        "  -v               print the topic before the payload\n"
+        "  -N               no newline after each message\n"
+        "  -F format        %t topic, %p payload, %q QoS, %r retain, %m id,\n"
+        "                   %l length, %I ISO-8601 time, %U unix time,\n"
+        "                   %x / %X payload in hex, %% percent; \\n \\t \\\\ "
+        "escapes\n",
+        out);
+  tool_usage_common(out);
+}
+
+/* ---- output ----------------------------------------------------------------
+ */
+
+static void put_hex(const uint8_t *b, size_t n, bool upper) {
+  const char *d = upper ? "0123456789ABCDEF" : "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    putchar(d[b[i] >> 4]);
+    putchar(d[b[i] & 15]);
+  }
+}
+
+static void put_format(const sub_t *s, const uvmqtt_message_t *m) {
+  for (const char *f = s->format; *f; f++) {
+    if (*f == '%' && f[1]) {
+      f++;
+      switch (*f) {
+      case 't':
+        fwrite(m->topic, 1, m->topic_len, stdout);
+        break;
+      case 'p':
+        fwrite(m->payload, 1, m->payload_len, stdout);
+        break;
+      case 'q':
+        printf("%u", m->qos);
+        break;
+      case 'r':
+        putchar(m->retain ? '1' : '0');
+        break;
+      case 'm':
+        printf("%u", m->packet_id);
+        break;
+      case 'l':
+        printf("%zu", m->payload_len);
+        break;
+      case 'x':
+      case 'X':
+        put_hex(m->payload, m->payload_len, *f == 'X');
+        break;
+      case 'I': {
+        char buf[64];
+        time_t now = time(NULL);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S%z", &tm);
+        fputs(buf, stdout);
+        break;
+      }
+      case 'U': {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        printf("%lld.%09ld", (long long)ts.tv_sec, ts.tv_nsec);
+        break;
+      }
+      case '%':
+        putchar('%');
+        break;
+      default:
+        putchar('%');
+        putchar(*f);
+      }
+    } else if (*f == '\\' && f[1]) {
+      f++;
+      switch (*f) {
+      case 'n':
+        putchar('\n');
+        break;
+      case 't':
+        putchar('\t');
+        break;
+      case 'r':
+        putchar('\r');
+        break;
+      case 'a':
+        putchar('\a');
+        break;
+      case 'e':
+        putchar('\033');
+        break;
+      case 'v':
+        putchar('\v');
+        break;
+      case '0':
+        putchar('\0');
+        break;
+      case '\\':
+        putchar('\\');
+        break;
+      default:
+        putchar('\\');
+        putchar(*f);
+      }
+    } else {
+      putchar(*f);
+    }
+  }
+}
+
+static void print_message(const sub_t *s, const uvmqtt_message_t *m) {
+  if (s->format) {
+    put_format(s, m);
+  } else {
+    if (s->verbose) {
+      fwrite(m->topic, 1, m->topic_len, stdout);
+      putchar(' ');
+    }
+    fwrite(m->payload, 1, m->payload_len, stdout);
+  }
+  if (s->eol)
+    putchar('\n');
+  fflush(stdout);
+}
+
+/* ---- --remove-retained -----------------------------------------------------
+ */
+
+static void maybe_done_removing(sub_t *s) {
+  if (s->remove_retained && !s->count && s->collecting_done &&
+      s->pending_clears == 0 && !s->finishing) {
+    if (s->cfg.debug)
+      tool_err(&s->cfg, "removed %lu retained message%s", s->removed,
+               s->removed == 1 ? "" : "s");
+    finish(s, TOOL_EXIT_OK);
+  }
+}
+
+static void cleared(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+  sub_t *s = arg;
+  (void)c;
+  (void)id;
+  s->pending_clears--;
+  if (status < 0 && !s->finishing) {
+    tool_err(&s->cfg, "cannot clear a retained message: %s",
+             uvmqtt_strerror(status));
+    finish(s, TOOL_EXIT_ERR);
+    return;
+  }
+  maybe_done_removing(s);
+}
+
+static void quiet_fired(uv_timer_t *t) {
+  sub_t *s = t->data;
+  s->collecting_done = true;
+  maybe_done_removing(s);
+}
+
+/* ---- events ----------------------------------------------------------------
+ */
+
+static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                       void *arg) {
+  sub_t *s = arg;
+  if (s->finishing)
+    return;
+  for (size_t i = 0; i < s->nouts; i++)
+    if (uvmqtt_topic_matches(s->outs[i], strlen(s->outs[i]), m->topic,
+                             m->topic_len))
+      return;
+  if (s->remove_retained) {
+    if (m->retain && m->payload_len > 0) {
+      char *topic = strndup(m->topic, m->topic_len);
+      int rc = topic ? uvmqtt_publish(c, topic, NULL, 0, 1, true, cleared, s)
+                     : UVMQTT_ENOMEM;
+      free(topic);
+      if (rc < 0) {
+        tool_err(&s->cfg, "cannot clear a retained message: %s",
+                 uvmqtt_strerror(rc));
+        finish(s, TOOL_EXIT_ERR);
+        return;
+      }
+      s->pending_clears++;
+      s->removed++;
+      if (!s->collecting_done)
+        uv_timer_start(&s->quiet, quiet_fired, QUIET_MS, 0);
+    } else if (!m->retain && m->payload_len == 0) {
+      return; /* the echo of a clear */
+    }
+  }
+  if (s->no_retain && m->retain)
+    return;
+  if (s->retained_only && !m->retain) {
+    finish(s, TOOL_EXIT_OK);
+    return;
+  }
+  print_message(s, m);
+  s->received++;
+  if (s->count && s->received >= s->count)
+    finish(s, TOOL_EXIT_OK);
+}
+
+static void on_suback(uvmqtt_client_t *c, int status, uint16_t id,
+                      const uint8_t *codes, size_t count,
+                      const uvmqtt_props_t *props, void *arg) {
+  sub_t *s = arg;
+  size_t refused = 0;
+  (void)c;
+  (void)id;
+  (void)props;
+  if (s->finishing)
+    return;
+  if (status < 0) {
+    /* The connection went away first; the client subscribes again. */
+    return;
+  }
+  for (size_t i = 0; i < count && i < s->cfg.ntopics; i++) {
+    if (codes[i] >= 0x80) {
+      refused++;
+      tool_err(&s->cfg, "subscription to '%s' refused: %s", s->cfg.topics[i],
+               uvmqtt_reason_string(codes[i], false));
+    }
+  }
+  s->subscribed = true;
+  if (refused == s->cfg.ntopics) {
+    tool_err(&s->cfg, "every subscription was refused");
+    finish(s, TOOL_EXIT_ERR);
+    return;
+  }
+  if (s->exit_after_sub) {
+    finish(s, TOOL_EXIT_OK);
+    return;
+  }
+  if (s->remove_retained && !s->count)
+    uv_timer_start(&s->quiet, quiet_fired, QUIET_MS, 0);
+}
+
+static void subscribe_all(sub_t *s) {
+  if (s->cfg.ntopics == 0) {
+    finish(s, TOOL_EXIT_OK); /* only -U: done */
+    return;
+  }
+  uvmqtt_subscription_t *v = calloc(s->cfg.ntopics, sizeof(*v));
+  if (!v) {
+    tool_err(&s->cfg, "out of memory");
+    finish(s, TOOL_EXIT_ERR);
+    return;
+  }
+  for (size_t i = 0; i < s->cfg.ntopics; i++) {
+    v[i].filter.data = s->cfg.topics[i];
+    v[i].filter.len = strlen(s->cfg.topics[i]);
+    v[i].options = (uint8_t)s->cfg.qos;
+  }
+  const uvmqtt_props_t *props = s->cfg.props[TOOL_P_SUBSCRIBE].any
+                                    ? &s->cfg.props[TOOL_P_SUBSCRIBE].p
+                                    : NULL;
+  int rc = uvmqtt_subscribe_many(s->c, v, s->cfg.ntopics, props, on_suback, s);
+  free(v);
+  if (rc < 0) {
+    tool_err(&s->cfg, "cannot subscribe: %s", uvmqtt_strerror(rc));
+    finish(s, TOOL_EXIT_ERR);
+  }
+}
+
+static void on_unsuback(uvmqtt_client_t *c, int status, uint16_t id,
+                        const uint8_t *codes, size_t count,
+                        const uvmqtt_props_t *props, void *arg) {
+  sub_t *s = arg;
+  (void)c;
+  (void)id;
+  (void)codes;
+  (void)count;
+  (void)props;
+  if (s->finishing)
+    return;
+  if (status < 0) {
+    tool_err(&s->cfg, "unsubscribe failed: %s", uvmqtt_strerror(status));
+    finish(s, TOOL_EXIT_ERR);
+    return;
+  }
+  subscribe_all(s);
+}
+
+static void on_connect(uvmqtt_client_t *c, int status,
+                       const uvmqtt_connack_t *ack, void *arg) {
+  sub_t *s = arg;
+  if (s->finishing)
+    return;
+  if (status == 0) {
+    if (s->cfg.connected_once)
+      return; /* the client re-subscribes when the session is gone */
+    s->cfg.connected_once = true;
+    if (s->nunsubs) {
+      const uvmqtt_props_t *props = s->cfg.props[TOOL_P_UNSUBSCRIBE].any
+                                        ? &s->cfg.props[TOOL_P_UNSUBSCRIBE].p
+                                        : NULL;
+      int rc = uvmqtt_unsubscribe_many(c, s->unsubs, s->nunsubs, props,
+                                       on_unsuback, s);
+      if (rc < 0) {
+        tool_err(&s->cfg, "cannot unsubscribe: %s", uvmqtt_strerror(rc));
+        finish(s, TOOL_EXIT_ERR);
+      }
+      return;
+    }
+    subscribe_all(s);
+    return;
+  }
+  if (!s->cfg.connected_once ||
+      tool_connect_error_is_final(&s->cfg, status, ack)) {
+    tool_report_connect_error(&s->cfg, status, ack);
+    finish(s, TOOL_EXIT_ERR);
+  }
+}
+
+static void timed_out(uv_timer_t *t) {
+  sub_t *s = t->data;
+  tool_err(&s->cfg, "timed out");
+  finish(s, TOOL_EXIT_TIMEOUT);
+}
+
+static void client_closed(uvmqtt_client_t *c) {
+  (void)c;
+}
+
+static void finish(sub_t *s, int code) {
+  if (s->finishing)
+    return;
+  s->finishing = true;
+  s->exit_code = code;
+  uv_close((uv_handle_t *)&s->wtimer, NULL);
+  uv_close((uv_handle_t *)&s->quiet, NULL);
+  if (uvmqtt_client_is_connected(s->c))
+    uvmqtt_client_disconnect(s->c);
+  uvmqtt_client_close(s->c, client_closed);
+}
+
+/* ---- arguments --------------------------------------------------------------
+ */
+
+static int add(sub_t *s, const char ***v, size_t *n, const char *f) {
+  if (uvmqtt_filter_validate(f, strlen(f)) < 0) {
+    tool_err(&s->cfg, "invalid topic filter '%s'", f);
+    return -1;
+  }
+  const char **nv = realloc(*v, (*n + 1) * sizeof(**v));
+  if (!nv) {
+    tool_err(&s->cfg, "out of memory");
+    return -1;
+  }
+  nv[(*n)++] = f;
+  *v = nv;
+  return 0;
+}
+
+static int parse_args(sub_t *s, int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    int r = tool_parse_common(&s->cfg, argc, argv, &i);
+    if (r < 0)
+      return -1;
+    if (r > 0)
+      continue;
+    bool has_val = i + 1 < argc;
+    if (!strcmp(a, "--help")) {
+      usage(stdout);
+      exit(0);
+    } else if (!strcmp(a, "-T") || !strcmp(a, "--filter-out")) {
+      if (!has_val)
+        goto missing;
+      if (add(s, &s->outs, &s->nouts, argv[++i]) < 0)
+        return -1;
+    } else if (!strcmp(a, "-U") || !strcmp(a, "--unsubscribe")) {
+      if (!has_val)
+        goto missing;
+      if (add(s, &s->unsubs, &s->nunsubs, argv[++i]) < 0)
+        return -1;
+    } else if (!strcmp(a, "-C")) {
+      char *end;
+      if (!has_val)
+        goto missing;
+      errno = 0;
+      s->count = strtoul(argv[++i], &end, 10);
+      if (errno || *end || s->count < 1 || argv[i][0] == '-') {
+        tool_err(&s->cfg, "-C: invalid count '%s'", argv[i]);
+        return -1;
+      }
+    } else if (!strcmp(a, "-W")) {
+      if (!has_val)
+        goto missing;
+      s->timeout_ms = tool_parse_seconds(argv[++i]);
+      if (s->timeout_ms <= 0) {
+        tool_err(&s->cfg, "-W: invalid seconds '%s'", argv[i]);
+        return -1;
+      }
+    } else if (!strcmp(a, "-F")) {
+      if (!has_val)
+        goto missing;
+      s->format = argv[++i];
+    } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+      s->verbose = true;
+    } else if (!strcmp(a, "-N")) {
+      s->eol = false;
+    } else if (!strcmp(a, "-R")) {
+      s->no_retain = true;
+    } else if (!strcmp(a, "--retained-only")) {
+      s->retained_only = true;
+    } else if (!strcmp(a, "-E")) {
+      s->exit_after_sub = true;
+    } else if (!strcmp(a, "--remove-retained")) {
+      s->remove_retained = true;
+    } else {
+      tool_err(&s->cfg, "unknown option '%s' (see --help)", a);
+      return -1;
+    }
+    continue;
+  missing:
+    tool_err(&s->cfg, "%s needs an argument (see --help)", a);
+    return -1;
+  }
+  if (tool_cfg_finish(&s->cfg) < 0)
+    return -1;
+  for (size_t i = 0; i < s->cfg.ntopics; i++)
+    if (uvmqtt_filter_validate(s->cfg.topics[i], strlen(s->cfg.topics[i])) <
+        0) {
+      tool_err(&s->cfg, "invalid topic filter '%s'", s->cfg.topics[i]);
+      return -1;
+    }
+  if (s->cfg.ntopics == 0 && s->nunsubs == 0) {
+    tool_err(&s->cfg, "no topic filter given (-t, -L or -U)");
+    return -1;
+  }
+  if (s->no_retain && s->retained_only) {
+    tool_err(&s->cfg, "-R and --retained-only exclude each other");
+    return -1;
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static sub_t s;
+  tool_cfg_init(&s.cfg, "uvmqtt-sub", false);
+  s.eol = true;
+  s.loop = uv_default_loop();
+  int code = TOOL_EXIT_ERR;
+  if (parse_args(&s, argc, argv) < 0)
+    goto out;
+  if (tool_client_new(&s.cfg, s.loop, &s.c) < 0)
+    goto out;
+  uvmqtt_client_on_connect(s.c, on_connect, &s);
+  uvmqtt_client_on_message(s.c, on_message, &s);
+  uv_timer_init(s.loop, &s.wtimer);
+  uv_timer_init(s.loop, &s.quiet);
+  s.wtimer.data = s.quiet.data = &s;
+  if (s.timeout_ms > 0)
+    uv_timer_start(&s.wtimer, timed_out, (uint64_t)s.timeout_ms, 0);
+  if (tool_connect(&s.cfg, s.c) < 0)
+    finish(&s, TOOL_EXIT_ERR);
+  uv_run(s.loop, UV_RUN_DEFAULT);
+  code = s.exit_code;
+  if (uv_loop_close(s.loop) != 0 && code == 0) {
+    tool_err(&s.cfg, "internal error: handles left open");
+    code = TOOL_EXIT_ERR;
+  }
+out:
+  free(s.outs);
+  free(s.unsubs);
+  tool_cfg_free(&s.cfg);
+  return code;
+}
