@@ -128,7 +128,8 @@ typedef struct {
 } uvmqtt_user_prop_t;
 
 /* A v5 property set. `present` has UVMQTT_PROP_BIT(id) set for every
- * singleton property that is present; only those fields are meaningful.
+ * singleton property that is present; only those fields are meaningful
+ * (the decoder does not promise zeroes in the others).
  * (The User Property bit is never set nor read: `user_prop_count` says.)
  *
  * Repeatable properties:

@@ -58,6 +58,23 @@ static inline bool uvmqtt__codec_props_empty(const uvmqtt_props_t *props) {
          props->sub_id_count == 0;
 }
 
+/* uvmqtt_varint_size() for the hot paths (v <= the maximum). */
+static inline size_t uvmqtt__codec_vsize(size_t v) {
+  return v < 128u ? 1 : v < 16384u ? 2 : v < 2097152u ? 3 : 4;
+}
+
+/* Empties a property set without touching the value fields, which are
+ * meaningful only when their `present` bit is set. */
+static inline void uvmqtt__codec_props_clear(uvmqtt_props_t *p) {
+  p->present = 0;
+  p->user_props = NULL;
+  p->user_prop_count = 0;
+  p->sub_ids = NULL;
+  p->sub_id_count = 0;
+  p->raw = NULL;
+  p->raw_len = 0;
+}
+
 /* Writes varint v (<= UVMQTT_MAX_REMAINING_LENGTH) and returns the pointer
  * past it. */
 static inline uint8_t *uvmqtt__put_varint(uint8_t *o, uint32_t v) {

@@ -226,7 +226,7 @@ static int dec_publish(uvmqtt__codec_rd_t *r, uint8_t flags, uint8_t version,
         !(p->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)))
       FAIL(r, topic_off, UVMQTT_ETOPIC);
   } else {
-    memset(&p->props, 0, sizeof(p->props));
+    uvmqtt__codec_props_clear(&p->props);
     if (tlen == 0)
       FAIL(r, topic_off, UVMQTT_ETOPIC);
   }

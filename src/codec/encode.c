@@ -72,7 +72,7 @@ static inline int publish_plan(const uvmqtt_publish_t *p, uint8_t version,
       if (rc)
         return rc;
     }
-    vh += (size_t)uvmqtt_varint_size((uint32_t)pl->plen) + pl->plen;
+    vh += uvmqtt__codec_vsize(pl->plen) + pl->plen;
   } else if (UVMQTT__UNLIKELY(!valid_version(version))) {
     return UVMQTT_EVERSION;
   }
@@ -80,7 +80,7 @@ static inline int publish_plan(const uvmqtt_publish_t *p, uint8_t version,
                        vh > UVMQTT_MAX_REMAINING_LENGTH))
     return UVMQTT_ETOOBIG;
   pl->rl = vh + p->payload.len;
-  *head = 1 + (size_t)uvmqtt_varint_size((uint32_t)pl->rl) + vh;
+  *head = 1 + uvmqtt__codec_vsize(pl->rl) + vh;
   return 0;
 }
 
