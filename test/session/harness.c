@@ -229,6 +229,7 @@ static void record(const uvmqtt_packet_t *p, size_t size) {
   case UVMQTT_CONNECT: {
     const uvmqtt_connect_t *c = &p->u.connect;
     s->version = c->protocol_version;
+    memset(H.alias, 0, sizeof(H.alias)); /* aliases live per connection */
     s->keep_alive = c->keep_alive;
     s->clean = c->clean_start;
     copy_str(s->client_id, sizeof(s->client_id), c->client_id.data,
@@ -258,6 +259,18 @@ static void record(const uvmqtt_packet_t *p, size_t size) {
     s->retain = u->retain;
     s->id = u->packet_id;
     copy_str(s->topic, sizeof(s->topic), u->topic.data, u->topic.len);
+    if (u->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) {
+      /* As a broker would: define, or resolve (never before defined). */
+      uint16_t a = u->props.topic_alias;
+      assert_true(a >= 1 && a <= 64);
+      if (u->topic.len)
+        copy_str(H.alias[a], sizeof(H.alias[a]), u->topic.data, u->topic.len);
+      else if (!H.alias[a][0])
+        fail_msg("PUBLISH uses topic alias %u before defining it", a);
+      else
+        strcpy(s->topic, H.alias[a]);
+      s->alias_only = u->topic.len == 0;
+    }
     s->payload_len = u->payload.len;
     s->payload = malloc(u->payload.len + 1);
     assert_non_null(s->payload);

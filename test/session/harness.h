@@ -26,6 +26,7 @@ typedef struct {
   size_t payload_len;
   bool has_expiry;
   uint32_t expiry;
+  bool alias_only; /* sent with a topic alias and no topic */
   /* PUBLISH, acks, SUBSCRIBE, UNSUBSCRIBE */
   uint16_t id;
   uint8_t reason; /* acks, DISCONNECT */
@@ -92,6 +93,9 @@ typedef struct {
   int noutput;
   int nlog;
   char lastlog[256];
+
+  /* The server side of outgoing topic aliases (v5), checked on decode. */
+  char alias[65][128];
 
   bool tracing;
   char *trace;
