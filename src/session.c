@@ -514,6 +514,7 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
     pkt.u.publish.props.message_expiry_interval =
         waited >= ref->expiry_s ? 1 : (uint32_t)(ref->expiry_s - waited);
   }
+  uint16_t new_alias = 0; /* a mapping the broker learns from this packet */
   if (s->server_alias_max &&
       !(pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS))) {
     uint16_t alias;
@@ -524,21 +525,28 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
       pkt.u.publish.props.topic_alias = alias;
       if (known)
         pkt.u.publish.topic.len = 0;
+      else
+        new_alias = alias;
     }
   }
   int rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
+  if (rc == 0 && s->server_max_packet && total > s->server_max_packet)
+    rc = UVMQTT_ETOOBIG; /* e.g. queued before the limit was known */
   if (rc < 0)
-    return rc;
+    goto fail;
   size_t plen = pub->payload.len;
   bool ext = ext_ok && plen > INLINE_PAYLOAD_MAX;
   size_t head = total - plen;
   uint8_t *p = out_reserve(s, ext ? head : total);
-  if (!p)
-    return UVMQTT_ENOMEM;
+  if (!p) {
+    rc = UVMQTT_ENOMEM;
+    goto fail;
+  }
   rc = uvmqtt_encode_publish_head(&pkt, s->cfg.version, p, head, NULL);
   if (rc < 0 || (size_t)rc != head) {
     out_unreserve(s, ext ? head : total);
-    return rc < 0 ? rc : UVMQTT_EINVAL;
+    rc = rc < 0 ? rc : UVMQTT_EINVAL;
+    goto fail;
   }
   if (!ext) {
     if (plen)
@@ -546,8 +554,20 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
     return 0;
   }
   rc = out_ext(s, pub->payload.data, plen, ref);
-  if (rc < 0)
+  if (rc < 0) {
     out_unreserve(s, head); /* no PUBLISH head without its payload */
+    goto fail;
+  }
+  return 0;
+fail:
+  /* The broker never saw this packet: forget the mapping it would have
+   * defined, or a later PUBLISH would use the alias alone. */
+  if (new_alias) {
+    struct out_alias *a = &s->alias_out[new_alias - 1];
+    uvmqtt__free(a->topic);
+    a->topic = NULL;
+    a->len = 0;
+  }
   return rc;
 }
 
@@ -940,6 +960,12 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   pkt.u.publish.packet_id = p->qos ? 1 : 0;
   if (p->props && s->cfg.version == UVMQTT_V5)
     pkt.u.publish.props = *p->props;
+  if (p->expiry_s && s->cfg.version == UVMQTT_V5) {
+    /* Sent with the message: it counts toward the server's maximum. */
+    pkt.u.publish.props.present |=
+        UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
+    pkt.u.publish.props.message_expiry_interval = p->expiry_s;
+  }
   pkt.u.publish.payload.data = p->payload;
   pkt.u.publish.payload.len = p->payload_len;
   int rc = check_size(s, &pkt);
