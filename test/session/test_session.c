@@ -1150,6 +1150,50 @@ static void test_topic_alias(void **state) {
   assert_int_equal(H.nmsg, 0);
 }
 
+/* Incoming aliases within our Topic Alias Maximum: defined, then used
+ * alone; an alias used before its definition or over the maximum is a
+ * violation. */
+static void test_topic_alias_in(void **state) {
+  (void)state;
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V5);
+  c.topic_alias_max_in = 3;
+  h_init(&c);
+  h_up(0);
+  uvmqtt_packet_t p;
+  memset(&p, 0, sizeof(p));
+  p.type = UVMQTT_PUBLISH;
+  p.u.publish.topic.data = "long/topic/name";
+  p.u.publish.topic.len = 15;
+  p.u.publish.payload.data = (const uint8_t *)"v";
+  p.u.publish.payload.len = 1;
+  p.u.publish.props = props_with(UVMQTT_PROP_TOPIC_ALIAS, 3);
+  assert_int_equal(h_feed_pkt(1, &p), 0);
+  p.u.publish.topic.len = 0;
+  assert_int_equal(h_feed_pkt(1, &p), 0);
+  assert_int_equal(H.nmsg, 2);
+  assert_string_equal(H.msg[1].topic, "long/topic/name");
+  p.u.publish.props.topic_alias = 2; /* never defined */
+  assert_int_equal(h_feed_pkt(1, &p), UVMQTT_ETOPICALIAS);
+  assert_int_equal(H.nmsg, 2);
+  h_fini(0);
+  h_init(&c);
+  h_up(0);
+  p.u.publish.topic.len = 1;
+  p.u.publish.props.topic_alias = 4; /* over our maximum */
+  assert_int_equal(h_feed_pkt(1, &p), UVMQTT_ETOPICALIAS);
+  assert_int_equal(H.nmsg, 0);
+  /* Aliases are per connection. */
+  h_fini(0);
+  h_init(&c);
+  h_up(0);
+  p.u.publish.props.topic_alias = 1;
+  assert_int_equal(h_feed_pkt(1, &p), 0);
+  uvmqtt__session_connection_lost(H.s, UVMQTT_EPEERCLOSED);
+  h_up(2);
+  p.u.publish.topic.len = 0;
+  assert_int_equal(h_feed_pkt(3, &p), UVMQTT_ETOPICALIAS);
+}
+
 static void test_server_disconnect(void **state) {
   (void)state;
   h_init_v(UVMQTT_V5);
@@ -1623,6 +1667,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_unknown_acks, teardown),
       cmocka_unit_test_teardown(test_bad_suback, teardown),
       cmocka_unit_test_teardown(test_topic_alias, teardown),
+      cmocka_unit_test_teardown(test_topic_alias_in, teardown),
       cmocka_unit_test_teardown(test_server_disconnect, teardown),
       cmocka_unit_test_teardown(test_too_big, teardown),
       cmocka_unit_test_teardown(test_auth, teardown),
