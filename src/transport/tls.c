@@ -586,7 +586,9 @@ struct tls_stream_s {
   int end_pending; /* read end to deliver once resumed, 0 = none */
   int mbed_err;
   uint32_t verify_flags;
-  unsigned handles; /* libuv handles / lower stream still closing */
+  unsigned handles;  /* libuv handles / lower stream still closing */
+  uint64_t deadline; /* handshake deadline, uv_now() time */
+  bool hs_continue;  /* handshake steps left for the next iteration */
   bool open_deferred;
   bool in_open;
   bool paused;
@@ -911,13 +913,58 @@ static void finish_open(tls_stream_t *t, int err) {
 }
 
 static void read_loop(tls_stream_t *t);
+static void on_timer(uv_timer_t *timer);
 
-static void handshake(tls_stream_t *t) {
-  int rc;
-  tls_current = t;
-  rc = mbedtls_ssl_handshake(&t->ssl);
-  tls_current = NULL;
-  /* Send what the step produced, alerts included. */
+/* Handshake crypto (signature checks, key exchange) costs milliseconds per
+ * step. When many connections handshake at once (a gateway reconnecting
+ * after a broker restart), running every step as soon as its bytes arrive
+ * would stall the loop for all of them together. So each thread spends at
+ * most HS_BUDGET_NS on handshake steps per loop iteration (per value of
+ * uv_now, which advances once per iteration); the rest continue on the next
+ * iteration through the stream's timer. */
+#define HS_BUDGET_NS 4000000u
+
+static _Thread_local struct {
+  const uv_loop_t *loop;
+  uint64_t now;
+  uint64_t spent_ns;
+} hs_budget;
+
+static bool hs_budget_left(const tls_stream_t *t) {
+  uint64_t now = uv_now(t->s.loop);
+  if (hs_budget.loop != t->s.loop || hs_budget.now != now) {
+    hs_budget.loop = t->s.loop;
+    hs_budget.now = now;
+    hs_budget.spent_ns = 0;
+  }
+  return hs_budget.spent_ns < HS_BUDGET_NS;
+}
+
+/* Runs handshake steps until mbedTLS wants bytes, the handshake ends, or
+ * the budget is spent (unless `force`: the peer is gone and what it sent
+ * last, often an alert, must be read now). */
+static void handshake(tls_stream_t *t, bool force) {
+  int rc = 0;
+  t->hs_continue = false;
+  while (uvmqtt__tls_compat_state(&t->ssl) != MBEDTLS_SSL_HANDSHAKE_OVER) {
+    uint64_t t0;
+    if (!hs_budget_left(t) && !force) {
+      /* 1 ms, not 0: a 0 ms timer started from a timer callback would run
+       * again in the same loop iteration. */
+      t->hs_continue = true;
+      uv_timer_start(&t->timer, on_timer, 1, 0);
+      rc = MBEDTLS_ERR_SSL_WANT_READ;
+      break;
+    }
+    t0 = uv_hrtime();
+    tls_current = t;
+    rc = mbedtls_ssl_handshake_step(&t->ssl);
+    tls_current = NULL;
+    hs_budget.spent_ns += uv_hrtime() - t0;
+    if (rc != 0)
+      break;
+  }
+  /* Send what the steps produced, alerts included. */
   if (t->tx != NULL)
     flush(t, NULL, NULL);
   if (t->state != ST_HANDSHAKE)
@@ -944,7 +991,7 @@ static void handshake(tls_stream_t *t) {
 /* Runs the handshake or decrypts what arrived, as the state says. */
 static void pump(tls_stream_t *t) {
   if (t->state == ST_HANDSHAKE)
-    handshake(t);
+    handshake(t, false);
   if (t->state == ST_OPEN && !t->in_open && !t->open_deferred)
     read_loop(t);
 }
@@ -978,7 +1025,8 @@ static void read_loop(tls_stream_t *t) {
   } else {
     plain_busy = true;
   }
-  while (t->state == ST_OPEN && !t->closing && !t->paused) {
+  while (t->state == ST_OPEN && !t->closing && !t->paused &&
+         t->s.read_cb != NULL) {
     int rc;
     tls_current = t;
     rc = mbedtls_ssl_read(&t->ssl, buf, PLAIN_BUF_SIZE);
@@ -1016,6 +1064,13 @@ static void on_lower_read(uvmqtt_stream_t *lower, ssize_t nread,
     return;
   if (nread < 0) {
     if (t->state == ST_HANDSHAKE) {
+      /* Read what the peer sent before leaving (an alert says why). */
+      if (t->rx_own_len > t->rx_own_off || t->hs_continue) {
+        handshake(t, true);
+        rx_trim(t);
+        if (t->state != ST_HANDSHAKE || t->closing)
+          return;
+      }
       t->mbed_err = 0;
       finish_open(t, nread == UV_EOF ? UVMQTT_ETLS_HANDSHAKE : (int)nread);
     } else if (t->state == ST_OPEN) {
@@ -1083,6 +1138,17 @@ static void on_timer(uv_timer_t *timer) {
     if (t->state == ST_OPEN)
       t->resume_pending = true;
   } else if (t->state == ST_HANDSHAKE) {
+    uint64_t now = uv_now(t->s.loop);
+    if (now < t->deadline) {
+      if (t->hs_continue) {
+        handshake(t, false);
+        rx_trim(t);
+      }
+      /* Still waiting for the peer: the deadline timer again. */
+      if (t->state == ST_HANDSHAKE && !t->hs_continue && !t->closing)
+        uv_timer_start(&t->timer, on_timer, t->deadline - now, 0);
+      return;
+    }
     t->mbed_err = 0;
     finish_open(t, UVMQTT_ETIMEDOUT);
     return;
@@ -1126,6 +1192,7 @@ static int tls_open_impl(uvmqtt_stream_t *s, uvmqtt_stream_open_cb cb) {
     return UVMQTT_ESTATE;
   t->open_cb = cb;
   t->state = ST_HANDSHAKE;
+  t->deadline = uv_now(t->s.loop) + t->cfg->timeout_ms;
   uv_timer_start(&t->timer, on_timer, t->cfg->timeout_ms, 0);
   if (!t->cfg->verify_peer)
     tls_log(t, LOG_WARN,
