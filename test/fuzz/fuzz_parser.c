@@ -60,8 +60,8 @@ static uint32_t reencode(const uvmqtt_packet_t *pkt, uint8_t version,
   size_t off = 0;
   int rc = uvmqtt_decode(a, size, v, role, &d, &off);
   if (rc != 0) {
-    fprintf(stderr, "re-encoded %s does not decode: %s at %zu\n",
-            uvmqtt_packet_name(pkt->type), uvmqtt_err_name(rc), off);
+    fprintf(stderr, "re-encoded %s does not decode: %d at %zu\n",
+            uvmqtt_packet_name(pkt->type), rc, off);
     abort();
   }
   CHECK(uvmqtt_encode_size(&d, v, &size2) == 0);
