@@ -151,11 +151,9 @@ static int list_has_token(const char *v, size_t len, const char *token) {
   return 0;
 }
 
+/* 1 when s holds CR or LF: no header injection through the options. */
 static int has_ctl(const char *s) {
-  for (; *s; s++)
-    if (*s == '\r' || *s == '\n' || *s == '\0')
-      return 1;
-  return 0;
+  return strpbrk(s, "\r\n") != NULL;
 }
 
 /* Random bytes for masks come from a per-thread pool refilled from the OS
