@@ -606,8 +606,10 @@ static void ev_log(void *ud, int level, const char *msg) {
   clog_(ud, level, "%s", msg);
 }
 
+static void flush_ex(uvmqtt_client_t *c, bool sync_ok);
+
 static void on_flush(uv_idle_t *h) {
-  flush_now(h->data);
+  flush_ex(h->data, true);
 }
 
 static void ev_output(void *ud) {
@@ -840,7 +842,13 @@ static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
   LEAVE(c);
 }
 
-static void flush_now(uvmqtt_client_t *c) {
+/* Hands the queued output to the stream. `sync_ok`: called from the flush
+ * handle, where completions may fire before this returns; the bytes are
+ * then first offered to the stream's try_write() (when nothing else is
+ * being written), and a batch the kernel takes whole completes at once,
+ * with no write request. API calls pass false so that no user callback
+ * fires from inside them. */
+static void flush_ex(uvmqtt_client_t *c, bool sync_ok) {
   uv_idle_stop(&c->flush);
   if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING)
     return;
@@ -856,22 +864,46 @@ static void flush_now(uvmqtt_client_t *c) {
       uvmqtt__session_output_done(c->session, batch, UVMQTT_ENOMEM);
       connection_drop(c, UVMQTT_ENOMEM);
     } else {
-      for (size_t i = 0; i < n; i++)
+      size_t total = 0, first = 0;
+      for (size_t i = 0; i < n; i++) {
         bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned)iov[i].len);
-      int rc =
-          uvmqtt__stream_write(c->stream, bufs, (unsigned)n, on_written, batch);
+        total += iov[i].len;
+      }
+      int rc = 0;
+      if (sync_ok && c->writes == 0 && c->stream->ops->try_write) {
+        rc = c->stream->ops->try_write(c->stream, bufs, (unsigned)n);
+        if (rc >= 0 && (size_t)rc == total) {
+          uvmqtt__session_output_done(c->session, batch, 0);
+          first = n;
+        } else if (rc >= 0) {
+          /* Partly taken: queue the rest. */
+          size_t w = (size_t)rc;
+          while (w >= bufs[first].len)
+            w -= bufs[first++].len;
+          bufs[first].base += w;
+          bufs[first].len -= w;
+          rc = 0;
+        }
+      }
+      if (rc == 0 && first < n)
+        rc = uvmqtt__stream_write(c->stream, bufs + first,
+                                  (unsigned)(n - first), on_written, batch);
       if (bufs != small)
         uvmqtt__free(bufs);
       if (rc < 0) {
         uvmqtt__session_output_done(c->session, batch, rc);
         connection_drop(c, rc);
-      } else {
+      } else if (first < n) {
         c->writes++;
       }
     }
   }
   arm_timer(c);
   LEAVE(c);
+}
+
+static void flush_now(uvmqtt_client_t *c) {
+  flush_ex(c, false);
 }
 
 /* ---- timers

@@ -106,6 +106,15 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
   return rc;
 }
 
+static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
+                         unsigned n) {
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (t->closing)
+    return UV_ECANCELED;
+  int rc = uv_try_write((uv_stream_t *)&t->tcp, bufs, n);
+  return rc == UV_EAGAIN ? 0 : rc;
+}
+
 static void tcp_shutdown(uvmqtt_stream_t *s) {
   (void)s; /* TCP needs no goodbye beyond close. */
 }
@@ -130,6 +139,7 @@ static const uvmqtt_stream_ops_t tcp_ops = {
     .name = "tcp",
     .open = NULL,
     .write = tcp_write,
+    .try_write = tcp_try_write,
     .read_start = tcp_read_start,
     .read_stop = tcp_read_stop,
     .shutdown = tcp_shutdown,

@@ -85,6 +85,16 @@ typedef struct {
   /* Best-effort goodbye (TLS close_notify, WS close frame). May be NULL. */
   void (*shutdown)(uvmqtt_stream_t *s);
   void (*close)(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb);
+  /* Optional (NULL where a layer cannot do it; last in the struct so
+   * positional initialisers stay valid): writes what the layer below
+   * takes at once, without queueing or blocking, and returns the
+   * number of bytes written (0 when none fit) or a negative error after
+   * which the stream is broken. The caller MUST NOT call it while a
+   * write() on this stream is still pending (bytes would be reordered),
+   * and MUST send whatever was not taken with write(). Nothing is kept
+   * after it returns and no callback fires. It spares a write request,
+   * a deferred callback and, with libuv, an epoll_ctl per write. */
+  int (*try_write)(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned nbufs);
 } uvmqtt_stream_ops_t;
 
 struct uvmqtt_stream_s {
