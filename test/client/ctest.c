@@ -297,7 +297,7 @@ static void peer_conn_closed(uv_handle_t *h) {
 static void peer_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
   ct_peer_t *p = s->data;
   if (n < 0) {
-    p->client_eof = true;
+    p->client_eof = 1;
     uv_read_stop(s);
     return;
   }

@@ -148,7 +148,7 @@ typedef struct {
   /* Sent on demand with ct_peer_send. */
   uint8_t rx[4096];
   size_t rx_len;
-  bool client_eof;
+  int client_eof; /* the client closed or reset its side */
 } ct_peer_t;
 
 void ct_peer_start(uv_loop_t *loop, ct_peer_t *p, const uint8_t *script,

@@ -1,0 +1,342 @@
+/* Subscriptions, retained messages and routes against mosquitto. */
+#include "ctest.h"
+
+typedef struct {
+  uv_loop_t loop;
+  tu_broker_t *b;
+  ct_client_t a, p; /* subscriber, publisher */
+} env_t;
+
+static void env_up(env_t *e, int version) {
+  e->b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&e->loop), 0);
+  uvmqtt_options_t *o = ct_opts(version, NULL, true);
+  ct_client_init(&e->a, &e->loop, o, "a");
+  ct_client_init(&e->p, &e->loop, o, "p");
+  uvmqtt_options_del(o);
+  ct_connect(&e->a, e->b->port);
+  ct_connect(&e->p, e->b->port);
+  ct_wait_connected(&e->a, 1);
+  ct_wait_connected(&e->p, 1);
+}
+
+static void env_down(env_t *e) {
+  ct_close(&e->a);
+  ct_close(&e->p);
+  assert_int_equal(tu_loop_close(&e->loop, 2000), 0);
+  ct_client_free(&e->a);
+  ct_client_free(&e->p);
+}
+
+/* Publishes QoS 1 and waits for the PUBACK. */
+static void pub1(env_t *e, ct_client_t *from, const char *topic,
+                 const char *payload, bool retain) {
+  ct_pub_t d;
+  memset(&d, 0, sizeof(d));
+  assert_true(uvmqtt_publish(from->c, topic, payload, strlen(payload), 1,
+                             retain, ct_pub_cb, &d) > 0);
+  assert_int_equal(ct_wait_int(&e->loop, &d.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(d.status, 0);
+}
+
+/* A marker message on a topic everyone hears: when it arrives, everything
+ * published before it by the same client has arrived too. */
+static void sync_marker(env_t *e, ct_client_t *to, const char *topic) {
+  size_t before = to->nmsgs;
+  pub1(e, &e->p, topic, "marker", false);
+  assert_int_equal(ct_wait_size(&e->loop, &to->nmsgs, before + 1, CT_WAIT_MS),
+                   0);
+  assert_string_equal(to->msgs[to->nmsgs - 1].topic, topic);
+}
+
+static size_t count_topic(const ct_client_t *t, const char *topic) {
+  size_t n = 0;
+  for (size_t i = 0; i < t->nmsgs; i++)
+    n += strcmp(t->msgs[i].topic, topic) == 0;
+  return n;
+}
+
+static void run_many(int version) {
+  env_t e;
+  ct_sub_t s;
+  env_up(&e, version);
+  uvmqtt_subscription_t subs[4] = {
+      {{"m/a/+", 5}, 0},
+      {{"m/b/#", 5}, 1},
+      {{"m/c", 3}, 2},
+      {{"sync", 4}, 1},
+  };
+  memset(&s, 0, sizeof(s));
+  int id = uvmqtt_subscribe_many(e.a.c, subs, 4, NULL, ct_sub_cb, &s);
+  assert_true(id > 0);
+  assert_int_equal(ct_wait_int(&e.loop, &s.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s.status, 0);
+  assert_int_equal(s.id, id);
+  assert_int_equal(s.count, 4);
+  assert_int_equal(s.codes[0], 0);
+  assert_int_equal(s.codes[1], 1);
+  assert_int_equal(s.codes[2], 2);
+  assert_int_equal(s.codes[3], 1);
+  assert_int_equal(s.has_props, version == UVMQTT_V5);
+
+  pub1(&e, &e.p, "m/a/1", "x", false);
+  pub1(&e, &e.p, "m/b/1/2", "y", false);
+  pub1(&e, &e.p, "m/c", "z", false);
+  pub1(&e, &e.p, "m/d", "no", false);
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(e.a.nmsgs, 4);
+  assert_string_equal(e.a.msgs[0].topic, "m/a/1");
+  assert_int_equal(e.a.msgs[0].qos, 0); /* granted 0 */
+  assert_string_equal(e.a.msgs[1].topic, "m/b/1/2");
+  assert_int_equal(e.a.msgs[1].qos, 1);
+  assert_string_equal(e.a.msgs[2].topic, "m/c");
+  assert_int_equal(e.a.msgs[2].qos, 1); /* published at 1 */
+
+  /* Unsubscribe two of them in one packet. */
+  const char *un[2] = {"m/a/+", "m/c"};
+  memset(&s, 0, sizeof(s));
+  id = uvmqtt_unsubscribe_many(e.a.c, un, 2, NULL, ct_sub_cb, &s);
+  assert_true(id > 0);
+  assert_int_equal(ct_wait_int(&e.loop, &s.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s.status, 0);
+  assert_int_equal(s.id, id);
+  if (version == UVMQTT_V5) {
+    assert_int_equal(s.count, 2);
+    assert_int_equal(s.codes[0], 0);
+    assert_int_equal(s.codes[1], 0);
+  } else {
+    assert_int_equal(s.count, 0);
+  }
+  size_t before = e.a.nmsgs;
+  pub1(&e, &e.p, "m/a/1", "x2", false);
+  pub1(&e, &e.p, "m/c", "z2", false);
+  pub1(&e, &e.p, "m/b/9", "y2", false);
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(e.a.nmsgs, before + 2);
+  assert_string_equal(e.a.msgs[before].topic, "m/b/9");
+
+  /* Invalid filters and QoS are refused locally, callback never fires. */
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(uvmqtt_subscribe(e.a.c, "a/#/b", 0, ct_sub_cb, &s),
+                   UVMQTT_EFILTER);
+  assert_int_equal(uvmqtt_subscribe(e.a.c, "a", 3, ct_sub_cb, &s), UVMQTT_EQOS);
+  assert_int_equal(uvmqtt_unsubscribe(e.a.c, "a+", ct_sub_cb, &s),
+                   UVMQTT_EFILTER);
+  tu_run_for(&e.loop, 50);
+  assert_int_equal(s.calls, 0);
+  env_down(&e);
+}
+
+static void sub_many_v311(void **state) {
+  (void)state;
+  run_many(UVMQTT_V311);
+}
+static void sub_many_v5(void **state) {
+  (void)state;
+  run_many(UVMQTT_V5);
+}
+static void sub_many_v31(void **state) {
+  (void)state;
+  run_many(UVMQTT_V31);
+}
+
+/* v5 options: No Local keeps our own publishes away; a Subscription
+ * Identifier comes back with each message it matched. */
+static void sub_v5_options(void **state) {
+  env_t e;
+  ct_sub_t s;
+  (void)state;
+  env_up(&e, UVMQTT_V5);
+  uvmqtt_subscription_t subs[2] = {
+      {{"nl/#", 4}, 1 | UVMQTT_SUBOPT_NO_LOCAL},
+      {{"sync", 4}, 1},
+  };
+  uvmqtt_props_t props;
+  memset(&props, 0, sizeof(props));
+  props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_SUBSCRIPTION_IDENTIFIER);
+  props.subscription_id = 4242;
+  memset(&s, 0, sizeof(s));
+  assert_true(uvmqtt_subscribe_many(e.a.c, subs, 2, &props, ct_sub_cb, &s) > 0);
+  assert_int_equal(ct_wait_int(&e.loop, &s.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s.status, 0);
+  assert_int_equal(s.count, 2);
+  assert_int_equal(s.codes[0], 1);
+
+  /* Our own publish first (routed by the broker before its PUBACK), then
+   * one from the other client. */
+  pub1(&e, &e.a, "nl/self", "mine", false);
+  pub1(&e, &e.p, "nl/other", "theirs", false);
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(count_topic(&e.a, "nl/self"), 0);
+  assert_int_equal(count_topic(&e.a, "nl/other"), 1);
+  for (size_t i = 0; i < e.a.nmsgs; i++) {
+    if (strcmp(e.a.msgs[i].topic, "nl/other") == 0) {
+      assert_true(e.a.msgs[i].has_sub_id);
+      assert_int_equal(e.a.msgs[i].sub_id, 4242);
+      assert_string_equal(e.a.msgs[i].payload, "theirs");
+    }
+  }
+
+  /* Without No Local the own message comes back (the control). */
+  ct_subscribe(&e.p, "nl/#", 1);
+  pub1(&e, &e.p, "nl/self2", "mine2", false);
+  assert_int_equal(ct_wait_size(&e.loop, &e.p.nmsgs, 1, CT_WAIT_MS), 0);
+  assert_string_equal(e.p.msgs[0].topic, "nl/self2");
+  assert_false(e.p.msgs[0].has_sub_id);
+  env_down(&e);
+}
+
+/* Retained: a new subscriber gets the retained message with the retain
+ * flag; live messages carry no retain flag; an empty retained message
+ * clears it. */
+static void run_retained(int version) {
+  env_t e;
+  env_up(&e, version);
+  pub1(&e, &e.p, "ret/1", "kept", true);
+  ct_subscribe(&e.a, "ret/#", 1);
+  assert_int_equal(ct_wait_size(&e.loop, &e.a.nmsgs, 1, CT_WAIT_MS), 0);
+  assert_string_equal(e.a.msgs[0].topic, "ret/1");
+  assert_string_equal(e.a.msgs[0].payload, "kept");
+  assert_true(e.a.msgs[0].retain);
+  assert_int_equal(e.a.msgs[0].qos, 1);
+
+  pub1(&e, &e.p, "ret/2", "live", true);
+  assert_int_equal(ct_wait_size(&e.loop, &e.a.nmsgs, 2, CT_WAIT_MS), 0);
+  assert_string_equal(e.a.msgs[1].payload, "live");
+  assert_false(e.a.msgs[1].retain); /* delivered live, not from the store */
+
+  /* Clear ret/1 with an empty retained payload; a second subscriber then
+   * gets only ret/2. */
+  pub1(&e, &e.p, "ret/1", "", true);
+  ct_subscribe(&e.p, "ret/#", 0);
+  assert_int_equal(ct_wait_size(&e.loop, &e.p.nmsgs, 1, CT_WAIT_MS), 0);
+  tu_run_for(&e.loop, 150);
+  assert_int_equal(e.p.nmsgs, 1);
+  assert_string_equal(e.p.msgs[0].topic, "ret/2");
+  assert_true(e.p.msgs[0].retain);
+  env_down(&e);
+}
+
+static void retained_v311(void **state) {
+  (void)state;
+  run_retained(UVMQTT_V311);
+}
+static void retained_v5(void **state) {
+  (void)state;
+  run_retained(UVMQTT_V5);
+}
+
+/* ---- routes ---------------------------------------------------------------
+ */
+
+typedef struct {
+  env_t *e;
+  int temp, all, x, hum_all;
+  char last[64];
+  bool remove_temp_on_first; /* done by the '#' route on its first call */
+  bool add_x_in_temp;
+} routes_t;
+
+static routes_t *R;
+
+static void note(const uvmqtt_message_t *m) {
+  snprintf(R->last, sizeof(R->last), "%.*s", (int)m->topic_len, m->topic);
+}
+
+static void on_x(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
+  (void)c;
+  assert_ptr_equal(arg, &R->x);
+  note(m);
+  R->x++;
+}
+
+static void on_temp(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
+  assert_ptr_equal(arg, &R->temp);
+  note(m);
+  R->temp++;
+  if (R->add_x_in_temp) {
+    R->add_x_in_temp = false;
+    assert_int_equal(uvmqtt_route_add(c, "x/#", on_x, &R->x), 0);
+  }
+}
+
+static void on_all(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
+  assert_ptr_equal(arg, &R->all);
+  note(m);
+  R->all++;
+  if (R->remove_temp_on_first) {
+    R->remove_temp_on_first = false;
+    /* "s/#" is visited before "s/+/temp": the removed route must not be
+     * called for this message. */
+    assert_int_equal(uvmqtt_route_remove(c, "s/+/temp"), 0);
+    assert_int_equal(uvmqtt_route_remove(c, "s/+/temp"), UVMQTT_ENOENT);
+  }
+}
+
+static void routes(void **state) {
+  env_t e;
+  routes_t r;
+  (void)state;
+  memset(&r, 0, sizeof(r));
+  R = &r;
+  env_up(&e, UVMQTT_V311);
+  ct_subscribe(&e.a, "#", 1);
+  assert_int_equal(uvmqtt_route_add(e.a.c, "s/+/temp", on_temp, &r.temp), 0);
+  assert_int_equal(uvmqtt_route_add(e.a.c, "s/#", on_all, &r.all), 0);
+  assert_int_equal(uvmqtt_route_add(e.a.c, "bad/#/x", on_all, &r.all),
+                   UVMQTT_EFILTER);
+  assert_int_equal(uvmqtt_route_remove(e.a.c, "nope"), UVMQTT_ENOENT);
+
+  pub1(&e, &e.p, "s/1/temp", "1", false); /* temp + all */
+  pub1(&e, &e.p, "s/1/hum", "2", false);  /* all */
+  pub1(&e, &e.p, "other", "3", false);    /* default */
+  sync_marker(&e, &e.a, "sync");          /* default */
+  assert_int_equal(r.temp, 1);
+  assert_int_equal(r.all, 2);
+  assert_int_equal(e.a.nmsgs, 2);
+  assert_string_equal(e.a.msgs[0].topic, "other");
+
+  /* Add a route from inside a callback; it sees the next messages. */
+  r.add_x_in_temp = true;
+  pub1(&e, &e.p, "s/2/temp", "4", false); /* temp (adds x/#) + all */
+  pub1(&e, &e.p, "x/y", "5", false);      /* x, not the default */
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(r.temp, 2);
+  assert_int_equal(r.all, 3);
+  assert_int_equal(r.x, 1);
+  assert_int_equal(e.a.nmsgs, 3);
+
+  /* Remove a route from inside another route's callback during the match
+   * that would visit it next. */
+  r.remove_temp_on_first = true;
+  pub1(&e, &e.p, "s/3/temp", "6", false); /* all only */
+  pub1(&e, &e.p, "s/4/temp", "7", false); /* all only */
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(r.temp, 2);
+  assert_int_equal(r.all, 5);
+  assert_string_equal(r.last, "s/4/temp");
+
+  /* Replace a route's callback; removing the last routes sends everything
+   * to the default callback again. */
+  assert_int_equal(uvmqtt_route_add(e.a.c, "s/#", on_x, &r.x), 0);
+  pub1(&e, &e.p, "s/5", "8", false);
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(r.x, 2);
+  assert_int_equal(r.all, 5);
+  assert_int_equal(uvmqtt_route_remove(e.a.c, "s/#"), 0);
+  size_t before = e.a.nmsgs;
+  pub1(&e, &e.p, "s/6", "9", false);
+  sync_marker(&e, &e.a, "sync");
+  assert_int_equal(e.a.nmsgs, before + 2);
+  assert_string_equal(e.a.msgs[before].topic, "s/6");
+  /* x/# stays registered: the client frees it on close. */
+  env_down(&e);
+}
+
+static const struct CMUnitTest tests[] = {
+    CT_TEST(sub_many_v31),   CT_TEST(sub_many_v311), CT_TEST(sub_many_v5),
+    CT_TEST(sub_v5_options), CT_TEST(retained_v311), CT_TEST(retained_v5),
+    CT_TEST(routes),
+};
+
+CT_MAIN(tests)
