@@ -85,7 +85,9 @@ typedef struct sub_s {
   char filter[];
 } sub_t;
 
-typedef struct {
+/* Route values live in a list too: the router does not free them. */
+typedef struct route_s {
+  struct route_s *next, *prev;
   uvmqtt_message_cb cb;
   void *arg;
 } route_t;
@@ -130,6 +132,7 @@ struct uvmqtt_client_s {
 
   uvmqtt_session_t *session;
   uvmqtt_router_t *router;
+  route_t *routes;
   sub_t *subs;
   char *client_id; /* effective id */
 
@@ -1940,6 +1943,11 @@ static void close_now(uvmqtt_client_t *c) {
   if (c->router) {
     /* Routes own small structs; free them with the table. */
     uvmqtt_router_free(c->router);
+    while (c->routes) {
+      route_t *r = c->routes;
+      c->routes = r->next;
+      uvmqtt__free(r);
+    }
   }
   while (c->subs) {
     sub_t *s = c->subs;
@@ -2328,6 +2336,18 @@ int uvmqtt_unsubscribe(uvmqtt_client_t *c, const char *filter,
 /* ---- routes
  * ------------------------------------------------------------------------ */
 
+static void route_unlink_free(uvmqtt_client_t *c, route_t *r) {
+  if (!r)
+    return;
+  if (r->prev)
+    r->prev->next = r->next;
+  else
+    c->routes = r->next;
+  if (r->next)
+    r->next->prev = r->prev;
+  uvmqtt__free(r);
+}
+
 int uvmqtt_route_add(uvmqtt_client_t *c, const char *filter,
                      uvmqtt_message_cb cb, void *arg) {
   if (!c || !filter || !cb)
@@ -2348,7 +2368,12 @@ int uvmqtt_route_add(uvmqtt_client_t *c, const char *filter,
     uvmqtt__free(r);
     return rc;
   }
-  uvmqtt__free(old);
+  r->prev = NULL;
+  r->next = c->routes;
+  if (c->routes)
+    c->routes->prev = r;
+  c->routes = r;
+  route_unlink_free(c, old);
   return 0;
 }
 
@@ -2360,6 +2385,6 @@ int uvmqtt_route_remove(uvmqtt_client_t *c, const char *filter) {
     return UVMQTT_ENOENT;
   int rc = uvmqtt_router_remove(c->router, filter, strlen(filter), &old);
   if (rc == 0)
-    uvmqtt__free(old);
+    route_unlink_free(c, old);
   return rc;
 }
