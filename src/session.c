@@ -398,6 +398,16 @@ static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
   return b;
 }
 
+/* Room for one more segment; the iov array grows with it so that taking
+ * the output can never fail. */
+static int grow_segs(uvmqtt_out_batch_t *b) {
+  if (grow((void **)&b->segs, &b->segcap, b->nsegs + 1, sizeof(seg_t)))
+    return UVMQTT_ENOMEM;
+  if (grow((void **)&b->iov, &b->iovcap, b->segcap, sizeof(uvmqtt_iov_t)))
+    return UVMQTT_ENOMEM;
+  return 0;
+}
+
 /* Reserves n contiguous bytes at the end of the current batch. */
 static uint8_t *out_reserve(uvmqtt_session_t *s, size_t n) {
   uvmqtt_out_batch_t *b = cur_batch(s);
@@ -414,7 +424,7 @@ static uint8_t *out_reserve(uvmqtt_session_t *s, size_t n) {
     b->cap = cap;
   }
   if (b->nsegs == 0 || b->segs[b->nsegs - 1].ext != NULL) {
-    if (grow((void **)&b->segs, &b->segcap, b->nsegs + 1, sizeof(seg_t)))
+    if (grow_segs(b))
       return NULL;
     b->segs[b->nsegs++] = (seg_t){b->len, 0, NULL};
   }
@@ -435,7 +445,7 @@ static int out_ext(uvmqtt_session_t *s, const uint8_t *p, size_t n,
   uvmqtt_out_batch_t *b = cur_batch(s);
   if (!b)
     return UVMQTT_ENOMEM;
-  if (grow((void **)&b->segs, &b->segcap, b->nsegs + 1, sizeof(seg_t)))
+  if (grow_segs(b))
     return UVMQTT_ENOMEM;
   if (ref) {
     if (grow((void **)&b->refs, &b->refcap, b->nrefs + 1, sizeof(*b->refs)))
@@ -682,6 +692,14 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       msg_finish(s, m, UVMQTT_EEXPIRED, 0);
       continue;
     }
+    if (m->qos > s->server_max_qos) {
+      /* [MQTT-3.2.2-11]: never above the server's Maximum QoS. */
+      queue_unlink(s, m);
+      slog(s, LOG_ERROR, "QoS %u is above the server's maximum %u", m->qos,
+           s->server_max_qos);
+      msg_finish(s, m, UVMQTT_EQOS, 0);
+      continue;
+    }
     if (m->qos > 0 && s->f_count >= window(s))
       return;
     uvmqtt_publish_t pub;
@@ -733,6 +751,7 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   s->ev = *ev;
   s->ud = ud;
   s->next_id = 1;
+  s->server_max_qos = 2;
   uvmqtt_parser_init(&s->parser, cfg->version, UVMQTT_ROLE_CLIENT,
                      cfg->max_packet_size);
   *out = s;
@@ -947,7 +966,8 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   uvmqtt_packet_t pkt;
   if (!p || (!p->payload && p->payload_len) || !p->topic)
     return UVMQTT_EINVAL;
-  if (p->qos > 2)
+  if (p->qos > 2 ||
+      (s->state == UVMQTT_SS_CONNECTED && p->qos > s->server_max_qos))
     return UVMQTT_EQOS;
   if (p->topic_len == 0 || p->topic_len > 65535)
     return UVMQTT_ETOPIC;
@@ -1405,8 +1425,7 @@ size_t uvmqtt__session_take_output(uvmqtt_session_t *s, uint64_t now,
     batch_release(s, b, 0);
     return 0;
   }
-  if (grow((void **)&b->iov, &b->iovcap, b->nsegs, sizeof(uvmqtt_iov_t)) < 0)
-    return 0;
+  /* b->iov always has room for every segment (grow_segs). */
   for (size_t i = 0; i < b->nsegs; i++) {
     b->iov[i].base = b->segs[i].ext ? b->segs[i].ext : b->buf + b->segs[i].off;
     b->iov[i].len = b->segs[i].len;

@@ -679,6 +679,37 @@ static void test_server_maximum_packet_size(void **state) {
   rec_finish(&r, &b, NULL);
 }
 
+static void test_server_maximum_qos(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.connack.present = UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_QOS);
+  s.connack.maximum_qos = 1;
+  rec_init(&r, v5_opts());
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  /* Queued before the CONNACK says the limit: completes with EQOS. */
+  assert_true(uvmqtt_publish(r.c, "t/q2", "x", 1, 2, false, on_pub, &r) > 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_int_equal(tu_run_until(&r.loop, &r.pub_done, WAIT_MS), 0);
+  assert_int_equal(r.pub_status, UVMQTT_EQOS);
+  /* Once known, refused at once; QoS 1 still goes. */
+  assert_int_equal(uvmqtt_publish(r.c, "t/q2", "x", 1, 2, false, on_pub, &r),
+                   UVMQTT_EQOS);
+  assert_true(uvmqtt_publish(r.c, "t/q1", "x", 1, 1, false, on_pub, &r) > 0);
+  r.pub_status = 0;
+  uint64_t end = tu_now_ms() + WAIT_MS;
+  while (r.pub_done < 2 && tu_now_ms() < end)
+    uv_run(&r.loop, UV_RUN_ONCE);
+  assert_int_equal(r.pub_done, 2);
+  assert_int_equal(r.pub_status, 0);
+  assert_int_equal(s.publishes, 1);
+  assert_string_equal(s.topics[0], "t/q1");
+  rec_finish(&r, &b, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enhanced_auth_and_reauth),
@@ -696,6 +727,7 @@ int main(void) {
       cmocka_unit_test(test_outgoing_topic_alias_lru),
       cmocka_unit_test(test_server_receive_maximum_caps_window),
       cmocka_unit_test(test_server_maximum_packet_size),
+      cmocka_unit_test(test_server_maximum_qos),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
