@@ -179,6 +179,7 @@ struct uvmqtt_client_s {
   unsigned redirects; /* in a row, to stop loops */
   req_t *reqs;
   uv_timer_t *req_timer;
+  int http_status; /* of the last refused WebSocket upgrade */
 };
 
 #define ENTER(c) ((c)->depth++)
@@ -1351,12 +1352,19 @@ static void send_connect(uvmqtt_client_t *c) {
 
 static void layer_opened(uvmqtt_stream_t *s, int status);
 
+/* Log lines from the transport layers go to the client's log. */
+static void on_layer_log(uvmqtt_stream_t *s, int level, const char *msg) {
+  uvmqtt_client_t *c = s->data;
+  clog_(c, level, "%s: %s", s->ops->name, msg);
+}
+
 /* Stacks the next layer for the current server, or starts MQTT. */
 static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
   const server_t *sv = &c->servers[c->cur_server];
   int rc = 0;
   uvmqtt_stream_t *up = NULL;
   (void)sv;
+  s->log_cb = on_layer_log;
 #if UVMQTT_HAVE_TLS
   if ((sv->scheme == S_MQTTS || sv->scheme == S_WSS) &&
       strcmp(s->ops->name, "tcp") == 0) {
@@ -1400,6 +1408,7 @@ stack:
   }
   up->data = c;
   up->read_cb = NULL;
+  up->log_cb = on_layer_log;
   c->opening = up;
   rc = up->ops->open(up, layer_opened);
   if (rc < 0)
@@ -1411,8 +1420,17 @@ static void layer_opened(uvmqtt_stream_t *s, int status) {
   uvmqtt_client_t *c = s->data;
   ENTER(c);
   if (status < 0) {
-    clog_(c, UVMQTT_LOG_WARN, "%s handshake failed: %s", s->ops->name,
-          uvmqtt_strerror(status));
+    c->http_status = 0;
+#if UVMQTT_HAVE_WS
+    if (status == UVMQTT_EWS_STATUS && strcmp(s->ops->name, "ws") == 0)
+      c->http_status = uvmqtt__ws_http_status(s);
+#endif
+    if (c->http_status)
+      clog_(c, UVMQTT_LOG_WARN, "%s handshake failed: %s (HTTP %d)",
+            s->ops->name, uvmqtt_strerror(status), c->http_status);
+    else
+      clog_(c, UVMQTT_LOG_WARN, "%s handshake failed: %s", s->ops->name,
+            uvmqtt_strerror(status));
     attempt_failed(c, status);
   } else {
     next_layer(c, s);
@@ -1557,8 +1575,9 @@ static void start_attempt(uvmqtt_client_t *c) {
   if (c->srv_mode && !c->srv_done) {
     char name[300];
     int rc = ensure_resolver(c);
-    snprintf(name, sizeof(name), "%s._tcp.%s",
-             c->o.tls ? "_secure-mqtt" : "_mqtt", c->srv_domain);
+    if (rc == 0 && uvmqtt__srv_name(name, sizeof(name), c->srv_domain,
+                                    c->o.tls != NULL) < 0)
+      rc = UVMQTT_EINVAL;
     if (rc == 0)
       rc = uvmqtt__resolve_srv(c->resolver, name, on_srv, c, &c->resolve_req);
     if (rc < 0)
@@ -1590,6 +1609,23 @@ static void report_connect_failure(uvmqtt_client_t *c, int status,
     c->connect_cb(c, status, ack, c->connect_arg);
 }
 
+/* Errors of our own making: no other server, and no retry, helps. */
+static bool config_error(int status) {
+  return status == UVMQTT_EINVAL || status == UVMQTT_ETLS_CONFIG ||
+         status == UVMQTT_ETLS_FILE || status == UVMQTT_ENOTSUP;
+}
+
+/* Whether reconnecting later may help. A refused WebSocket upgrade is
+ * worth retrying when the HTTP status says the refusal is temporary. */
+static bool attempt_retryable(const uvmqtt_client_t *c, int status) {
+  if (status == UVMQTT_EWS_STATUS)
+    return c->http_status >= 500 || c->http_status == 408 ||
+           c->http_status == 429;
+  if (status == UVMQTT_EDNS_NXDOMAIN || status == UVMQTT_EDNS_NODATA)
+    return true; /* names appear; the backoff keeps it from spinning */
+  return uvmqtt_err_is_retryable(status);
+}
+
 static void attempt_failed(uvmqtt_client_t *c, int status) {
   if (c->state == C_CLOSING)
     return;
@@ -1599,8 +1635,9 @@ static void attempt_failed(uvmqtt_client_t *c, int status) {
     uvmqtt__resolve_cancel(c->resolve_req);
     c->resolve_req = NULL;
   }
-  /* More servers in the list: move on at once. */
-  if (c->cur_server + 1 < c->nservers && uvmqtt_err_is_retryable(status)) {
+  /* More servers in the list: move on at once, unless the error is ours
+   * (a bad configuration no other server can fix). */
+  if (c->cur_server + 1 < c->nservers && !config_error(status)) {
     c->cur_server++;
     c->cur_addr = c->naddrs = 0;
     c->state = C_WAIT;
@@ -1616,11 +1653,13 @@ static void attempt_failed(uvmqtt_client_t *c, int status) {
     clog_(c, UVMQTT_LOG_WARN, "connection to %s failed: %s", what,
           uvmqtt_strerror(status));
   c->state = C_WAIT;
-  report_connect_failure(c, status, NULL);
+  bool retry = attempt_retryable(c, status);
+  /* With SRV, one error names the whole pass; the last one is logged. */
+  report_connect_failure(
+      c, c->srv_mode && c->srv_done ? UVMQTT_ESRV_EXHAUSTED : status, NULL);
   if (c->state != C_WAIT)
     return; /* the callback connected or closed */
-  if (!c->o.reconnect || c->user_disconnect ||
-      !uvmqtt_err_is_retryable(status)) {
+  if (!c->o.reconnect || c->user_disconnect || !retry) {
     c->state = C_IDLE;
     uv_timer_stop(&c->timer);
     return;
