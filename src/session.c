@@ -16,7 +16,9 @@
 /* Payloads up to this size are copied into the output buffer; larger ones
  * are written from the message's own memory. */
 #define INLINE_PAYLOAD_MAX 2048
-#define SPARE_BATCHES 2
+/* Spare output batches, shared by the sessions of a thread (see
+ * batch_pool below). */
+#define SPARE_BATCHES 4
 
 enum { MSG_QUEUED = 0, MSG_WAIT_ACK, MSG_WAIT_COMP };
 
@@ -104,9 +106,7 @@ struct uvmqtt_session_s {
   idset_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
   uint16_t next_id;
 
-  uvmqtt_out_batch_t *cur;   /* being filled */
-  uvmqtt_out_batch_t *spare; /* recycled */
-  size_t nspare;
+  uvmqtt_out_batch_t *cur; /* being filled */
 
   uint64_t keepalive_ms;
   uint64_t last_send, last_recv, ping_sent;
@@ -378,13 +378,34 @@ static void batch_free(uvmqtt_out_batch_t *b) {
   uvmqtt__free(b);
 }
 
+/* A batch is only busy while it is filled and written, so the sessions of
+ * a thread (a loop) share their spare batches instead of keeping two
+ * each: thousands of idle connections hold no output memory at all. The
+ * pool is emptied when the thread's last session is freed, so nothing
+ * stays allocated once every session is gone. Sessions are used on one
+ * thread only (the loop's), which is what makes this safe. */
+static _Thread_local struct {
+  uvmqtt_out_batch_t *head;
+  size_t n;
+  size_t sessions;
+} batch_pool;
+
+static void batch_pool_drain(void) {
+  while (batch_pool.head) {
+    uvmqtt_out_batch_t *b = batch_pool.head;
+    batch_pool.head = b->next;
+    batch_free(b);
+  }
+  batch_pool.n = 0;
+}
+
 static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
   if (s->cur)
     return s->cur;
-  uvmqtt_out_batch_t *b = s->spare;
+  uvmqtt_out_batch_t *b = batch_pool.head;
   if (b) {
-    s->spare = b->next;
-    s->nspare--;
+    batch_pool.head = b->next;
+    batch_pool.n--;
   } else {
     b = uvmqtt__calloc(1, sizeof(*b));
     if (!b)
@@ -754,6 +775,7 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   s->server_max_qos = 2;
   uvmqtt_parser_init(&s->parser, cfg->version, UVMQTT_ROLE_CLIENT,
                      cfg->max_packet_size);
+  batch_pool.sessions++;
   *out = s;
   return 0;
 }
@@ -772,10 +794,10 @@ static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
     }
   }
   b->ndone = b->nrefs = b->nsegs = b->len = 0;
-  if (s->nspare < SPARE_BATCHES && b->cap <= 1 << 20) {
-    b->next = s->spare;
-    s->spare = b;
-    s->nspare++;
+  if (batch_pool.n < SPARE_BATCHES && b->cap <= 1 << 20) {
+    b->next = batch_pool.head;
+    batch_pool.head = b;
+    batch_pool.n++;
   } else {
     batch_free(b);
   }
@@ -819,11 +841,8 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
     queue_unlink(s, m);
     msg_finish(s, m, status, 0);
   }
-  while (s->spare) {
-    uvmqtt_out_batch_t *b = s->spare;
-    s->spare = b->next;
-    batch_free(b);
-  }
+  if (--batch_pool.sessions == 0)
+    batch_pool_drain();
   drop_parser_buffer(s);
   aliases_reset(s);
   idset_clear(&s->out_ids);
