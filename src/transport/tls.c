@@ -102,6 +102,7 @@ int uvmqtt_tls_config_new(uvmqtt_tls_config_t **out) {
   }
   mbedtls_ssl_conf_rng(&cfg->conf, mbedtls_ctr_drbg_random, &cfg->drbg);
   mbedtls_ssl_conf_authmode(&cfg->conf, MBEDTLS_SSL_VERIFY_REQUIRED);
+  uvmqtt__tls_compat_set_groups(&cfg->conf);
   uvmqtt__tls_compat_set_versions(&cfg->conf, cfg->min_version,
                                   cfg->max_version);
   *out = cfg;
