@@ -1453,6 +1453,11 @@ static void tcp_opened(uvmqtt_stream_t *s, int status) {
     else
       attempt_failed(c, status);
   } else {
+    /* Connected: the address list is only needed again after a drop,
+     * and every new attempt resolves afresh. */
+    uvmqtt__free(c->addrs);
+    c->addrs = NULL;
+    c->naddrs = c->cur_addr = 0;
     next_layer(c, s);
   }
   LEAVE(c);
@@ -1485,6 +1490,23 @@ static void try_address(uvmqtt_client_t *c) {
   attempt_failed(c, c->last_error ? c->last_error : UVMQTT_EINVAL);
 }
 
+static void on_resolver_released(void *arg) {
+  uvmqtt_client_t *c = arg;
+  c->open_handles--;
+  if (c->state == C_CLOSING)
+    close_now(c);
+}
+
+/* A resolver holds two handles and its request memory; a connected client
+ * does not need it until the next attempt, which makes a new one. */
+static void release_resolver(uvmqtt_client_t *c) {
+  if (!c->resolver || c->srv_mode || c->resolve_req)
+    return;
+  c->open_handles++;
+  uvmqtt__resolver_close(c->resolver, on_resolver_released, c);
+  c->resolver = NULL;
+}
+
 static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
                      void *arg) {
   uvmqtt_client_t *c = arg;
@@ -1504,6 +1526,7 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
       memcpy(c->addrs, addrs, n * sizeof(*addrs));
       c->naddrs = n;
       c->cur_addr = 0;
+      release_resolver(c);
       try_address(c);
     }
   }
@@ -1513,6 +1536,25 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
 static void resolve_server(uvmqtt_client_t *c) {
   const server_t *sv = &c->servers[c->cur_server];
   uint16_t port = sv->port ? sv->port : default_port(c, sv->scheme);
+  struct sockaddr_storage lit;
+  if (!c->o.dns_servers &&
+      (uv_ip4_addr(sv->host, port, (struct sockaddr_in *)&lit) == 0 ||
+       uv_ip6_addr(sv->host, port, (struct sockaddr_in6 *)&lit) == 0)) {
+    /* An address literal needs no lookup, and no resolver. We run from a
+     * timer or another callback here, never from inside an API call. */
+    uvmqtt__free(c->addrs);
+    c->addrs = uvmqtt__malloc(sizeof(lit));
+    if (!c->addrs) {
+      attempt_failed(c, UVMQTT_ENOMEM);
+      return;
+    }
+    memcpy(c->addrs, &lit, sizeof(lit));
+    c->naddrs = 1;
+    c->cur_addr = 0;
+    c->state = C_RESOLVING;
+    try_address(c);
+    return;
+  }
   int rc = ensure_resolver(c);
   if (rc == 0) {
     c->state = C_RESOLVING;
