@@ -1040,13 +1040,17 @@ static int parse_uri(const uvmqtt_client_t *c, const char *uri, server_t *sv) {
     size_t ulen = (size_t)((colon ? colon : at) - p);
     sv->user = uvmqtt__strndup(p, ulen);
     sv->has_user = true;
-    if (!sv->user || pct_decode(sv->user))
+    if (!sv->user)
       goto fail;
+    if (pct_decode(sv->user))
+      goto bad;
     if (colon) {
       sv->pass = uvmqtt__strndup(colon + 1, (size_t)(at - colon - 1));
       sv->has_pass = true;
-      if (!sv->pass || pct_decode(sv->pass))
+      if (!sv->pass)
         goto fail;
+      if (pct_decode(sv->pass))
+        goto bad;
     }
     p = at + 1;
   }
