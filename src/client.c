@@ -2158,7 +2158,9 @@ int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
     flush_now(c);
   }
   ENTER(c);
-  connection_drop(c, 0);
+  /* An attempt still in progress ends as cancelled: the connect callback
+   * must never see status 0 without a CONNACK. */
+  connection_drop(c, c->state == C_CONNECTED ? 0 : UVMQTT_ECLOSED);
   LEAVE(c);
   return 0;
 }
