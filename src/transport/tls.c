@@ -1108,8 +1108,18 @@ static void on_lower_read(uvmqtt_stream_t *lower, ssize_t nread,
   }
   pump(t);
   if (t->rx_borrow_len > 0 && !t->closing &&
-      (t->state == ST_OPEN || t->state == ST_HANDSHAKE))
-    (void)rx_keep(t, t->rx_borrow, t->rx_borrow_len);
+      (t->state == ST_OPEN || t->state == ST_HANDSHAKE)) {
+    int rc = rx_keep(t, t->rx_borrow, t->rx_borrow_len);
+    t->rx_borrow = NULL;
+    t->rx_borrow_len = 0;
+    if (rc != 0) {
+      /* Losing bytes would corrupt the stream: end it instead. */
+      if (t->state == ST_HANDSHAKE)
+        finish_open(t, rc);
+      else
+        end_read(t, rc);
+    }
+  }
   t->rx_borrow = NULL;
   t->rx_borrow_len = 0;
   rx_trim(t);

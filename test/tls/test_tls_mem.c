@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "uvmqtt_config.h"
+#include "uvmqtt/alloc.h"
 #include "uvmqtt/errors.h"
 #include "uvmqtt/tls.h"
 #include "transport/tls_compat.h"
@@ -416,7 +417,7 @@ static void cli_closed(uvmqtt_stream_t *s) {
 /* -- setup / teardown ------------------------------------------------------
  */
 
-static void h_init(harness_t *h, size_t chunk) {
+static void h_init_ex(harness_t *h, size_t chunk, bool make_cfg) {
   memset(h, 0, sizeof(*h));
   assert_int_equal(0, uv_loop_init(&h->loop));
   assert_int_equal(0, uv_idle_init(&h->loop, &h->pump));
@@ -431,7 +432,12 @@ static void h_init(harness_t *h, size_t chunk) {
   h->ms->reading = true;
   assert_int_equal(0, uv_timer_init(&h->loop, &h->ms->closer));
   h->ms->closer.data = h->ms;
-  assert_int_equal(0, uvmqtt_tls_config_new(&h->cfg));
+  if (make_cfg)
+    assert_int_equal(0, uvmqtt_tls_config_new(&h->cfg));
+}
+
+static void h_init(harness_t *h, size_t chunk) {
+  h_init_ex(h, chunk, true);
 }
 
 static void h_ca(harness_t *h, const char *ca) {
@@ -1031,6 +1037,130 @@ static void test_shared_config(void **state) {
   uvmqtt_tls_config_free(shared);
 }
 
+/* ---- allocation failures ------------------------------------------------
+ * Fails the Nth allocation uvmqtt makes, for every N, through a whole
+ * connection (config, stream, handshake, write, echo, close): each failure
+ * must come back as UVMQTT_ENOMEM and nothing may leak. */
+
+static struct {
+  long calls;
+  long fail_at;
+  long live;
+  int failed;
+} am;
+
+static void *am_malloc(size_t n) {
+  if (++am.calls == am.fail_at) {
+    am.failed++;
+    return NULL;
+  }
+  am.live++;
+  return malloc(n);
+}
+
+static void *am_calloc(size_t c, size_t n) {
+  if (++am.calls == am.fail_at) {
+    am.failed++;
+    return NULL;
+  }
+  am.live++;
+  return calloc(c, n);
+}
+
+static void *am_realloc(void *p, size_t n) {
+  void *q;
+  if (++am.calls == am.fail_at) {
+    am.failed++;
+    return NULL;
+  }
+  q = realloc(p, n);
+  if (p == NULL && q != NULL)
+    am.live++;
+  return q;
+}
+
+static void am_free(void *p) {
+  if (p != NULL)
+    am.live--;
+  free(p);
+}
+
+static bool ok_or_enomem(int rc) {
+  return rc == 0 || rc == UVMQTT_ENOMEM;
+}
+
+/* One connection under the current failure point. */
+static void am_scenario(void) {
+  harness_t h;
+  uvmqtt_tls_config_t *cfg;
+  int rc;
+  static char big[40000];
+
+  rc = uvmqtt_tls_config_new(&cfg);
+  assert_true(ok_or_enomem(rc));
+  if (rc != 0)
+    return;
+  rc = uvmqtt_tls_config_set_ca_file(cfg, tt_path(g_dir, "ca.crt"));
+  assert_int_equal(0, rc); /* mbedTLS allocates these, not uvmqtt */
+  h_init_ex(&h, 0, false);
+  h.cfg = cfg;
+  srv_setup(&h, &srv_good);
+  rc = uvmqtt__tls_new(&h.ms->s, h.cfg, "localhost", &h.tls);
+  assert_true(ok_or_enomem(rc));
+  if (rc == 0) {
+    h.tls->data = &h;
+    h.tls->read_cb = cli_read;
+    h.tls->log_cb = cli_log;
+    assert_int_equal(0, h.tls->ops->open(h.tls, cli_open));
+    if (tu_run_until(&h.loop, &h.opened, 5000) != 0)
+      fail_msg("allocation %ld failed: no open result; log:\n%s", am.fail_at,
+               h.log);
+    assert_true(ok_or_enomem(h.open_status));
+    if (h.open_status == 0) {
+      uv_buf_t b = uv_buf_init(big, sizeof(big));
+      rc = uvmqtt__stream_write(h.tls, &b, 1, cli_written, &h);
+      assert_true(ok_or_enomem(rc));
+      if (rc == 0) {
+        uint64_t end = tu_now_ms() + 3000;
+        while (h.cli_plain.len < sizeof(big) && h.read_end == 0 &&
+               tu_now_ms() < end)
+          uv_run(&h.loop, UV_RUN_ONCE);
+        assert_true(h.cli_plain.len == sizeof(big) ||
+                    h.read_end == UVMQTT_ENOMEM);
+      }
+    }
+  } else {
+    h.tls = NULL;
+  }
+  h_finish(&h);
+}
+
+static void test_allocation_failures(void **state) {
+  long n, total, hits = 0;
+  (void)state;
+  /* Count the allocations of a clean run first. */
+  memset(&am, 0, sizeof(am));
+  assert_int_equal(
+      0, uvmqtt_replace_allocator(am_malloc, am_realloc, am_calloc, am_free));
+  am_scenario();
+  total = am.calls;
+  assert_int_equal(0, am.live);
+  assert_true(total > 3);
+  fprintf(stderr, "# failing each of %ld allocations in turn\n", total);
+  /* Runs may differ by an allocation or two (a handshake step deferred to
+   * the next loop iteration keeps its input), hence "hits". */
+  for (n = 1; n <= total + 2; n++) {
+    memset(&am, 0, sizeof(am));
+    am.fail_at = n;
+    am_scenario();
+    hits += am.failed;
+    if (am.live != 0)
+      fail_msg("allocation %ld failed: %ld allocations leaked", n, am.live);
+  }
+  assert_true(hits >= total - 2);
+  assert_int_equal(0, uvmqtt_replace_allocator(malloc, realloc, calloc, free));
+}
+
 static int group_setup(void **state) {
   (void)state;
   return tt_certs_make(g_dir, sizeof(g_dir));
@@ -1072,6 +1202,7 @@ int main(void) {
       cmocka_unit_test(test_alpn),
       cmocka_unit_test(test_ciphersuites),
       cmocka_unit_test(test_shared_config),
+      cmocka_unit_test(test_allocation_failures),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
