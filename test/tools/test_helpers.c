@@ -272,6 +272,17 @@ static void lt_record_thread(void *arg) {
   loop_thread_known = true;
 }
 
+typedef struct {
+  counter_t *k;
+  volatile int *pub_up;
+  int up;
+} lt_peek_t;
+
+static void lt_peek(void *arg) {
+  lt_peek_t *pk = arg;
+  pk->up = pk->k->subscribed && *pk->pub_up;
+}
+
 static void case_loopthread(void) {
   static counter_t k;
   uv_loop_t loop;
@@ -296,10 +307,14 @@ static void case_loopthread(void) {
   uvmqtt_thread_t *th;
   CHECK(uvmqtt_thread_start(&loop, &th) == 0, "thread start");
   CHECK(uvmqtt_thread_call(th, lt_record_thread, NULL) == 0, "call");
+  /* The flags belong to the loop thread: read them there. */
+  lt_peek_t pk = {&k, &pub_up, 0};
   uint64_t end = tu_now_ms() + 10000;
-  while (!(k.subscribed && pub_up) && tu_now_ms() < end)
+  do {
     uv_sleep(5);
-  CHECK(k.subscribed && pub_up, "clients up");
+    CHECK(uvmqtt_thread_call(th, lt_peek, &pk) == 0, "call");
+  } while (!pk.up && tu_now_ms() < end);
+  CHECK(pk.up, "clients up");
 
   producer_t prod[N];
   for (int t = 0; t < N; t++) {
