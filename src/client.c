@@ -1186,8 +1186,8 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
         !c->o.tls)
       rc = UVMQTT_EINVAL; /* TLS scheme without a TLS configuration */
     if (rc < 0) {
-      c->servers = NULL;
-      for (size_t j = 0; j < i; j++) {
+      /* sv[i] too: it may have parsed before the TLS check refused it. */
+      for (size_t j = 0; j <= i; j++) {
         uvmqtt__free(sv[j].host);
         uvmqtt__free(sv[j].path);
         uvmqtt__free(sv[j].user);
