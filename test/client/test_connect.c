@@ -199,6 +199,14 @@ static void uri_invalid(void **state) {
   assert_int_equal(uvmqtt_client_connect_uri(t.c, uri), UVMQTT_EBUSY);
   assert_int_equal(uvmqtt_client_connect(t.c, "127.0.0.1", b->port),
                    UVMQTT_EBUSY);
+  /* Disconnected, a refused URI must leave the previous server list
+   * intact, and a later connect must work. */
+  assert_int_equal(uvmqtt_client_disconnect(t.c), 0);
+  assert_int_equal(ct_wait_int(&loop, &t.disconnects, 1, CT_WAIT_MS), 0);
+  assert_int_equal(uvmqtt_client_connect_uri(t.c, "mqtt://[::1"), UVMQTT_EURI);
+  assert_int_equal(uvmqtt_client_connect_uri(t.c, "mqtts://127.0.0.1"), rc);
+  assert_int_equal(uvmqtt_client_connect_uri(t.c, uri), 0);
+  ct_wait_connected(&t, 2);
   ct_close(&t);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);
   ct_client_free(&t);
