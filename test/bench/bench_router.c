@@ -22,8 +22,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "router/router_int.h"
 #include "uvmqtt/router.h"
 #include "uvmqtt/topic.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/callgrind.h>)
+#include <valgrind/callgrind.h>
+#endif
+#endif
+#ifndef CALLGRIND_DUMP_STATS_AT
+#define CALLGRIND_ZERO_STATS
+#define CALLGRIND_DUMP_STATS_AT(s) ((void)(s))
+#endif
 
 #define MAXLEN 64
 #define NTOPICS 4096
@@ -124,9 +135,20 @@ static int count_cb(void *value, const char *f, size_t len, void *arg) {
  * may be shared, and the best round is the least disturbed. */
 #define ROUNDS 7
 
-/* ns per match over the topic set. */
+/* Routes visited and nodes entered per match over the topic set (untimed,
+ * through the counting walk). */
+static void work(uvmqtt_router_t *r, const str_t *t, size_t nt, double *visits,
+                 double *nodes) {
+  size_t v = 0, e = 0;
+  for (size_t i = 0; i < nt; i++)
+    uvmqtt__router_match_stats(r, t[i].s, t[i].len, count_cb, &v, &e);
+  *visits = (double)v / (double)nt;
+  *nodes = (double)e / (double)nt;
+}
+
+/* Best ns per match over the topic set. */
 static double time_router(uvmqtt_router_t *r, const str_t *t, size_t nt,
-                          double secs, double *matches) {
+                          double secs) {
   double best = 1e300;
   for (int round = 0; round < ROUNDS; round++) {
     size_t visits = 0, done = 0;
@@ -137,7 +159,6 @@ static double time_router(uvmqtt_router_t *r, const str_t *t, size_t nt,
       done += nt;
       el = now_s() - start;
     } while (el < secs / ROUNDS);
-    *matches = (double)visits / (double)done;
     if (el * 1e9 / (double)done < best)
       best = el * 1e9 / (double)done;
   }
@@ -160,67 +181,130 @@ static double time_linear(const str_t *f, size_t nf, const str_t *t, size_t nt,
   return el * 1e9 / (double)done;
 }
 
+/* Exactly n matches over the topic set, between a callgrind zero and a
+ * callgrind dump named desc: the dump's total is n matches' instructions,
+ * callbacks included. */
+static void count_instr(uvmqtt_router_t *r, const str_t *t, size_t nt, size_t n,
+                        const char *desc) {
+  size_t visits = 0;
+  CALLGRIND_ZERO_STATS;
+  for (size_t i = 0; i < n; i++)
+    uvmqtt_router_match(r, t[i % nt].s, t[i % nt].len, count_cb, &visits);
+  CALLGRIND_DUMP_STATS_AT(desc);
+  if (visits == 0)
+    fprintf(stderr, "no route matched\n");
+}
+
+/* One table and its topic sets. */
+typedef struct {
+  uvmqtt_router_t *r;
+  str_t *f, *all, *hot;
+  size_t n, nall;
+  double per_route;
+} table_t;
+
+static int table_make(table_t *tb, size_t n) {
+  memset(tb, 0, sizeof(*tb));
+  tb->n = n;
+  tb->nall = n > NTOPICS ? n : NTOPICS;
+  tb->f = calloc(n, sizeof(*tb->f));
+  tb->all = calloc(tb->nall, sizeof(*tb->all));
+  tb->hot = calloc(NTOPICS, sizeof(*tb->hot));
+  if (!tb->f || !tb->all || !tb->hot || uvmqtt_router_new(&tb->r) != 0)
+    return -1;
+  size_t base = uvmqtt_router_memory(tb->r);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t k = rnd(10);
+    int rc;
+    do { /* collisions replace a route: draw again */
+      make_filter(&tb->f[i], k < 7 ? 0 : k < 9 ? 1 : 2);
+      rc = uvmqtt_router_add(tb->r, tb->f[i].s, tb->f[i].len, &tb->f[i], NULL);
+    } while (rc == 1);
+    if (rc != 0) {
+      fprintf(stderr, "add %.*s: %d\n", (int)tb->f[i].len, tb->f[i].s, rc);
+      return -1;
+    }
+  }
+  tb->per_route = (double)(uvmqtt_router_memory(tb->r) - base) / (double)n;
+  /* Spread: one topic per route, shuffled. Hot: from 100 routes. */
+  for (size_t i = 0; i < tb->nall; i++)
+    make_topic(&tb->all[i], &tb->f[i % n]);
+  shuffle(tb->all, tb->nall);
+  size_t pick[HOT_ROUTES];
+  for (size_t i = 0; i < HOT_ROUTES; i++)
+    pick[i] = rnd((uint32_t)n);
+  for (size_t i = 0; i < NTOPICS; i++)
+    make_topic(&tb->hot[i], &tb->f[pick[i % HOT_ROUTES]]);
+  shuffle(tb->hot, NTOPICS);
+  return 0;
+}
+
+static void table_free(table_t *tb) {
+  uvmqtt_router_free(tb->r);
+  free(tb->f);
+  free(tb->all);
+  free(tb->hot);
+}
+
 int main(int argc, char **argv) {
   static const size_t sizes[] = {100, 10000, 100000};
-  double secs = argc > 1 ? atof(argv[1]) : 1.0;
-  if (secs <= 0) {
-    fprintf(stderr, "usage: %s [seconds per measurement]\n", argv[0]);
+  double secs = 1.0;
+  long instr = 0;
+  if (argc == 3 && strcmp(argv[1], "-i") == 0)
+    instr = atol(argv[2]);
+  else if (argc == 2)
+    secs = atof(argv[1]);
+  if (argc > 3 || (argc == 3 && instr <= 0) || secs <= 0) {
+    fprintf(stderr, "usage: %s [seconds per measurement] | -i matches\n",
+            argv[0]);
     return 2;
   }
-  double hot[3] = {0};
+  double hot[3] = {0}, hot_v[3] = {0};
 
-  printf("%8s %10s %12s %10s %12s %10s %12s\n", "routes", "bytes/rt",
-         "ns/match", "matches", "ns/match", "matches", "linear ns");
-  printf("%8s %10s %12s %10s %12s %10s %12s\n", "", "", "(hot)", "/topic",
-         "(spread)", "/topic", "(scan)");
+  if (instr) {
+    printf("%8s %9s %9s %9s %9s\n", "routes", "visits", "nodes", "visits",
+           "nodes");
+    printf("%8s %9s %9s %9s %9s\n", "", "(hot)", "(hot)", "(spread)",
+           "(spread)");
+  } else {
+    printf("%8s %8s | %7s %6s %8s %8s | %7s %6s %8s %8s | %9s\n", "routes",
+           "bytes/rt", "visits", "nodes", "ns/match", "ns/visit", "visits",
+           "nodes", "ns/match", "ns/visit", "linear ns");
+    printf("%8s %8s | %32s | %32s | %9s\n", "", "", "hot (100 topics)",
+           "spread (1 topic per route)", "(scan)");
+  }
   for (int si = 0; si < 3; si++) {
-    size_t n = sizes[si];
-    str_t *f = calloc(n, sizeof(*f));
-    size_t nall = n > NTOPICS ? n : NTOPICS;
-    str_t *all = calloc(nall, sizeof(*all));
-    str_t *hotset = calloc(NTOPICS, sizeof(*hotset));
-    uvmqtt_router_t *r;
-    if (!f || !all || !hotset || uvmqtt_router_new(&r) != 0) {
+    table_t tb;
+    if (table_make(&tb, sizes[si]) != 0) {
       fprintf(stderr, "out of memory\n");
       return 1;
     }
-    size_t base = uvmqtt_router_memory(r);
-    for (size_t i = 0; i < n; i++) {
-      uint32_t k = rnd(10);
-      int rc;
-      do { /* collisions replace a route: draw again */
-        make_filter(&f[i], k < 7 ? 0 : k < 9 ? 1 : 2);
-        rc = uvmqtt_router_add(r, f[i].s, f[i].len, &f[i], NULL);
-      } while (rc == 1);
-      if (rc != 0) {
-        fprintf(stderr, "add %.*s: %d\n", (int)f[i].len, f[i].s, rc);
-        return 1;
-      }
+    double v_hot, e_hot, v_all, e_all;
+    work(tb.r, tb.hot, NTOPICS, &v_hot, &e_hot);
+    work(tb.r, tb.all, tb.nall, &v_all, &e_all);
+    if (instr) {
+      char desc[64];
+      snprintf(desc, sizeof(desc), "hot %zu", tb.n);
+      count_instr(tb.r, tb.hot, NTOPICS, (size_t)instr, desc);
+      snprintf(desc, sizeof(desc), "spread %zu", tb.n);
+      count_instr(tb.r, tb.all, tb.nall, (size_t)instr, desc);
+      printf("%8zu %9.2f %9.2f %9.2f %9.2f\n", tb.n, v_hot, e_hot, v_all,
+             e_all);
+    } else {
+      hot[si] = time_router(tb.r, tb.hot, NTOPICS, secs);
+      hot_v[si] = v_hot;
+      double cold = time_router(tb.r, tb.all, tb.nall, secs);
+      double lin = time_linear(tb.f, tb.n, tb.all, tb.nall, secs);
+      printf("%8zu %8.1f | %7.2f %6.2f %8.1f %8.1f | %7.2f %6.2f %8.1f "
+             "%8.1f | %9.0f\n",
+             tb.n, tb.per_route, v_hot, e_hot, hot[si], hot[si] / v_hot, v_all,
+             e_all, cold, cold / v_all, lin);
     }
-    double per_route = (double)(uvmqtt_router_memory(r) - base) / (double)n;
-    /* Spread: one topic per route, shuffled. Hot: from 100 routes. */
-    for (size_t i = 0; i < nall; i++)
-      make_topic(&all[i], &f[i % n]);
-    shuffle(all, nall);
-    size_t pick[HOT_ROUTES];
-    for (size_t i = 0; i < HOT_ROUTES; i++)
-      pick[i] = rnd((uint32_t)n);
-    for (size_t i = 0; i < NTOPICS; i++)
-      make_topic(&hotset[i], &f[pick[i % HOT_ROUTES]]);
-    shuffle(hotset, NTOPICS);
-    double m_hot, m_all;
-    hot[si] = time_router(r, hotset, NTOPICS, secs, &m_hot);
-    double cold = time_router(r, all, nall, secs, &m_all);
-    double lin = time_linear(f, n, all, nall, secs);
-    printf("%8zu %10.1f %12.1f %10.2f %12.1f %10.2f %12.0f\n", n, per_route,
-           hot[si], m_hot, cold, m_all, lin);
-    uvmqtt_router_free(r);
-    free(f);
-    free(all);
-    free(hotset);
+    table_free(&tb);
   }
-  printf("hot match time at 100,000 routes / at 100 routes: %.2fx "
-         "(target <= 1.5x)\n",
-         hot[2] / hot[0]);
+  if (!instr)
+    printf("hot ns/match at 100,000 routes / at 100 routes: %.2fx (target <= "
+           "1.5x); ns/visit %.2fx\n",
+           hot[2] / hot[0], (hot[2] / hot_v[2]) / (hot[0] / hot_v[0]));
   return 0;
 }
