@@ -347,6 +347,13 @@ UVMQTT_EXTERN const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c);
 /* Messages in flight (sent, not yet acknowledged) and waiting in queue. */
 UVMQTT_EXTERN size_t uvmqtt_client_inflight(const uvmqtt_client_t *c);
 UVMQTT_EXTERN size_t uvmqtt_client_queued(const uvmqtt_client_t *c);
+/* After a TLS failure reported to the connect callback: the raw mbedTLS
+ * error code and the X.509 verification flags of the last TLS handshake
+ * that failed, for diagnosis (both 0 when none). Returns 0, or
+ * UVMQTT_ENOTSUP without TLS. */
+UVMQTT_EXTERN int uvmqtt_client_tls_error(const uvmqtt_client_t *c,
+                                          int *mbedtls_err,
+                                          uint32_t *verify_flags);
 /* Inside a publish/subscribe callback: the v5 reason code of the ack that
  * completed it (0 otherwise). */
 UVMQTT_EXTERN uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c);

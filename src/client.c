@@ -180,6 +180,8 @@ struct uvmqtt_client_s {
   req_t *reqs;
   uv_timer_t *req_timer;
   int http_status; /* of the last refused WebSocket upgrade */
+  int tls_err;     /* raw mbedTLS error of the last failed handshake */
+  uint32_t tls_flags;
 };
 
 #define ENTER(c) ((c)->depth++)
@@ -472,6 +474,7 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
   if (!o || (header_count && !headers))
     return UVMQTT_EINVAL;
 #if !UVMQTT_HAVE_WS
+  (void)path;
   return UVMQTT_ENOTSUP;
 #else
   char **h = NULL;
@@ -1354,7 +1357,9 @@ static void send_connect(uvmqtt_client_t *c) {
   flush_now(c);
 }
 
+#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
 static void layer_opened(uvmqtt_stream_t *s, int status);
+#endif
 
 /* Log lines from the transport layers go to the client's log. */
 static void on_layer_log(uvmqtt_stream_t *s, int level, const char *msg) {
@@ -1365,10 +1370,12 @@ static void on_layer_log(uvmqtt_stream_t *s, int level, const char *msg) {
 /* Stacks the next layer for the current server, or starts MQTT. */
 static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
   const server_t *sv = &c->servers[c->cur_server];
+  s->log_cb = on_layer_log;
+#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
   int rc = 0;
   uvmqtt_stream_t *up = NULL;
+#endif
   (void)sv;
-  s->log_cb = on_layer_log;
 #if UVMQTT_HAVE_TLS
   if ((sv->scheme == S_MQTTS || sv->scheme == S_WSS) &&
       strcmp(s->ops->name, "tcp") == 0) {
@@ -1420,11 +1427,16 @@ stack:
 #endif
 }
 
+#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
 static void layer_opened(uvmqtt_stream_t *s, int status) {
   uvmqtt_client_t *c = s->data;
   ENTER(c);
   if (status < 0) {
     c->http_status = 0;
+#if UVMQTT_HAVE_TLS
+    if (strcmp(s->ops->name, "tls") == 0)
+      uvmqtt__tls_last_error(s, &c->tls_err, &c->tls_flags);
+#endif
 #if UVMQTT_HAVE_WS
     if (status == UVMQTT_EWS_STATUS && strcmp(s->ops->name, "ws") == 0)
       c->http_status = uvmqtt__ws_http_status(s);
@@ -1441,6 +1453,7 @@ static void layer_opened(uvmqtt_stream_t *s, int status) {
   }
   LEAVE(c);
 }
+#endif
 
 static void try_address(uvmqtt_client_t *c);
 
@@ -2177,6 +2190,19 @@ size_t uvmqtt_client_inflight(const uvmqtt_client_t *c) {
 size_t uvmqtt_client_queued(const uvmqtt_client_t *c) {
   return c->session ? uvmqtt__session_queued(c->session) : 0;
 }
+int uvmqtt_client_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
+                            uint32_t *verify_flags) {
+  if (mbedtls_err)
+    *mbedtls_err = c->tls_err;
+  if (verify_flags)
+    *verify_flags = c->tls_flags;
+#if UVMQTT_HAVE_TLS
+  return 0;
+#else
+  return UVMQTT_ENOTSUP;
+#endif
+}
+
 uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c) {
   return c->last_reason;
 }

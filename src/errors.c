@@ -70,6 +70,7 @@ int uvmqtt_err_is_retryable(int err) {
   case UVMQTT_ESRV_EXHAUSTED:
   case UVMQTT_EWS_CLOSED:
   case UVMQTT_ETLS_ALERT:
+  case UVMQTT_ETLS_HANDSHAKE: /* e.g. the broker restarting mid-handshake */
     return 1;
   default:
     return 0;
