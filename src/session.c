@@ -107,6 +107,7 @@ struct uvmqtt_session_s {
   uint16_t next_id;
 
   uvmqtt_out_batch_t *cur; /* being filled */
+  bool pooled;             /* counted in its thread's batch_pool */
 
   uint64_t keepalive_ms;
   uint64_t last_send, last_recv, ping_sent;
@@ -399,9 +400,20 @@ static void batch_pool_drain(void) {
   batch_pool.n = 0;
 }
 
+/* A session joins the pool of the thread that first uses it for output
+ * (the loop's thread), not of the thread that created it: a client may be
+ * created before its loop runs on another thread. */
+static void pool_join(uvmqtt_session_t *s) {
+  if (!s->pooled) {
+    s->pooled = true;
+    batch_pool.sessions++;
+  }
+}
+
 static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
   if (s->cur)
     return s->cur;
+  pool_join(s);
   uvmqtt_out_batch_t *b = batch_pool.head;
   if (b) {
     batch_pool.head = b->next;
@@ -775,7 +787,6 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   s->server_max_qos = 2;
   uvmqtt_parser_init(&s->parser, cfg->version, UVMQTT_ROLE_CLIENT,
                      cfg->max_packet_size);
-  batch_pool.sessions++;
   *out = s;
   return 0;
 }
@@ -794,6 +805,7 @@ static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
     }
   }
   b->ndone = b->nrefs = b->nsegs = b->len = 0;
+  pool_join(s);
   if (batch_pool.n < SPARE_BATCHES && b->cap <= 1 << 20) {
     b->next = batch_pool.head;
     batch_pool.head = b;
@@ -841,7 +853,7 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
     queue_unlink(s, m);
     msg_finish(s, m, status, 0);
   }
-  if (--batch_pool.sessions == 0)
+  if (s->pooled && --batch_pool.sessions == 0)
     batch_pool_drain();
   drop_parser_buffer(s);
   aliases_reset(s);
