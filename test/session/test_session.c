@@ -1624,6 +1624,172 @@ static void test_disconnect(void **state) {
   assert_int_equal(H.sent[0].reason, 0x04);
 }
 
+/* ---- MQTT 5.0 statements (see docs/mqtt5-conformance.md) ----------------
+ */
+
+/* [MQTT-1.5.4-3]: 0xEF 0xBB 0xBF is U+FEFF wherever it is; the receiver
+ * keeps it. */
+static void test_utf8_bom_kept(void **state) {
+  (void)state;
+  h_init_v(UVMQTT_V5);
+  h_up(0);
+  assert_int_equal(
+      h_feed_publish(1, "\xEF\xBB\xBFt/\xEF\xBB\xBF", "x", 0, 0, false), 0);
+  assert_int_equal(H.nmsg, 1);
+  assert_string_equal(H.msg[0].topic, "\xEF\xBB\xBFt/\xEF\xBB\xBF");
+}
+
+/* [MQTT-3.1.2-30]: with an Authentication Method in CONNECT, nothing but
+ * AUTH (or DISCONNECT) goes out before the CONNACK: publishes wait, no
+ * PINGREQ, no SUBSCRIBE. */
+static void test_only_auth_before_connack(void **state) {
+  (void)state;
+  h_init_v(UVMQTT_V5);
+  uvmqtt_props_t m;
+  memset(&m, 0, sizeof(m));
+  m.present = UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
+  m.authentication_method.data = "M";
+  m.authentication_method.len = 1;
+  uvmqtt_connect_t c;
+  memset(&c, 0, sizeof(c));
+  c.clean_start = true;
+  c.keep_alive = 10;
+  c.client_id.data = "c1";
+  c.client_id.len = 2;
+  c.props = m;
+  assert_int_equal(h_connect_pkt(0, &c), 0);
+  assert_int_equal(h_flush(0), 1);
+  assert_int_equal(h_pub(1, "t", "q0", 0, 1), 0);
+  assert_int_equal(h_pub(1, "t", "q1", 1, 2), 1);
+  assert_int_equal(h_sub("s", 0, 3), UVMQTT_ENOTCONN);
+  uvmqtt_packet_t p;
+  memset(&p, 0, sizeof(p));
+  p.type = UVMQTT_AUTH;
+  p.u.auth.reason_code = 0x18;
+  p.u.auth.props = m;
+  assert_int_equal(h_feed_pkt(9000, &p), 0);
+  assert_int_equal(H.nauth, 1);
+  /* The keepalive interval passes during the exchange: no PINGREQ. */
+  assert_int_equal(uvmqtt__session_tick(H.s, 10000), 0);
+  assert_int_equal(uvmqtt__session_auth(H.s, 0x18, &m), 0);
+  assert_int_equal(h_flush(10000), 1);
+  assert_int_equal(H.sent[1].type, UVMQTT_AUTH);
+  /* The CONNACK releases the queue. */
+  assert_int_equal(h_feed_connack(10001, false, 0, NULL), 0);
+  assert_int_equal(h_flush(10001), 2);
+  assert_int_equal(h_count_sent(UVMQTT_PUBLISH, 2), 2);
+}
+
+/* [MQTT-3.8.3-2], [MQTT-3.10.2-2]: a SUBSCRIBE or UNSUBSCRIBE without
+ * entries is refused before anything is sent. */
+static void test_empty_requests_refused(void **state) {
+  (void)state;
+  h_init_v(UVMQTT_V5);
+  h_up(0);
+  uvmqtt_subscription_t sub = {{"a", 1}, 0};
+  uvmqtt_str_t un = {"a", 1};
+  assert_int_equal(
+      uvmqtt__session_subscribe(H.s, &sub, 0, NULL, h_cb, (void *)1),
+      UVMQTT_EINVAL);
+  assert_int_equal(
+      uvmqtt__session_unsubscribe(H.s, &un, 0, NULL, h_cb, (void *)2),
+      UVMQTT_EINVAL);
+  assert_int_equal(h_flush(1), 0);
+  assert_int_equal(H.nsub, 0);
+}
+
+/* [MQTT-3.3.4-8], [MQTT-4.9.0-3]: with the send quota used up only PUBLISH
+ * waits; SUBSCRIBE, UNSUBSCRIBE and acknowledgements go out. */
+static void test_quota_zero_other_packets(void **state) {
+  (void)state;
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V5);
+  c.max_inflight = 1;
+  h_init(&c);
+  h_up(0);
+  assert_int_equal(h_pub(1, "t", "a", 1, 1), 1);
+  assert_int_equal(h_pub(1, "t", "b", 1, 2), 2);
+  assert_int_equal(h_flush(1), 1); /* a only: the quota is 1 */
+  assert_int_equal(uvmqtt__session_queued(H.s), 1);
+  assert_int_equal(h_sub("s/#", 1, 3), 3);
+  uvmqtt_str_t un = {"u", 1};
+  assert_int_equal(
+      uvmqtt__session_unsubscribe(H.s, &un, 1, NULL, h_cb, (void *)4), 4);
+  assert_int_equal(h_feed_publish(2, "in", "q1", 1, 7, false), 0);
+  assert_int_equal(h_feed_publish(2, "in", "q2", 2, 8, false), 0);
+  assert_int_equal(h_flush(2), 4);
+  assert_int_equal(H.sent[1].type, UVMQTT_SUBSCRIBE);
+  assert_int_equal(H.sent[2].type, UVMQTT_UNSUBSCRIBE);
+  assert_int_equal(H.sent[3].type, UVMQTT_PUBACK);
+  assert_int_equal(H.sent[3].id, 7);
+  assert_int_equal(H.sent[4].type, UVMQTT_PUBREC);
+  assert_int_equal(H.sent[4].id, 8);
+  assert_int_equal(h_count_sent(UVMQTT_PUBLISH, 1), 0);
+  /* The PUBACK gives the quota back: b goes. */
+  assert_int_equal(h_feed_ack(3, UVMQTT_PUBACK, 1, 0), 0);
+  assert_int_equal(h_flush(3), 1);
+  assert_int_equal(H.sent[5].type, UVMQTT_PUBLISH);
+  assert_int_equal(H.sent[5].id, 2);
+}
+
+/* [MQTT-4.6.0-2], [MQTT-4.6.0-3], [MQTT-4.6.0-4]: PUBACKs and PUBRECs in
+ * the order the PUBLISH packets came, PUBRELs in the order the PUBRECs
+ * came. */
+static void test_ack_order(void **state) {
+  (void)state;
+  static const uint16_t q1[] = {5, 3, 9};
+  static const uint16_t q2[] = {8, 2, 6};
+  h_init_v(UVMQTT_V5);
+  h_up(0);
+  for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(h_feed_publish(1, "a", "x", 1, q1[i], false), 0);
+    assert_int_equal(h_feed_publish(1, "b", "y", 2, q2[i], false), 0);
+  }
+  assert_int_equal(h_flush(1), 6);
+  for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(H.sent[2 * i].type, UVMQTT_PUBACK);
+    assert_int_equal(H.sent[2 * i].id, q1[i]);
+    assert_int_equal(H.sent[2 * i + 1].type, UVMQTT_PUBREC);
+    assert_int_equal(H.sent[2 * i + 1].id, q2[i]);
+  }
+  for (long a = 1; a <= 3; a++)
+    assert_int_equal(h_pub(2, "o", "z", 2, a), (int)a);
+  assert_int_equal(h_flush(2), 3);
+  h_clear();
+  static const uint16_t recs[] = {3, 1, 2};
+  for (size_t i = 0; i < 3; i++)
+    assert_int_equal(h_feed_ack(3, UVMQTT_PUBREC, recs[i], 0), 0);
+  assert_int_equal(h_flush(3), 3);
+  for (size_t i = 0; i < 3; i++) {
+    assert_int_equal(H.sent[i].type, UVMQTT_PUBREL);
+    assert_int_equal(H.sent[i].id, recs[i]);
+  }
+}
+
+/* [MQTT-4.3.3-7]: once a PUBLISH has been sent, its Message Expiry Interval
+ * no longer applies: resent after a reconnect although its lifetime has
+ * passed, and completed by the usual acknowledgements. */
+static void test_expiry_not_applied_once_sent(void **state) {
+  (void)state;
+  h_init_v(UVMQTT_V5);
+  h_up(0);
+  assert_int_equal(pub_expiry(0, "late", 2, 2, 1), 1);
+  assert_int_equal(h_flush(0), 1);
+  uvmqtt__session_connection_lost(H.s, UVMQTT_EPEERCLOSED);
+  assert_int_equal(h_connect(10000, 0, false), 0);
+  assert_int_equal(h_feed_connack(10000, true, 0, NULL), 0);
+  h_clear();
+  assert_int_equal(h_flush(10000), 2);
+  assert_int_equal(H.sent[1].type, UVMQTT_PUBLISH);
+  assert_int_equal(H.sent[1].id, 1);
+  assert_true(H.sent[1].dup);
+  assert_true(H.sent[1].has_expiry);
+  assert_int_equal(h_ndone(1), 0);
+  assert_int_equal(h_feed_ack(10001, UVMQTT_PUBREC, 1, 0), 0);
+  assert_int_equal(h_feed_ack(10002, UVMQTT_PUBCOMP, 1, 0), 0);
+  assert_int_equal(h_ndone(1), 1);
+  assert_int_equal(h_donefor(1)->status, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_connect_v31, teardown),
@@ -1682,6 +1848,12 @@ int main(void) {
       cmocka_unit_test_teardown(test_free_pending, teardown),
       cmocka_unit_test_teardown(test_bad_args, teardown),
       cmocka_unit_test_teardown(test_disconnect, teardown),
+      cmocka_unit_test_teardown(test_utf8_bom_kept, teardown),
+      cmocka_unit_test_teardown(test_only_auth_before_connack, teardown),
+      cmocka_unit_test_teardown(test_empty_requests_refused, teardown),
+      cmocka_unit_test_teardown(test_quota_zero_other_packets, teardown),
+      cmocka_unit_test_teardown(test_ack_order, teardown),
+      cmocka_unit_test_teardown(test_expiry_not_applied_once_sent, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -710,6 +710,86 @@ static void test_server_maximum_qos(void **state) {
   rec_finish(&r, &b, NULL);
 }
 
+/* ---- MQTT 5.0 statements (see docs/mqtt5-conformance.md) ----------------
+ */
+
+/* Wraps auth_broker and checks what the client sends around it. */
+typedef struct {
+  auth_script_t s;
+  int auth_packets, wrong_method, early, late, connack_sent;
+} auth_check_t;
+
+static void auth_check_broker(sconn_t *conn, const uvmqtt_packet_t *p,
+                              void *arg) {
+  auth_check_t *a = arg;
+  if (p->type == UVMQTT_AUTH) {
+    const uvmqtt_props_t *pr = &p->u.auth.props;
+    a->auth_packets++;
+    if (!(pr->present & UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD)) ||
+        pr->authentication_method.len != 6 ||
+        memcmp(pr->authentication_method.data, "X-TEST", 6) != 0)
+      a->wrong_method++;
+  } else if (p->type != UVMQTT_CONNECT && p->type != UVMQTT_DISCONNECT) {
+    if (a->connack_sent)
+      a->late++;
+    else
+      a->early++;
+  }
+  auth_broker(conn, p, &a->s);
+  if (p->type == UVMQTT_AUTH && p->u.auth.reason_code == 0x18)
+    a->connack_sent = 1; /* auth_broker answered it with the CONNACK */
+}
+
+/* [MQTT-4.12.0-5], [MQTT-4.12.1-1]: every AUTH the client sends, the
+ * re-authentication included, carries the Authentication Method of its
+ * CONNECT. [MQTT-3.1.2-30]: messages published before connecting wait
+ * for the CONNACK; only AUTH goes out during the exchange. */
+static void test_auth_packets_carry_method(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  auth_check_t a;
+  memset(&a, 0, sizeof(a));
+  uvmqtt_options_t *o = v5_opts();
+  assert_int_equal(uvmqtt_options_set_auth(o, "X-TEST", "first", 5), 0);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, auth_check_broker, &a), 0);
+  assert_int_equal(uvmqtt_publish(r.c, "t/early", "x", 1, 0, false, NULL, NULL),
+                   0);
+  assert_true(uvmqtt_publish(r.c, "t/early", "y", 1, 1, false, NULL, NULL) > 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_int_equal(uvmqtt_client_auth(r.c, 0x19, "again", 5), 0);
+  assert_int_equal(tu_run_until(&r.loop, &a.s.reauths, WAIT_MS), 0);
+  tu_run_for(&r.loop, 100);
+  assert_int_equal(a.auth_packets, 2); /* 0x18 answer, 0x19 re-auth */
+  assert_int_equal(a.wrong_method, 0);
+  assert_int_equal(a.early, 0);
+  assert_int_equal(a.late, 2); /* both publishes, after the CONNACK */
+  rec_finish(&r, &b, NULL);
+}
+
+static void wildcard_publish(sconn_t *conn) {
+  send_publish(conn, 0, 0, "a/#", 0);
+}
+
+static void unknown_puback(sconn_t *conn) {
+  uvmqtt_packet_t a;
+  memset(&a, 0, sizeof(a));
+  a.type = UVMQTT_PUBACK;
+  a.u.ack.packet_id = 9;
+  sb_send(conn, &a);
+}
+
+/* [MQTT-4.13.2-1] (client side), [MQTT-3.3.2-2] on receipt: a malformed
+ * packet from the server gets DISCONNECT 0x81, a protocol error 0x82, and
+ * the connection is closed. */
+static void test_server_errors_get_disconnect_reason(void **state) {
+  (void)state;
+  run_bad(wildcard_publish, 0, 0, UVMQTT_EWILDCARD, 0x81);
+  run_bad(unknown_puback, 0, 0, UVMQTT_EUNEXPECTED, 0x82);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enhanced_auth_and_reauth),
@@ -728,6 +808,8 @@ int main(void) {
       cmocka_unit_test(test_server_receive_maximum_caps_window),
       cmocka_unit_test(test_server_maximum_packet_size),
       cmocka_unit_test(test_server_maximum_qos),
+      cmocka_unit_test(test_auth_packets_carry_method),
+      cmocka_unit_test(test_server_errors_get_disconnect_reason),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
