@@ -7,6 +7,7 @@
  * has completed, then closes both clients and checks the loop is empty.
  *
  * Usage: demo [--port PORT] [--host HOST] [--count N] */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,10 @@ static int make_client(uv_loop_t *loop, const char *id, uvmqtt_client_t **c) {
 }
 
 int main(int argc, char **argv) {
+  /* A write to a connection the broker reset raises SIGPIPE; libuv
+   * leaves the signal to the program. Ignore it: the write fails with
+   * EPIPE instead, and the client reconnects. */
+  signal(SIGPIPE, SIG_IGN);
   uv_loop_t loop;
   int rc;
   for (int i = 1; i + 1 < argc; i += 2) {

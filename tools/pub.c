@@ -1,5 +1,6 @@
 /* uvmqtt-pub: publish messages from the command line (mosquitto_pub's
  * options). Exits 0 only once every message is complete at its QoS. */
+#include <signal.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -497,6 +498,10 @@ static int parse_args(pub_t *p, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* A write to a connection the broker reset raises SIGPIPE; libuv
+   * leaves the signal to the program. Ignore it: the write fails with
+   * EPIPE instead, and the client reconnects. */
+  signal(SIGPIPE, SIG_IGN);
   static pub_t p; /* large (read buffer): not on the stack */
   tool_cfg_init(&p.cfg, "uvmqtt-pub", true);
   p.repeat = 1;

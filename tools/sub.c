@@ -1,4 +1,5 @@
 /* uvmqtt-sub: subscribe and print messages (mosquitto_sub's options). */
+#include <signal.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,10 @@ static int parse_args(sub_t *s, int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* A write to a connection the broker reset raises SIGPIPE; libuv
+   * leaves the signal to the program. Ignore it: the write fails with
+   * EPIPE instead, and the client reconnects. */
+  signal(SIGPIPE, SIG_IGN);
   static sub_t s;
   tool_cfg_init(&s.cfg, "uvmqtt-sub", false);
   s.eol = true;
