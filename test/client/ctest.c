@@ -238,6 +238,24 @@ void ct_track_child(int pid) {
     children[nchildren++] = pid;
 }
 
+/* meson kills a test that runs past its timeout: take the brokers and
+ * children along instead of leaving them running. */
+static void on_fatal_signal(int sig) {
+  for (int i = 0; i < nbrokers; i++)
+    if (brokers[i].pid > 0)
+      kill(brokers[i].pid, SIGKILL);
+  for (int i = 0; i < nchildren; i++)
+    kill(children[i], SIGKILL);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void ct_install_signal_handlers(void) {
+  signal(SIGTERM, on_fatal_signal);
+  signal(SIGINT, on_fatal_signal);
+  signal(SIGHUP, on_fatal_signal);
+}
+
 int ct_teardown(void **state) {
   (void)state;
   for (int i = 0; i < nchildren; i++) {

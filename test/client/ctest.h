@@ -130,6 +130,8 @@ void ct_track_child(int pid);
 /* Stops every broker and child of the test; use with CT_TEST. */
 int ct_teardown(void **state);
 #define CT_TEST(f) cmocka_unit_test_teardown(f, ct_teardown)
+/* Kills the brokers and children when the test is killed (timeouts). */
+void ct_install_signal_handlers(void);
 
 /* ---- scripted peer ------------------------------------------------------ */
 
@@ -163,6 +165,7 @@ int ct_peer_wait_rx(uv_loop_t *loop, ct_peer_t *p, size_t n,
  * (so meson can run one case per test for parallelism). */
 #define CT_MAIN(tests)                                                         \
   int main(int argc, char **argv) {                                            \
+    ct_install_signal_handlers();                                              \
     if (argc > 1)                                                              \
       cmocka_set_test_filter(argv[1]);                                         \
     return cmocka_run_group_tests(tests, NULL, NULL);                          \
