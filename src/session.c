@@ -109,6 +109,12 @@ struct uvmqtt_session_s {
   uvmqtt_out_batch_t *cur; /* being filled */
   bool pooled;             /* counted in its thread's batch_pool */
 
+  /* The message of the uvmqtt__session_publish() call under way: pump()
+   * leaves a failure to send it in fresh_rc, for the call to return,
+   * instead of completing it from inside that call. */
+  uvmqtt_smsg_t *fresh;
+  int fresh_rc;
+
   uint64_t keepalive_ms;
   uint64_t last_send, last_recv, ping_sent;
   bool ping_outstanding;
@@ -737,10 +743,18 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       return;
     uvmqtt_publish_t pub;
     msg_to_publish(m, &pub);
-    int rc = out_publish(s, now, &pub, m, true);
+    /* A QoS 0 completion needs room in the batch; make it first, so that
+     * it cannot be lost once the PUBLISH is in the output. */
+    int rc = m->qos == 0 ? done_room(s, m->cb) : 0;
+    if (rc == 0)
+      rc = out_publish(s, now, &pub, m, true);
     if (rc < 0) {
       queue_unlink(s, m);
       slog(s, LOG_ERROR, "cannot encode PUBLISH: %s", uvmqtt_strerror(rc));
+      if (m == s->fresh) {
+        s->fresh_rc = rc; /* returned by the publish call, no callback */
+        continue;
+      }
       msg_finish(s, m, rc, 0);
       continue;
     }
@@ -749,10 +763,9 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       /* QoS 0 completes when the batch holding it is written. */
       m->done = true;
       if (m->refs == 0) {
-        /* The payload was copied into the batch: the message can go. */
-        if (out_done_entry(s, m->cb, m->arg) < 0 && m->cb &&
-            s->ev.on_publish_done)
-          s->ev.on_publish_done(s->ud, m->cb, m->arg, UVMQTT_ENOMEM, 0, 0);
+        /* The payload was copied into the batch: the message can go (its
+         * completion has room, see above). */
+        (void)out_done_entry(s, m->cb, m->arg);
         msg_free(m);
       }
       /* Otherwise the batch frees it, and fires its callback, when done. */
@@ -1093,7 +1106,24 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   s->q_count++;
   s->q_bytes += bytes;
   int id = m->packet_id;
+  /* pump() may send it at once. If that fails, the error is returned here
+   * and its callback never fires (see session.h). A publish from inside a
+   * callback of pump() nests, hence the saved outer state. */
+  uvmqtt_smsg_t *outer = s->fresh;
+  int outer_rc = s->fresh_rc;
+  s->fresh = m;
+  s->fresh_rc = 0;
   pump(s, now);
+  rc = s->fresh_rc;
+  s->fresh = outer;
+  s->fresh_rc = outer_rc;
+  if (rc < 0) {
+    /* pump() unlinked it; nothing references it. */
+    if (m->qos > 0)
+      idset_del(&s->out_ids, m->packet_id);
+    msg_free(m);
+    return rc;
+  }
   return id;
 }
 
