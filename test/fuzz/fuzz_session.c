@@ -118,6 +118,7 @@ static struct {
   /* Model of incoming QoS 2 ids held for PUBREL; valid until raw bytes
    * are fed (they may carry anything). */
   bool model_valid;
+  bool unsent_acked; /* acks not drawn from what was sent were fed */
   bool qos2_held[SMALL_IDS];
   int nmsg;
   const char *expect_topic; /* for the structured PUBLISH being fed */
@@ -259,6 +260,7 @@ static void ev_publish_done(void *ud, uvmqtt_session_fn cb, void *arg,
   TRACE("  done pub slot %zu q%u id %u status %d reason %u\n",
         (size_t)(sl - F.slots), sl->qos, packet_id, status, reason);
   CHECK(sl->kind == K_PUB);
+  CHECK(sl->state != S_IN_CALL); /* never from inside its own publish */
   CHECK(status <= 0);
   if (sl->qos > 0)
     CHECK(packet_id == sl->id);
@@ -295,6 +297,7 @@ static void ev_sub_done(void *ud, int type, uvmqtt_session_fn cb, void *arg,
   TRACE("  done sub slot %zu id %u status %d\n", (size_t)(sl - F.slots),
         packet_id, status);
   CHECK(sl->kind == (type == UVMQTT_SUBSCRIBE ? K_SUB : K_UNSUB));
+  CHECK(sl->state != S_IN_CALL);
   CHECK(packet_id == sl->id);
   if (status == 0) {
     if (type == UVMQTT_SUBSCRIBE || F.version == UVMQTT_V5)
@@ -373,9 +376,9 @@ static void check_publish(const uvmqtt_publish_t *p) {
     const slot_t *sl = &F.slots[i];
     if (sl->kind != K_PUB || !sl->accepted || sl->qos != p->qos)
       continue;
-    /* A completed message is never sent again, unless raw broker bytes
-     * may have acked a copy still waiting in the output. */
-    if (sl->state != S_LIVE && !sl->nocb && F.model_valid)
+    /* A completed message is never sent again, unless the broker acked a
+     * copy still waiting in the output (raw bytes may do anything). */
+    if (sl->state != S_LIVE && !sl->nocb && !F.unsent_acked)
       continue;
     if (p->qos > 0 && sl->id != p->packet_id)
       continue;
@@ -529,6 +532,7 @@ static void op_feed(void) {
     n = F.len - F.pos;
   F.pos += n;
   F.model_valid = false;
+  F.unsent_acked = true;
   F.expect_topic = NULL;
   feed(b, n, split);
 }
@@ -604,6 +608,9 @@ static void op_ack(void) {
     /* An ack for nothing. */
     pkt.type = (uint8_t)(UVMQTT_PUBACK + sel % 4);
     pkt.u.ack.packet_id = (uint16_t)(1 + idx);
+    F.unsent_acked = true; /* it may ack a message not sent yet */
+    if (pkt.type == UVMQTT_PUBREL && pkt.u.ack.packet_id < SMALL_IDS)
+      F.qos2_held[pkt.u.ack.packet_id] = false;
     feed_pkt(&pkt, 0);
     return;
   }
