@@ -1145,8 +1145,11 @@ static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
   return 0;
 }
 
+/* Connecting, connected, or waiting to reconnect: a new connect call is
+ * refused until the client is idle (disconnected by the application, or
+ * given up). */
 static bool busy(const uvmqtt_client_t *c) {
-  return c->state != C_IDLE && c->state != C_WAIT;
+  return c->state != C_IDLE;
 }
 
 int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
@@ -1680,9 +1683,22 @@ static bool attempt_retryable(const uvmqtt_client_t *c, int status) {
   if (status == UVMQTT_EWS_STATUS)
     return c->http_status >= 500 || c->http_status == 408 ||
            c->http_status == 429;
-  if (status == UVMQTT_EDNS_NXDOMAIN || status == UVMQTT_EDNS_NODATA)
-    return true; /* names appear; the backoff keeps it from spinning */
-  return uvmqtt_err_is_retryable(status);
+  switch (status) {
+  /* Our configuration or the broker's verdict on us: retrying cannot fix
+   * these, so the client stops and reports them. */
+  case UVMQTT_ETLS_UNTRUSTED:
+  case UVMQTT_ETLS_EXPIRED:
+  case UVMQTT_ETLS_HOSTNAME:
+  case UVMQTT_ETLS_NOCERT:
+  case UVMQTT_ETLS_PSK:
+  case UVMQTT_EAUTH:
+  case UVMQTT_ECLIENTID:
+    return false;
+  default:
+    /* Network trouble, names that may appear, and a misbehaving broker
+     * (as after CONNACK): try again after the backoff. */
+    return !config_error(status);
+  }
 }
 
 static void attempt_failed(uvmqtt_client_t *c, int status) {
@@ -1965,41 +1981,25 @@ static void on_resolver_closed(void *arg) {
 static void close_now(uvmqtt_client_t *c) {
   if (c->state != C_CLOSING) {
     bool connected = c->state == C_CONNECTED;
+    bool attempting = c->state == C_RESOLVING || c->state == C_TRANSPORT ||
+                      c->state == C_MQTT;
+    /* Best effort: DISCONNECT is handed to the kernel, not waited for. */
+    if (connected && c->stream &&
+        uvmqtt__session_disconnect(c->session, 0, NULL) == 0)
+      flush_now(c);
     c->state = C_CLOSING;
     c->drop_requested = false;
     if (c->resolve_req) {
       uvmqtt__resolve_cancel(c->resolve_req);
       c->resolve_req = NULL;
     }
-    if (connected && c->stream) {
-      /* Best effort: DISCONNECT is handed to the kernel, not waited for. */
-      if (uvmqtt__session_disconnect(c->session, 0, NULL) == 0) {
-        const uvmqtt_iov_t *iov;
-        uvmqtt_out_batch_t *batch;
-        size_t n =
-            uvmqtt__session_take_output(c->session, now_ms(c), &iov, &batch);
-        if (n > 0) {
-          uv_buf_t bufs[16];
-          size_t k = n > 16 ? 16 : n;
-          for (size_t i = 0; i < k; i++)
-            bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned)iov[i].len);
-          if (uvmqtt__stream_write(c->stream, bufs, (unsigned)k, on_written,
-                                   batch) == 0)
-            c->writes++;
-          else
-            uvmqtt__session_output_done(c->session, batch, UVMQTT_ECLOSED);
-        }
-      }
-    }
     if (c->stream || c->opening) {
-      uvmqtt_session_state_t st = uvmqtt__session_state(c->session);
-      (void)st;
       uvmqtt__session_connection_lost(c->session, UVMQTT_ECLOSED);
       close_stream(c);
     }
-    if (c->connect_cb && !connected && c->nservers && c->attempt_deadline) {
-      /* A connection attempt in progress is reported as cancelled. */
-    }
+    if (attempting && c->connect_cb)
+      /* The attempt in progress ends: reported as cancelled. */
+      c->connect_cb(c, UVMQTT_ECLOSED, NULL, c->connect_arg);
     if (c->resolver) {
       c->open_handles++;
       uvmqtt__resolver_close(c->resolver, on_resolver_closed, c);
