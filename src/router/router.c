@@ -54,20 +54,25 @@ struct route_s {
   char filter[]; /* the full filter, not NUL-terminated */
 };
 
+/* A node's level is identified by its length, its first 8 bytes packed
+ * into a word (w, see level_key) and, beyond 8 bytes, the rest in seg; the
+ * word compares most levels in one instruction. The fields a walk reads
+ * come first. */
 struct node_s {
-  node_t *parent; /* NULL for the root */
-  node_t *plus;   /* the '+' child */
-  union {
-    node_t *one;    /* tcap == 1 */
-    slot_t *tab;    /* tcap >= 4 */
-  } ch;             /* literal children, see below */
-  route_t *routes;  /* routes whose key ends here */
   route_t *hroutes; /* routes whose key is this prefix + "/#" */
-  uint32_t hv;      /* hash of seg */
-  uint32_t tcap;    /* 0, 1 or a power of two >= 4 */
-  uint32_t tn;      /* literal children */
+  route_t *routes;  /* routes whose key ends here */
+  union {
+    node_t *one;  /* tcap == 1 */
+    slot_t *tab;  /* tcap >= 4 */
+  } ch;           /* literal children, see below */
+  node_t *plus;   /* the '+' child */
+  uint64_t w;     /* the level's first 8 bytes */
+  node_t *parent; /* NULL for the root */
+  uint32_t hv;    /* hash of the level */
+  uint32_t tcap;  /* 0, 1 or a power of two >= 4 */
+  uint32_t tn;    /* literal children */
   uint16_t seglen;
-  char seg[]; /* this node's level, not NUL-terminated */
+  char seg[]; /* the level's bytes past the first 8, not NUL-terminated */
 };
 
 struct uvmqtt_router_s {
@@ -79,7 +84,8 @@ struct uvmqtt_router_s {
   unsigned walking; /* depth of nested matches */
 };
 
-#define NODE_SIZE(seglen) (offsetof(node_t, seg) + (seglen))
+#define NODE_SIZE(seglen)                                                      \
+  (offsetof(node_t, seg) + ((seglen) > 8 ? (seglen)-8 : 0))
 #define ROUTE_SIZE(len) (offsetof(route_t, filter) + (len))
 
 /* ---- accounting allocation ---------------------------------------------- */
@@ -116,58 +122,102 @@ static void r_free(uvmqtt_router_t *r, void *p, size_t n) {
 
 #define TAB_MIN 4u
 
-/* FNV-1a; levels are short. */
-#define FNV_BASIS 2166136261u
-#define FNV_PRIME 16777619u
+/* A level's key: its length, its first 8 bytes as a word (byte i in bits
+ * 8i..8i+7, zero above the length) and a 32-bit hash for the tables. A
+ * level of up to 8 bytes is equal to another exactly when length and word
+ * are; longer ones also compare their remaining bytes. */
+typedef struct {
+  uint64_t w;
+  uint32_t h;
+  uint32_t len;
+} lkey_t;
 
-static uint32_t hash_level(const char *s, size_t n) {
-  uint32_t h = FNV_BASIS;
+#define GOLDEN 0x9E3779B97F4A7C15ull
+
+/* For the few helpers of the walk's inner loop, where a call costs as much
+ * as the work. */
+#if defined(__GNUC__)
+#define HOT_INLINE inline __attribute__((always_inline))
+#else
+#define HOT_INLINE inline
+#endif
+
+static uint32_t mix(uint64_t x, size_t len) {
+  return (uint32_t)(((x + len) * GOLDEN) >> 32);
+}
+
+/* FNV-1a over a long level's bytes. */
+static uint64_t fnv64(const char *s, size_t n) {
+  uint64_t h = 14695981039346656037ull;
   for (size_t i = 0; i < n; i++) {
     h ^= (unsigned char)s[i];
-    h *= FNV_PRIME;
+    h *= 1099511628211ull;
   }
   return h;
 }
 
-/* The length of the level at s (up to '/' or max bytes) and its hash, in
- * one pass. */
-static size_t scan_level(const char *s, size_t max, uint32_t *hash) {
-  uint32_t h = FNV_BASIS;
-  size_t i = 0;
-  for (; i < max && s[i] != '/'; i++) {
-    h ^= (unsigned char)s[i];
-    h *= FNV_PRIME;
+/* Scanning a word at a time needs little-endian byte order (the first byte
+ * in the low bits) and __builtin_ctzll. */
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) &&                            \
+    __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define WORD_SCAN 1
+#endif
+
+/* The key of the level at s, which ends at the first '/' or after max
+ * bytes. */
+static HOT_INLINE lkey_t level_key(const char *s, size_t max) {
+  lkey_t k;
+  uint64_t x = 0;
+  size_t n;
+#if WORD_SCAN
+  if (max >= 8) {
+    /* Eight bytes at once: the lowest zero byte of x ^ "////////" is the
+     * first '/' (the borrow trick has no false positive below it). */
+    memcpy(&x, s, 8);
+    uint64_t y = x ^ 0x2f2f2f2f2f2f2f2full;
+    uint64_t z = (y - 0x0101010101010101ull) & ~y & 0x8080808080808080ull;
+    if (z) {
+      n = (size_t)__builtin_ctzll(z) >> 3;
+      x &= (1ull << (8 * n)) - 1; /* n < 8 */
+    } else {
+      const char *e = memchr(s + 8, '/', max - 8);
+      n = e ? (size_t)(e - s) : max;
+    }
+  } else
+#endif
+  {
+    for (n = 0; n < max && s[n] != '/'; n++)
+      if (n < 8)
+        x |= (uint64_t)(unsigned char)s[n] << (8 * n);
   }
-  *hash = h;
-  return i;
+  k.w = x;
+  k.len = (uint32_t)n;
+  k.h = n <= 8 ? mix(x, n) : mix(fnv64(s, n), n);
+  return k;
 }
 
 static uint32_t home(uint32_t h, uint32_t mask) {
   return (h ^ (h >> 16)) & mask;
 }
 
-static bool seg_eq(const node_t *c, const char *s, size_t len) {
-  if (c->seglen != len)
-    return false;
-  for (size_t i = 0; i < len; i++)
-    if (c->seg[i] != s[i])
-      return false;
-  return true;
+/* Whether node c's level is k, the level at s. */
+static HOT_INLINE bool key_eq(const node_t *c, const char *s, lkey_t k) {
+  return c->w == k.w && c->seglen == k.len &&
+         (k.len <= 8 || memcmp(c->seg, s + 8, k.len - 8) == 0);
 }
 
-static node_t *tab_find(const node_t *n, const char *s, size_t len,
-                        uint32_t h) {
+static HOT_INLINE node_t *tab_find(const node_t *n, const char *s, lkey_t k) {
   if (n->tcap <= 1) {
     node_t *c = n->ch.one;
-    return c && c->hv == h && seg_eq(c, s, len) ? c : NULL;
+    return c && key_eq(c, s, k) ? c : NULL;
   }
   uint32_t mask = n->tcap - 1;
   const slot_t *tab = n->ch.tab;
-  for (uint32_t i = home(h, mask);; i = (i + 1) & mask) {
+  for (uint32_t i = home(k.h, mask);; i = (i + 1) & mask) {
     node_t *c = tab[i].c;
     if (!c)
       return NULL;
-    if (tab[i].hv == h && seg_eq(c, s, len))
+    if (tab[i].hv == k.h && key_eq(c, s, k))
       return c;
   }
 }
@@ -285,15 +335,17 @@ static node_t *tab_any(const node_t *n) {
  */
 
 static node_t *node_new(uvmqtt_router_t *r, node_t *parent, const char *seg,
-                        size_t len, uint32_t h) {
-  node_t *n = r_alloc(r, NODE_SIZE(len));
+                        lkey_t k) {
+  node_t *n = r_alloc(r, NODE_SIZE(k.len));
   if (!n)
     return NULL;
   memset(n, 0, offsetof(node_t, seg)); /* may be less than sizeof(*n) */
   n->parent = parent;
-  n->hv = h;
-  n->seglen = (uint16_t)len;
-  memcpy(n->seg, seg, len);
+  n->w = k.w;
+  n->hv = k.h;
+  n->seglen = (uint16_t)k.len;
+  if (k.len > 8)
+    memcpy(n->seg, seg + 8, k.len - 8);
   return n;
 }
 
@@ -354,7 +406,7 @@ static route_t **find_list(uvmqtt_router_t *r, const char *key, size_t klen,
       *out = n;
       return &n->hroutes;
     }
-    n = (l == 1 && s[0] == '+') ? n->plus : tab_find(n, s, l, hash_level(s, l));
+    n = (l == 1 && s[0] == '+') ? n->plus : tab_find(n, s, level_key(s, l));
     if (!n)
       return NULL;
   }
@@ -372,7 +424,7 @@ int uvmqtt_router_new(uvmqtt_router_t **out) {
   if (!r)
     return UVMQTT_ENOMEM;
   r->mem = sizeof(*r);
-  r->root = node_new(r, NULL, "", 0, 0);
+  r->root = node_new(r, NULL, "", level_key("", 0));
   if (!r->root) {
     uvmqtt__free(r);
     return UVMQTT_ENOMEM;
@@ -452,10 +504,10 @@ int uvmqtt_router_add(uvmqtt_router_t *r, const char *filter, size_t len,
       break;
     }
     bool plus = l == 1 && s[0] == '+';
-    uint32_t h = plus ? 0 : hash_level(s, l);
-    node_t *c = plus ? n->plus : tab_find(n, s, l, h);
+    lkey_t k = level_key(s, l);
+    node_t *c = plus ? n->plus : tab_find(n, s, k);
     if (!c) {
-      c = node_new(r, n, s, l, h);
+      c = node_new(r, n, s, k);
       if (!c)
         goto nomem;
       if (plus) {
@@ -572,8 +624,9 @@ static int visit(const route_t *rt, uint64_t limit, uvmqtt_router_visit_cb cb,
   return 0;
 }
 
-/* Levels whose length and hash a match remembers, so that the '+' branches
- * do not scan and hash the same level again. Deeper levels are recomputed. */
+/* Levels whose key and position a match remembers, so that the '+'
+ * branches do not scan the same level again and climbing needs no scan back
+ * to the previous '/'. Deeper levels are recomputed. */
 #define LEVEL_CACHE 32
 
 /* The walk behind uvmqtt_router_match; entered, when not NULL, counts the
@@ -599,8 +652,9 @@ walk(uvmqtt_router_t *r, const char *topic, size_t len,
    * consume; len + 1 once every level is consumed. d is n's depth. */
   size_t pos = 0;
   size_t d = 0;
-  uint32_t cache_hash[LEVEL_CACHE], cache_len[LEVEL_CACHE];
-  uint32_t cached = 0; /* bit d: level d is in the cache */
+  lkey_t lv[LEVEL_CACHE];
+  uint32_t lvpos[LEVEL_CACHE];
+  size_t cached = 0; /* levels 0 .. cached - 1 are in lv and lvpos */
   int visited = 0;
 
   r->walking++;
@@ -616,25 +670,24 @@ walk(uvmqtt_router_t *r, const char *topic, size_t len,
         break;
     } else {
       const char *s = topic + pos;
-      size_t l;
-      uint32_t h;
-      if (d < LEVEL_CACHE && (cached >> d & 1u)) {
-        l = cache_len[d];
-        h = cache_hash[d];
+      lkey_t k;
+      if (d < cached) {
+        k = lv[d];
       } else {
-        l = scan_level(s, len - pos, &h);
+        /* Levels are first reached in order: d == cached here. */
+        k = level_key(s, len - pos);
         if (d < LEVEL_CACHE) {
-          cache_len[d] = (uint32_t)l;
-          cache_hash[d] = h;
-          cached |= 1u << d;
+          lv[d] = k;
+          lvpos[d] = (uint32_t)pos;
+          cached = d + 1;
         }
       }
-      node_t *c = n->tcap ? tab_find(n, s, l, h) : NULL;
+      node_t *c = n->tcap ? tab_find(n, s, k) : NULL;
       if (!c && n != nowild)
         c = n->plus;
       if (c) {
         n = c;
-        pos += l + 1;
+        pos += k.len + 1;
         d++;
         continue;
       }
@@ -649,12 +702,16 @@ walk(uvmqtt_router_t *r, const char *topic, size_t len,
         n = p->plus; /* consumes the same level as n */
         break;
       }
-      size_t i = pos - 1;
-      while (i > 0 && topic[i - 1] != '/')
-        i--;
-      pos = i;
-      n = p;
       d--;
+      if (d < LEVEL_CACHE) {
+        pos = lvpos[d];
+      } else {
+        size_t i = pos - 1;
+        while (i > 0 && topic[i - 1] != '/')
+          i--;
+        pos = i;
+      }
+      n = p;
     }
   }
 out:

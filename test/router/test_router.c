@@ -336,6 +336,43 @@ static void test_wide_node(void **state) {
   uvmqtt_router_free(r);
 }
 
+/* Levels that differ only in length, past their 8th byte, or by a NUL
+ * byte (topics are compared literally). */
+static void test_level_bytes(void **state) {
+  (void)state;
+  uvmqtt_router_t *r;
+  seen_t s;
+  static const char *const f[] = {
+      "x/abcdefgh",
+      "x/abcdefghi",
+      "x/abcdefghj",
+      "x/abcdefg",
+      "x/abcdefgh1/y",
+      "x/abcdefgh2/y",
+      "x/abcdefghijklmnopqrstuvw",
+      "x/a",
+  };
+  assert_int_equal(uvmqtt_router_new(&r), 0);
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+    assert_int_equal(add(r, f[i], (void *)f[i]), 0);
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
+    assert_int_equal(match(r, f[i], &s), 1);
+    assert_string_equal(s.filter[0], f[i]);
+  }
+  assert_int_equal(match(r, "x/abcdefghijklmnopqrstuv", &s), 0);
+  assert_int_equal(match(r, "x/abcdefghijklmnopqrstuvx", &s), 0);
+  assert_int_equal(match(r, "x/abcdefgh3/y", &s), 0);
+  assert_int_equal(match(r, "x/abcdefgi", &s), 0);
+  /* "x/a\0" is not "x/a", at the end of the topic or before a '/'. */
+  assert_int_equal(uvmqtt_router_match(r, "x/a\0", 4, collect, &s), 0);
+  assert_int_equal(add(r, "x/+/y", NULL), 0);
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(uvmqtt_router_match(r, "x/abcdefgh1\0/y", 14, collect, &s),
+                   1);
+  assert_string_equal(s.filter[0], "x/+/y");
+  uvmqtt_router_free(r);
+}
+
 /* A topic of 32768 empty levels: the walk must not recurse per level. */
 static void test_deep(void **state) {
   (void)state;
@@ -513,7 +550,10 @@ static uint32_t rnd(uint32_t n) {
   return (uint32_t)((rng_state * 2685821657736338717ull) >> 32) % n;
 }
 
-static const char *const words[] = {"a", "b", "c", "", "$x", "bb"};
+/* Levels of up to 8 bytes compare as one word, longer ones also byte by
+ * byte: a few words are 8 or 9 bytes and share their first 8. */
+static const char *const words[] = {
+    "a", "b", "c", "", "$x", "bb", "abcdefgh", "abcdefgi", "abcdefghi"};
 #define NWORDS (sizeof(words) / sizeof(words[0]))
 
 static size_t rand_topic(char *buf) {
@@ -799,6 +839,7 @@ int main(void) {
       cmocka_unit_test(test_share),
       cmocka_unit_test(test_memory_baseline),
       cmocka_unit_test(test_wide_node),
+      cmocka_unit_test(test_level_bytes),
       cmocka_unit_test(test_deep),
       cmocka_unit_test(test_cb_remove_add),
       cmocka_unit_test(test_cb_remove_last),
