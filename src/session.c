@@ -108,6 +108,8 @@ struct uvmqtt_session_s {
 
   uvmqtt_out_batch_t *cur; /* being filled */
   bool pooled;             /* counted in its thread's batch_pool */
+  bool clean_start;        /* of the CONNECT in progress */
+  bool server_retain;      /* v5 Retain Available (true unless 0) */
 
   /* The message of the uvmqtt__session_publish() call under way: pump()
    * leaves a failure to send it in fresh_rc, for the call to return,
@@ -731,6 +733,13 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       msg_finish(s, m, UVMQTT_EEXPIRED, 0);
       continue;
     }
+    if (m->retain && !s->server_retain) {
+      /* [MQTT-3.2.2-14]: the server said it keeps no retained messages. */
+      queue_unlink(s, m);
+      slog(s, LOG_ERROR, "the server does not support retained messages");
+      msg_finish(s, m, UVMQTT_ENOTSUP, 0);
+      continue;
+    }
     if (m->qos > s->server_max_qos) {
       /* [MQTT-3.2.2-11]: never above the server's Maximum QoS. */
       queue_unlink(s, m);
@@ -798,6 +807,7 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   s->ud = ud;
   s->next_id = 1;
   s->server_max_qos = 2;
+  s->server_retain = true;
   uvmqtt_parser_init(&s->parser, cfg->version, UVMQTT_ROLE_CLIENT,
                      cfg->max_packet_size);
   *out = s;
@@ -891,6 +901,8 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   s->server_keepalive = 0;
   s->server_max_qos = 2;
   s->server_alias_max = 0;
+  s->server_retain = true;
+  s->clean_start = c->clean_start;
   aliases_reset(s);
   s->keepalive_ms = (uint64_t)c->keep_alive * 1000;
   s->last_send = s->last_recv = now;
@@ -1013,6 +1025,8 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   if (p->qos > 2 ||
       (s->state == UVMQTT_SS_CONNECTED && p->qos > s->server_max_qos))
     return UVMQTT_EQOS;
+  if (p->retain && s->state == UVMQTT_SS_CONNECTED && !s->server_retain)
+    return UVMQTT_ENOTSUP;
   if (p->topic_len == 0 || p->topic_len > 65535)
     return UVMQTT_ETOPIC;
   memset(&pkt, 0, sizeof(pkt));
@@ -1270,6 +1284,10 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
       s->ev.on_connack(s->ud, ack);
     return UVMQTT_EREFUSED;
   }
+  if (s->clean_start && ack->session_present)
+    /* [MQTT-3.2.2-4]: we asked for a new session; a broker claiming an
+     * old one is not to be believed. */
+    return unexpected(s, "CONNACK with session present after clean start", 0);
   s->state = UVMQTT_SS_CONNECTED;
   if (s->cfg.version == UVMQTT_V5) {
     const uvmqtt_props_t *p = &ack->props;
@@ -1285,6 +1303,8 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
       s->server_max_qos = p->maximum_qos;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM))
       s->server_alias_max = p->topic_alias_maximum;
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_RETAIN_AVAILABLE))
+      s->server_retain = p->retain_available != 0;
   }
   int rc = resume_inflight(s, now, ack->session_present);
   if (rc < 0)

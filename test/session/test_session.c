@@ -37,6 +37,9 @@ static uvmqtt_props_t props_with(uint8_t id, uint32_t v) {
   case UVMQTT_PROP_TOPIC_ALIAS:
     p.topic_alias = (uint16_t)v;
     break;
+  case UVMQTT_PROP_RETAIN_AVAILABLE:
+    p.retain_available = (uint8_t)v;
+    break;
   default:
     fail();
   }
@@ -752,7 +755,7 @@ static void test_window_server_receive_max(void **state) {
   assert_int_equal(H.sent[2].id, 2);
   /* A larger server maximum leaves ours in force. */
   uvmqtt__session_connection_lost(H.s, UVMQTT_EPEERCLOSED);
-  assert_int_equal(h_connect(3, 0, true), 0);
+  assert_int_equal(h_connect(3, 0, false), 0); /* resume the session */
   h_clear();
   p = props_with(UVMQTT_PROP_RECEIVE_MAXIMUM, 100);
   assert_int_equal(h_feed_connack(3, true, 0, &p), 0);
@@ -761,6 +764,45 @@ static void test_window_server_receive_max(void **state) {
   assert_true(H.sent[1].dup);
   assert_int_equal(H.sent[3].id, 4);
   assert_int_equal(uvmqtt__session_inflight(H.s), 3);
+}
+
+/* [MQTT-3.2.2-4]: after a clean start the broker cannot have a session. */
+static void test_session_present_after_clean_start(void **state) {
+  (void)state;
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V311);
+  h_init(&c);
+  assert_int_equal(h_connect(0, 0, true), 0);
+  h_flush(0);
+  assert_int_equal(h_feed_connack(1, true, 0, NULL), UVMQTT_EUNEXPECTED);
+}
+
+/* [MQTT-3.2.2-14]: Retain Available 0 means no retained PUBLISH. */
+static void test_retain_not_available(void **state) {
+  (void)state;
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V5);
+  h_init(&c);
+  uvmqtt_session_pub_t p;
+  memset(&p, 0, sizeof(p));
+  p.topic = "t";
+  p.topic_len = 1;
+  p.payload = "x";
+  p.payload_len = 1;
+  p.qos = 1;
+  p.retain = true;
+  /* Queued before the CONNACK says so: completes with ENOTSUP. */
+  assert_true(uvmqtt__session_publish(H.s, 0, &p, NULL, NULL) > 0);
+  assert_int_equal(h_connect(0, 0, true), 0);
+  h_flush(0);
+  uvmqtt_props_t props = props_with(UVMQTT_PROP_RETAIN_AVAILABLE, 0);
+  assert_int_equal(h_feed_connack(1, false, 0, &props), 0);
+  assert_int_equal(uvmqtt__session_inflight(H.s), 0);
+  assert_int_equal(uvmqtt__session_queued(H.s), 0);
+  /* Known: refused at once; not retained still goes. */
+  assert_int_equal(uvmqtt__session_publish(H.s, 1, &p, NULL, NULL),
+                   UVMQTT_ENOTSUP);
+  p.retain = false;
+  assert_true(uvmqtt__session_publish(H.s, 1, &p, NULL, NULL) > 0);
+  assert_int_equal(uvmqtt__session_inflight(H.s), 1);
 }
 
 /* ---- queue limits -------------------------------------------------------- */
@@ -1835,6 +1877,9 @@ int main(void) {
       cmocka_unit_test_teardown(test_topic_alias, teardown),
       cmocka_unit_test_teardown(test_topic_alias_in, teardown),
       cmocka_unit_test_teardown(test_server_disconnect, teardown),
+      cmocka_unit_test_teardown(test_session_present_after_clean_start,
+                                teardown),
+      cmocka_unit_test_teardown(test_retain_not_available, teardown),
       cmocka_unit_test_teardown(test_too_big, teardown),
       cmocka_unit_test_teardown(test_auth, teardown),
       cmocka_unit_test_teardown(test_expiry_queued, teardown),
