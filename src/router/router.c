@@ -68,7 +68,6 @@ struct node_s {
   node_t *plus;   /* the '+' child */
   uint64_t w;     /* the level's first 8 bytes */
   node_t *parent; /* NULL for the root */
-  uint32_t hv;    /* hash of the level */
   uint32_t tcap;  /* 0, 1 or a power of two >= 4 */
   uint32_t tn;    /* literal children */
   uint16_t seglen;
@@ -147,11 +146,13 @@ static uint32_t mix(uint64_t x, size_t len) {
 }
 
 /* FNV-1a over a long level's bytes. */
-static uint64_t fnv64(const char *s, size_t n) {
-  uint64_t h = 14695981039346656037ull;
+#define FNV_BASIS 14695981039346656037ull
+#define FNV_PRIME 1099511628211ull
+
+static uint64_t fnv64(uint64_t h, const char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     h ^= (unsigned char)s[i];
-    h *= 1099511628211ull;
+    h *= FNV_PRIME;
   }
   return h;
 }
@@ -192,7 +193,7 @@ static HOT_INLINE lkey_t level_key(const char *s, size_t max) {
   }
   k.w = x;
   k.len = (uint32_t)n;
-  k.h = n <= 8 ? mix(x, n) : mix(fnv64(s, n), n);
+  k.h = n <= 8 ? mix(x, n) : mix(fnv64(FNV_BASIS, s, n), n);
   return k;
 }
 
@@ -222,13 +223,27 @@ static HOT_INLINE node_t *tab_find(const node_t *n, const char *s, lkey_t k) {
   }
 }
 
+/* The hash level_key gives node c's level, found again rather than kept
+ * in every node: only table updates need it. */
+static uint32_t node_hash(const node_t *c) {
+  if (c->seglen <= 8)
+    return mix(c->w, c->seglen);
+  uint64_t h = FNV_BASIS;
+  for (unsigned i = 0; i < 8; i++) {
+    h ^= (c->w >> (8 * i)) & 0xff;
+    h *= FNV_PRIME;
+  }
+  return mix(fnv64(h, c->seg, c->seglen - 8u), c->seglen);
+}
+
 static void tab_put(slot_t *tab, uint32_t cap, node_t *c) {
   uint32_t mask = cap - 1;
-  uint32_t i = home(c->hv, mask);
+  uint32_t hv = node_hash(c);
+  uint32_t i = home(hv, mask);
   while (tab[i].c)
     i = (i + 1) & mask;
   tab[i].c = c;
-  tab[i].hv = c->hv;
+  tab[i].hv = hv;
 }
 
 static void tab_free(uvmqtt_router_t *r, node_t *n) {
@@ -285,7 +300,7 @@ static void tab_remove(uvmqtt_router_t *r, node_t *n, node_t *c) {
   }
   uint32_t mask = n->tcap - 1;
   slot_t *tab = n->ch.tab;
-  uint32_t i = home(c->hv, mask);
+  uint32_t i = home(node_hash(c), mask);
   while (tab[i].c != c)
     i = (i + 1) & mask;
   /* Backward-shift deletion: pull later entries of the probe run into the
@@ -342,7 +357,6 @@ static node_t *node_new(uvmqtt_router_t *r, node_t *parent, const char *seg,
   memset(n, 0, offsetof(node_t, seg)); /* may be less than sizeof(*n) */
   n->parent = parent;
   n->w = k.w;
-  n->hv = k.h;
   n->seglen = (uint16_t)k.len;
   if (k.len > 8)
     memcpy(n->seg, seg + 8, k.len - 8);
