@@ -272,6 +272,46 @@ void uvmqtt_options_del(uvmqtt_options_t *o) {
   uvmqtt__free(o);
 }
 
+/* MQTT strings must be well-formed UTF-8 without U+0000 [MQTT-1.5.4]:
+ * checks every string property of a set the application hands us. */
+static int props_utf8_ok(const uvmqtt_props_t *p) {
+  if (!p)
+    return 0;
+  const uvmqtt_str_t *strs[] = {&p->content_type,
+                                &p->response_topic,
+                                &p->assigned_client_identifier,
+                                &p->authentication_method,
+                                &p->response_information,
+                                &p->server_reference,
+                                &p->reason_string};
+  const int ids[] = {UVMQTT_PROP_CONTENT_TYPE,
+                     UVMQTT_PROP_RESPONSE_TOPIC,
+                     UVMQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER,
+                     UVMQTT_PROP_AUTHENTICATION_METHOD,
+                     UVMQTT_PROP_RESPONSE_INFORMATION,
+                     UVMQTT_PROP_SERVER_REFERENCE,
+                     UVMQTT_PROP_REASON_STRING};
+  for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++)
+    if ((p->present & UVMQTT_PROP_BIT(ids[i])) &&
+        uvmqtt_utf8_check(strs[i]->data, strs[i]->len, NULL) != 0)
+      return UVMQTT_EUTF8;
+  if (p->user_props)
+    for (size_t i = 0; i < p->user_prop_count; i++)
+      if (uvmqtt_utf8_check(p->user_props[i].key.data, p->user_props[i].key.len,
+                            NULL) != 0 ||
+          uvmqtt_utf8_check(p->user_props[i].value.data,
+                            p->user_props[i].value.len, NULL) != 0)
+        return UVMQTT_EUTF8;
+  if ((p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_RESPONSE_TOPIC)) &&
+      uvmqtt_topic_validate(p->response_topic.data, p->response_topic.len))
+    return UVMQTT_ETOPIC; /* [MQTT-3.3.2-14]: no wildcards */
+  return 0;
+}
+
+static int str_utf8_ok(const char *s) {
+  return s && uvmqtt_utf8_check(s, strlen(s), NULL) != 0 ? UVMQTT_EUTF8 : 0;
+}
+
 /* Replaces *dst with a copy of src (NULL clears). */
 static int set_str(char **dst, const char *src) {
   char *d = NULL;
@@ -307,6 +347,8 @@ static int set_props(uvmqtt_props_t **dst, const uvmqtt_props_t *src) {
 int uvmqtt_options_set_client_id(uvmqtt_options_t *o, const char *id) {
   if (!o || (id && strlen(id) > 65535))
     return UVMQTT_EINVAL;
+  if (str_utf8_ok(id))
+    return UVMQTT_EUTF8;
   return set_str(&o->client_id, id && *id ? id : NULL);
 }
 
@@ -351,6 +393,8 @@ int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
                                    const void *password, size_t password_len) {
   if (!o || (username && strlen(username) > 65535) || password_len > 65535)
     return UVMQTT_EINVAL;
+  if (str_utf8_ok(username))
+    return UVMQTT_EUTF8;
   int rc = set_str(&o->username, username);
   if (rc == 0)
     rc = set_bin(&o->password, &o->password_len, password, password_len);
@@ -377,12 +421,18 @@ int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
 
 int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
                                   const uvmqtt_props_t *props) {
-  return o ? set_props(&o->will_props, props) : UVMQTT_EINVAL;
+  if (!o)
+    return UVMQTT_EINVAL;
+  int rc = props_utf8_ok(props);
+  return rc < 0 ? rc : set_props(&o->will_props, props);
 }
 
 int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
                                      const uvmqtt_props_t *p) {
-  return o ? set_props(&o->connect_props, p) : UVMQTT_EINVAL;
+  if (!o)
+    return UVMQTT_EINVAL;
+  int rc = props_utf8_ok(p);
+  return rc < 0 ? rc : set_props(&o->connect_props, p);
 }
 
 int uvmqtt_options_set_max_inflight(uvmqtt_options_t *o, unsigned n) {
@@ -2155,8 +2205,13 @@ int uvmqtt_client_disconnect(uvmqtt_client_t *c) {
 
 int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
                                 const uvmqtt_props_t *props) {
-  if (!c)
+  /* The reason codes a client may send in DISCONNECT [MQTT-3.14.2-1]. */
+  static const uint8_t allowed[] = {0x00, 0x04, 0x80, 0x81, 0x82, 0x83, 0x90,
+                                    0x93, 0x94, 0x95, 0x96, 0x97, 0x98, 0x99};
+  if (!c || !memchr(allowed, reason, sizeof(allowed)))
     return UVMQTT_EINVAL;
+  if (props_utf8_ok(props) < 0)
+    return UVMQTT_EUTF8;
   if (c->state == C_CLOSING)
     return UVMQTT_ECLOSED;
   c->user_disconnect = true;
@@ -2222,6 +2277,18 @@ int uvmqtt_publish_ex(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *po,
   int rc = uvmqtt_topic_validate(po->topic, tlen);
   if (rc < 0)
     return rc;
+  if (po->props && c->o.version == UVMQTT_V5) {
+    if ((rc = props_utf8_ok(po->props)) < 0)
+      return rc;
+    /* [MQTT-3.3.4-6]: subscription identifiers are the server's to send. */
+    if (po->props->present &
+        UVMQTT_PROP_BIT(UVMQTT_PROP_SUBSCRIPTION_IDENTIFIER))
+      return UVMQTT_EPROPBAD;
+    /* A hand-set alias and automatic ones would disagree at the broker. */
+    if ((po->props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) &&
+        (c->o.topic_alias_auto || po->props->topic_alias == 0))
+      return UVMQTT_ETOPICALIAS;
+  }
   uvmqtt_session_pub_t p;
   memset(&p, 0, sizeof(p));
   p.topic = po->topic;
@@ -2376,8 +2443,22 @@ int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,
     int rc = uvmqtt_filter_validate(subs[i].filter.data, subs[i].filter.len);
     if (rc < 0)
       return rc;
-    if ((subs[i].options & UVMQTT_SUBOPT_QOS_MASK) > 2)
+    uint8_t o = subs[i].options;
+    if ((o & UVMQTT_SUBOPT_QOS_MASK) > 2)
       return UVMQTT_EQOS;
+    /* Reserved bits, Retain Handling 3, and No Local on a shared
+     * subscription [MQTT-3.8.3-4] are protocol errors. */
+    if ((o & 0xC0) || ((o >> UVMQTT_SUBOPT_RETAIN_HANDLING_SHIFT) & 3) == 3 ||
+        (c->o.version != UVMQTT_V5 && (o & ~UVMQTT_SUBOPT_QOS_MASK)))
+      return UVMQTT_EINVAL;
+    if ((o & UVMQTT_SUBOPT_NO_LOCAL) && subs[i].filter.len > 7 &&
+        memcmp(subs[i].filter.data, "$share/", 7) == 0)
+      return UVMQTT_EFILTER;
+  }
+  if (props && c->o.version == UVMQTT_V5) {
+    int rc = props_utf8_ok(props);
+    if (rc < 0)
+      return rc;
   }
   if (c->state != C_CONNECTED)
     return UVMQTT_ENOTCONN;

@@ -478,7 +478,10 @@ static uint8_t *out_reserve(uvmqtt_session_t *s, size_t n) {
 /* Gives back the unused tail of the last reservation. */
 static void out_unreserve(uvmqtt_session_t *s, size_t n) {
   s->cur->len -= n;
-  s->cur->segs[s->cur->nsegs - 1].len -= n;
+  /* A segment left empty goes too: the output never holds an empty
+   * entry (nor a batch of nothing but empty entries). */
+  if ((s->cur->segs[s->cur->nsegs - 1].len -= n) == 0)
+    s->cur->nsegs--;
 }
 
 static int out_ext(uvmqtt_session_t *s, const uint8_t *p, size_t n,
@@ -731,6 +734,14 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
     if (expired(m, now)) {
       queue_unlink(s, m);
       msg_finish(s, m, UVMQTT_EEXPIRED, 0);
+      continue;
+    }
+    if (m->props &&
+        (m->props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) &&
+        m->props->topic_alias > s->server_alias_max) {
+      /* [MQTT-3.3.2-9]: a hand-set alias beyond the server's maximum. */
+      queue_unlink(s, m);
+      msg_finish(s, m, UVMQTT_ETOPICALIAS, 0);
       continue;
     }
     if (m->retain && !s->server_retain) {
@@ -1027,6 +1038,10 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
     return UVMQTT_EQOS;
   if (p->retain && s->state == UVMQTT_SS_CONNECTED && !s->server_retain)
     return UVMQTT_ENOTSUP;
+  if (p->props && s->state == UVMQTT_SS_CONNECTED &&
+      (p->props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) &&
+      p->props->topic_alias > s->server_alias_max)
+    return UVMQTT_ETOPICALIAS;
   if (p->topic_len == 0 || p->topic_len > 65535)
     return UVMQTT_ETOPIC;
   memset(&pkt, 0, sizeof(pkt));

@@ -790,6 +790,94 @@ static void test_server_errors_get_disconnect_reason(void **state) {
   run_bad(unknown_puback, 0, 0, UVMQTT_EUNEXPECTED, 0x82);
 }
 
+static void test_local_validation(void **state) {
+  (void)state;
+  rec_t r;
+  uvmqtt_props_t props;
+  uvmqtt_publish_opts_t po;
+  uvmqtt_options_t *o = v5_opts();
+  /* Strings must be UTF-8 without U+0000. */
+  assert_int_equal(uvmqtt_options_set_client_id(o, "bad\xff"), UVMQTT_EUTF8);
+  assert_int_equal(uvmqtt_options_set_credentials(o, "u\xc0\x80", NULL, 0),
+                   UVMQTT_EUTF8);
+  uvmqtt_options_set_topic_alias(o, 0, true);
+  rec_init(&r, o);
+  memset(&po, 0, sizeof(po));
+  po.topic = "t";
+  po.payload = "x";
+  po.payload_len = 1;
+  po.props = &props;
+  /* A Subscription Identifier is the server's to send [MQTT-3.3.4-6]. */
+  memset(&props, 0, sizeof(props));
+  props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_SUBSCRIPTION_IDENTIFIER);
+  props.subscription_id = 1;
+  assert_int_equal(uvmqtt_publish_ex(r.c, &po, NULL, NULL), UVMQTT_EPROPBAD);
+  /* A hand-set alias next to automatic ones, or alias 0. */
+  memset(&props, 0, sizeof(props));
+  props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
+  props.topic_alias = 1;
+  assert_int_equal(uvmqtt_publish_ex(r.c, &po, NULL, NULL), UVMQTT_ETOPICALIAS);
+  /* A user property that is not UTF-8; a response topic with a wildcard. */
+  uvmqtt_user_prop_t up = {{"k", 1}, {"\xfe", 1}};
+  memset(&props, 0, sizeof(props));
+  props.user_props = &up;
+  props.user_prop_count = 1;
+  assert_int_equal(uvmqtt_publish_ex(r.c, &po, NULL, NULL), UVMQTT_EUTF8);
+  memset(&props, 0, sizeof(props));
+  props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_RESPONSE_TOPIC);
+  props.response_topic.data = "r/#";
+  props.response_topic.len = 3;
+  assert_int_equal(uvmqtt_publish_ex(r.c, &po, NULL, NULL), UVMQTT_ETOPIC);
+  /* Subscription options: reserved bits, Retain Handling 3, No Local on a
+   * shared subscription [MQTT-3.8.3-4]. */
+  uvmqtt_subscription_t sub = {{"a/b", 3}, 0x41};
+  assert_int_equal(uvmqtt_subscribe_many(r.c, &sub, 1, NULL, NULL, NULL),
+                   UVMQTT_EINVAL);
+  sub.options = 3 << UVMQTT_SUBOPT_RETAIN_HANDLING_SHIFT;
+  assert_int_equal(uvmqtt_subscribe_many(r.c, &sub, 1, NULL, NULL, NULL),
+                   UVMQTT_EINVAL);
+  uvmqtt_subscription_t shared = {{"$share/g/a", 10}, UVMQTT_SUBOPT_NO_LOCAL};
+  assert_int_equal(uvmqtt_subscribe_many(r.c, &shared, 1, NULL, NULL, NULL),
+                   UVMQTT_EFILTER);
+  /* DISCONNECT reason codes a client may not send [MQTT-3.14.2-1]. */
+  assert_int_equal(uvmqtt_client_disconnect_ex(r.c, 0x05, NULL), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_disconnect_ex(r.c, 0x87, NULL), UVMQTT_EINVAL);
+  rec_finish(&r, NULL, NULL);
+}
+
+static void test_manual_alias_over_server_maximum(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.connack.present = UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM);
+  s.connack.topic_alias_maximum = 2;
+  rec_init(&r, v5_opts());
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  uvmqtt_props_t props;
+  memset(&props, 0, sizeof(props));
+  props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
+  props.topic_alias = 3;
+  uvmqtt_publish_opts_t po;
+  memset(&po, 0, sizeof(po));
+  po.topic = "t/a";
+  po.payload = "x";
+  po.payload_len = 1;
+  po.props = &props;
+  assert_int_equal(uvmqtt_publish_ex(r.c, &po, NULL, NULL), UVMQTT_ETOPICALIAS);
+  props.topic_alias = 2;
+  assert_true(uvmqtt_publish_ex(r.c, &po, NULL, NULL) >= 0);
+  uint64_t end = tu_now_ms() + WAIT_MS;
+  while (s.publishes < 1 && tu_now_ms() < end)
+    uv_run(&r.loop, UV_RUN_ONCE);
+  assert_int_equal(s.publishes, 1);
+  assert_int_equal(s.aliases[0], 2);
+  rec_finish(&r, &b, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enhanced_auth_and_reauth),
@@ -808,6 +896,8 @@ int main(void) {
       cmocka_unit_test(test_server_receive_maximum_caps_window),
       cmocka_unit_test(test_server_maximum_packet_size),
       cmocka_unit_test(test_server_maximum_qos),
+      cmocka_unit_test(test_local_validation),
+      cmocka_unit_test(test_manual_alias_over_server_maximum),
       cmocka_unit_test(test_auth_packets_carry_method),
       cmocka_unit_test(test_server_errors_get_disconnect_reason),
   };
