@@ -274,7 +274,7 @@ static void ev_publish_done(void *ud, uvmqtt_session_fn cb, void *arg,
     }
   }
   if (status == UVMQTT_EREJECTED)
-    CHECK(reason >= 0x80 && F.in_input);
+    CHECK(reason >= 0x80 && (F.in_input || F.in_done || F.in_release));
   finish_slot(sl);
 }
 

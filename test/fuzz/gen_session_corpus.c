@@ -320,7 +320,7 @@ static void zero_copy(uint8_t v) {
   ACK(0, 0);
   LOST(0);
   DONE(1);
-  CONNECT(0x10);
+  CONNECT(0x00); /* no clean start: the session resumes */
   HOLD();
   CONNACK(1, 0, 0, 0, 0, 0, 0);
   HOLD();
