@@ -602,6 +602,8 @@ int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
                             const void *data, size_t len) {
   if (!o || (method && strlen(method) > 65535) || len > 65535 || (len && !data))
     return UVMQTT_EINVAL;
+  if (str_utf8_ok(method))
+    return UVMQTT_EUTF8;
   int rc = set_str(&o->auth_method, method);
   if (rc == 0)
     rc = set_bin(&o->auth_data, &o->auth_data_len, method ? data : NULL, len);
@@ -2495,6 +2497,8 @@ int uvmqtt_unsubscribe_many(uvmqtt_client_t *c, const char *const *filters,
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;
+  if (props && c->o.version == UVMQTT_V5 && props_utf8_ok(props) < 0)
+    return UVMQTT_EUTF8;
   for (size_t i = 0; i < count; i++) {
     if (!filters[i])
       return UVMQTT_EINVAL;

@@ -941,6 +941,27 @@ void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status) {
   s->ping_outstanding = false;
 }
 
+static int check_size(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt);
+
+/* DISCONNECT and AUTH: when the server's Maximum Packet Size leaves no room
+ * for the Reason String and User Properties, they are left out, as
+ * [MQTT-3.14.2-3/4] and [MQTT-3.15.2-2/3] allow; anything else too large
+ * is an error. */
+static int out_reason_packet(uvmqtt_session_t *s, uvmqtt_packet_t *pkt,
+                             uvmqtt_props_t *props) {
+  if (check_size(s, pkt) == UVMQTT_ETOOBIG) {
+    props->present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING);
+    props->user_props = NULL;
+    props->user_prop_count = 0;
+    props->raw = NULL;
+    props->raw_len = 0;
+    int rc = check_size(s, pkt);
+    if (rc < 0)
+      return rc;
+  }
+  return out_packet(s, pkt);
+}
+
 int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
                                const uvmqtt_props_t *props) {
   uvmqtt_packet_t pkt;
@@ -949,7 +970,7 @@ int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
   pkt.u.disconnect.reason_code = reason;
   if (props)
     pkt.u.disconnect.props = *props;
-  return out_packet(s, &pkt);
+  return out_reason_packet(s, &pkt, &pkt.u.disconnect.props);
 }
 
 int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
@@ -962,7 +983,7 @@ int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
   pkt.u.auth.reason_code = reason;
   if (props)
     pkt.u.auth.props = *props;
-  return out_packet(s, &pkt);
+  return out_reason_packet(s, &pkt, &pkt.u.auth.props);
 }
 
 /* ---- keepalive -------------------------------------------------------------
@@ -1281,6 +1302,9 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
       uvmqtt_publish_t pub;
       m->dup = true;
       msg_to_publish(m, &pub);
+      /* Aliases belong to the old connection; the resend carries the full
+       * topic (and gets a fresh automatic alias if any). */
+      pub.props.present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
       rc = out_publish(s, now, &pub, m, true);
     }
     if (rc < 0)

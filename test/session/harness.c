@@ -270,6 +270,7 @@ static void record(const uvmqtt_packet_t *p, size_t size) {
       else
         strcpy(s->topic, H.alias[a]);
       s->alias_only = u->topic.len == 0;
+      s->alias = a;
     }
     s->payload_len = u->payload.len;
     s->payload = malloc(u->payload.len + 1);

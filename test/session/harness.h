@@ -27,6 +27,7 @@ typedef struct {
   bool has_expiry;
   uint32_t expiry;
   bool alias_only; /* sent with a topic alias and no topic */
+  uint16_t alias;  /* the Topic Alias sent, 0 when none */
   /* PUBLISH, acks, SUBSCRIBE, UNSUBSCRIBE */
   uint16_t id;
   uint8_t reason; /* acks, DISCONNECT */

@@ -40,6 +40,9 @@ static uvmqtt_props_t props_with(uint8_t id, uint32_t v) {
   case UVMQTT_PROP_RETAIN_AVAILABLE:
     p.retain_available = (uint8_t)v;
     break;
+  case UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM:
+    p.topic_alias_maximum = (uint16_t)v;
+    break;
   default:
     fail();
   }
@@ -803,6 +806,62 @@ static void test_retain_not_available(void **state) {
   p.retain = false;
   assert_true(uvmqtt__session_publish(H.s, 1, &p, NULL, NULL) > 0);
   assert_int_equal(uvmqtt__session_inflight(H.s), 1);
+}
+
+/* [MQTT-3.14.2-3/4]: the Reason String and User Properties are left out
+ * of a DISCONNECT that would exceed the server's Maximum Packet Size. */
+static void test_disconnect_props_dropped_when_too_big(void **state) {
+  (void)state;
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V5);
+  h_init(&c);
+  assert_int_equal(h_connect(0, 0, true), 0);
+  h_flush(0);
+  uvmqtt_props_t p = props_with(UVMQTT_PROP_MAXIMUM_PACKET_SIZE, 20);
+  assert_int_equal(h_feed_connack(1, false, 0, &p), 0);
+  h_clear();
+  uvmqtt_props_t d;
+  memset(&d, 0, sizeof(d));
+  d.present = UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING);
+  d.reason_string.data = "a reason string far longer than twenty bytes";
+  d.reason_string.len = strlen(d.reason_string.data);
+  assert_int_equal(uvmqtt__session_disconnect(H.s, 0x80, &d), 0);
+  assert_int_equal(h_flush(2), 1);
+  assert_int_equal(H.sent[0].type, UVMQTT_DISCONNECT);
+  assert_int_equal(H.sent[0].reason, 0x80);
+  assert_true(H.sent[0].size <= 20);
+}
+
+/* A hand-set alias belongs to the connection it was sent on: the resend
+ * after a reconnect carries the full topic and no stale alias. */
+static void test_resend_drops_manual_alias(void **state) {
+  (void)state;
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V5);
+  h_init(&c);
+  assert_int_equal(h_connect(0, 0, false), 0);
+  h_flush(0);
+  uvmqtt_props_t p = props_with(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM, 5);
+  assert_int_equal(h_feed_connack(1, false, 0, &p), 0);
+  uvmqtt_props_t a = props_with(UVMQTT_PROP_TOPIC_ALIAS, 2);
+  uvmqtt_session_pub_t pub;
+  memset(&pub, 0, sizeof(pub));
+  pub.topic = "t/a";
+  pub.topic_len = 3;
+  pub.payload = "x";
+  pub.payload_len = 1;
+  pub.qos = 1;
+  pub.props = &a;
+  assert_true(uvmqtt__session_publish(H.s, 1, &pub, NULL, NULL) > 0);
+  h_flush(1);
+  uvmqtt__session_connection_lost(H.s, UVMQTT_EPEERCLOSED);
+  assert_int_equal(h_connect(2, 0, false), 0);
+  h_clear();
+  assert_int_equal(h_feed_connack(3, true, 0, NULL), 0);
+  assert_int_equal(h_flush(3), 2); /* CONNECT, then the resend */
+  assert_int_equal(H.sent[1].type, UVMQTT_PUBLISH);
+  assert_true(H.sent[1].dup);
+  assert_string_equal(H.sent[1].topic, "t/a");
+  assert_false(H.sent[1].alias_only);
+  assert_int_equal(H.sent[1].alias, 0);
 }
 
 /* ---- queue limits -------------------------------------------------------- */
@@ -1880,6 +1939,9 @@ int main(void) {
       cmocka_unit_test_teardown(test_session_present_after_clean_start,
                                 teardown),
       cmocka_unit_test_teardown(test_retain_not_available, teardown),
+      cmocka_unit_test_teardown(test_disconnect_props_dropped_when_too_big,
+                                teardown),
+      cmocka_unit_test_teardown(test_resend_drops_manual_alias, teardown),
       cmocka_unit_test_teardown(test_too_big, teardown),
       cmocka_unit_test_teardown(test_auth, teardown),
       cmocka_unit_test_teardown(test_expiry_queued, teardown),
