@@ -142,7 +142,19 @@ UVMQTT_EXTERN int uvmqtt_options_set_empty_client_id(uvmqtt_options_t *o,
                                                      bool empty);
 /* UVMQTT_V31, UVMQTT_V311 (default) or UVMQTT_V5. */
 UVMQTT_EXTERN int uvmqtt_options_set_protocol(uvmqtt_options_t *o, int version);
-/* Clean session (3.x) / clean start (5.0); default true. */
+/* Clean session (3.x) / clean start (5.0); default true.
+ *
+ * What happens to messages in flight when a connection drops:
+ * - The broker reports its session (Session Present 1, only possible with
+ *   clean session off): unacknowledged QoS 1/2 PUBLISHes are sent again
+ *   with DUP set, and PUBRELs for QoS 2 messages already at PUBREC, in
+ *   their original order.
+ * - The broker has no session (clean session on, or it lost it): QoS 1
+ *   messages are sent again as new messages (DUP clear; at-least-once still
+ *   holds), never as duplicates into the fresh session; QoS 2 messages that
+ *   were already sent complete with UVMQTT_ESESSION, because exactly-once
+ *   can no longer be guaranteed and re-sending could deliver twice. Queued
+ *   messages that were never sent are simply sent. */
 UVMQTT_EXTERN int uvmqtt_options_set_clean_session(uvmqtt_options_t *o,
                                                    bool clean);
 /* v5 Session Expiry Interval in seconds (0xFFFFFFFF: never). */
