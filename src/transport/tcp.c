@@ -9,7 +9,6 @@
 typedef struct {
   uvmqtt_stream_t base;
   uv_tcp_t tcp;
-  uv_connect_t connect_req;
   uvmqtt_stream_open_cb open_cb;
   uvmqtt_stream_close_cb close_cb;
   unsigned closing : 1;
@@ -146,8 +145,13 @@ static const uvmqtt_stream_ops_t tcp_ops = {
     .close = tcp_close,
 };
 
+/* The connect request is allocated for the handshake only: a connected
+ * stream does not carry its 96 bytes around. libuv always calls back
+ * (UV_ECANCELED when the handle is closed first), before the close
+ * callback that frees the stream. */
 static void on_connect(uv_connect_t *req, int status) {
   tcp_stream_t *t = req->handle->data;
+  uvmqtt__free(req);
   if (t->closing)
     return; /* close() before open: open_cb is not called */
   if (status == 0)
@@ -187,8 +191,11 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
     rc = uv_tcp_nodelay(&t->tcp, 1);
   if (rc == 0 && opts && opts->keepalive_s)
     rc = uv_tcp_keepalive(&t->tcp, 1, opts->keepalive_s);
-  if (rc == 0)
-    rc = uv_tcp_connect(&t->connect_req, &t->tcp, addr, on_connect);
+  uv_connect_t *req = NULL;
+  if (rc == 0 && !(req = uvmqtt__malloc(sizeof(*req))))
+    rc = UVMQTT_ENOMEM;
+  if (rc == 0 && (rc = uv_tcp_connect(req, &t->tcp, addr, on_connect)) != 0)
+    uvmqtt__free(req);
   if (rc != 0) {
     /* Nothing to clean up for the caller: close the handle ourselves. */
     t->closing = 1;
