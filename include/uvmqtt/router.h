@@ -5,9 +5,11 @@
  * gateway can share one table across thousands of connections.
  *
  * The table is a trie keyed by topic level. Matching a topic costs time
- * proportional to the topic's depth plus the number of matching routes, not
- * to the number of routes: each level is one hash look-up for the literal
- * level plus, where present, a '+' branch and a '#' list.
+ * proportional to the trie nodes that match a prefix of it plus the
+ * matching routes, not to the number of routes: each node entered is one
+ * hash look-up for the next literal level plus, where present, a '+' branch
+ * and a '#' list. Nodes that match a prefix but lead to no route ('+'
+ * branches that die deeper) grow in number with the table.
  *
  * A route is one filter with one opaque value. "$share/<group>/<f>" routes
  * match as <f> but stay distinct routes, identified by the full filter.

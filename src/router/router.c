@@ -643,15 +643,12 @@ static int visit(const route_t *rt, uint64_t limit, uvmqtt_router_visit_cb cb,
  * to the previous '/'. Deeper levels are recomputed. */
 #define LEVEL_CACHE 32
 
-/* The walk behind uvmqtt_router_match; entered, when not NULL, counts the
+/* The walk behind uvmqtt_router_match; st, when not NULL, records the
  * nodes entered (the benchmark's measure of work). Inlined into both
  * callers so the public one carries no counting. */
-#if defined(__GNUC__)
-__attribute__((always_inline))
-#endif
-static inline int
-walk(uvmqtt_router_t *r, const char *topic, size_t len,
-     uvmqtt_router_visit_cb cb, void *arg, size_t *entered) {
+static HOT_INLINE int walk(uvmqtt_router_t *r, const char *topic, size_t len,
+                           uvmqtt_router_visit_cb cb, void *arg,
+                           uvmqtt__router_stats_t *st) {
   if (!r || !topic)
     return UVMQTT_EINVAL;
   if (len == 0 || len > UVMQTT_TOPIC_MAX)
@@ -674,8 +671,11 @@ walk(uvmqtt_router_t *r, const char *topic, size_t len,
   r->walking++;
   for (;;) {
     /* Entering n. */
-    if (entered)
-      ++*entered;
+    if (st) {
+      if (st->entered < st->cap)
+        st->nodes[st->entered] = n;
+      st->entered++;
+    }
     if (n->hroutes && n != nowild &&
         visit(n->hroutes, limit, cb, arg, &visited))
       break;
@@ -741,8 +741,8 @@ int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic, size_t len,
 
 int uvmqtt__router_match_stats(uvmqtt_router_t *r, const char *topic,
                                size_t len, uvmqtt_router_visit_cb cb, void *arg,
-                               size_t *entered) {
-  return walk(r, topic, len, cb, arg, entered);
+                               uvmqtt__router_stats_t *st) {
+  return walk(r, topic, len, cb, arg, st);
 }
 
 size_t uvmqtt_router_count(const uvmqtt_router_t *r) {

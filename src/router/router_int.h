@@ -6,12 +6,18 @@
 
 #include "uvmqtt/router.h"
 
-/* uvmqtt_router_match, and adds to *entered (which MUST NOT be NULL) the
- * number of trie nodes the walk entered: the benchmark's measure of work
- * beside the routes visited. Same contract as uvmqtt_router_match
+/* What a match did, for the benchmark. */
+typedef struct {
+  size_t entered;     /* trie nodes entered, added to by each match */
+  const void **nodes; /* when cap > 0: the first cap nodes entered */
+  size_t cap;
+} uvmqtt__router_stats_t;
+
+/* uvmqtt_router_match, recording in *st (which MUST NOT be NULL) the
+ * nodes the walk entered. Same contract as uvmqtt_router_match
  * otherwise. */
 int uvmqtt__router_match_stats(uvmqtt_router_t *r, const char *topic,
                                size_t len, uvmqtt_router_visit_cb cb, void *arg,
-                               size_t *entered);
+                               uvmqtt__router_stats_t *st);
 
 #endif
