@@ -568,6 +568,10 @@ static void op_connack(void) {
       p->present |= UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_KEEP_ALIVE);
       p->server_keep_alive = (uint16_t)(qk >> 1);
     }
+    if (pm & 64) {
+      p->present |= UVMQTT_PROP_BIT(UVMQTT_PROP_RETAIN_AVAILABLE);
+      p->retain_available = 0;
+    }
     if (pm & 32) {
       p->present |= UVMQTT_PROP_BIT(UVMQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER);
       p->assigned_client_identifier = (uvmqtt_str_t){"assigned", 8};
@@ -935,6 +939,8 @@ static void do_connect(uint8_t f) {
   if (F.conn_open)
     lost(UVMQTT_ECLOSED);
   return_all(UVMQTT_ECLOSED);
+  /* The broker owes nothing on a new connection until it reads it. */
+  reset_conn_model();
   memset(F.in_alias, 0, sizeof(F.in_alias)); /* per connection */
   uvmqtt_connect_t c;
   memset(&c, 0, sizeof(c));

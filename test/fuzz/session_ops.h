@@ -23,8 +23,8 @@ enum {
   FS_FEED = 0,
   /* flags (bit 0 session present, bit 1 refused, bit 2 split), v5 property
    * mask (bit 0 receive max, 1 max packet size, 2 topic alias max, 3 max
-   * QoS, 4 server keepalive, 5 assigned client id), receive max, max
-   * packet hi, lo, alias max, max qos / keepalive */
+   * QoS, 4 server keepalive, 5 assigned client id, 6 no retain), receive max,
+   * max packet hi, lo, alias max, max qos / keepalive */
   FS_CONNACK,
   /* index into what the broker owes (PUBACK/PUBREC/PUBCOMP/SUBACK/
    * UNSUBACK), reason selector */
