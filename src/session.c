@@ -584,6 +584,18 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
     }
   }
   int rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
+  if (rc == 0 && new_alias && s->server_max_packet &&
+      total > s->server_max_packet) {
+    /* Defining the alias is what makes it too large: send it without. The
+     * alias is optional, the limit is not [MQTT-3.2.2-15]. */
+    struct out_alias *a = &s->alias_out[new_alias - 1];
+    uvmqtt__free(a->topic);
+    a->topic = NULL;
+    a->len = 0;
+    new_alias = 0;
+    pkt.u.publish.props.present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
+    rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
+  }
   if (rc == 0 && s->server_max_packet && total > s->server_max_packet)
     rc = UVMQTT_ETOOBIG; /* e.g. queued before the limit was known */
   if (rc < 0)

@@ -878,6 +878,42 @@ static void test_manual_alias_over_server_maximum(void **state) {
   rec_finish(&r, &b, NULL);
 }
 
+/* A message that fits the server's Maximum Packet Size only without a new
+ * automatic alias goes out without it [MQTT-3.2.2-15]. */
+static void test_alias_dropped_to_fit_maximum_packet(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  char payload[20];
+  memset(payload, 'p', sizeof(payload));
+  memset(&s, 0, sizeof(s));
+  s.connack.present = UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM) |
+                      UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE);
+  s.connack.topic_alias_maximum = 5;
+  s.connack.maximum_packet_size = 30; /* 2 + 7 + 1 + 20: no room for 3 more */
+  uvmqtt_options_t *o = v5_opts();
+  uvmqtt_options_set_topic_alias(o, 0, true);
+  rec_init(&r, o);
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_int_equal(uvmqtt_publish(r.c, "t/abc", payload, sizeof(payload), 0,
+                                  false, on_pub, &r),
+                   0);
+  assert_int_equal(uvmqtt_publish(r.c, "t/x", "y", 1, 0, false, on_pub, &r), 0);
+  uint64_t end = tu_now_ms() + WAIT_MS;
+  while (s.publishes < 2 && tu_now_ms() < end)
+    uv_run(&r.loop, UV_RUN_ONCE);
+  assert_int_equal(s.publishes, 2);
+  assert_string_equal(s.topics[0], "t/abc");
+  assert_int_equal(s.aliases[0], 0);
+  assert_string_equal(s.topics[1], "t/x");
+  assert_true(s.aliases[1] >= 1); /* small ones still get an alias */
+  assert_int_equal(r.pub_status, 0);
+  rec_finish(&r, &b, NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enhanced_auth_and_reauth),
@@ -898,6 +934,7 @@ int main(void) {
       cmocka_unit_test(test_server_maximum_qos),
       cmocka_unit_test(test_local_validation),
       cmocka_unit_test(test_manual_alias_over_server_maximum),
+      cmocka_unit_test(test_alias_dropped_to_fit_maximum_packet),
       cmocka_unit_test(test_auth_packets_carry_method),
       cmocka_unit_test(test_server_errors_get_disconnect_reason),
   };
