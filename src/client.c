@@ -148,12 +148,14 @@ struct uvmqtt_client_s {
   uvmqtt_resolver_t *resolver;
   uvmqtt_resolve_req_t *resolve_req;
 
-  uv_timer_t timer; /* connect timeout, keepalive, reconnect delay */
-  /* One write per loop iteration. An idle handle, not a check handle:
-   * output queued before the poll phase (write callbacks, timers) must
-   * not wait for the poll to return, and an active idle handle makes
-   * libuv poll without blocking. */
-  uv_idle_t flush;
+  /* The loop's shared timer and flush handle (see "the loop context"):
+   * one deadline for the connect timeout, keepalive and reconnect delay,
+   * and a place in the list of clients with output to flush. */
+  struct loop_ctx_s *lc;
+  uint64_t due;      /* valid while heap_idx != 0 */
+  uint32_t heap_idx; /* 1-based slot in lc->heap, 0: no deadline */
+  uint32_t seq;      /* ties between equal deadlines: first armed first */
+  struct uvmqtt_client_s *lnext, **lpprev; /* flush or closing list */
   unsigned open_handles;
   unsigned writes; /* batches being written */
 
@@ -654,6 +656,285 @@ fail:
   return UVMQTT_ENOMEM;
 }
 
+/* ---- the loop context
+ * ----------------------------------------------------------------
+ * One uv_timer_t and one uv_idle_t per loop, shared by every client on it,
+ * so an idle connection holds neither. The timer runs the earliest of the
+ * clients' deadlines (a binary min-heap of clients, ties in arming order);
+ * the idle handle runs the clients with output queued in this iteration
+ * (one write each per iteration, as a handle per client did) and completes
+ * closes. Contexts are found by loop in a small registry (loops may run on
+ * several threads) and counted by their clients. The last client to close
+ * closes the two handles and its close callback fires after theirs, so
+ * uv_loop_close() succeeds once every close callback has run. */
+
+typedef struct loop_ctx_s {
+  struct loop_ctx_s *next; /* registry */
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  uv_idle_t idle;
+  size_t refs;
+  uvmqtt_client_t **heap; /* 1-based: heap[1] is the earliest */
+  uint32_t n, cap;        /* cap >= refs: pushing never allocates */
+  uint32_t seq;
+  uint64_t armed; /* due of the running uv timer, UINT64_MAX: stopped */
+  bool in_timer;  /* inside on_lc_timer: re-armed once at its end */
+  uvmqtt_client_t *flush, *running, *closing;
+  uvmqtt_client_t *last; /* completes after the handles closed */
+  int handles_open;
+} loop_ctx_t;
+
+static uv_once_t lc_once = UV_ONCE_INIT;
+static uv_mutex_t lc_mutex;
+static loop_ctx_t *lc_list;
+
+static void lc_mutex_init(void) {
+  if (uv_mutex_init(&lc_mutex) != 0)
+    abort();
+}
+
+static bool h_less(const uvmqtt_client_t *a, const uvmqtt_client_t *b) {
+  return a->due < b->due ||
+         (a->due == b->due && (int32_t)(a->seq - b->seq) < 0);
+}
+
+static void h_set(loop_ctx_t *lc, uint32_t i, uvmqtt_client_t *c) {
+  lc->heap[i] = c;
+  c->heap_idx = i;
+}
+
+static void h_up(loop_ctx_t *lc, uint32_t i) {
+  uvmqtt_client_t *c = lc->heap[i];
+  while (i > 1 && h_less(c, lc->heap[i / 2])) {
+    h_set(lc, i, lc->heap[i / 2]);
+    i /= 2;
+  }
+  h_set(lc, i, c);
+}
+
+static void h_down(loop_ctx_t *lc, uint32_t i) {
+  uvmqtt_client_t *c = lc->heap[i];
+  for (;;) {
+    uint32_t k = 2 * i;
+    if (k > lc->n)
+      break;
+    if (k < lc->n && h_less(lc->heap[k + 1], lc->heap[k]))
+      k++;
+    if (!h_less(lc->heap[k], c))
+      break;
+    h_set(lc, i, lc->heap[k]);
+    i = k;
+  }
+  h_set(lc, i, c);
+}
+
+static void h_remove(loop_ctx_t *lc, uvmqtt_client_t *c) {
+  uint32_t i = c->heap_idx;
+  uvmqtt_client_t *last = lc->heap[lc->n--];
+  c->heap_idx = 0;
+  if (last != c) {
+    h_set(lc, i, last);
+    h_up(lc, i);
+    h_down(lc, last->heap_idx);
+  }
+}
+
+static void on_lc_timer(uv_timer_t *t);
+
+static void lc_rearm(loop_ctx_t *lc) {
+  uint64_t due = lc->n ? lc->heap[1]->due : UINT64_MAX;
+  if (due == lc->armed)
+    return;
+  lc->armed = due;
+  if (due == UINT64_MAX) {
+    uv_timer_stop(&lc->timer);
+    return;
+  }
+  uint64_t now = uv_now(lc->loop);
+  uv_timer_start(&lc->timer, on_lc_timer, due > now ? due - now : 0, 0);
+}
+
+/* The client's deadline: `delay` ms from the loop's time. */
+static void ctimer_start(uvmqtt_client_t *c, uint64_t delay) {
+  loop_ctx_t *lc = c->lc;
+  if (c->state == C_CLOSING)
+    return;
+  c->due = uv_now(c->loop) + delay;
+  c->seq = lc->seq++;
+  if (c->heap_idx) {
+    h_up(lc, c->heap_idx);
+    h_down(lc, c->heap_idx);
+  } else {
+    h_set(lc, ++lc->n, c);
+    h_up(lc, lc->n);
+  }
+  if (!lc->in_timer)
+    lc_rearm(lc);
+}
+
+static void ctimer_stop(uvmqtt_client_t *c) {
+  loop_ctx_t *lc = c->lc;
+  if (!c->heap_idx)
+    return;
+  h_remove(lc, c);
+  if (!lc->in_timer)
+    lc_rearm(lc);
+}
+
+static void client_timer(uvmqtt_client_t *c);
+
+static void on_lc_timer(uv_timer_t *t) {
+  loop_ctx_t *lc = t->data;
+  uint64_t now = uv_now(lc->loop);
+  uint32_t first_new = lc->seq;
+  lc->armed = UINT64_MAX;
+  lc->in_timer = true;
+  /* Deadlines armed from inside these callbacks wait for the next run. */
+  while (lc->n && lc->heap[1]->due <= now &&
+         (int32_t)(lc->heap[1]->seq - first_new) < 0) {
+    uvmqtt_client_t *c = lc->heap[1];
+    h_remove(lc, c);
+    client_timer(c);
+  }
+  lc->in_timer = false;
+  lc_rearm(lc);
+}
+
+static void l_push(uvmqtt_client_t **head, uvmqtt_client_t *c) {
+  c->lnext = *head;
+  if (*head)
+    (*head)->lpprev = &c->lnext;
+  *head = c;
+  c->lpprev = head;
+}
+
+static void l_remove(uvmqtt_client_t *c) {
+  if (!c->lpprev)
+    return;
+  *c->lpprev = c->lnext;
+  if (c->lnext)
+    c->lnext->lpprev = c->lpprev;
+  c->lnext = NULL;
+  c->lpprev = NULL;
+}
+
+static void on_lc_idle(uv_idle_t *h);
+
+static void cflush_start(uvmqtt_client_t *c) {
+  if (c->lpprev)
+    return;
+  l_push(&c->lc->flush, c);
+  uv_idle_start(&c->lc->idle, on_lc_idle);
+}
+
+static void cflush_stop(uvmqtt_client_t *c) {
+  if (!c->freed_session) /* then it may be in the closing list */
+    l_remove(c);
+}
+
+static void flush_ex(uvmqtt_client_t *c, bool sync_ok);
+static void lc_detach(uvmqtt_client_t *c);
+
+static void on_lc_idle(uv_idle_t *h) {
+  loop_ctx_t *lc = h->data;
+  /* Output queued from inside these flushes waits for the next
+   * iteration, as with an idle handle started from its own callback. */
+  lc->running = lc->flush;
+  if (lc->running)
+    lc->running->lpprev = &lc->running;
+  lc->flush = NULL;
+  while (lc->running) {
+    uvmqtt_client_t *c = lc->running;
+    l_remove(c);
+    flush_ex(c, true);
+  }
+  bool alive = true;
+  while (alive && lc->closing) {
+    uvmqtt_client_t *c = lc->closing;
+    l_remove(c);
+    alive = lc->refs > 1; /* the last one closes the context */
+    lc_detach(c);
+  }
+  if (alive && !lc->flush && !lc->closing)
+    uv_idle_stop(&lc->idle);
+}
+
+static loop_ctx_t *lc_acquire(uv_loop_t *loop) {
+  uv_once(&lc_once, lc_mutex_init);
+  uv_mutex_lock(&lc_mutex);
+  loop_ctx_t *lc = lc_list;
+  while (lc && lc->loop != loop)
+    lc = lc->next;
+  if (!lc) {
+    lc = uvmqtt__calloc(1, sizeof(*lc));
+    if (lc && !(lc->heap = uvmqtt__malloc(17 * sizeof(*lc->heap)))) {
+      uvmqtt__free(lc);
+      lc = NULL;
+    }
+    if (lc) {
+      lc->cap = 16;
+      lc->loop = loop;
+      lc->armed = UINT64_MAX;
+      uv_timer_init(loop, &lc->timer);
+      uv_idle_init(loop, &lc->idle);
+      lc->timer.data = lc;
+      lc->idle.data = lc;
+      lc->next = lc_list;
+      lc_list = lc;
+    }
+  } else if (lc->refs + 1 > lc->cap) {
+    uint32_t cap = lc->cap * 2;
+    uvmqtt_client_t **heap =
+        uvmqtt__realloc(lc->heap, ((size_t)cap + 1) * sizeof(*heap));
+    if (heap) {
+      lc->heap = heap;
+      lc->cap = cap;
+    } else {
+      lc = NULL;
+    }
+  }
+  if (lc)
+    lc->refs++;
+  uv_mutex_unlock(&lc_mutex);
+  return lc;
+}
+
+static void on_lc_closed(uv_handle_t *h) {
+  loop_ctx_t *lc = h->data;
+  if (--lc->handles_open > 0)
+    return;
+  uvmqtt_client_t *c = lc->last;
+  uvmqtt__free(lc->heap);
+  uvmqtt__free(lc);
+  c->lc = NULL;
+  c->open_handles--;
+  close_now(c);
+}
+
+/* The client's last step in closing: it leaves the context; the last
+ * client closes the shared handles first. */
+static void lc_detach(uvmqtt_client_t *c) {
+  loop_ctx_t *lc = c->lc;
+  uv_mutex_lock(&lc_mutex);
+  bool last = --lc->refs == 0;
+  if (last) {
+    loop_ctx_t **pp = &lc_list;
+    while (*pp != lc)
+      pp = &(*pp)->next;
+    *pp = lc->next;
+  }
+  uv_mutex_unlock(&lc_mutex);
+  if (last) {
+    lc->last = c;
+    lc->handles_open = 2;
+    uv_close((uv_handle_t *)&lc->timer, on_lc_closed);
+    uv_close((uv_handle_t *)&lc->idle, on_lc_closed);
+    return;
+  }
+  c->open_handles--;
+  close_now(c);
+}
+
 /* ---- session events
  * ------------------------------------------------------------ */
 
@@ -665,17 +946,10 @@ static void ev_log(void *ud, int level, const char *msg) {
   clog_(ud, level, "%s", msg);
 }
 
-static void flush_ex(uvmqtt_client_t *c, bool sync_ok);
-
-static void on_flush(uv_idle_t *h) {
-  flush_ex(h->data, true);
-}
-
 static void ev_output(void *ud) {
   uvmqtt_client_t *c = ud;
-  if (c->state != C_CLOSING && !uv_is_closing((uv_handle_t *)&c->flush) &&
-      !uv_is_active((uv_handle_t *)&c->flush))
-    uv_idle_start(&c->flush, on_flush);
+  if (c->state != C_CLOSING)
+    cflush_start(c);
 }
 
 static void resubscribe(uvmqtt_client_t *c) {
@@ -908,7 +1182,7 @@ static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
  * with no write request. API calls pass false so that no user callback
  * fires from inside them. */
 static void flush_ex(uvmqtt_client_t *c, bool sync_ok) {
-  uv_idle_stop(&c->flush);
+  cflush_stop(c);
   if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING)
     return;
   const uvmqtt_iov_t *iov;
@@ -968,11 +1242,9 @@ static void flush_now(uvmqtt_client_t *c) {
 /* ---- timers
  * ----------------------------------------------------------------------- */
 
-static void on_timer(uv_timer_t *t);
-
 static void arm_timer(uvmqtt_client_t *c) {
   uint64_t now = now_ms(c), due = UINT64_MAX;
-  if (c->state == C_CLOSING || uv_is_closing((uv_handle_t *)&c->timer))
+  if (c->state == C_CLOSING)
     return;
   if (c->state == C_RESOLVING || c->state == C_TRANSPORT || c->state == C_MQTT)
     due = c->attempt_deadline;
@@ -984,14 +1256,13 @@ static void arm_timer(uvmqtt_client_t *c) {
   if (c->state == C_WAIT)
     return; /* the reconnect delay owns the timer */
   if (due == UINT64_MAX) {
-    uv_timer_stop(&c->timer);
+    ctimer_stop(c);
     return;
   }
-  uv_timer_start(&c->timer, on_timer, due > now ? due - now : 0, 0);
+  ctimer_start(c, due > now ? due - now : 0);
 }
 
-static void on_timer(uv_timer_t *t) {
-  uvmqtt_client_t *c = t->data;
+static void client_timer(uvmqtt_client_t *c) {
   uint64_t now = now_ms(c);
   ENTER(c);
   if (c->state == C_WAIT) {
@@ -1193,7 +1464,7 @@ static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
   c->user_disconnect = false;
   c->attempt = 0;
   c->state = C_WAIT;
-  uv_timer_start(&c->timer, on_timer, 0, 0); /* never from inside the call */
+  ctimer_start(c, 0); /* never from inside the call */
   return 0;
 }
 
@@ -1768,7 +2039,7 @@ static void attempt_failed(uvmqtt_client_t *c, int status) {
     c->cur_server++;
     c->cur_addr = c->naddrs = 0;
     c->state = C_WAIT;
-    uv_timer_start(&c->timer, on_timer, 0, 0);
+    ctimer_start(c, 0);
     return;
   }
   const char *what = c->nservers ? c->servers[c->cur_server].host
@@ -1788,7 +2059,7 @@ static void attempt_failed(uvmqtt_client_t *c, int status) {
     return; /* the callback connected or closed */
   if (!c->o.reconnect || c->user_disconnect || !retry) {
     c->state = C_IDLE;
-    uv_timer_stop(&c->timer);
+    ctimer_stop(c);
     return;
   }
   c->cur_server = 0;
@@ -1813,7 +2084,7 @@ static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay) {
   c->state = C_WAIT;
   clog_(c, UVMQTT_LOG_INFO, "reconnecting in %u ms (attempt %u)", (unsigned)d,
         c->attempt);
-  uv_timer_start(&c->timer, on_timer, (uint64_t)d, 0);
+  ctimer_start(c, (uint64_t)d);
 }
 
 /* Applies a pending v5 redirect: the current server's host and port are
@@ -1855,7 +2126,7 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
       c->redirects++;
       close_stream(c);
       c->state = C_WAIT;
-      uv_timer_start(&c->timer, on_timer, 0, 0);
+      ctimer_start(c, 0);
       ok = true;
     } else {
       uvmqtt__free(h);
@@ -1925,7 +2196,7 @@ static void do_drop(uvmqtt_client_t *c) {
     return;
   if (c->user_disconnect || !c->o.reconnect) {
     c->state = C_IDLE;
-    uv_timer_stop(&c->timer);
+    ctimer_stop(c);
     return;
   }
   c->cur_server = 0;
@@ -2007,11 +2278,13 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     uvmqtt__free(c);
     return rc < 0 ? rc : UVMQTT_ENOMEM;
   }
-  uv_timer_init(loop, &c->timer);
-  uv_idle_init(loop, &c->flush);
-  c->timer.data = c;
-  c->flush.data = c;
-  c->open_handles = 2;
+  if (!(c->lc = lc_acquire(loop))) {
+    uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
+    options_clear(&c->o);
+    uvmqtt__free(c->client_id);
+    uvmqtt__free(c);
+    return UVMQTT_ENOMEM;
+  }
   *out = c;
   return 0;
 }
@@ -2061,7 +2334,7 @@ static void close_now(uvmqtt_client_t *c) {
   if (c->depth > 0)
     return;
   /* Wait for the stream (whose close cancels our writes) first. */
-  if (c->open_handles > 2 || c->writes > 0)
+  if (c->open_handles > 0 || c->writes > 0)
     return;
   if (!c->freed_session) {
     c->freed_session = true;
@@ -2081,8 +2354,13 @@ static void close_now(uvmqtt_client_t *c) {
       uv_close((uv_handle_t *)c->req_timer, on_handle_closed);
     }
     c->depth--;
-    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
-    uv_close((uv_handle_t *)&c->flush, on_handle_closed);
+    ctimer_stop(c);
+    l_remove(c); /* from the flush list */
+    /* Leaving the loop context completes from its idle callback, never
+     * from inside uvmqtt_client_close(). */
+    c->open_handles++;
+    l_push(&c->lc->closing, c);
+    uv_idle_start(&c->lc->idle, on_lc_idle);
     return;
   }
   if (c->open_handles > 0)
@@ -2219,7 +2497,7 @@ int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
   c->user_disconnect = true;
   if (c->state == C_WAIT || c->state == C_IDLE) {
     bool was = c->state == C_WAIT;
-    uv_timer_stop(&c->timer);
+    ctimer_stop(c);
     c->state = C_IDLE;
     return was ? 0 : UVMQTT_ENOTCONN;
   }
