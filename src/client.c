@@ -31,52 +31,65 @@ typedef struct {
   bool has_user, has_pass;
 } server_t;
 
-struct uvmqtt_options_s {
-  char *client_id;
-  bool empty_id;
-  int version;
-  bool clean;
-  bool has_session_expiry;
-  uint32_t session_expiry;
-  unsigned keepalive;
+/* Options most clients leave at their defaults live in a block allocated
+ * when first set: a client's copy of the options is then only the core. */
+typedef struct {
   char *username;
   uint8_t *password;
   size_t password_len;
-  bool has_password;
   char *will_topic;
   uint8_t *will_payload;
   size_t will_len;
-  int will_qos;
-  bool will_retain;
   uvmqtt_props_t *will_props;
   uvmqtt_props_t *connect_props;
-  unsigned max_inflight;
-  size_t max_queued, max_queued_bytes;
-  int queue_policy;
-  uint32_t max_packet_size;
-  bool reconnect;
-  unsigned rc_min, rc_max;
-  double jitter;
-  unsigned connect_timeout;
   char *bind;
-  bool nodelay;
-  bool resubscribe;
   const uvmqtt_tls_config_t *tls;
-  bool tls_for_tcp;
   char *ws_path;
   char **ws_headers;
   size_t ws_header_count;
   char *dns_servers;
-  unsigned dns_timeout;
-  uint16_t topic_alias_in;
-  bool topic_alias_auto;
-  uint16_t receive_max;
-  bool request_response_info;
   char *auth_method;
   uint8_t *auth_data;
   size_t auth_data_len;
+  uint32_t session_expiry;
+  unsigned dns_timeout;
+  int will_qos;
+  uint16_t topic_alias_in;
+  uint16_t receive_max;
+  bool has_session_expiry;
+  bool has_password;
+  bool will_retain;
+  bool tls_for_tcp;
+  bool topic_alias_auto;
+  bool request_response_info;
   bool follow_redirects;
+} opt_ext_t;
+
+static const opt_ext_t ext_defaults = {.dns_timeout = 5000,
+                                       .follow_redirects = true};
+
+struct uvmqtt_options_s {
+  char *client_id;
+  opt_ext_t *x; /* NULL: every field in it has its default */
+  size_t max_queued, max_queued_bytes;
+  double jitter;
+  uint32_t max_packet_size;
+  unsigned rc_min, rc_max;
+  unsigned connect_timeout;
+  uint16_t keepalive;
+  uint16_t max_inflight;
+  uint8_t version;
+  uint8_t queue_policy;
+  bool empty_id;
+  bool clean;
+  bool reconnect;
+  bool nodelay;
+  bool resubscribe;
 };
+
+/* Reading the rarely set options: the defaults when none was set. */
+#define OX(o) ((const opt_ext_t *)((o)->x ? (o)->x : &ext_defaults))
+#define CX(c) OX(&(c)->o)
 
 typedef struct sub_s {
   struct sub_s *next;
@@ -234,26 +247,36 @@ static void options_defaults(uvmqtt_options_t *o) {
   o->connect_timeout = 10000;
   o->nodelay = true;
   o->resubscribe = true;
-  o->dns_timeout = 5000;
-  o->follow_redirects = true;
+}
+
+/* The rarely set options, allocated with their defaults on first use. */
+static opt_ext_t *ext_get(uvmqtt_options_t *o) {
+  if (!o->x && (o->x = uvmqtt__malloc(sizeof(*o->x))))
+    *o->x = ext_defaults;
+  return o->x;
 }
 
 static void options_clear(uvmqtt_options_t *o) {
   uvmqtt__free(o->client_id);
-  uvmqtt__free(o->username);
-  uvmqtt__free(o->password);
-  uvmqtt__free(o->will_topic);
-  uvmqtt__free(o->will_payload);
-  uvmqtt__free(o->will_props);
-  uvmqtt__free(o->connect_props);
-  uvmqtt__free(o->bind);
-  uvmqtt__free(o->ws_path);
-  for (size_t i = 0; i < o->ws_header_count; i++)
-    uvmqtt__free(o->ws_headers[i]);
-  uvmqtt__free(o->ws_headers);
-  uvmqtt__free(o->dns_servers);
-  uvmqtt__free(o->auth_method);
-  uvmqtt__free(o->auth_data);
+  opt_ext_t *x = o->x;
+  o->x = NULL;
+  if (!x)
+    return;
+  uvmqtt__free(x->username);
+  uvmqtt__free(x->password);
+  uvmqtt__free(x->will_topic);
+  uvmqtt__free(x->will_payload);
+  uvmqtt__free(x->will_props);
+  uvmqtt__free(x->connect_props);
+  uvmqtt__free(x->bind);
+  uvmqtt__free(x->ws_path);
+  for (size_t i = 0; i < x->ws_header_count; i++)
+    uvmqtt__free(x->ws_headers[i]);
+  uvmqtt__free(x->ws_headers);
+  uvmqtt__free(x->dns_servers);
+  uvmqtt__free(x->auth_method);
+  uvmqtt__free(x->auth_data);
+  uvmqtt__free(x);
 }
 
 int uvmqtt_options_new(uvmqtt_options_t **out) {
@@ -379,8 +402,11 @@ int uvmqtt_options_set_clean_session(uvmqtt_options_t *o, bool clean) {
 int uvmqtt_options_set_session_expiry(uvmqtt_options_t *o, uint32_t s) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->has_session_expiry = true;
-  o->session_expiry = s;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->has_session_expiry = true;
+  x->session_expiry = s;
   return 0;
 }
 
@@ -395,13 +421,16 @@ int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
                                    const void *password, size_t password_len) {
   if (!o || (username && strlen(username) > 65535) || password_len > 65535)
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
   if (str_utf8_ok(username))
     return UVMQTT_EUTF8;
-  int rc = set_str(&o->username, username);
+  int rc = set_str(&x->username, username);
   if (rc == 0)
-    rc = set_bin(&o->password, &o->password_len, password, password_len);
+    rc = set_bin(&x->password, &x->password_len, password, password_len);
   if (rc == 0)
-    o->has_password = password != NULL;
+    x->has_password = password != NULL;
   return rc;
 }
 
@@ -410,14 +439,17 @@ int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
                             bool retain) {
   if (!o || qos < 0 || qos > 2 || len > 65535 || (len && !payload))
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
   if (topic && uvmqtt_topic_validate(topic, strlen(topic)) != 0)
     return UVMQTT_ETOPIC;
-  int rc = set_str(&o->will_topic, topic);
+  int rc = set_str(&x->will_topic, topic);
   if (rc == 0)
-    rc = set_bin(&o->will_payload, &o->will_len,
+    rc = set_bin(&x->will_payload, &x->will_len,
                  topic ? (payload ? payload : "") : NULL, len);
-  o->will_qos = qos;
-  o->will_retain = retain;
+  x->will_qos = qos;
+  x->will_retain = retain;
   return rc;
 }
 
@@ -425,16 +457,22 @@ int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
                                   const uvmqtt_props_t *props) {
   if (!o)
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
   int rc = props_utf8_ok(props);
-  return rc < 0 ? rc : set_props(&o->will_props, props);
+  return rc < 0 ? rc : set_props(&x->will_props, props);
 }
 
 int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
                                      const uvmqtt_props_t *p) {
   if (!o)
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
   int rc = props_utf8_ok(p);
-  return rc < 0 ? rc : set_props(&o->connect_props, p);
+  return rc < 0 ? rc : set_props(&x->connect_props, p);
 }
 
 int uvmqtt_options_set_max_inflight(uvmqtt_options_t *o, unsigned n) {
@@ -489,9 +527,12 @@ int uvmqtt_options_set_bind_address(uvmqtt_options_t *o, const char *ip) {
   struct sockaddr_in a4;
   if (!o)
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
   if (ip && uv_ip4_addr(ip, 0, &a4) != 0 && uv_ip6_addr(ip, 0, &a6) != 0)
     return UVMQTT_EINVAL;
-  return set_str(&o->bind, ip);
+  return set_str(&x->bind, ip);
 }
 
 int uvmqtt_options_set_nodelay(uvmqtt_options_t *o, bool on) {
@@ -512,12 +553,15 @@ int uvmqtt_options_set_tls(uvmqtt_options_t *o, const uvmqtt_tls_config_t *cfg,
                            bool use_for_tcp) {
   if (!o)
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_TLS
   if (cfg)
     return UVMQTT_ENOTSUP;
 #endif
-  o->tls = cfg;
-  o->tls_for_tcp = cfg && use_for_tcp;
+  x->tls = cfg;
+  x->tls_for_tcp = cfg && use_for_tcp;
   return 0;
 }
 
@@ -525,6 +569,9 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
                           const char *const *headers, size_t header_count) {
   if (!o || (header_count && !headers))
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_WS
   (void)path;
   return UVMQTT_ENOTSUP;
@@ -544,18 +591,18 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
       }
     }
   }
-  int rc = set_str(&o->ws_path, path);
+  int rc = set_str(&x->ws_path, path);
   if (rc < 0) {
     for (size_t j = 0; j < header_count; j++)
       uvmqtt__free(h[j]);
     uvmqtt__free(h);
     return rc;
   }
-  for (size_t i = 0; i < o->ws_header_count; i++)
-    uvmqtt__free(o->ws_headers[i]);
-  uvmqtt__free(o->ws_headers);
-  o->ws_headers = h;
-  o->ws_header_count = header_count;
+  for (size_t i = 0; i < x->ws_header_count; i++)
+    uvmqtt__free(x->ws_headers[i]);
+  uvmqtt__free(x->ws_headers);
+  x->ws_headers = h;
+  x->ws_header_count = header_count;
   return 0;
 #endif
 }
@@ -563,17 +610,23 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
 int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o, const char *servers) {
   if (!o)
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_SRV
   if (servers)
     return UVMQTT_ENOTSUP;
 #endif
-  return set_str(&o->dns_servers, servers);
+  return set_str(&x->dns_servers, servers);
 }
 
 int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o, unsigned ms) {
   if (!o || ms == 0)
     return UVMQTT_EINVAL;
-  o->dns_timeout = ms;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->dns_timeout = ms;
   return 0;
 }
 
@@ -581,22 +634,31 @@ int uvmqtt_options_set_topic_alias(uvmqtt_options_t *o, uint16_t incoming_max,
                                    bool auto_out) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->topic_alias_in = incoming_max;
-  o->topic_alias_auto = auto_out;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->topic_alias_in = incoming_max;
+  x->topic_alias_auto = auto_out;
   return 0;
 }
 
 int uvmqtt_options_set_receive_maximum(uvmqtt_options_t *o, uint16_t n) {
   if (!o || n == 0)
     return UVMQTT_EINVAL;
-  o->receive_max = n;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->receive_max = n;
   return 0;
 }
 
 int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->request_response_info = on;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->request_response_info = on;
   return 0;
 }
 
@@ -604,52 +666,69 @@ int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
                             const void *data, size_t len) {
   if (!o || (method && strlen(method) > 65535) || len > 65535 || (len && !data))
     return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
   if (str_utf8_ok(method))
     return UVMQTT_EUTF8;
-  int rc = set_str(&o->auth_method, method);
+  int rc = set_str(&x->auth_method, method);
   if (rc == 0)
-    rc = set_bin(&o->auth_data, &o->auth_data_len, method ? data : NULL, len);
+    rc = set_bin(&x->auth_data, &x->auth_data_len, method ? data : NULL, len);
   return rc;
 }
 
 int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->follow_redirects = on;
+  opt_ext_t *x = ext_get(o);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->follow_redirects = on;
   return 0;
 }
 
 static int options_copy(uvmqtt_options_t *d, const uvmqtt_options_t *s) {
   *d = *s;
-  d->client_id = d->username = d->will_topic = d->bind = d->ws_path = NULL;
-  d->dns_servers = d->auth_method = NULL;
-  d->password = d->will_payload = d->auth_data = NULL;
-  d->will_props = d->connect_props = NULL;
-  d->ws_headers = NULL;
-  d->ws_header_count = 0;
-  if (set_str(&d->client_id, s->client_id) ||
-      set_str(&d->username, s->username) ||
-      set_bin(&d->password, &d->password_len, s->password, s->password_len) ||
-      set_str(&d->will_topic, s->will_topic) ||
-      set_bin(&d->will_payload, &d->will_len, s->will_payload, s->will_len) ||
-      set_props(&d->will_props, s->will_props) ||
-      set_props(&d->connect_props, s->connect_props) ||
-      set_str(&d->bind, s->bind) || set_str(&d->ws_path, s->ws_path) ||
-      set_str(&d->dns_servers, s->dns_servers) ||
-      set_str(&d->auth_method, s->auth_method) ||
-      set_bin(&d->auth_data, &d->auth_data_len, s->auth_data, s->auth_data_len))
+  d->client_id = NULL;
+  d->x = NULL;
+  if (set_str(&d->client_id, s->client_id))
     goto fail;
-  if (s->ws_header_count) {
-    d->ws_headers = uvmqtt__calloc(s->ws_header_count, sizeof(char *));
-    if (!d->ws_headers)
+  if (!s->x)
+    return 0;
+  const opt_ext_t *sx = s->x;
+  opt_ext_t *x = ext_get(d);
+  if (!x)
+    goto fail;
+  *x = *sx;
+  x->username = x->will_topic = x->bind = x->ws_path = NULL;
+  x->dns_servers = x->auth_method = NULL;
+  x->password = x->will_payload = x->auth_data = NULL;
+  x->will_props = x->connect_props = NULL;
+  x->ws_headers = NULL;
+  x->ws_header_count = 0;
+  if (set_str(&x->username, sx->username) ||
+      set_bin(&x->password, &x->password_len, sx->password, sx->password_len) ||
+      set_str(&x->will_topic, sx->will_topic) ||
+      set_bin(&x->will_payload, &x->will_len, sx->will_payload, sx->will_len) ||
+      set_props(&x->will_props, sx->will_props) ||
+      set_props(&x->connect_props, sx->connect_props) ||
+      set_str(&x->bind, sx->bind) || set_str(&x->ws_path, sx->ws_path) ||
+      set_str(&x->dns_servers, sx->dns_servers) ||
+      set_str(&x->auth_method, sx->auth_method) ||
+      set_bin(&x->auth_data, &x->auth_data_len, sx->auth_data,
+              sx->auth_data_len))
+    goto fail;
+  if (sx->ws_header_count) {
+    x->ws_headers = uvmqtt__calloc(sx->ws_header_count, sizeof(char *));
+    if (!x->ws_headers)
       goto fail;
-    d->ws_header_count = s->ws_header_count;
-    for (size_t i = 0; i < s->ws_header_count; i++)
-      if (!(d->ws_headers[i] = uvmqtt__strdup(s->ws_headers[i])))
+    x->ws_header_count = sx->ws_header_count;
+    for (size_t i = 0; i < sx->ws_header_count; i++)
+      if (!(x->ws_headers[i] = uvmqtt__strdup(sx->ws_headers[i])))
         goto fail;
   }
-  if (s->has_password && !s->password) /* empty password */
-    d->password = NULL;
+  if (sx->has_password && !sx->password) /* empty password */
+    x->password = NULL;
   return 0;
 fail:
   options_clear(d);
@@ -988,7 +1067,7 @@ static void note_redirect(uvmqtt_client_t *c, uint8_t reason,
                           const uvmqtt_props_t *p) {
   if (c->o.version != UVMQTT_V5 || (reason != 0x9C && reason != 0x9D) ||
       !(p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_REFERENCE)) ||
-      !c->o.follow_redirects)
+      !CX(c)->follow_redirects)
     return;
   uvmqtt__free(c->redirect_ref);
   c->redirect_ref =
@@ -1138,7 +1217,7 @@ static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
 static void ev_auth(void *ud, const uvmqtt_reason_t *r) {
   uvmqtt_client_t *c = ud;
   clog_(c, UVMQTT_LOG_DEBUG, "AUTH received (reason 0x%02x)", r->reason_code);
-  if (!c->o.auth_method) {
+  if (!CX(c)->auth_method) {
     clog_(c, UVMQTT_LOG_ERROR,
           "AUTH received without enhanced "
           "authentication configured");
@@ -1306,7 +1385,7 @@ static uint16_t default_port(const uvmqtt_client_t *c, int scheme) {
   case S_WSS:
     return 443;
   default:
-    return c->o.tls_for_tcp ? 8883 : 1883;
+    return CX(c)->tls_for_tcp ? 8883 : 1883;
   }
 }
 
@@ -1490,7 +1569,7 @@ int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
     uvmqtt__free(sv);
     return UVMQTT_ENOMEM;
   }
-  sv->scheme = c->o.tls_for_tcp ? S_MQTTS : S_MQTT;
+  sv->scheme = CX(c)->tls_for_tcp ? S_MQTTS : S_MQTT;
   sv->port = (uint16_t)port;
   return begin(c, sv, 1, false);
 }
@@ -1512,7 +1591,7 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
   for (size_t i = 0; i < count; i++) {
     rc = uris[i] ? parse_uri(c, uris[i], &sv[i]) : UVMQTT_EURI;
     if (rc == 0 && (sv[i].scheme == S_MQTTS || sv[i].scheme == S_WSS) &&
-        !c->o.tls)
+        !CX(c)->tls)
       rc = UVMQTT_EINVAL; /* TLS scheme without a TLS configuration */
     if (rc < 0) {
       /* sv[i] too: it may have parsed before the TLS check refused it. */
@@ -1558,7 +1637,7 @@ int uvmqtt_client_connect_srv(uvmqtt_client_t *c, const char *domain) {
 static int ensure_resolver(uvmqtt_client_t *c) {
   if (c->resolver)
     return 0;
-  return uvmqtt__resolver_new(c->loop, c->o.dns_servers, c->o.dns_timeout,
+  return uvmqtt__resolver_new(c->loop, CX(c)->dns_servers, CX(c)->dns_timeout,
                               &c->resolver);
 }
 
@@ -1606,21 +1685,21 @@ static void send_connect(uvmqtt_client_t *c) {
   p.keep_alive = (uint16_t)c->o.keepalive;
   p.client_id.data = c->client_id;
   p.client_id.len = strlen(c->client_id);
-  if (c->o.will_topic) {
+  if (CX(c)->will_topic) {
     p.will = true;
-    p.will_qos = (uint8_t)c->o.will_qos;
-    p.will_retain = c->o.will_retain;
-    p.will_topic.data = c->o.will_topic;
-    p.will_topic.len = strlen(c->o.will_topic);
-    p.will_payload.data = c->o.will_payload;
-    p.will_payload.len = c->o.will_len;
-    if (c->o.will_props)
-      p.will_props = *c->o.will_props;
+    p.will_qos = (uint8_t)CX(c)->will_qos;
+    p.will_retain = CX(c)->will_retain;
+    p.will_topic.data = CX(c)->will_topic;
+    p.will_topic.len = strlen(CX(c)->will_topic);
+    p.will_payload.data = CX(c)->will_payload;
+    p.will_payload.len = CX(c)->will_len;
+    if (CX(c)->will_props)
+      p.will_props = *CX(c)->will_props;
   }
-  const char *user = c->o.username;
-  const uint8_t *pass = c->o.password;
-  size_t pass_len = c->o.password_len;
-  bool has_pass = c->o.has_password;
+  const char *user = CX(c)->username;
+  const uint8_t *pass = CX(c)->password;
+  size_t pass_len = CX(c)->password_len;
+  bool has_pass = CX(c)->has_password;
   if (sv && sv->has_user) {
     user = sv->user;
     has_pass = sv->has_pass;
@@ -1638,37 +1717,37 @@ static void send_connect(uvmqtt_client_t *c) {
     p.password.len = pass_len;
   }
   if (c->o.version == UVMQTT_V5) {
-    if (c->o.connect_props)
-      p.props = *c->o.connect_props;
-    if (c->o.has_session_expiry) {
+    if (CX(c)->connect_props)
+      p.props = *CX(c)->connect_props;
+    if (CX(c)->has_session_expiry) {
       p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_SESSION_EXPIRY_INTERVAL);
-      p.props.session_expiry_interval = c->o.session_expiry;
+      p.props.session_expiry_interval = CX(c)->session_expiry;
     }
     if (c->o.max_packet_size < UVMQTT_MAX_REMAINING_LENGTH) {
       p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE);
       p.props.maximum_packet_size = c->o.max_packet_size;
     }
-    if (c->o.topic_alias_in) {
+    if (CX(c)->topic_alias_in) {
       p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM);
-      p.props.topic_alias_maximum = c->o.topic_alias_in;
+      p.props.topic_alias_maximum = CX(c)->topic_alias_in;
     }
-    if (c->o.receive_max) {
+    if (CX(c)->receive_max) {
       p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_RECEIVE_MAXIMUM);
-      p.props.receive_maximum = c->o.receive_max;
+      p.props.receive_maximum = CX(c)->receive_max;
     }
-    if (c->o.request_response_info) {
+    if (CX(c)->request_response_info) {
       p.props.present |=
           UVMQTT_PROP_BIT(UVMQTT_PROP_REQUEST_RESPONSE_INFORMATION);
       p.props.request_response_information = 1;
     }
-    if (c->o.auth_method) {
+    if (CX(c)->auth_method) {
       p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
-      p.props.authentication_method.data = c->o.auth_method;
-      p.props.authentication_method.len = strlen(c->o.auth_method);
-      if (c->o.auth_data) {
+      p.props.authentication_method.data = CX(c)->auth_method;
+      p.props.authentication_method.len = strlen(CX(c)->auth_method);
+      if (CX(c)->auth_data) {
         p.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_DATA);
-        p.props.authentication_data.data = c->o.auth_data;
-        p.props.authentication_data.len = c->o.auth_data_len;
+        p.props.authentication_data.data = CX(c)->auth_data;
+        p.props.authentication_data.len = CX(c)->auth_data_len;
       }
     }
   }
@@ -1705,7 +1784,7 @@ static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
 #if UVMQTT_HAVE_TLS
   if ((sv->scheme == S_MQTTS || sv->scheme == S_WSS) &&
       strcmp(s->ops->name, "tcp") == 0) {
-    rc = uvmqtt__tls_new(s, c->o.tls, sv->host, &up);
+    rc = uvmqtt__tls_new(s, CX(c)->tls, sv->host, &up);
     goto stack;
   }
 #endif
@@ -1722,10 +1801,10 @@ static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
     uvmqtt_ws_opts_t wo;
     memset(&wo, 0, sizeof(wo));
     wo.host = host;
-    wo.path = sv->path ? sv->path : (c->o.ws_path ? c->o.ws_path : "/mqtt");
+    wo.path = sv->path ? sv->path : (CX(c)->ws_path ? CX(c)->ws_path : "/mqtt");
     wo.protocol = c->o.version == UVMQTT_V31 ? "mqttv3.1" : "mqtt";
-    wo.headers = (const char *const *)c->o.ws_headers;
-    wo.header_count = c->o.ws_header_count;
+    wo.headers = (const char *const *)CX(c)->ws_headers;
+    wo.header_count = CX(c)->ws_header_count;
     rc = uvmqtt__ws_new(s, &wo, &up);
     goto stack;
   }
@@ -1811,9 +1890,9 @@ static void try_address(uvmqtt_client_t *c) {
   uvmqtt_tcp_opts_t to;
   memset(&to, 0, sizeof(to));
   to.nodelay = c->o.nodelay;
-  if (c->o.bind) {
-    if (uv_ip4_addr(c->o.bind, 0, (struct sockaddr_in *)&bind_ss) != 0)
-      uv_ip6_addr(c->o.bind, 0, (struct sockaddr_in6 *)&bind_ss);
+  if (CX(c)->bind) {
+    if (uv_ip4_addr(CX(c)->bind, 0, (struct sockaddr_in *)&bind_ss) != 0)
+      uv_ip6_addr(CX(c)->bind, 0, (struct sockaddr_in6 *)&bind_ss);
     to.bind_addr = (struct sockaddr *)&bind_ss;
   }
   while (c->cur_addr < c->naddrs) {
@@ -1880,7 +1959,7 @@ static void resolve_server(uvmqtt_client_t *c) {
   const server_t *sv = &c->servers[c->cur_server];
   uint16_t port = sv->port ? sv->port : default_port(c, sv->scheme);
   struct sockaddr_storage lit;
-  if (!c->o.dns_servers &&
+  if (!CX(c)->dns_servers &&
       (uv_ip4_addr(sv->host, port, (struct sockaddr_in *)&lit) == 0 ||
        uv_ip6_addr(sv->host, port, (struct sockaddr_in6 *)&lit) == 0)) {
     /* An address literal needs no lookup, and no resolver. We run from a
@@ -1922,7 +2001,7 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
     c->nservers = 0;
     attempt_failed(c, status < 0 ? status : UVMQTT_ENOMEM);
   } else {
-    int scheme = c->o.tls ? S_MQTTS : S_MQTT;
+    int scheme = CX(c)->tls ? S_MQTTS : S_MQTT;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
       if (!(sv[k].host = uvmqtt__strdup(t[i].host)))
@@ -1961,7 +2040,7 @@ static void start_attempt(uvmqtt_client_t *c) {
     char name[300];
     int rc = ensure_resolver(c);
     if (rc == 0 && uvmqtt__srv_name(name, sizeof(name), c->srv_domain,
-                                    c->o.tls != NULL) < 0)
+                                    CX(c)->tls != NULL) < 0)
       rc = UVMQTT_EINVAL;
     if (rc == 0)
       rc = uvmqtt__resolve_srv(c->resolver, name, on_srv, c, &c->resolve_req);
@@ -2252,7 +2331,9 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     return rc;
   }
   if (c->o.client_id) {
-    c->client_id = uvmqtt__strdup(c->o.client_id);
+    /* The copy's id is not read again: the client takes it over. */
+    c->client_id = c->o.client_id;
+    c->o.client_id = NULL;
   } else if (c->o.empty_id) {
     c->client_id = uvmqtt__strdup("");
   } else {
@@ -2268,9 +2349,9 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   sc.max_queued_bytes = c->o.max_queued_bytes;
   sc.queue_policy = c->o.queue_policy;
   sc.max_packet_size = c->o.max_packet_size;
-  sc.receive_maximum = c->o.receive_max;
-  sc.topic_alias_max_in = c->o.topic_alias_in;
-  sc.topic_alias_auto = c->o.topic_alias_auto;
+  sc.receive_maximum = CX(c)->receive_max;
+  sc.topic_alias_max_in = CX(c)->topic_alias_in;
+  sc.topic_alias_auto = CX(c)->topic_alias_auto;
   if (!c->client_id ||
       (rc = uvmqtt__session_new(&sc, &session_events, c, &c->session)) < 0) {
     options_clear(&c->o);
@@ -2455,14 +2536,14 @@ int uvmqtt_client_auth(uvmqtt_client_t *c, uint8_t reason, const void *data,
   uvmqtt_props_t p;
   if (!c || (reason != 0x18 && reason != 0x19) || (len && !data) || len > 65535)
     return UVMQTT_EINVAL;
-  if (c->o.version != UVMQTT_V5 || !c->o.auth_method)
+  if (c->o.version != UVMQTT_V5 || !CX(c)->auth_method)
     return UVMQTT_ENOTSUP;
   if (c->state != C_MQTT && c->state != C_CONNECTED)
     return UVMQTT_ENOTCONN;
   memset(&p, 0, sizeof(p));
   p.present = UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_METHOD);
-  p.authentication_method.data = c->o.auth_method;
-  p.authentication_method.len = strlen(c->o.auth_method);
+  p.authentication_method.data = CX(c)->auth_method;
+  p.authentication_method.len = strlen(CX(c)->auth_method);
   if (data) {
     p.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_AUTHENTICATION_DATA);
     p.authentication_data.data = data;
@@ -2566,7 +2647,7 @@ int uvmqtt_publish_ex(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *po,
       return UVMQTT_EPROPBAD;
     /* A hand-set alias and automatic ones would disagree at the broker. */
     if ((po->props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS)) &&
-        (c->o.topic_alias_auto || po->props->topic_alias == 0))
+        (CX(c)->topic_alias_auto || po->props->topic_alias == 0))
       return UVMQTT_ETOPICALIAS;
   }
   uvmqtt_session_pub_t p;
