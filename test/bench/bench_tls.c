@@ -7,15 +7,22 @@
  *   3. QoS 0 throughput: one client publishes 64-byte messages to a topic
  *      it subscribes to, at most 10000 in flight, and counts them back.
  *
+ * Then, when bench_tls_mosq was built (libmosquitto found), it runs it
+ * from this program's directory against the same broker and certificates
+ * (plain TCP; TLS with one shared SSL_CTX; TLS with an SSL_CTX per client,
+ * libmosquitto's default) and prints one table with uvmqtt/libmosquitto.
+ *
  * Run by hand: build/test/bench/bench_tls [connections] [messages]
  * The certificates are made by test/tls/mkcerts.sh into a temporary
  * directory (UVMQTT_TEST_SRCDIR=<source>/test, else the source path). */
+#include <libgen.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "uvmqtt.h"
 
@@ -86,7 +93,8 @@ static size_t heap_used(void) {
 }
 
 static void bench_connections(const char *label, int port,
-                              const uvmqtt_tls_config_t *tls, int n) {
+                              const uvmqtt_tls_config_t *tls, int n,
+                              double *conn_s, double *heap_kib) {
   uv_loop_t loop;
   conns_t b;
   uint64_t t0, t1, end;
@@ -109,11 +117,12 @@ static void bench_connections(const char *label, int port,
   t1 = uv_hrtime();
   tu_run_for(&loop, 200); /* let the last CONNACKs' writes settle */
   h1 = heap_used();
+  *conn_s = b.connected / ((double)(t1 - t0) / 1e9);
+  *heap_kib = (double)(h1 - h0) / b.started / 1024.0;
   printf("%-4s connections: %d ok, %d failed in %.2f s = %.0f conn/s; "
          "heap %.1f KiB per idle connection\n",
-         label, b.connected, b.failed, (double)(t1 - t0) / 1e9,
-         b.connected / ((double)(t1 - t0) / 1e9),
-         (double)(h1 - h0) / b.started / 1024.0);
+         label, b.connected, b.failed, (double)(t1 - t0) / 1e9, *conn_s,
+         *heap_kib);
   for (int i = 0; i < b.started; i++) {
     uvmqtt_client_set_data(b.c[i], &b);
     uvmqtt_client_close(b.c[i], on_closed);
@@ -230,6 +239,75 @@ static double bench_throughput(const char *label, int port,
   return rate;
 }
 
+/* Results of one client library: [0] TCP, [1] TLS (shared configuration),
+ * [2] TLS with a configuration per client (libmosquitto's default). */
+typedef struct {
+  double conn_s[3];
+  double heap_kib[3];
+  double msg_s[3];
+  bool ok[3];
+} results_t;
+
+/* Runs bench_tls_mosq (beside this program) with `args`, echoes its lines
+ * and reads its "result" line into r->*[i]. */
+static void run_mosq(const char *prog, const char *args, results_t *r, int i) {
+  char cmd[2048], out[8192];
+  char *line, *save = NULL;
+  int rc;
+  snprintf(cmd, sizeof(cmd), "\"%s\" %s", prog, args);
+  rc = tu_run_cmd(cmd, 300, out, sizeof(out));
+  for (line = strtok_r(out, "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save)) {
+    char label[32];
+    if (sscanf(line, "result %31s conn_s=%lf heap_kib=%lf msg_s=%lf", label,
+               &r->conn_s[i], &r->heap_kib[i], &r->msg_s[i]) == 4)
+      r->ok[i] = true;
+    else
+      printf("%s\n", line);
+  }
+  if (rc != 0 || !r->ok[i])
+    fprintf(stderr, "bench_tls_mosq %s: exit %d\n", args, rc);
+  fflush(stdout);
+}
+
+static void row(const char *what, const char *fmt, double u, bool uok, double m,
+                bool mok) {
+  char a[32] = "-", b[32] = "-", q[32] = "-";
+  if (uok)
+    snprintf(a, sizeof(a), fmt, u);
+  if (mok)
+    snprintf(b, sizeof(b), fmt, m);
+  if (uok && mok && m > 0)
+    snprintf(q, sizeof(q), "%.2f", u / m);
+  printf("| %-38s | %10s | %12s | %7s |\n", what, a, b, q);
+}
+
+static void print_table(const results_t *u, const results_t *m) {
+  printf("\n| %-38s | %10s | %12s | %7s |\n", "", "uvmqtt", "libmosquitto",
+         "ratio");
+  printf("|%s|%s|%s|%s|\n", "----------------------------------------",
+         "-----------:", "-------------:", "--------:");
+  row("TCP connections/s", "%.0f", u->conn_s[0], u->ok[0], m->conn_s[0],
+      m->ok[0]);
+  row("TLS connections/s", "%.0f", u->conn_s[1], u->ok[1], m->conn_s[1],
+      m->ok[1]);
+  row("TLS connections/s, SSL_CTX per client", "%.0f", u->conn_s[1], u->ok[1],
+      m->conn_s[2], m->ok[2]);
+  row("TCP heap per idle connection, KiB", "%.1f", u->heap_kib[0], u->ok[0],
+      m->heap_kib[0], m->ok[0]);
+  row("TLS heap per idle connection, KiB", "%.1f", u->heap_kib[1], u->ok[1],
+      m->heap_kib[1], m->ok[1]);
+  row("TLS heap, SSL_CTX per client, KiB", "%.1f", u->heap_kib[1], u->ok[1],
+      m->heap_kib[2], m->ok[2]);
+  row("TCP QoS 0 round trip, msg/s", "%.0f", u->msg_s[0], u->ok[0], m->msg_s[0],
+      m->ok[0]);
+  row("TLS QoS 0 round trip, msg/s", "%.0f", u->msg_s[1], u->ok[1], m->msg_s[1],
+      m->ok[1]);
+  row("TLS/TCP QoS 0 throughput", "%.2f",
+      u->msg_s[0] > 0 ? u->msg_s[1] / u->msg_s[0] : 0, u->ok[0] && u->ok[1],
+      m->msg_s[0] > 0 ? m->msg_s[1] / m->msg_s[0] : 0, m->ok[0] && m->ok[1]);
+}
+
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 1000;
   long msgs = argc > 2 ? atol(argv[2]) : 500000;
@@ -238,7 +316,8 @@ int main(int argc, char **argv) {
   uvmqtt_tls_config_t *cfg;
   int tls_port;
   struct rlimit rl;
-  double tcp_rate, tls_rate;
+  results_t ur, mr;
+  char self[4096], prog[4200], args[1024];
 
   signal(SIGPIPE, SIG_IGN);
   /* Room for n connections on both ends (mosquitto inherits the limit). */
@@ -263,12 +342,35 @@ int main(int argc, char **argv) {
   uvmqtt_tls_config_set_ca_file(cfg, tt_path(dir, "ca.crt"));
   printf("uvmqtt TLS benchmark, mosquitto on loopback, %s\n",
          "ECDSA P-256 server certificate, TLS 1.2");
-  bench_connections("tcp", broker.port, NULL, n);
-  bench_connections("tls", tls_port, cfg, n);
-  tcp_rate = bench_throughput("tcp", broker.port, NULL, msgs);
-  tls_rate = bench_throughput("tls", tls_port, cfg, msgs);
-  printf("tls/tcp QoS 0 throughput: %.2f\n", tls_rate / tcp_rate);
+  memset(&ur, 0, sizeof(ur));
+  memset(&mr, 0, sizeof(mr));
+  bench_connections("tcp", broker.port, NULL, n, &ur.conn_s[0],
+                    &ur.heap_kib[0]);
+  bench_connections("tls", tls_port, cfg, n, &ur.conn_s[1], &ur.heap_kib[1]);
+  ur.msg_s[0] = bench_throughput("tcp", broker.port, NULL, msgs);
+  ur.msg_s[1] = bench_throughput("tls", tls_port, cfg, msgs);
+  ur.ok[0] = ur.ok[1] = true;
+  printf("tls/tcp QoS 0 throughput: %.2f\n", ur.msg_s[1] / ur.msg_s[0]);
   uvmqtt_tls_config_free(cfg);
+  fflush(stdout);
+
+  /* libmosquitto, same broker, same certificates, same N and window. */
+  snprintf(self, sizeof(self), "%s", argv[0]);
+  snprintf(prog, sizeof(prog), "%s/bench_tls_mosq", dirname(self));
+  if (access(prog, X_OK) == 0) {
+    printf("\n");
+    snprintf(args, sizeof(args), "-p %d -n %d -m %ld", broker.port, n, msgs);
+    run_mosq(prog, args, &mr, 0);
+    snprintf(args, sizeof(args), "-p %d -c \"%s\" -s -n %d -m %ld", tls_port,
+             tt_path(dir, "ca.crt"), n, msgs);
+    run_mosq(prog, args, &mr, 1);
+    snprintf(args, sizeof(args), "-p %d -c \"%s\" -n %d -m 0 -l tls/ctx",
+             tls_port, tt_path(dir, "ca.crt"), n);
+    run_mosq(prog, args, &mr, 2);
+  } else {
+    printf("\n(no %s: libmosquitto not found at build time)\n", prog);
+  }
+  print_table(&ur, &mr);
   tu_broker_cleanup(&broker);
   tt_certs_remove(dir);
   return 0;
