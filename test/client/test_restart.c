@@ -12,7 +12,7 @@
 #include <signal.h>
 #include <unistd.h>
 
-#define N 300
+#define N 3000 /* large enough that a stop lands mid-stream */
 
 typedef struct {
   uv_loop_t loop;
