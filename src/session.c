@@ -91,9 +91,8 @@ typedef struct {
 
 struct uvmqtt_session_s {
   uvmqtt_session_config_t cfg;
-  uvmqtt_session_events_t ev;
+  const uvmqtt_session_events_t *ev_; /* the owner's table, not a copy */
   void *ud;
-  uvmqtt_session_state_t state;
   uvmqtt_parser_t parser;
 
   uvmqtt_smsg_t *q_head, *q_tail; /* waiting to be sent */
@@ -104,12 +103,14 @@ struct uvmqtt_session_s {
 
   idset_t out_ids; /* ids in use by our messages and requests */
   idset_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
-  uint16_t next_id;
 
   uvmqtt_out_batch_t *cur; /* being filled */
-  bool pooled;             /* counted in its thread's batch_pool */
-  bool clean_start;        /* of the CONNECT in progress */
-  bool server_retain;      /* v5 Retain Available (true unless 0) */
+  uvmqtt_session_state_t state;
+  uint16_t next_id;
+  bool pooled;        /* counted in its thread's batch_pool */
+  bool clean_start;   /* of the CONNECT in progress */
+  bool server_retain; /* v5 Retain Available (true unless 0) */
+  bool ping_outstanding;
 
   /* The message of the uvmqtt__session_publish() call under way: pump()
    * leaves a failure to send it in fresh_rc, for the call to return,
@@ -119,7 +120,6 @@ struct uvmqtt_session_s {
 
   uint64_t keepalive_ms;
   uint64_t last_send, last_recv, ping_sent;
-  bool ping_outstanding;
 
   /* v5 limits from the CONNACK */
   uint16_t server_receive_max;
@@ -132,8 +132,8 @@ struct uvmqtt_session_s {
    * Outgoing: a small LRU table, sized by the server's maximum. */
   uvmqtt_str_t *alias_in;
   struct out_alias *alias_out;
-  uint16_t alias_out_n;
   uint64_t alias_clock;
+  uint16_t alias_out_n;
 };
 
 struct out_alias {
@@ -154,12 +154,12 @@ static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...)
 static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...) {
   char buf[256];
   va_list ap;
-  if (!s->ev.on_log)
+  if (!s->ev_->on_log)
     return;
   va_start(ap, fmt);
   vsnprintf(buf, sizeof(buf), fmt, ap);
   va_end(ap);
-  s->ev.on_log(s->ud, level, buf);
+  s->ev_->on_log(s->ud, level, buf);
 }
 
 /* ---- id sets ----------------------------------------------------------- */
@@ -434,8 +434,8 @@ static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
   b->next = NULL;
   b->len = b->nsegs = b->nrefs = b->ndone = 0;
   s->cur = b;
-  if (s->ev.on_output)
-    s->ev.on_output(s->ud);
+  if (s->ev_->on_output)
+    s->ev_->on_output(s->ud);
   return b;
 }
 
@@ -680,9 +680,9 @@ static void msg_free(uvmqtt_smsg_t *m) {
 }
 
 static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m) {
-  if (m->cb && s->ev.on_publish_done)
-    s->ev.on_publish_done(s->ud, m->cb, m->arg, m->status, m->packet_id,
-                          m->reason);
+  if (m->cb && s->ev_->on_publish_done)
+    s->ev_->on_publish_done(s->ud, m->cb, m->arg, m->status, m->packet_id,
+                            m->reason);
   msg_free(m);
 }
 
@@ -826,7 +826,7 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   s->cfg = *cfg;
   if (!s->cfg.ping_timeout_pct)
     s->cfg.ping_timeout_pct = 40;
-  s->ev = *ev;
+  s->ev_ = ev;
   s->ud = ud;
   s->next_id = 1;
   s->server_max_qos = 2;
@@ -840,8 +840,9 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
 static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
                           int status) {
   for (size_t i = 0; i < b->ndone; i++)
-    if (s->ev.on_publish_done)
-      s->ev.on_publish_done(s->ud, b->done[i].cb, b->done[i].arg, status, 0, 0);
+    if (s->ev_->on_publish_done)
+      s->ev_->on_publish_done(s->ud, b->done[i].cb, b->done[i].arg, status, 0,
+                              0);
   for (size_t i = 0; i < b->nrefs; i++) {
     uvmqtt_smsg_t *m = b->refs[i];
     if (--m->refs == 0 && m->done) {
@@ -871,9 +872,9 @@ static void fail_requests(uvmqtt_session_t *s, int status) {
     uvmqtt_sreq_t *r = s->reqs;
     s->reqs = r->next;
     idset_del(&s->out_ids, r->packet_id);
-    if (s->ev.on_sub_done)
-      s->ev.on_sub_done(s->ud, r->type, r->cb, r->arg, status, r->packet_id,
-                        NULL, 0, NULL);
+    if (s->ev_->on_sub_done)
+      s->ev_->on_sub_done(s->ud, r->type, r->cb, r->arg, status, r->packet_id,
+                          NULL, 0, NULL);
     uvmqtt__free(r);
   }
 }
@@ -1331,8 +1332,8 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
     return unexpected(s, "CONNACK while connected", 0);
   if (ack->reason_code != 0) {
     s->state = UVMQTT_SS_DISCONNECTED;
-    if (s->ev.on_connack)
-      s->ev.on_connack(s->ud, ack);
+    if (s->ev_->on_connack)
+      s->ev_->on_connack(s->ud, ack);
     return UVMQTT_EREFUSED;
   }
   if (s->clean_start && ack->session_present)
@@ -1360,8 +1361,8 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
   int rc = resume_inflight(s, now, ack->session_present);
   if (rc < 0)
     return rc;
-  if (s->ev.on_connack)
-    s->ev.on_connack(s->ud, ack);
+  if (s->ev_->on_connack)
+    s->ev_->on_connack(s->ud, ack);
   if (s->state == UVMQTT_SS_CONNECTED)
     pump(s, now);
   return 0;
@@ -1379,12 +1380,12 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
   }
   switch (pub->qos) {
   case 0:
-    if (s->ev.on_message)
-      s->ev.on_message(s->ud, pub);
+    if (s->ev_->on_message)
+      s->ev_->on_message(s->ud, pub);
     return 0;
   case 1:
-    if (s->ev.on_message)
-      s->ev.on_message(s->ud, pub);
+    if (s->ev_->on_message)
+      s->ev_->on_message(s->ud, pub);
     return out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
   default:
     if (!idset_has(&s->in_ids, pub->packet_id)) {
@@ -1396,8 +1397,8 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
       int rc = idset_add(&s->in_ids, pub->packet_id);
       if (rc < 0)
         return rc;
-      if (s->ev.on_message)
-        s->ev.on_message(s->ud, pub);
+      if (s->ev_->on_message)
+        s->ev_->on_message(s->ud, pub);
     }
     return out_ack(s, UVMQTT_PUBREC, pub->packet_id, 0);
   }
@@ -1462,9 +1463,9 @@ static int on_suback(uvmqtt_session_t *s, uint8_t type,
                       ack->packet_id);
   *pp = r->next;
   idset_del(&s->out_ids, r->packet_id);
-  if (s->ev.on_sub_done)
-    s->ev.on_sub_done(s->ud, r->type, r->cb, r->arg, 0, r->packet_id,
-                      ack->codes, ack->count, &ack->props);
+  if (s->ev_->on_sub_done)
+    s->ev_->on_sub_done(s->ud, r->type, r->cb, r->arg, 0, r->packet_id,
+                        ack->codes, ack->count, &ack->props);
   uvmqtt__free(r);
   return 0;
 }
@@ -1494,12 +1495,12 @@ static int handle(uvmqtt_session_t *s, uint64_t now,
     slog(s, LOG_WARN, "broker sent DISCONNECT: %s (0x%02x)",
          uvmqtt_reason_string(pkt->u.disconnect.reason_code, false),
          pkt->u.disconnect.reason_code);
-    if (s->ev.on_disconnect)
-      s->ev.on_disconnect(s->ud, &pkt->u.disconnect);
+    if (s->ev_->on_disconnect)
+      s->ev_->on_disconnect(s->ud, &pkt->u.disconnect);
     return UVMQTT_EDISCONNECTED;
   case UVMQTT_AUTH:
-    if (s->ev.on_auth)
-      s->ev.on_auth(s->ud, &pkt->u.auth);
+    if (s->ev_->on_auth)
+      s->ev_->on_auth(s->ud, &pkt->u.auth);
     return 0;
   default:
     return unexpected(s, "packet type a client must not receive", 0);

@@ -84,8 +84,9 @@ typedef struct {
   size_t len;
 } uvmqtt_iov_t;
 
-/* Allocates and initialises a session. Returns 0, UVMQTT_ENOMEM or
- * UVMQTT_EINVAL. */
+/* Allocates and initialises a session. `ev` is kept by reference, not
+ * copied: it MUST outlive the session (a static table). Returns 0,
+ * UVMQTT_ENOMEM or UVMQTT_EINVAL. */
 int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
                         const uvmqtt_session_events_t *ev, void *ud,
                         uvmqtt_session_t **out);
