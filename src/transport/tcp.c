@@ -1,6 +1,11 @@
 /* The tcp layer: the bottom of the transport stack. See transport.h. */
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#endif
 
 #include "../alloc.h"
 #include "transport.h"
@@ -9,11 +14,16 @@
 typedef struct {
   uvmqtt_stream_t base;
   uv_tcp_t tcp;
-  uvmqtt_stream_open_cb open_cb;
-  uvmqtt_stream_close_cb close_cb;
+  /* open_cb is never called once close() ran, which sets close_cb. */
+  union {
+    uvmqtt_stream_open_cb open_cb;
+    uvmqtt_stream_close_cb close_cb;
+  } cb;
   unsigned closing : 1;
   unsigned reading : 1;
   unsigned eof : 1;
+  unsigned quickack : 1; /* TCP_NODELAY set: see on_read() */
+  unsigned wrote : 1;    /* written to since the last read */
 } tcp_stream_t;
 
 typedef struct {
@@ -54,6 +64,23 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
     t->reading = 0;
     t->eof = 1;
   }
+#ifdef TCP_QUICKACK
+  /* With TCP_NODELAY on our side only, a peer that keeps Nagle's
+   * algorithm (mosquitto's default) holds its next small packet until
+   * the previous one is acknowledged, and our delayed ACK takes up to
+   * 40 ms: an echoed PUBLISH waits behind its PUBACK. Linux sends a
+   * pending ACK at once when TCP_QUICKACK is set (the flag does not
+   * stick). Only the first read after we wrote can be such an answer
+   * with more to come; a stream we only read from (a QoS 0 subscriber)
+   * keeps delayed ACKs and spares the system call. */
+  else if (t->quickack && t->wrote) {
+    t->wrote = 0;
+    uv_os_fd_t fd;
+    int one = 1;
+    if (uv_fileno((uv_handle_t *)h, &fd) == 0)
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+  }
+#endif
   if (t->base.read_cb)
     t->base.read_cb(&t->base, nread, (const uint8_t *)(buf ? buf->base : 0));
 }
@@ -99,6 +126,7 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
     return UVMQTT_ENOMEM;
   w->cb = cb;
   w->arg = arg;
+  t->wrote = 1;
   int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, bufs, n, on_write);
   if (rc != 0)
     uvmqtt__free(w);
@@ -110,6 +138,7 @@ static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (t->closing)
     return UV_ECANCELED;
+  t->wrote = 1;
   int rc = uv_try_write((uv_stream_t *)&t->tcp, bufs, n);
   return rc == UV_EAGAIN ? 0 : rc;
 }
@@ -120,8 +149,8 @@ static void tcp_shutdown(uvmqtt_stream_t *s) {
 
 static void on_close(uv_handle_t *h) {
   tcp_stream_t *t = h->data;
-  if (t->close_cb)
-    t->close_cb(&t->base);
+  if (t->cb.close_cb)
+    t->cb.close_cb(&t->base);
   uvmqtt__free(t);
 }
 
@@ -130,7 +159,7 @@ static void tcp_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
   if (t->closing)
     return;
   t->closing = 1;
-  t->close_cb = cb;
+  t->cb.close_cb = cb;
   uv_close((uv_handle_t *)&t->tcp, on_close);
 }
 
@@ -156,7 +185,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return; /* close() before open: open_cb is not called */
   if (status == 0)
     status = tcp_read_start(&t->base);
-  t->open_cb(&t->base, status);
+  t->cb.open_cb(&t->base, status);
 }
 
 static tcp_stream_t *tcp_alloc(uv_loop_t *loop, void *data) {
@@ -184,11 +213,13 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
     uvmqtt__free(t);
     return rc;
   }
-  t->open_cb = open_cb;
+  t->cb.open_cb = open_cb;
   if (opts && opts->bind_addr)
     rc = uv_tcp_bind(&t->tcp, opts->bind_addr, 0);
-  if (rc == 0 && opts && opts->nodelay)
+  if (rc == 0 && opts && opts->nodelay) {
     rc = uv_tcp_nodelay(&t->tcp, 1);
+    t->quickack = 1;
+  }
   if (rc == 0 && opts && opts->keepalive_s)
     rc = uv_tcp_keepalive(&t->tcp, 1, opts->keepalive_s);
   uv_connect_t *req = NULL;
@@ -199,6 +230,7 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
   if (rc != 0) {
     /* Nothing to clean up for the caller: close the handle ourselves. */
     t->closing = 1;
+    t->cb.close_cb = NULL;
     uv_close((uv_handle_t *)&t->tcp, on_close);
     return rc;
   }
@@ -220,6 +252,7 @@ int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out) {
     rc = tcp_read_start(&t->base);
   if (rc != 0) {
     t->closing = 1;
+    t->cb.close_cb = NULL;
     uv_close((uv_handle_t *)&t->tcp, on_close);
     return rc;
   }
