@@ -138,7 +138,6 @@ struct uvmqtt_client_s {
   void *message_arg;
   uvmqtt_log_cb log_cb;
   void *log_arg;
-  int log_level;
   uvmqtt_reconnect_cb reconnect_cb;
   void *reconnect_arg;
   uvmqtt_close_cb close_cb;
@@ -149,12 +148,10 @@ struct uvmqtt_client_s {
   sub_t *subs;
   char *client_id; /* effective id */
 
-  int state;
   uvmqtt_stream_t *stream; /* top of the stack once open */
   uvmqtt_stream_t *opening;
   server_t *servers;
   size_t nservers, cur_server;
-  bool srv_mode;
   char *srv_domain;
   struct sockaddr_storage *addrs;
   size_t naddrs, cur_addr;
@@ -172,18 +169,8 @@ struct uvmqtt_client_s {
   unsigned open_handles;
   unsigned writes; /* batches being written */
 
-  unsigned attempt; /* failed attempts in a row */
   uint64_t attempt_deadline;
-  int last_error;
-  uint8_t last_reason;
-  bool srv_done;
 
-  int depth;
-  bool close_requested;
-  bool drop_requested;
-  int drop_status;
-  bool user_disconnect;
-  bool freed_session;
   uvmqtt_reason_t *server_disconnect; /* valid during teardown only */
 
   uvmqtt_auth_cb auth_cb;
@@ -191,12 +178,26 @@ struct uvmqtt_client_s {
   uvmqtt_redirect_cb redirect_cb;
   void *redirect_arg;
   char *redirect_ref; /* Server Reference of a pending redirect */
-  unsigned redirects; /* in a row, to stop loops */
   req_t *reqs;
   uv_timer_t *req_timer;
   int http_status; /* of the last refused WebSocket upgrade */
   int tls_err;     /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
+  /* Small fields together, so the struct has no holes. */
+  int log_level;
+  int state;
+  int depth;
+  int drop_status;
+  int last_error;
+  unsigned attempt;   /* failed attempts in a row */
+  unsigned redirects; /* in a row, to stop loops */
+  uint8_t last_reason;
+  bool srv_mode;
+  bool srv_done;
+  bool close_requested;
+  bool drop_requested;
+  bool user_disconnect;
+  bool freed_session;
 };
 
 #define ENTER(c) ((c)->depth++)
