@@ -127,7 +127,10 @@ typedef int (*uvmqtt_reconnect_cb)(uvmqtt_client_t *c, unsigned attempt,
 /* ---- options --------------------------------------------------------------
  * An options object is filled in, then copied by uvmqtt_client_new(); it may
  * be deleted right after. Setters copy their strings. Each returns 0 or
- * UVMQTT_EINVAL (bad value) / UVMQTT_ENOMEM. */
+ * UVMQTT_EINVAL (bad value) / UVMQTT_ENOMEM; setters taking strings also
+ * return UVMQTT_EUTF8 for a string that is not well-formed UTF-8 or holds
+ * U+0000, the will setter UVMQTT_ETOPIC for an invalid topic, and the TLS,
+ * WebSocket and DNS setters UVMQTT_ENOTSUP when that part is not built. */
 
 UVMQTT_EXTERN int uvmqtt_options_new(uvmqtt_options_t **out);
 UVMQTT_EXTERN void uvmqtt_options_del(uvmqtt_options_t *o);
