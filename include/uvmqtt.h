@@ -384,8 +384,14 @@ UVMQTT_EXTERN uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c);
 /* Publishes a message; the payload is copied. Works while disconnected (the
  * message waits in the queue). Returns the packet id (> 0) for QoS 1/2, 0
  * for QoS 0, or a negative error before anything is queued:
- * UVMQTT_ETOPIC, UVMQTT_EQOS, UVMQTT_EQUEUEFULL, UVMQTT_ETOOBIG (larger than
- * the server's maximum packet size), UVMQTT_ECLOSED, UVMQTT_ENOMEM.
+ * UVMQTT_ETOPIC, UVMQTT_EQOS (also above the v5 server's Maximum QoS),
+ * UVMQTT_EQUEUEFULL, UVMQTT_ENOPKTID (65535 messages in use),
+ * UVMQTT_ETOOBIG (larger than the server's maximum packet size),
+ * UVMQTT_ENOTSUP (retained, and the v5 server has no Retain Available),
+ * UVMQTT_ECLOSED, UVMQTT_ENOMEM; with uvmqtt_publish_ex also UVMQTT_EUTF8
+ * (a property string), UVMQTT_EPROPBAD (a Subscription Identifier) and
+ * UVMQTT_ETOPICALIAS (alias 0, above the server's maximum, or set by hand
+ * while automatic aliases are on).
  * cb (may be NULL) fires exactly once as described at uvmqtt_publish_cb. */
 UVMQTT_EXTERN int uvmqtt_publish(uvmqtt_client_t *c, const char *topic,
                                  const void *payload, size_t len, int qos,
@@ -430,7 +436,10 @@ UVMQTT_EXTERN int uvmqtt_request(uvmqtt_client_t *c,
 
 /* Subscribes one filter. Returns the packet id or a negative error
  * (UVMQTT_EFILTER, UVMQTT_EQOS, UVMQTT_ENOTCONN when not connected,
- * UVMQTT_ENOMEM). */
+ * UVMQTT_ECLOSED, UVMQTT_ENOMEM; uvmqtt_subscribe_many also UVMQTT_EINVAL
+ * for reserved option bits, Retain Handling 3 or v5 options on 3.x,
+ * UVMQTT_EFILTER for No Local on a $share/ filter, UVMQTT_EUTF8 for a
+ * property string). */
 UVMQTT_EXTERN int uvmqtt_subscribe(uvmqtt_client_t *c, const char *filter,
                                    int qos, uvmqtt_subscribe_cb cb, void *arg);
 /* Several filters in one SUBSCRIBE, with v5 options in each entry's
