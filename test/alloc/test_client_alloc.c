@@ -167,8 +167,17 @@ static long run_once(int port, int version, long n) {
   return count;
 }
 
+/* Static so the teardown stops it even when an assertion fails. */
+static tu_broker_t b;
+
+static int teardown(void **state) {
+  (void)state;
+  uvmqtt_replace_allocator(malloc, realloc, calloc, free);
+  tu_broker_cleanup(&b);
+  return 0;
+}
+
 static void sweep(int version) {
-  tu_broker_t b;
   assert_int_equal(tu_broker_start(&b, 0, NULL), 0);
   assert_int_equal(
       uvmqtt_replace_allocator(t_malloc, t_realloc, t_calloc, free), 0);
@@ -201,8 +210,8 @@ static void test_sweep_v5(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_sweep_v311),
-      cmocka_unit_test(test_sweep_v5),
+      cmocka_unit_test_teardown(test_sweep_v311, teardown),
+      cmocka_unit_test_teardown(test_sweep_v5, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
