@@ -7,6 +7,7 @@
  * recorded while inside and carried out by LEAVE once the outermost entry
  * returns, so user callbacks may call any API function. */
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +22,15 @@
 
 enum scheme { S_MQTT = 0, S_MQTTS, S_WS, S_WSS };
 
+/* A client's servers are one allocation: the array, then the strings its
+ * entries point to (see servers_pack()). */
 typedef struct {
-  int scheme;
   char *host;
-  uint16_t port; /* 0: default for the scheme */
-  char *path;    /* ws request path */
+  char *path; /* ws request path */
   char *user;
   char *pass;
+  uint16_t port; /* 0: default for the scheme */
+  uint8_t scheme;
   bool has_user, has_pass;
 } server_t;
 
@@ -68,33 +71,40 @@ typedef struct {
 static const opt_ext_t ext_defaults = {.dns_timeout = 5000,
                                        .follow_redirects = true};
 
-struct uvmqtt_options_s {
-  char *client_id;
+/* The options a client reads after its creation; a client keeps only
+ * these (the rest went to the session, the id to the client). */
+typedef struct {
   opt_ext_t *x; /* NULL: every field in it has its default */
-  size_t max_queued, max_queued_bytes;
-  double jitter;
+  float jitter; /* in [0, 1]: a float is precise enough for a random factor */
   uint32_t max_packet_size;
   unsigned rc_min, rc_max;
   unsigned connect_timeout;
   uint16_t keepalive;
-  uint16_t max_inflight;
   uint8_t version;
+  bool empty_id : 1;
+  bool clean : 1;
+  bool reconnect : 1;
+  bool nodelay : 1;
+  bool resubscribe : 1;
+} copts_t;
+
+struct uvmqtt_options_s {
+  copts_t k;
+  char *client_id;
+  size_t max_queued, max_queued_bytes;
+  uint16_t max_inflight;
   uint8_t queue_policy;
-  bool empty_id;
-  bool clean;
-  bool reconnect;
-  bool nodelay;
-  bool resubscribe;
 };
 
 /* Reading the rarely set options: the defaults when none was set. */
-#define OX(o) ((const opt_ext_t *)((o)->x ? (o)->x : &ext_defaults))
+#define OX(k) ((const opt_ext_t *)((k)->x ? (k)->x : &ext_defaults))
 #define CX(c) OX(&(c)->o)
 
+/* Allocated as offsetof(sub_t, filter) + len: no padding after len. */
 typedef struct sub_s {
   struct sub_s *next;
+  uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
-  size_t len;
   char filter[];
 } sub_t;
 
@@ -126,9 +136,46 @@ enum cstate {
   C_CLOSING,
 };
 
+/* State of a connection attempt (resolving, the transport handshakes,
+ * CONNECT until CONNACK), allocated when one starts and freed once the
+ * client is connected, or closed: a connected client does not carry it. */
+typedef struct {
+  uvmqtt_stream_t *opening; /* the stack being built */
+  struct sockaddr_storage *addrs;
+  uvmqtt_resolver_t *resolver;
+  uvmqtt_resolve_req_t *resolve_req;
+  uint64_t deadline;
+  uint32_t naddrs, cur_addr;
+  int last_error;
+  int http_status; /* of the last refused WebSocket upgrade */
+} attempt_t;
+
+/* What few clients use, allocated on first use: an SRV domain, v5 request
+ * / response, redirects, and the state kept for clients created with
+ * enhanced authentication or TLS (allocated with the client, so the
+ * setters that cannot fail have somewhere to write). */
+typedef struct {
+  char *srv_domain;
+  char *redirect_ref; /* Server Reference of a pending redirect */
+  req_t *reqs;
+  uv_timer_t *req_timer;
+  uvmqtt_auth_cb auth_cb;
+  void *auth_arg;
+  int tls_err; /* raw mbedTLS error of the last failed handshake */
+  uint32_t tls_flags;
+  unsigned redirects; /* in a row, to stop loops */
+} rare_t;
+
+/* Routes: the table and the values it does not free, allocated with the
+ * first route. */
+typedef struct {
+  uvmqtt_router_t *router;
+  route_t *routes;
+} routing_t;
+
 struct uvmqtt_client_s {
   uv_loop_t *loop;
-  uvmqtt_options_t o;
+  copts_t o;
   void *data;
   uvmqtt_connect_cb connect_cb;
   void *connect_arg;
@@ -140,23 +187,19 @@ struct uvmqtt_client_s {
   void *log_arg;
   uvmqtt_reconnect_cb reconnect_cb;
   void *reconnect_arg;
+  uvmqtt_redirect_cb redirect_cb;
+  void *redirect_arg;
   uvmqtt_close_cb close_cb;
 
   uvmqtt_session_t *session;
-  uvmqtt_router_t *router;
-  route_t *routes;
+  routing_t *rt;
   sub_t *subs;
-  char *client_id; /* effective id */
+  char *client_id; /* effective id; initially in the client's own block */
 
   uvmqtt_stream_t *stream; /* top of the stack once open */
-  uvmqtt_stream_t *opening;
   server_t *servers;
-  size_t nservers, cur_server;
-  char *srv_domain;
-  struct sockaddr_storage *addrs;
-  size_t naddrs, cur_addr;
-  uvmqtt_resolver_t *resolver;
-  uvmqtt_resolve_req_t *resolve_req;
+  attempt_t *at;
+  rare_t *rare;
 
   /* The loop's shared timer and flush handle (see "the loop context"):
    * one deadline for the connect timeout, keepalive and reconnect delay,
@@ -166,38 +209,24 @@ struct uvmqtt_client_s {
   uint32_t heap_idx; /* 1-based slot in lc->heap, 0: no deadline */
   uint32_t seq;      /* ties between equal deadlines: first armed first */
   struct uvmqtt_client_s *lnext, **lpprev; /* flush or closing list */
-  unsigned open_handles;
-  unsigned writes; /* batches being written */
-
-  uint64_t attempt_deadline;
-
-  uvmqtt_reason_t *server_disconnect; /* valid during teardown only */
-
-  uvmqtt_auth_cb auth_cb;
-  void *auth_arg;
-  uvmqtt_redirect_cb redirect_cb;
-  void *redirect_arg;
-  char *redirect_ref; /* Server Reference of a pending redirect */
-  req_t *reqs;
-  uv_timer_t *req_timer;
-  int http_status; /* of the last refused WebSocket upgrade */
-  int tls_err;     /* raw mbedTLS error of the last failed handshake */
-  uint32_t tls_flags;
-  /* Small fields together, so the struct has no holes. */
-  int log_level;
-  int state;
-  int depth;
+  uint32_t nservers, cur_server;
+  unsigned writes;  /* batches being written */
+  unsigned attempt; /* failed attempts in a row */
   int drop_status;
-  int last_error;
-  unsigned attempt;   /* failed attempts in a row */
-  unsigned redirects; /* in a row, to stop loops */
+  /* Small fields together, so the struct has no holes. */
+  uint16_t open_handles;
+  uint16_t depth;
+  int8_t log_level;
+  uint8_t state;
   uint8_t last_reason;
-  bool srv_mode;
-  bool srv_done;
-  bool close_requested;
-  bool drop_requested;
-  bool user_disconnect;
-  bool freed_session;
+  bool srv_mode : 1;
+  bool srv_done : 1;
+  bool close_requested : 1;
+  bool drop_requested : 1;
+  bool user_disconnect : 1;
+  bool freed_session : 1;
+  bool disconnect_reported : 1; /* by ev_disconnect, for the drop under way */
+  char id[];                    /* the initial client id */
 };
 
 #define ENTER(c) ((c)->depth++)
@@ -211,6 +240,36 @@ static void flush_now(uvmqtt_client_t *c);
 static void arm_timer(uvmqtt_client_t *c);
 static void close_now(uvmqtt_client_t *c);
 static void req_sweep(uvmqtt_client_t *c);
+static void on_resolver_released(void *arg);
+
+static rare_t *rare_get(uvmqtt_client_t *c) {
+  if (!c->rare)
+    c->rare = uvmqtt__calloc(1, sizeof(*c->rare));
+  return c->rare;
+}
+
+/* The attempt is over (connected, or the client is closing): its memory
+ * and resolver go. Any stream it opened is the client's by now. */
+static void attempt_end(uvmqtt_client_t *c) {
+  attempt_t *at = c->at;
+  if (!at)
+    return;
+  c->at = NULL;
+  if (at->resolve_req)
+    uvmqtt__resolve_cancel(at->resolve_req);
+  if (at->resolver) {
+    c->open_handles++;
+    uvmqtt__resolver_close(at->resolver, on_resolver_released, c);
+  }
+  uvmqtt__free(at->addrs);
+  uvmqtt__free(at);
+}
+
+/* The client id starts in the client's own allocation. */
+static void client_id_free(uvmqtt_client_t *c) {
+  if (c->client_id != c->id)
+    uvmqtt__free(c->client_id);
+}
 
 /* ---- logging ---------------------------------------------------------------
  */
@@ -233,34 +292,33 @@ static void clog_(uvmqtt_client_t *c, int level, const char *fmt, ...) {
 
 static void options_defaults(uvmqtt_options_t *o) {
   memset(o, 0, sizeof(*o));
-  o->version = UVMQTT_V311;
-  o->clean = true;
-  o->keepalive = 60;
+  o->k.version = UVMQTT_V311;
+  o->k.clean = true;
+  o->k.keepalive = 60;
   o->max_inflight = 20;
   o->max_queued = 65536;
   o->max_queued_bytes = 64u << 20;
   o->queue_policy = UVMQTT_QUEUE_REFUSE_NEW;
-  o->max_packet_size = UVMQTT_MAX_REMAINING_LENGTH;
-  o->reconnect = true;
-  o->rc_min = 1000;
-  o->rc_max = 30000;
-  o->jitter = 0.2;
-  o->connect_timeout = 10000;
-  o->nodelay = true;
-  o->resubscribe = true;
+  o->k.max_packet_size = UVMQTT_MAX_REMAINING_LENGTH;
+  o->k.reconnect = true;
+  o->k.rc_min = 1000;
+  o->k.rc_max = 30000;
+  o->k.jitter = 0.2f;
+  o->k.connect_timeout = 10000;
+  o->k.nodelay = true;
+  o->k.resubscribe = true;
 }
 
 /* The rarely set options, allocated with their defaults on first use. */
-static opt_ext_t *ext_get(uvmqtt_options_t *o) {
-  if (!o->x && (o->x = uvmqtt__malloc(sizeof(*o->x))))
-    *o->x = ext_defaults;
-  return o->x;
+static opt_ext_t *ext_get(copts_t *k) {
+  if (!k->x && (k->x = uvmqtt__malloc(sizeof(*k->x))))
+    *k->x = ext_defaults;
+  return k->x;
 }
 
-static void options_clear(uvmqtt_options_t *o) {
-  uvmqtt__free(o->client_id);
-  opt_ext_t *x = o->x;
-  o->x = NULL;
+static void ext_free(copts_t *k) {
+  opt_ext_t *x = k->x;
+  k->x = NULL;
   if (!x)
     return;
   uvmqtt__free(x->username);
@@ -294,7 +352,8 @@ int uvmqtt_options_new(uvmqtt_options_t **out) {
 void uvmqtt_options_del(uvmqtt_options_t *o) {
   if (!o)
     return;
-  options_clear(o);
+  uvmqtt__free(o->client_id);
+  ext_free(&o->k);
   uvmqtt__free(o);
 }
 
@@ -381,7 +440,7 @@ int uvmqtt_options_set_client_id(uvmqtt_options_t *o, const char *id) {
 int uvmqtt_options_set_empty_client_id(uvmqtt_options_t *o, bool empty) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->empty_id = empty;
+  o->k.empty_id = empty;
   return 0;
 }
 
@@ -389,21 +448,21 @@ int uvmqtt_options_set_protocol(uvmqtt_options_t *o, int version) {
   if (!o ||
       (version != UVMQTT_V31 && version != UVMQTT_V311 && version != UVMQTT_V5))
     return UVMQTT_EINVAL;
-  o->version = version;
+  o->k.version = version;
   return 0;
 }
 
 int uvmqtt_options_set_clean_session(uvmqtt_options_t *o, bool clean) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->clean = clean;
+  o->k.clean = clean;
   return 0;
 }
 
 int uvmqtt_options_set_session_expiry(uvmqtt_options_t *o, uint32_t s) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   x->has_session_expiry = true;
@@ -414,15 +473,15 @@ int uvmqtt_options_set_session_expiry(uvmqtt_options_t *o, uint32_t s) {
 int uvmqtt_options_set_keepalive(uvmqtt_options_t *o, unsigned seconds) {
   if (!o || seconds > 65535)
     return UVMQTT_EINVAL;
-  o->keepalive = seconds;
+  o->k.keepalive = seconds;
   return 0;
 }
 
-int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
-                                   const void *password, size_t password_len) {
-  if (!o || (username && strlen(username) > 65535) || password_len > 65535)
+static int set_credentials(copts_t *k, const char *username,
+                           const void *password, size_t password_len) {
+  if ((username && strlen(username) > 65535) || password_len > 65535)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(k);
   if (!x)
     return UVMQTT_ENOMEM;
   if (str_utf8_ok(username))
@@ -435,12 +494,19 @@ int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
   return rc;
 }
 
+int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
+                                   const void *password, size_t password_len) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  return set_credentials(&o->k, username, password, password_len);
+}
+
 int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
                             const void *payload, size_t len, int qos,
                             bool retain) {
   if (!o || qos < 0 || qos > 2 || len > 65535 || (len && !payload))
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   if (topic && uvmqtt_topic_validate(topic, strlen(topic)) != 0)
@@ -458,7 +524,7 @@ int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
                                   const uvmqtt_props_t *props) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   int rc = props_utf8_ok(props);
@@ -469,7 +535,7 @@ int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
                                      const uvmqtt_props_t *p) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   int rc = props_utf8_ok(p);
@@ -497,7 +563,7 @@ int uvmqtt_options_set_max_queued(uvmqtt_options_t *o, size_t count,
 int uvmqtt_options_set_max_packet_size(uvmqtt_options_t *o, uint32_t bytes) {
   if (!o || bytes < 16 || bytes > UVMQTT_MAX_REMAINING_LENGTH + 5)
     return UVMQTT_EINVAL;
-  o->max_packet_size = bytes;
+  o->k.max_packet_size = bytes;
   return 0;
 }
 
@@ -507,19 +573,19 @@ int uvmqtt_options_set_reconnect(uvmqtt_options_t *o, bool enabled,
   if (!o || (enabled && (min_ms == 0 || max_ms < min_ms)) || jitter < 0 ||
       jitter > 1)
     return UVMQTT_EINVAL;
-  o->reconnect = enabled;
+  o->k.reconnect = enabled;
   if (min_ms)
-    o->rc_min = min_ms;
+    o->k.rc_min = min_ms;
   if (max_ms)
-    o->rc_max = max_ms;
-  o->jitter = jitter;
+    o->k.rc_max = max_ms;
+  o->k.jitter = (float)jitter;
   return 0;
 }
 
 int uvmqtt_options_set_connect_timeout(uvmqtt_options_t *o, unsigned ms) {
   if (!o || ms == 0)
     return UVMQTT_EINVAL;
-  o->connect_timeout = ms;
+  o->k.connect_timeout = ms;
   return 0;
 }
 
@@ -528,7 +594,7 @@ int uvmqtt_options_set_bind_address(uvmqtt_options_t *o, const char *ip) {
   struct sockaddr_in a4;
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   if (ip && uv_ip4_addr(ip, 0, &a4) != 0 && uv_ip6_addr(ip, 0, &a6) != 0)
@@ -539,14 +605,14 @@ int uvmqtt_options_set_bind_address(uvmqtt_options_t *o, const char *ip) {
 int uvmqtt_options_set_nodelay(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->nodelay = on;
+  o->k.nodelay = on;
   return 0;
 }
 
 int uvmqtt_options_set_resubscribe(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;
-  o->resubscribe = on;
+  o->k.resubscribe = on;
   return 0;
 }
 
@@ -554,7 +620,7 @@ int uvmqtt_options_set_tls(uvmqtt_options_t *o, const uvmqtt_tls_config_t *cfg,
                            bool use_for_tcp) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_TLS
@@ -570,7 +636,7 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
                           const char *const *headers, size_t header_count) {
   if (!o || (header_count && !headers))
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_WS
@@ -611,7 +677,7 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
 int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o, const char *servers) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_SRV
@@ -624,7 +690,7 @@ int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o, const char *servers) {
 int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o, unsigned ms) {
   if (!o || ms == 0)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   x->dns_timeout = ms;
@@ -635,7 +701,7 @@ int uvmqtt_options_set_topic_alias(uvmqtt_options_t *o, uint16_t incoming_max,
                                    bool auto_out) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   x->topic_alias_in = incoming_max;
@@ -646,7 +712,7 @@ int uvmqtt_options_set_topic_alias(uvmqtt_options_t *o, uint16_t incoming_max,
 int uvmqtt_options_set_receive_maximum(uvmqtt_options_t *o, uint16_t n) {
   if (!o || n == 0)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   x->receive_max = n;
@@ -656,7 +722,7 @@ int uvmqtt_options_set_receive_maximum(uvmqtt_options_t *o, uint16_t n) {
 int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   x->request_response_info = on;
@@ -667,7 +733,7 @@ int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
                             const void *data, size_t len) {
   if (!o || (method && strlen(method) > 65535) || len > 65535 || (len && !data))
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   if (str_utf8_ok(method))
@@ -681,19 +747,17 @@ int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
 int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(o);
+  opt_ext_t *x = ext_get(&o->k);
   if (!x)
     return UVMQTT_ENOMEM;
   x->follow_redirects = on;
   return 0;
 }
 
-static int options_copy(uvmqtt_options_t *d, const uvmqtt_options_t *s) {
+/* Copies the options a client keeps, with deep copies of the rare ones. */
+static int copts_copy(copts_t *d, const copts_t *s) {
   *d = *s;
-  d->client_id = NULL;
   d->x = NULL;
-  if (set_str(&d->client_id, s->client_id))
-    goto fail;
   if (!s->x)
     return 0;
   const opt_ext_t *sx = s->x;
@@ -732,7 +796,7 @@ static int options_copy(uvmqtt_options_t *d, const uvmqtt_options_t *s) {
     x->password = NULL;
   return 0;
 fail:
-  options_clear(d);
+  ext_free(d);
   return UVMQTT_ENOMEM;
 }
 
@@ -1070,8 +1134,13 @@ static void note_redirect(uvmqtt_client_t *c, uint8_t reason,
       !(p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_REFERENCE)) ||
       !CX(c)->follow_redirects)
     return;
-  uvmqtt__free(c->redirect_ref);
-  c->redirect_ref =
+  rare_t *r = rare_get(c);
+  if (!r) {
+    clog_(c, UVMQTT_LOG_WARN, "out of memory: redirect not followed");
+    return;
+  }
+  uvmqtt__free(r->redirect_ref);
+  r->redirect_ref =
       uvmqtt__strndup(p->server_reference.data, p->server_reference.len);
 }
 
@@ -1082,17 +1151,18 @@ static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
     note_redirect(c, ack->reason_code, &ack->props);
     return; /* reported by connection_drop via UVMQTT_EREFUSED */
   }
-  c->redirects = 0;
+  if (c->rare)
+    c->rare->redirects = 0;
   c->state = C_CONNECTED;
   c->attempt = 0;
-  c->last_error = 0;
+  attempt_end(c);
   if (c->o.version == UVMQTT_V5 &&
       (ack->props.present &
        UVMQTT_PROP_BIT(UVMQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER))) {
     char *id = uvmqtt__strndup(ack->props.assigned_client_identifier.data,
                                ack->props.assigned_client_identifier.len);
     if (id) {
-      uvmqtt__free(c->client_id);
+      client_id_free(c);
       c->client_id = id;
     }
   }
@@ -1132,10 +1202,10 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   m.dup = pub->dup;
   m.packet_id = pub->packet_id;
   m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
-  if (c->reqs && m.props &&
+  if (c->rare && c->rare->reqs && m.props &&
       (m.props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_CORRELATION_DATA)) &&
       m.props->correlation_data.len == 16) {
-    for (req_t *r = c->reqs; r; r = r->next) {
+    for (req_t *r = c->rare->reqs; r; r = r->next) {
       if (!r->answered &&
           memcmp(r->corr, m.props->correlation_data.data, 16) == 0) {
         r->answered = true;
@@ -1144,10 +1214,10 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
       }
     }
   }
-  if (c->router) {
+  if (c->rt) {
     dispatch_t d = {c, &m};
-    if (uvmqtt_router_match(c->router, m.topic, m.topic_len, route_visit, &d) >
-        0)
+    if (uvmqtt_router_match(c->rt->router, m.topic, m.topic_len, route_visit,
+                            &d) > 0)
       return;
   }
   if (c->message_cb)
@@ -1178,11 +1248,11 @@ static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
 static int remember_sub(uvmqtt_client_t *c, const char *f, size_t len,
                         uint8_t options) {
   forget_sub(c, f, len);
-  sub_t *s = uvmqtt__malloc(sizeof(*s) + len);
+  sub_t *s = uvmqtt__malloc(offsetof(sub_t, filter) + len);
   if (!s)
     return UVMQTT_ENOMEM;
   s->options = options;
-  s->len = len;
+  s->len = (uint16_t)len;
   memcpy(s->filter, f, len);
   s->next = c->subs;
   c->subs = s;
@@ -1206,12 +1276,12 @@ static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
   uvmqtt_client_t *c = ud;
   c->last_reason = r->reason_code;
   note_redirect(c, r->reason_code, &r->props);
-  /* connection_drop reports it; keep a view for the callback. */
-  c->server_disconnect = (uvmqtt_reason_t *)r;
+  /* Fire now while the packet's memory is valid; connection_drop
+   * reports it otherwise. */
+  c->disconnect_reported = false;
   if (c->disconnect_cb && c->depth > 0) {
-    /* Fire now while the packet's memory is valid. */
     c->disconnect_cb(c, UVMQTT_EDISCONNECTED, r, c->disconnect_arg);
-    c->server_disconnect = (uvmqtt_reason_t *)1; /* reported */
+    c->disconnect_reported = true;
   }
 }
 
@@ -1227,7 +1297,9 @@ static void ev_auth(void *ud, const uvmqtt_reason_t *r) {
   }
   if (r->reason_code == 0)
     return; /* re-authentication succeeded */
-  if (!c->auth_cb || c->auth_cb(c, r->reason_code, &r->props, c->auth_arg))
+  /* The client has its rare block: it was created with auth_method. */
+  if (!c->rare || !c->rare->auth_cb ||
+      c->rare->auth_cb(c, r->reason_code, &r->props, c->rare->auth_arg))
     connection_drop(c, UVMQTT_EAUTH);
 }
 
@@ -1327,7 +1399,7 @@ static void arm_timer(uvmqtt_client_t *c) {
   if (c->state == C_CLOSING)
     return;
   if (c->state == C_RESOLVING || c->state == C_TRANSPORT || c->state == C_MQTT)
-    due = c->attempt_deadline;
+    due = c->at ? c->at->deadline : UINT64_MAX;
   if (c->state == C_MQTT || c->state == C_CONNECTED) {
     uint64_t k = uvmqtt__session_deadline(c->session);
     if (k < due)
@@ -1349,7 +1421,7 @@ static void client_timer(uvmqtt_client_t *c) {
     start_attempt(c);
   } else if ((c->state == C_RESOLVING || c->state == C_TRANSPORT ||
               c->state == C_MQTT) &&
-             now >= c->attempt_deadline) {
+             c->at && now >= c->at->deadline) {
     clog_(c, UVMQTT_LOG_WARN, "connection attempt timed out");
     connection_drop(c, UVMQTT_ETIMEDOUT);
   } else if (c->state == C_MQTT || c->state == C_CONNECTED) {
@@ -1366,15 +1438,50 @@ static void client_timer(uvmqtt_client_t *c) {
  * -------------------------------------------------------------------- */
 
 static void servers_free(uvmqtt_client_t *c) {
-  for (size_t i = 0; i < c->nservers; i++) {
-    uvmqtt__free(c->servers[i].host);
-    uvmqtt__free(c->servers[i].path);
-    uvmqtt__free(c->servers[i].user);
-    uvmqtt__free(c->servers[i].pass);
-  }
   uvmqtt__free(c->servers);
   c->servers = NULL;
   c->nservers = c->cur_server = 0;
+}
+
+/* Frees the strings of a server parsed by parse_uri(). */
+static void server_clear(server_t *sv) {
+  uvmqtt__free(sv->host);
+  uvmqtt__free(sv->path);
+  uvmqtt__free(sv->user);
+  uvmqtt__free(sv->pass);
+}
+
+static size_t str_size(const char *s) {
+  return s ? strlen(s) + 1 : 0;
+}
+
+static char *str_put(char **at, const char *s) {
+  if (!s)
+    return NULL;
+  size_t n = strlen(s) + 1;
+  char *d = memcpy(*at, s, n);
+  *at += n;
+  return d;
+}
+
+/* Copies n servers and their strings into one allocation. NULL: ENOMEM. */
+static server_t *servers_pack(const server_t *src, size_t n) {
+  size_t size = n * sizeof(server_t);
+  for (size_t i = 0; i < n; i++)
+    size += str_size(src[i].host) + str_size(src[i].path) +
+            str_size(src[i].user) + str_size(src[i].pass);
+  server_t *v = uvmqtt__malloc(size);
+  if (!v)
+    return NULL;
+  char *at = (char *)(v + n);
+  for (size_t i = 0; i < n; i++) {
+    v[i] = src[i];
+    v[i].host = str_put(&at, src[i].host);
+    v[i].path = str_put(&at, src[i].path);
+    v[i].user = str_put(&at, src[i].user);
+    v[i].pass = str_put(&at, src[i].pass);
+  }
+  return v;
 }
 
 static uint16_t default_port(const uvmqtt_client_t *c, int scheme) {
@@ -1500,10 +1607,7 @@ static int parse_uri(const uvmqtt_client_t *c, const char *uri, server_t *sv) {
 bad:
   rc = UVMQTT_EURI;
 fail:
-  uvmqtt__free(sv->host);
-  uvmqtt__free(sv->user);
-  uvmqtt__free(sv->pass);
-  uvmqtt__free(sv->path);
+  server_clear(sv);
   memset(sv, 0, sizeof(*sv));
   return rc;
 }
@@ -1524,20 +1628,15 @@ static void random_id(char *out, size_t cap) {
            r[2], r[3], r[4], r[5], r[6], r[7]);
 }
 
+/* Takes over `servers` (from servers_pack(), may be NULL). */
 static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
   if (c->state == C_CLOSING || c->close_requested) {
-    for (size_t i = 0; i < n; i++) {
-      uvmqtt__free(servers[i].host);
-      uvmqtt__free(servers[i].path);
-      uvmqtt__free(servers[i].user);
-      uvmqtt__free(servers[i].pass);
-    }
     uvmqtt__free(servers);
     return UVMQTT_ECLOSED;
   }
   servers_free(c);
   c->servers = servers;
-  c->nservers = n;
+  c->nservers = (uint32_t)n;
   c->cur_server = 0;
   c->srv_mode = srv;
   c->srv_done = false;
@@ -1565,19 +1664,20 @@ int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
   int rc = client_id_ok(c);
   if (rc < 0)
     return rc;
-  server_t *sv = uvmqtt__calloc(1, sizeof(*sv));
-  if (!sv || !(sv->host = uvmqtt__strdup(host))) {
-    uvmqtt__free(sv);
+  server_t tmp;
+  memset(&tmp, 0, sizeof(tmp));
+  tmp.host = (char *)host;
+  tmp.scheme = CX(c)->tls_for_tcp ? S_MQTTS : S_MQTT;
+  tmp.port = (uint16_t)port;
+  server_t *sv = servers_pack(&tmp, 1);
+  if (!sv)
     return UVMQTT_ENOMEM;
-  }
-  sv->scheme = CX(c)->tls_for_tcp ? S_MQTTS : S_MQTT;
-  sv->port = (uint16_t)port;
   return begin(c, sv, 1, false);
 }
 
 int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
                                size_t count) {
-  if (!c || !uris || count == 0)
+  if (!c || !uris || count == 0 || count > UINT32_MAX)
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;
@@ -1594,19 +1694,17 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
     if (rc == 0 && (sv[i].scheme == S_MQTTS || sv[i].scheme == S_WSS) &&
         !CX(c)->tls)
       rc = UVMQTT_EINVAL; /* TLS scheme without a TLS configuration */
-    if (rc < 0) {
-      /* sv[i] too: it may have parsed before the TLS check refused it. */
-      for (size_t j = 0; j <= i; j++) {
-        uvmqtt__free(sv[j].host);
-        uvmqtt__free(sv[j].path);
-        uvmqtt__free(sv[j].user);
-        uvmqtt__free(sv[j].pass);
-      }
-      uvmqtt__free(sv);
-      return rc;
-    }
+    if (rc < 0)
+      break;
   }
-  return begin(c, sv, count, false);
+  server_t *packed = rc < 0 ? NULL : servers_pack(sv, count);
+  if (rc == 0 && !packed)
+    rc = UVMQTT_ENOMEM;
+  /* sv[i] too: it may have parsed before the TLS check refused it. */
+  for (size_t j = 0; j < count; j++)
+    server_clear(&sv[j]);
+  uvmqtt__free(sv);
+  return rc < 0 ? rc : begin(c, packed, count, false);
 }
 
 int uvmqtt_client_connect_uri(uvmqtt_client_t *c, const char *uri) {
@@ -1626,20 +1724,21 @@ int uvmqtt_client_connect_srv(uvmqtt_client_t *c, const char *domain) {
   int rc = client_id_ok(c);
   if (rc < 0)
     return rc;
-  char *d = uvmqtt__strdup(domain);
+  rare_t *r = rare_get(c);
+  char *d = r ? uvmqtt__strdup(domain) : NULL;
   if (!d)
     return UVMQTT_ENOMEM;
-  uvmqtt__free(c->srv_domain);
-  c->srv_domain = d;
+  uvmqtt__free(r->srv_domain);
+  r->srv_domain = d;
   return begin(c, NULL, 0, true);
 #endif
 }
 
 static int ensure_resolver(uvmqtt_client_t *c) {
-  if (c->resolver)
+  if (c->at->resolver)
     return 0;
   return uvmqtt__resolver_new(c->loop, CX(c)->dns_servers, CX(c)->dns_timeout,
-                              &c->resolver);
+                              &c->at->resolver);
 }
 
 /* The current attempt failed: try the next address, then the next server,
@@ -1654,8 +1753,12 @@ static void on_stream_closed(uvmqtt_stream_t *s) {
 }
 
 static void close_stream(uvmqtt_client_t *c) {
-  uvmqtt_stream_t *s = c->stream ? c->stream : c->opening;
-  c->stream = c->opening = NULL;
+  uvmqtt_stream_t *s = c->stream;
+  if (!s && c->at)
+    s = c->at->opening;
+  c->stream = NULL;
+  if (c->at)
+    c->at->opening = NULL;
   if (s) {
     s->read_cb = NULL;
     uvmqtt__stream_close(s, on_stream_closed);
@@ -1812,21 +1915,21 @@ static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
 #endif
   /* The stack is complete. */
   c->stream = s;
-  c->opening = NULL;
+  c->at->opening = NULL;
   s->read_cb = on_read;
   send_connect(c);
   return;
 #if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
 stack:
   if (rc < 0) {
-    c->opening = s;
+    c->at->opening = s;
     attempt_failed(c, rc);
     return;
   }
   up->data = c;
   up->read_cb = NULL;
   up->log_cb = on_layer_log;
-  c->opening = up;
+  c->at->opening = up;
   rc = up->ops->open(up, layer_opened);
   if (rc < 0)
     attempt_failed(c, rc);
@@ -1838,18 +1941,20 @@ static void layer_opened(uvmqtt_stream_t *s, int status) {
   uvmqtt_client_t *c = s->data;
   ENTER(c);
   if (status < 0) {
-    c->http_status = 0;
+    attempt_t *at = c->at;
+    at->http_status = 0;
 #if UVMQTT_HAVE_TLS
-    if (strcmp(s->ops->name, "tls") == 0)
-      uvmqtt__tls_last_error(s, &c->tls_err, &c->tls_flags);
+    /* A client with a TLS configuration has its rare block. */
+    if (strcmp(s->ops->name, "tls") == 0 && c->rare)
+      uvmqtt__tls_last_error(s, &c->rare->tls_err, &c->rare->tls_flags);
 #endif
 #if UVMQTT_HAVE_WS
     if (status == UVMQTT_EWS_STATUS && strcmp(s->ops->name, "ws") == 0)
-      c->http_status = uvmqtt__ws_http_status(s);
+      at->http_status = uvmqtt__ws_http_status(s);
 #endif
-    if (c->http_status)
+    if (at->http_status)
       clog_(c, UVMQTT_LOG_WARN, "%s handshake failed: %s (HTTP %d)",
-            s->ops->name, uvmqtt_strerror(status), c->http_status);
+            s->ops->name, uvmqtt_strerror(status), at->http_status);
     else
       clog_(c, UVMQTT_LOG_WARN, "%s handshake failed: %s", s->ops->name,
             uvmqtt_strerror(status));
@@ -1870,17 +1975,17 @@ static void tcp_opened(uvmqtt_stream_t *s, int status) {
     clog_(c, UVMQTT_LOG_DEBUG, "tcp connect failed: %s",
           uvmqtt_strerror(status));
     close_stream(c);
-    c->cur_addr++;
-    if (c->cur_addr < c->naddrs)
+    c->at->cur_addr++;
+    if (c->at->cur_addr < c->at->naddrs)
       try_address(c);
     else
       attempt_failed(c, status);
   } else {
     /* Connected: the address list is only needed again after a drop,
      * and every new attempt resolves afresh. */
-    uvmqtt__free(c->addrs);
-    c->addrs = NULL;
-    c->naddrs = c->cur_addr = 0;
+    uvmqtt__free(c->at->addrs);
+    c->at->addrs = NULL;
+    c->at->naddrs = c->at->cur_addr = 0;
     next_layer(c, s);
   }
   LEAVE(c);
@@ -1896,21 +2001,22 @@ static void try_address(uvmqtt_client_t *c) {
       uv_ip6_addr(CX(c)->bind, 0, (struct sockaddr_in6 *)&bind_ss);
     to.bind_addr = (struct sockaddr *)&bind_ss;
   }
-  while (c->cur_addr < c->naddrs) {
+  attempt_t *at = c->at;
+  while (at->cur_addr < at->naddrs) {
     uvmqtt_stream_t *s;
-    int rc =
-        uvmqtt__tcp_connect(c->loop, (struct sockaddr *)&c->addrs[c->cur_addr],
-                            &to, tcp_opened, c, &s);
+    int rc = uvmqtt__tcp_connect(c->loop,
+                                 (struct sockaddr *)&at->addrs[at->cur_addr],
+                                 &to, tcp_opened, c, &s);
     if (rc == 0) {
       c->open_handles++;
-      c->opening = s;
+      at->opening = s;
       c->state = C_TRANSPORT;
       return;
     }
-    c->last_error = rc;
-    c->cur_addr++;
+    at->last_error = rc;
+    at->cur_addr++;
   }
-  attempt_failed(c, c->last_error ? c->last_error : UVMQTT_EINVAL);
+  attempt_failed(c, at->last_error ? at->last_error : UVMQTT_EINVAL);
 }
 
 static void on_resolver_released(void *arg) {
@@ -1923,32 +2029,35 @@ static void on_resolver_released(void *arg) {
 /* A resolver holds two handles and its request memory; a connected client
  * does not need it until the next attempt, which makes a new one. */
 static void release_resolver(uvmqtt_client_t *c) {
-  if (!c->resolver || c->srv_mode || c->resolve_req)
+  attempt_t *at = c->at;
+  if (!at->resolver || c->srv_mode || at->resolve_req)
     return;
   c->open_handles++;
-  uvmqtt__resolver_close(c->resolver, on_resolver_released, c);
-  c->resolver = NULL;
+  uvmqtt__resolver_close(at->resolver, on_resolver_released, c);
+  at->resolver = NULL;
 }
 
 static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
                      void *arg) {
   uvmqtt_client_t *c = arg;
   ENTER(c);
-  c->resolve_req = NULL;
+  attempt_t *at = c->at;
+  at->resolve_req = NULL;
   if (status < 0 || n == 0) {
     clog_(c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
           c->servers[c->cur_server].host,
           uvmqtt_strerror(status < 0 ? status : UVMQTT_EDNS_NODATA));
     attempt_failed(c, status < 0 ? status : UVMQTT_EDNS_NODATA);
   } else {
-    uvmqtt__free(c->addrs);
-    c->addrs = uvmqtt__malloc(n * sizeof(*addrs));
-    if (!c->addrs) {
+    uvmqtt__free(at->addrs);
+    at->naddrs = 0;
+    at->addrs = n <= UINT32_MAX ? uvmqtt__malloc(n * sizeof(*addrs)) : NULL;
+    if (!at->addrs) {
       attempt_failed(c, UVMQTT_ENOMEM);
     } else {
-      memcpy(c->addrs, addrs, n * sizeof(*addrs));
-      c->naddrs = n;
-      c->cur_addr = 0;
+      memcpy(at->addrs, addrs, n * sizeof(*addrs));
+      at->naddrs = (uint32_t)n;
+      at->cur_addr = 0;
       release_resolver(c);
       try_address(c);
     }
@@ -1965,15 +2074,17 @@ static void resolve_server(uvmqtt_client_t *c) {
        uv_ip6_addr(sv->host, port, (struct sockaddr_in6 *)&lit) == 0)) {
     /* An address literal needs no lookup, and no resolver. We run from a
      * timer or another callback here, never from inside an API call. */
-    uvmqtt__free(c->addrs);
-    c->addrs = uvmqtt__malloc(sizeof(lit));
-    if (!c->addrs) {
+    attempt_t *at = c->at;
+    uvmqtt__free(at->addrs);
+    at->naddrs = 0;
+    at->addrs = uvmqtt__malloc(sizeof(lit));
+    if (!at->addrs) {
       attempt_failed(c, UVMQTT_ENOMEM);
       return;
     }
-    memcpy(c->addrs, &lit, sizeof(lit));
-    c->naddrs = 1;
-    c->cur_addr = 0;
+    memcpy(at->addrs, &lit, sizeof(lit));
+    at->naddrs = 1;
+    at->cur_addr = 0;
     c->state = C_RESOLVING;
     try_address(c);
     return;
@@ -1981,8 +2092,8 @@ static void resolve_server(uvmqtt_client_t *c) {
   int rc = ensure_resolver(c);
   if (rc == 0) {
     c->state = C_RESOLVING;
-    rc = uvmqtt__resolve_addr(c->resolver, sv->host, port, on_addrs, c,
-                              &c->resolve_req);
+    rc = uvmqtt__resolve_addr(c->at->resolver, sv->host, port, on_addrs, c,
+                              &c->at->resolve_req);
   }
   if (rc < 0)
     attempt_failed(c, rc);
@@ -1992,36 +2103,34 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
                    void *arg) {
   uvmqtt_client_t *c = arg;
   ENTER(c);
-  c->resolve_req = NULL;
-  server_t *sv = NULL;
-  if (status == 0 && n > 0)
-    sv = uvmqtt__calloc(n, sizeof(*sv));
+  c->at->resolve_req = NULL;
+  server_t *tmp = NULL, *sv = NULL;
+  if (status == 0 && n > 0 && n <= UINT32_MAX &&
+      (tmp = uvmqtt__calloc(n, sizeof(*tmp)))) {
+    for (size_t i = 0; i < n; i++) {
+      tmp[i].host = (char *)t[i].host;
+      tmp[i].port = t[i].port;
+      tmp[i].scheme = CX(c)->tls ? S_MQTTS : S_MQTT;
+    }
+    sv = servers_pack(tmp, n);
+    uvmqtt__free(tmp);
+  }
   if (status < 0 || n == 0 || !sv) {
-    clog_(c, UVMQTT_LOG_WARN, "SRV lookup for %s failed: %s", c->srv_domain,
+    clog_(c, UVMQTT_LOG_WARN, "SRV lookup for %s failed: %s",
+          c->rare->srv_domain,
           uvmqtt_strerror(status < 0 ? status : UVMQTT_ENOMEM));
     c->nservers = 0;
     attempt_failed(c, status < 0 ? status : UVMQTT_ENOMEM);
   } else {
-    int scheme = CX(c)->tls ? S_MQTTS : S_MQTT;
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++) {
-      if (!(sv[k].host = uvmqtt__strdup(t[i].host)))
-        continue;
-      sv[k].port = t[i].port;
-      sv[k].scheme = scheme;
+    for (size_t i = 0; i < n; i++)
       clog_(c, UVMQTT_LOG_DEBUG, "SRV target %s:%u (priority %u weight %u)",
             t[i].host, t[i].port, t[i].priority, t[i].weight);
-      k++;
-    }
     servers_free(c);
     c->servers = sv;
-    c->nservers = k;
+    c->nservers = (uint32_t)n;
     c->cur_server = 0;
     c->srv_done = true;
-    if (k == 0)
-      attempt_failed(c, UVMQTT_ENOMEM);
-    else
-      resolve_server(c);
+    resolve_server(c);
   }
   LEAVE(c);
 }
@@ -2034,17 +2143,22 @@ static void start_attempt(uvmqtt_client_t *c) {
   }
   if (c->state == C_CLOSING || c->state == C_IDLE)
     return;
-  c->attempt_deadline = now_ms(c) + c->o.connect_timeout;
+  if (!c->at && !(c->at = uvmqtt__calloc(1, sizeof(*c->at)))) {
+    attempt_failed(c, UVMQTT_ENOMEM);
+    return;
+  }
+  c->at->deadline = now_ms(c) + c->o.connect_timeout;
   c->state = C_RESOLVING;
   arm_timer(c);
   if (c->srv_mode && !c->srv_done) {
     char name[300];
     int rc = ensure_resolver(c);
-    if (rc == 0 && uvmqtt__srv_name(name, sizeof(name), c->srv_domain,
+    if (rc == 0 && uvmqtt__srv_name(name, sizeof(name), c->rare->srv_domain,
                                     CX(c)->tls != NULL) < 0)
       rc = UVMQTT_EINVAL;
     if (rc == 0)
-      rc = uvmqtt__resolve_srv(c->resolver, name, on_srv, c, &c->resolve_req);
+      rc = uvmqtt__resolve_srv(c->at->resolver, name, on_srv, c,
+                               &c->at->resolve_req);
     if (rc < 0)
       attempt_failed(c, rc);
     return;
@@ -2083,9 +2197,10 @@ static bool config_error(int status) {
 /* Whether reconnecting later may help. A refused WebSocket upgrade is
  * worth retrying when the HTTP status says the refusal is temporary. */
 static bool attempt_retryable(const uvmqtt_client_t *c, int status) {
-  if (status == UVMQTT_EWS_STATUS)
-    return c->http_status >= 500 || c->http_status == 408 ||
-           c->http_status == 429;
+  if (status == UVMQTT_EWS_STATUS) {
+    int http = c->at ? c->at->http_status : 0;
+    return http >= 500 || http == 408 || http == 429;
+  }
   switch (status) {
   /* Our configuration or the broker's verdict on us: retrying cannot fix
    * these, so the client stops and reports them. */
@@ -2108,22 +2223,28 @@ static void attempt_failed(uvmqtt_client_t *c, int status) {
   if (c->state == C_CLOSING)
     return;
   close_stream(c);
-  c->last_error = status;
-  if (c->resolve_req) {
-    uvmqtt__resolve_cancel(c->resolve_req);
-    c->resolve_req = NULL;
+  attempt_t *at = c->at; /* NULL when it could not be allocated */
+  if (at) {
+    at->last_error = status;
+    if (at->resolve_req) {
+      uvmqtt__resolve_cancel(at->resolve_req);
+      at->resolve_req = NULL;
+    }
   }
   /* More servers in the list: move on at once, unless the error is ours
    * (a bad configuration no other server can fix). */
   if (c->cur_server + 1 < c->nservers && !config_error(status)) {
     c->cur_server++;
-    c->cur_addr = c->naddrs = 0;
+    if (at)
+      at->cur_addr = at->naddrs = 0;
     c->state = C_WAIT;
     ctimer_start(c, 0);
     return;
   }
-  const char *what = c->nservers ? c->servers[c->cur_server].host
-                                 : (c->srv_domain ? c->srv_domain : "?");
+  const char *what =
+      c->nservers
+          ? c->servers[c->cur_server].host
+          : (c->rare && c->rare->srv_domain ? c->rare->srv_domain : "?");
   if (c->nservers > 1 || c->srv_mode)
     clog_(c, UVMQTT_LOG_WARN, "every server failed (last %s: %s)", what,
           uvmqtt_strerror(status));
@@ -2172,13 +2293,13 @@ static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay) {
  * space-separated list) and a new attempt starts at once. Returns true
  * when followed. */
 static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
-  char *ref = c->redirect_ref;
-  c->redirect_ref = NULL;
+  rare_t *r = c->rare;
+  char *ref = r->redirect_ref;
+  r->redirect_ref = NULL;
   bool ok = false;
-  if (c->nservers && c->redirects < 5 &&
+  if (c->nservers && r->redirects < 5 &&
       (!c->redirect_cb ||
        c->redirect_cb(c, reason, ref, c->redirect_arg) == 0)) {
-    server_t *sv = &c->servers[c->cur_server];
     ref[strcspn(ref, " ")] = '\0';
     char *host = ref, *colon = strrchr(ref, ':');
     long port = 0;
@@ -2196,20 +2317,28 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
       *colon = '\0';
       port = strtol(colon + 1, NULL, 10);
     }
-    char *h = *host ? uvmqtt__strdup(host) : NULL;
-    if (h && port >= 0 && port <= 65535) {
+    /* The list is one block: it is rebuilt with the new host. */
+    size_t n = c->nservers;
+    server_t one, *tmp = n == 1 ? &one : uvmqtt__malloc(n * sizeof(*tmp));
+    server_t *v = NULL;
+    if (tmp && *host && port >= 0 && port <= 65535) {
+      memcpy(tmp, c->servers, n * sizeof(*tmp));
+      tmp[c->cur_server].host = host;
+      tmp[c->cur_server].port = (uint16_t)port;
+      v = servers_pack(tmp, n);
+    }
+    if (tmp != &one)
+      uvmqtt__free(tmp);
+    if (v) {
       clog_(c, UVMQTT_LOG_INFO, "redirected (reason 0x%02x) to %s:%ld", reason,
-            h, port);
-      uvmqtt__free(sv->host);
-      sv->host = h;
-      sv->port = (uint16_t)port;
-      c->redirects++;
+            host, port);
+      uvmqtt__free(c->servers);
+      c->servers = v;
+      r->redirects++;
       close_stream(c);
       c->state = C_WAIT;
       ctimer_start(c, 0);
       ok = true;
-    } else {
-      uvmqtt__free(h);
     }
   }
   uvmqtt__free(ref);
@@ -2238,7 +2367,7 @@ static void do_drop(uvmqtt_client_t *c) {
   }
   uvmqtt__session_connection_lost(c->session,
                                   status ? status : UVMQTT_ENOTCONN);
-  if (c->redirect_ref && follow_redirect(c, reason))
+  if (c->rare && c->rare->redirect_ref && follow_redirect(c, reason))
     return;
   if (!was_connected) {
     if (refused) {
@@ -2267,8 +2396,8 @@ static void do_drop(uvmqtt_client_t *c) {
   clog_(c, status ? UVMQTT_LOG_WARN : UVMQTT_LOG_INFO, "disconnected: %s",
         uvmqtt_strerror(status));
   c->state = C_WAIT;
-  bool reported = c->server_disconnect == (uvmqtt_reason_t *)1;
-  c->server_disconnect = NULL;
+  bool reported = c->disconnect_reported;
+  c->disconnect_reported = false;
   if (c->disconnect_cb && !reported)
     c->disconnect_cb(c, c->user_disconnect ? 0 : status, NULL,
                      c->disconnect_arg);
@@ -2319,51 +2448,60 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     options_defaults(&defaults);
     opts = &defaults;
   }
-  if (opts->version != UVMQTT_V5 && opts->empty_id && !opts->clean)
+  const copts_t *k = &opts->k;
+  if (k->version != UVMQTT_V5 && k->empty_id && !k->clean)
     return UVMQTT_ECLIENTID;
-  uvmqtt_client_t *c = uvmqtt__calloc(1, sizeof(*c));
+  /* The id lives after the struct, in the same allocation. */
+  char rid[40];
+  const char *id = opts->client_id;
+  if (!id) {
+    id = rid;
+    if (k->empty_id)
+      rid[0] = '\0';
+    else
+      random_id(rid, sizeof(rid));
+  }
+  size_t idsize = strlen(id) + 1;
+  size_t size = offsetof(uvmqtt_client_t, id) + idsize;
+  uvmqtt_client_t *c = uvmqtt__calloc(1, size > sizeof(*c) ? size : sizeof(*c));
   if (!c)
     return UVMQTT_ENOMEM;
   c->loop = loop;
   c->log_level = UVMQTT_LOG_INFO;
-  int rc = options_copy(&c->o, opts);
+  c->client_id = memcpy(c->id, id, idsize);
+  int rc = copts_copy(&c->o, k);
   if (rc < 0) {
     uvmqtt__free(c);
     return rc;
   }
-  if (c->o.client_id) {
-    /* The copy's id is not read again: the client takes it over. */
-    c->client_id = c->o.client_id;
-    c->o.client_id = NULL;
-  } else if (c->o.empty_id) {
-    c->client_id = uvmqtt__strdup("");
-  } else {
-    char id[40];
-    random_id(id, sizeof(id));
-    c->client_id = uvmqtt__strdup(id);
+  /* Hooks that only ever fire with TLS or enhanced authentication keep
+   * their state there: allocated now, as their setters cannot fail. */
+  if ((CX(c)->tls || CX(c)->auth_method) && !rare_get(c)) {
+    ext_free(&c->o);
+    uvmqtt__free(c);
+    return UVMQTT_ENOMEM;
   }
   uvmqtt_session_config_t sc;
   memset(&sc, 0, sizeof(sc));
   sc.version = (uint8_t)c->o.version;
-  sc.max_inflight = c->o.max_inflight;
-  sc.max_queued = c->o.max_queued;
-  sc.max_queued_bytes = c->o.max_queued_bytes;
-  sc.queue_policy = c->o.queue_policy;
+  sc.max_inflight = opts->max_inflight;
+  sc.max_queued = opts->max_queued;
+  sc.max_queued_bytes = opts->max_queued_bytes;
+  sc.queue_policy = opts->queue_policy;
   sc.max_packet_size = c->o.max_packet_size;
   sc.receive_maximum = CX(c)->receive_max;
   sc.topic_alias_max_in = CX(c)->topic_alias_in;
   sc.topic_alias_auto = CX(c)->topic_alias_auto;
-  if (!c->client_id ||
-      (rc = uvmqtt__session_new(&sc, &session_events, c, &c->session)) < 0) {
-    options_clear(&c->o);
-    uvmqtt__free(c->client_id);
+  if ((rc = uvmqtt__session_new(&sc, &session_events, c, &c->session)) < 0) {
+    ext_free(&c->o);
+    uvmqtt__free(c->rare);
     uvmqtt__free(c);
-    return rc < 0 ? rc : UVMQTT_ENOMEM;
+    return rc;
   }
   if (!(c->lc = lc_acquire(loop))) {
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
-    options_clear(&c->o);
-    uvmqtt__free(c->client_id);
+    ext_free(&c->o);
+    uvmqtt__free(c->rare);
     uvmqtt__free(c);
     return UVMQTT_ENOMEM;
   }
@@ -2373,12 +2511,6 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
 
 static void on_handle_closed(uv_handle_t *h) {
   uvmqtt_client_t *c = h->data;
-  c->open_handles--;
-  close_now(c);
-}
-
-static void on_resolver_closed(void *arg) {
-  uvmqtt_client_t *c = arg;
   c->open_handles--;
   close_now(c);
 }
@@ -2396,22 +2528,18 @@ static void close_now(uvmqtt_client_t *c) {
       flush_now(c);
     c->state = C_CLOSING;
     c->drop_requested = false;
-    if (c->resolve_req) {
-      uvmqtt__resolve_cancel(c->resolve_req);
-      c->resolve_req = NULL;
+    if (c->at && c->at->resolve_req) {
+      uvmqtt__resolve_cancel(c->at->resolve_req);
+      c->at->resolve_req = NULL;
     }
-    if (c->stream || c->opening) {
+    if (c->stream || (c->at && c->at->opening)) {
       uvmqtt__session_connection_lost(c->session, UVMQTT_ECLOSED);
       close_stream(c);
     }
     if (attempting && c->connect_cb)
       /* The attempt in progress ends: reported as cancelled. */
       c->connect_cb(c, UVMQTT_ECLOSED, NULL, c->connect_arg);
-    if (c->resolver) {
-      c->open_handles++;
-      uvmqtt__resolver_close(c->resolver, on_resolver_closed, c);
-      c->resolver = NULL;
-    }
+    attempt_end(c); /* closes the resolver */
   }
   if (c->depth > 0)
     return;
@@ -2423,17 +2551,19 @@ static void close_now(uvmqtt_client_t *c) {
     ENTER(c);
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     c->session = NULL;
-    for (req_t *r = c->reqs; r; r = r->next) {
-      r->published = true;
-      if (!r->answered) {
-        r->answered = true;
-        r->cb(c, UVMQTT_ECLOSED, NULL, r->arg);
+    if (c->rare) {
+      for (req_t *r = c->rare->reqs; r; r = r->next) {
+        r->published = true;
+        if (!r->answered) {
+          r->answered = true;
+          r->cb(c, UVMQTT_ECLOSED, NULL, r->arg);
+        }
       }
-    }
-    req_sweep(c);
-    if (c->req_timer) {
-      c->open_handles++;
-      uv_close((uv_handle_t *)c->req_timer, on_handle_closed);
+      req_sweep(c);
+      if (c->rare->req_timer) {
+        c->open_handles++;
+        uv_close((uv_handle_t *)c->rare->req_timer, on_handle_closed);
+      }
     }
     c->depth--;
     ctimer_stop(c);
@@ -2450,14 +2580,15 @@ static void close_now(uvmqtt_client_t *c) {
   uvmqtt_close_cb cb = c->close_cb;
   if (cb)
     cb(c);
-  if (c->router) {
+  if (c->rt) {
     /* Routes own small structs; free them with the table. */
-    uvmqtt_router_free(c->router);
-    while (c->routes) {
-      route_t *r = c->routes;
-      c->routes = r->next;
+    uvmqtt_router_free(c->rt->router);
+    while (c->rt->routes) {
+      route_t *r = c->rt->routes;
+      c->rt->routes = r->next;
       uvmqtt__free(r);
     }
+    uvmqtt__free(c->rt);
   }
   while (c->subs) {
     sub_t *s = c->subs;
@@ -2465,12 +2596,14 @@ static void close_now(uvmqtt_client_t *c) {
     uvmqtt__free(s);
   }
   servers_free(c);
-  uvmqtt__free(c->addrs);
-  uvmqtt__free(c->srv_domain);
-  uvmqtt__free(c->client_id);
-  uvmqtt__free(c->req_timer);
-  uvmqtt__free(c->redirect_ref);
-  options_clear(&c->o);
+  client_id_free(c);
+  if (c->rare) {
+    uvmqtt__free(c->rare->srv_domain);
+    uvmqtt__free(c->rare->req_timer);
+    uvmqtt__free(c->rare->redirect_ref);
+    uvmqtt__free(c->rare);
+  }
+  ext_free(&c->o);
   uvmqtt__free(c);
 }
 
@@ -2513,7 +2646,10 @@ void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
                           int max_level) {
   c->log_cb = cb;
   c->log_arg = arg;
-  c->log_level = max_level;
+  /* Levels are small: clamping keeps every comparison as it was. */
+  c->log_level = (int8_t)(max_level < INT8_MIN   ? INT8_MIN
+                          : max_level > INT8_MAX ? INT8_MAX
+                                                 : max_level);
 }
 void uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
                                 void *arg) {
@@ -2521,9 +2657,13 @@ void uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
   c->reconnect_arg = arg;
 }
 
+/* Without enhanced authentication configured (then there is no rare
+ * block) the callback could never fire: there is nothing to keep. */
 void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb, void *arg) {
-  c->auth_cb = cb;
-  c->auth_arg = arg;
+  if (c->rare) {
+    c->rare->auth_cb = cb;
+    c->rare->auth_arg = arg;
+  }
 }
 
 void uvmqtt_client_on_redirect(uvmqtt_client_t *c, uvmqtt_redirect_cb cb,
@@ -2557,8 +2697,7 @@ int uvmqtt_client_set_credentials(uvmqtt_client_t *c, const char *username,
                                   const void *password, size_t password_len) {
   if (!c)
     return UVMQTT_EINVAL;
-  return uvmqtt_options_set_credentials(&c->o, username, password,
-                                        password_len);
+  return set_credentials(&c->o, username, password, password_len);
 }
 
 int uvmqtt_client_disconnect(uvmqtt_client_t *c) {
@@ -2610,9 +2749,9 @@ size_t uvmqtt_client_queued(const uvmqtt_client_t *c) {
 int uvmqtt_client_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
                             uint32_t *verify_flags) {
   if (mbedtls_err)
-    *mbedtls_err = c->tls_err;
+    *mbedtls_err = c->rare ? c->rare->tls_err : 0;
   if (verify_flags)
-    *verify_flags = c->tls_flags;
+    *verify_flags = c->rare ? c->rare->tls_flags : 0;
 #if UVMQTT_HAVE_TLS
   return 0;
 #else
@@ -2689,7 +2828,7 @@ int uvmqtt_publish(uvmqtt_client_t *c, const char *topic, const void *payload,
  */
 
 static void req_sweep(uvmqtt_client_t *c) {
-  for (req_t **pp = &c->reqs, *r; (r = *pp);) {
+  for (req_t **pp = &c->rare->reqs, *r; (r = *pp);) {
     if (r->answered && r->published) {
       *pp = r->next;
       uvmqtt__free(r);
@@ -2703,22 +2842,23 @@ static void on_req_timer(uv_timer_t *t);
 
 static void req_arm(uvmqtt_client_t *c) {
   uint64_t due = UINT64_MAX, now = now_ms(c);
-  if (!c->req_timer || c->state == C_CLOSING)
+  if (!c->rare->req_timer || c->state == C_CLOSING)
     return;
-  for (req_t *r = c->reqs; r; r = r->next)
+  for (req_t *r = c->rare->reqs; r; r = r->next)
     if (!r->answered && r->deadline < due)
       due = r->deadline;
   if (due == UINT64_MAX)
-    uv_timer_stop(c->req_timer);
+    uv_timer_stop(c->rare->req_timer);
   else
-    uv_timer_start(c->req_timer, on_req_timer, due > now ? due - now : 0, 0);
+    uv_timer_start(c->rare->req_timer, on_req_timer, due > now ? due - now : 0,
+                   0);
 }
 
 static void on_req_timer(uv_timer_t *t) {
   uvmqtt_client_t *c = t->data;
   uint64_t now = now_ms(c);
   ENTER(c);
-  for (req_t *r = c->reqs; r; r = r->next) {
+  for (req_t *r = c->rare->reqs; r; r = r->next) {
     if (!r->answered && r->deadline <= now) {
       r->answered = true;
       r->cb(c, UVMQTT_ETIMEDOUT, NULL, r->arg);
@@ -2753,12 +2893,15 @@ int uvmqtt_request(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *request,
   int rc = uvmqtt_topic_validate(response_topic, strlen(response_topic));
   if (rc < 0)
     return rc;
-  if (!c->req_timer) {
-    c->req_timer = uvmqtt__malloc(sizeof(*c->req_timer));
-    if (!c->req_timer)
+  rare_t *rr = rare_get(c);
+  if (!rr)
+    return UVMQTT_ENOMEM;
+  if (!rr->req_timer) {
+    rr->req_timer = uvmqtt__malloc(sizeof(*rr->req_timer));
+    if (!rr->req_timer)
       return UVMQTT_ENOMEM;
-    uv_timer_init(c->loop, c->req_timer);
-    c->req_timer->data = c;
+    uv_timer_init(c->loop, rr->req_timer);
+    rr->req_timer->data = c;
   }
   req_t *r = uvmqtt__calloc(1, sizeof(*r));
   if (!r)
@@ -2782,11 +2925,11 @@ int uvmqtt_request(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *request,
   props.correlation_data.len = sizeof(r->corr);
   uvmqtt_publish_opts_t po = *request;
   po.props = &props;
-  r->next = c->reqs;
-  c->reqs = r;
+  r->next = rr->reqs;
+  rr->reqs = r;
   rc = uvmqtt_publish_ex(c, &po, req_published, r);
   if (rc < 0) {
-    c->reqs = r->next;
+    rr->reqs = r->next;
     uvmqtt__free(r);
     return rc;
   }
@@ -2900,7 +3043,7 @@ static void route_unlink_free(uvmqtt_client_t *c, route_t *r) {
   if (r->prev)
     r->prev->next = r->next;
   else
-    c->routes = r->next;
+    c->rt->routes = r->next;
   if (r->next)
     r->next->prev = r->prev;
   uvmqtt__free(r);
@@ -2910,10 +3053,16 @@ int uvmqtt_route_add(uvmqtt_client_t *c, const char *filter,
                      uvmqtt_message_cb cb, void *arg) {
   if (!c || !filter || !cb)
     return UVMQTT_EINVAL;
-  if (!c->router) {
-    int rc = uvmqtt_router_new(&c->router);
-    if (rc < 0)
+  if (!c->rt) {
+    routing_t *rt = uvmqtt__calloc(1, sizeof(*rt));
+    if (!rt)
+      return UVMQTT_ENOMEM;
+    int rc = uvmqtt_router_new(&rt->router);
+    if (rc < 0) {
+      uvmqtt__free(rt);
       return rc;
+    }
+    c->rt = rt;
   }
   route_t *r = uvmqtt__malloc(sizeof(*r));
   if (!r)
@@ -2921,16 +3070,16 @@ int uvmqtt_route_add(uvmqtt_client_t *c, const char *filter,
   r->cb = cb;
   r->arg = arg;
   void *old = NULL;
-  int rc = uvmqtt_router_add(c->router, filter, strlen(filter), r, &old);
+  int rc = uvmqtt_router_add(c->rt->router, filter, strlen(filter), r, &old);
   if (rc < 0) {
     uvmqtt__free(r);
     return rc;
   }
   r->prev = NULL;
-  r->next = c->routes;
-  if (c->routes)
-    c->routes->prev = r;
-  c->routes = r;
+  r->next = c->rt->routes;
+  if (c->rt->routes)
+    c->rt->routes->prev = r;
+  c->rt->routes = r;
   route_unlink_free(c, old);
   return 0;
 }
@@ -2939,9 +3088,9 @@ int uvmqtt_route_remove(uvmqtt_client_t *c, const char *filter) {
   void *old = NULL;
   if (!c || !filter)
     return UVMQTT_EINVAL;
-  if (!c->router)
+  if (!c->rt)
     return UVMQTT_ENOENT;
-  int rc = uvmqtt_router_remove(c->router, filter, strlen(filter), &old);
+  int rc = uvmqtt_router_remove(c->rt->router, filter, strlen(filter), &old);
   if (rc == 0)
     route_unlink_free(c, old);
   return rc;
