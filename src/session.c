@@ -79,67 +79,97 @@ struct uvmqtt_out_batch_s {
   size_t ndone, donecap;
 };
 
-/* A set of 16-bit packet ids: a few inline, a bitmap beyond that (freed
- * again when the set empties, so idle sessions hold no bitmap). */
+/* A set of 16-bit packet ids in one word: 0 when empty; up to three ids
+ * in the word itself (bit 0 set, the ids in the three high 16-bit lanes, 0
+ * marking a free lane: packet ids are never 0); beyond that a pointer to
+ * an idset_t (a few ids in a list, a bitmap beyond that), freed with the
+ * set's last id. So an idle session holds no memory for ids, and a small
+ * window (or one request at a time) allocates none. */
+typedef uint64_t idset_ref_t;
+#define IDSET_INLINE 1u
 #define IDSET_SMALL 16
 typedef struct {
-  uint16_t small[IDSET_SMALL];
-  uint8_t nsmall;
   uint64_t *bits;
-  size_t count;
+  uint32_t count;
+  uint8_t nsmall;
+  uint16_t small[IDSET_SMALL];
 } idset_t;
 
+/* Outgoing topic aliases (v5): a small LRU table, sized by the server's
+ * maximum, allocated on first use. */
+struct out_alias {
+  char *topic;
+  size_t len;
+  uint64_t used;
+};
+typedef struct {
+  uint64_t clock;
+  uint16_t n;
+  struct out_alias e[];
+} alias_out_t;
+
+/* Laid out to be small (no holes, narrow types where values are bounded):
+ * thousands of idle connections each hold one. Everything else a session
+ * needs only while busy (a partly received packet, packet ids in use,
+ * output, alias tables) is allocated when needed and freed when idle. */
 struct uvmqtt_session_s {
-  uvmqtt_session_config_t cfg;
   const uvmqtt_session_events_t *ev_; /* the owner's table, not a copy */
   void *ud;
-  uvmqtt_parser_t parser;
 
   uvmqtt_smsg_t *q_head, *q_tail; /* waiting to be sent */
-  size_t q_count, q_bytes;
   uvmqtt_smsg_t *f_head, *f_tail; /* in flight, in send order */
-  size_t f_count;
   uvmqtt_sreq_t *reqs;
-
-  idset_t out_ids; /* ids in use by our messages and requests */
-  idset_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
-
   uvmqtt_out_batch_t *cur; /* being filled */
-  uvmqtt_session_state_t state;
-  uint16_t next_id;
-  bool pooled;        /* counted in its thread's batch_pool */
-  bool clean_start;   /* of the CONNECT in progress */
-  bool server_retain; /* v5 Retain Available (true unless 0) */
-  bool ping_outstanding;
 
   /* The message of the uvmqtt__session_publish() call under way: pump()
    * leaves a failure to send it in fresh_rc, for the call to return,
    * instead of completing it from inside that call. */
   uvmqtt_smsg_t *fresh;
+
+  idset_ref_t out_ids; /* ids in use by our messages and requests */
+  idset_ref_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
+
+  /* The parser of a packet partly received, with that packet's buffer
+   * after it; NULL between packets (see uvmqtt__session_input()). */
+  uvmqtt_parser_t *in;
+  uint64_t in_offset; /* bytes received on this connection */
+
+  /* v5 topic aliases. Incoming: alias -> topic, sized by our maximum. */
+  uvmqtt_str_t *alias_in;
+  alias_out_t *alias_out;
+
+  size_t q_bytes;
+  size_t max_queued_bytes; /* 0 = unbounded */
+  uint64_t last_send, last_recv;
+
+  uint32_t q_count;
+  uint32_t max_queued; /* 0 = unbounded */
+  uint32_t keepalive_ms;
+  uint32_t max_packet_size;   /* largest incoming packet we accept */
+  uint32_t server_max_packet; /* v5 CONNACK limits (0 when not given) */
+  uint32_t ping_timeout_pct;
   int fresh_rc;
+  int in_error; /* sticky input error (the stream cannot be resumed) */
 
-  uint64_t keepalive_ms;
-  uint64_t last_send, last_recv, ping_sent;
-
-  /* v5 limits from the CONNACK */
+  uint16_t f_count; /* bounded by the ids: at most 65535 */
+  uint16_t next_id;
+  uint16_t max_inflight; /* 0 = 65535 */
+  uint16_t receive_maximum;
+  uint16_t topic_alias_max_in;
   uint16_t server_receive_max;
-  uint32_t server_max_packet;
   uint16_t server_keepalive;
-  uint8_t server_max_qos;
   uint16_t server_alias_max;
 
-  /* v5 topic aliases. Incoming: alias -> topic, sized by our maximum.
-   * Outgoing: a small LRU table, sized by the server's maximum. */
-  uvmqtt_str_t *alias_in;
-  struct out_alias *alias_out;
-  uint64_t alias_clock;
-  uint16_t alias_out_n;
-};
-
-struct out_alias {
-  char *topic;
-  size_t len;
-  uint64_t used;
+  uint8_t version;
+  uint8_t queue_policy;
+  uint8_t state; /* uvmqtt_session_state_t */
+  uint8_t gen;   /* counts connections: input stops when one ends */
+  uint8_t server_max_qos;
+  bool topic_alias_auto : 1;
+  bool pooled : 1;        /* counted in its thread's batch_pool */
+  bool clean_start : 1;   /* of the CONNECT in progress */
+  bool server_retain : 1; /* v5 Retain Available (true unless 0) */
+  bool ping_outstanding : 1;
 };
 
 /* Outgoing aliases are looked up by a linear scan; keep the table small. */
@@ -164,7 +194,21 @@ static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...) {
 
 /* ---- id sets ----------------------------------------------------------- */
 
-static bool idset_has(const idset_t *set, uint16_t id) {
+static idset_t *idset_ptr(idset_ref_t r) {
+  return (idset_t *)(uintptr_t)r;
+}
+
+static uint16_t idset_lane(idset_ref_t r, unsigned k) {
+  return (uint16_t)(r >> (16 * k));
+}
+
+static bool idset_has(idset_ref_t r, uint16_t id) {
+  if (r & IDSET_INLINE)
+    return id != 0 && (idset_lane(r, 1) == id || idset_lane(r, 2) == id ||
+                       idset_lane(r, 3) == id);
+  if (!r)
+    return false;
+  const idset_t *set = idset_ptr(r);
   if (set->bits)
     return (set->bits[id >> 6] >> (id & 63)) & 1;
   for (unsigned i = 0; i < set->nsmall; i++)
@@ -173,7 +217,47 @@ static bool idset_has(const idset_t *set, uint16_t id) {
   return false;
 }
 
-static int idset_add(idset_t *set, uint16_t id) {
+static size_t idset_count(idset_ref_t r) {
+  if (r & IDSET_INLINE)
+    return (idset_lane(r, 1) != 0) + (idset_lane(r, 2) != 0) +
+           (idset_lane(r, 3) != 0);
+  return r ? idset_ptr(r)->count : 0;
+}
+
+static void idset_clear(idset_ref_t *r) {
+  if (*r && !(*r & IDSET_INLINE)) {
+    uvmqtt__free(idset_ptr(*r)->bits);
+    uvmqtt__free(idset_ptr(*r));
+  }
+  *r = 0;
+}
+
+/* Adds an id not in the set. Returns 0 or UVMQTT_ENOMEM (set unchanged). */
+static int idset_add(idset_ref_t *r, uint16_t id) {
+  if (*r == 0) {
+    *r = IDSET_INLINE | (idset_ref_t)id << 16;
+    return 0;
+  }
+  if (*r & IDSET_INLINE) {
+    for (unsigned k = 1; k <= 3; k++) {
+      if (idset_lane(*r, k) == 0) {
+        *r |= (idset_ref_t)id << (16 * k);
+        return 0;
+      }
+    }
+    idset_t *set = uvmqtt__malloc(sizeof(*set));
+    if (!set)
+      return UVMQTT_ENOMEM;
+    set->bits = NULL;
+    set->nsmall = 0;
+    for (unsigned k = 1; k <= 3; k++)
+      set->small[set->nsmall++] = idset_lane(*r, k);
+    set->small[set->nsmall++] = id;
+    set->count = set->nsmall;
+    *r = (uintptr_t)set;
+    return 0;
+  }
+  idset_t *set = idset_ptr(*r);
   if (!set->bits && set->nsmall < IDSET_SMALL) {
     set->small[set->nsmall++] = id;
     set->count++;
@@ -192,39 +276,42 @@ static int idset_add(idset_t *set, uint16_t id) {
   return 0;
 }
 
-static void idset_del(idset_t *set, uint16_t id) {
-  if (set->bits) {
-    uint64_t m = UINT64_C(1) << (id & 63);
-    if (set->bits[id >> 6] & m) {
-      set->bits[id >> 6] &= ~m;
-      if (--set->count == 0) {
-        uvmqtt__free(set->bits);
-        set->bits = NULL;
-      }
-    }
+static void idset_del(idset_ref_t *r, uint16_t id) {
+  if (*r & IDSET_INLINE) {
+    for (unsigned k = 1; k <= 3; k++)
+      if (idset_lane(*r, k) == id)
+        *r &= ~((idset_ref_t)0xFFFF << (16 * k));
+    if (*r == IDSET_INLINE)
+      *r = 0;
     return;
   }
-  for (unsigned i = 0; i < set->nsmall; i++) {
-    if (set->small[i] == id) {
-      set->small[i] = set->small[--set->nsmall];
-      set->count--;
+  if (!*r || id == 0)
+    return;
+  idset_t *set = idset_ptr(*r);
+  if (set->bits) {
+    uint64_t m = UINT64_C(1) << (id & 63);
+    if (!(set->bits[id >> 6] & m))
       return;
-    }
+    set->bits[id >> 6] &= ~m;
+  } else {
+    unsigned i = 0;
+    while (i < set->nsmall && set->small[i] != id)
+      i++;
+    if (i == set->nsmall)
+      return;
+    set->small[i] = set->small[--set->nsmall];
   }
-}
-
-static void idset_clear(idset_t *set) {
-  uvmqtt__free(set->bits);
-  memset(set, 0, sizeof(*set));
+  if (--set->count == 0)
+    idset_clear(r);
 }
 
 static int alloc_id(uvmqtt_session_t *s, uint16_t *out) {
-  if (s->out_ids.count >= 65535)
+  if (idset_count(s->out_ids) >= 65535)
     return UVMQTT_ENOPKTID;
   for (;;) {
     uint16_t id = s->next_id;
     s->next_id = (uint16_t)(id == 65535 ? 1 : id + 1);
-    if (!idset_has(&s->out_ids, id)) {
+    if (!idset_has(s->out_ids, id)) {
       int rc = idset_add(&s->out_ids, id);
       if (rc < 0)
         return rc;
@@ -239,16 +326,17 @@ static int alloc_id(uvmqtt_session_t *s, uint16_t *out) {
 
 static void aliases_reset(uvmqtt_session_t *s) {
   if (s->alias_in) {
-    for (unsigned i = 0; i <= s->cfg.topic_alias_max_in; i++)
+    for (unsigned i = 0; i <= s->topic_alias_max_in; i++)
       uvmqtt__free((void *)s->alias_in[i].data);
     uvmqtt__free(s->alias_in);
     s->alias_in = NULL;
   }
-  for (unsigned i = 0; i < s->alias_out_n; i++)
-    uvmqtt__free(s->alias_out[i].topic);
-  uvmqtt__free(s->alias_out);
-  s->alias_out = NULL;
-  s->alias_out_n = 0;
+  if (s->alias_out) {
+    for (unsigned i = 0; i < s->alias_out->n; i++)
+      uvmqtt__free(s->alias_out->e[i].topic);
+    uvmqtt__free(s->alias_out);
+    s->alias_out = NULL;
+  }
 }
 
 /* Picks the alias for an outgoing topic: *alias gets its number and
@@ -260,33 +348,35 @@ static int alias_for(uvmqtt_session_t *s, const char *topic, size_t len,
       s->server_alias_max < ALIAS_OUT_MAX ? s->server_alias_max : ALIAS_OUT_MAX;
   *alias = 0;
   *known = false;
-  if (!s->cfg.topic_alias_auto || max == 0 || s->cfg.version != UVMQTT_V5)
+  if (!s->topic_alias_auto || max == 0 || s->version != UVMQTT_V5)
     return 0;
-  if (!s->alias_out) {
-    s->alias_out = uvmqtt__calloc(max, sizeof(*s->alias_out));
-    if (!s->alias_out)
+  alias_out_t *t = s->alias_out;
+  if (!t) {
+    t = uvmqtt__calloc(1, sizeof(*t) + max * sizeof(t->e[0]));
+    if (!t)
       return 0; /* no alias: still correct, just longer */
+    s->alias_out = t;
   }
   unsigned lru = 0;
-  for (unsigned i = 0; i < s->alias_out_n; i++) {
-    struct out_alias *a = &s->alias_out[i];
+  for (unsigned i = 0; i < t->n; i++) {
+    struct out_alias *a = &t->e[i];
     if (a->len == len && memcmp(a->topic, topic, len) == 0) {
-      a->used = ++s->alias_clock;
+      a->used = ++t->clock;
       *alias = (uint16_t)(i + 1);
       *known = true;
       return 0;
     }
-    if (a->used < s->alias_out[lru].used)
+    if (a->used < t->e[lru].used)
       lru = i;
   }
   char *copy = uvmqtt__strndup(topic, len);
   if (!copy)
     return 0;
-  unsigned slot = s->alias_out_n < max ? s->alias_out_n++ : lru;
-  uvmqtt__free(s->alias_out[slot].topic);
-  s->alias_out[slot].topic = copy;
-  s->alias_out[slot].len = len;
-  s->alias_out[slot].used = ++s->alias_clock;
+  unsigned slot = t->n < max ? t->n++ : lru;
+  uvmqtt__free(t->e[slot].topic);
+  t->e[slot].topic = copy;
+  t->e[slot].len = len;
+  t->e[slot].used = ++t->clock;
   *alias = (uint16_t)(slot + 1);
   return 0;
 }
@@ -302,14 +392,14 @@ static int alias_in(uvmqtt_session_t *s, uvmqtt_publish_t *pub) {
     return 0;
   }
   uint16_t a = pub->props.topic_alias;
-  if (a == 0 || a > s->cfg.topic_alias_max_in) {
+  if (a == 0 || a > s->topic_alias_max_in) {
     slog(s, LOG_ERROR, "broker sent topic alias %u (our maximum is %u)", a,
-         s->cfg.topic_alias_max_in);
+         s->topic_alias_max_in);
     return UVMQTT_ETOPICALIAS;
   }
   if (!s->alias_in) {
-    s->alias_in = uvmqtt__calloc((size_t)s->cfg.topic_alias_max_in + 1,
-                                 sizeof(uvmqtt_str_t));
+    s->alias_in =
+        uvmqtt__calloc((size_t)s->topic_alias_max_in + 1, sizeof(uvmqtt_str_t));
     if (!s->alias_in)
       return UVMQTT_ENOMEM;
   }
@@ -526,13 +616,13 @@ static int done_room(uvmqtt_session_t *s, uvmqtt_session_fn cb) {
 /* Encodes a non-PUBLISH packet into the output. */
 static int out_packet(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
   size_t size;
-  int rc = uvmqtt_encode_size(pkt, s->cfg.version, &size);
+  int rc = uvmqtt_encode_size(pkt, s->version, &size);
   if (rc < 0)
     return rc;
   uint8_t *p = out_reserve(s, size);
   if (!p)
     return UVMQTT_ENOMEM;
-  rc = uvmqtt_encode(pkt, s->cfg.version, p, size);
+  rc = uvmqtt_encode(pkt, s->version, p, size);
   if (rc < 0) {
     out_unreserve(s, size);
     return rc;
@@ -560,7 +650,7 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
   memset(&pkt, 0, sizeof(pkt));
   pkt.type = UVMQTT_PUBLISH;
   pkt.u.publish = *pub;
-  if (ref && ref->expiry_s && s->cfg.version == UVMQTT_V5) {
+  if (ref && ref->expiry_s && s->version == UVMQTT_V5) {
     /* v5: send the remaining lifetime. */
     uint64_t waited = (now - ref->queued_at) / 1000;
     pkt.u.publish.props.present |=
@@ -583,18 +673,18 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
         new_alias = alias;
     }
   }
-  int rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
+  int rc = uvmqtt_encode_size(&pkt, s->version, &total);
   if (rc == 0 && new_alias && s->server_max_packet &&
       total > s->server_max_packet) {
     /* Defining the alias is what makes it too large: send it without. The
      * alias is optional, the limit is not [MQTT-3.2.2-15]. */
-    struct out_alias *a = &s->alias_out[new_alias - 1];
+    struct out_alias *a = &s->alias_out->e[new_alias - 1];
     uvmqtt__free(a->topic);
     a->topic = NULL;
     a->len = 0;
     new_alias = 0;
     pkt.u.publish.props.present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
-    rc = uvmqtt_encode_size(&pkt, s->cfg.version, &total);
+    rc = uvmqtt_encode_size(&pkt, s->version, &total);
   }
   if (rc == 0 && s->server_max_packet && total > s->server_max_packet)
     rc = UVMQTT_ETOOBIG; /* e.g. queued before the limit was known */
@@ -608,7 +698,7 @@ static int out_publish(uvmqtt_session_t *s, uint64_t now,
     rc = UVMQTT_ENOMEM;
     goto fail;
   }
-  rc = uvmqtt_encode_publish_head(&pkt, s->cfg.version, p, head, NULL);
+  rc = uvmqtt_encode_publish_head(&pkt, s->version, p, head, NULL);
   if (rc < 0 || (size_t)rc != head) {
     out_unreserve(s, ext ? head : total);
     rc = rc < 0 ? rc : UVMQTT_EINVAL;
@@ -629,7 +719,7 @@ fail:
   /* The broker never saw this packet: forget the mapping it would have
    * defined, or a later PUBLISH would use the alias alone. */
   if (new_alias) {
-    struct out_alias *a = &s->alias_out[new_alias - 1];
+    struct out_alias *a = &s->alias_out->e[new_alias - 1];
     uvmqtt__free(a->topic);
     a->topic = NULL;
     a->len = 0;
@@ -715,7 +805,7 @@ static uvmqtt_smsg_t *inflight_find(uvmqtt_session_t *s, uint16_t id) {
 }
 
 static unsigned window(const uvmqtt_session_t *s) {
-  unsigned w = s->cfg.max_inflight ? s->cfg.max_inflight : 65535;
+  unsigned w = s->max_inflight ? s->max_inflight : 65535;
   if (s->server_receive_max && s->server_receive_max < w)
     w = s->server_receive_max;
   return w;
@@ -823,16 +913,22 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   uvmqtt_session_t *s = uvmqtt__calloc(1, sizeof(*s));
   if (!s)
     return UVMQTT_ENOMEM;
-  s->cfg = *cfg;
-  if (!s->cfg.ping_timeout_pct)
-    s->cfg.ping_timeout_pct = 40;
+  s->version = cfg->version;
+  /* Windows and counts beyond what MQTT or memory allows mean "no limit". */
+  s->max_inflight = cfg->max_inflight > 65535 ? 0 : (uint16_t)cfg->max_inflight;
+  s->max_queued = cfg->max_queued > UINT32_MAX ? 0 : (uint32_t)cfg->max_queued;
+  s->max_queued_bytes = cfg->max_queued_bytes;
+  s->queue_policy = (uint8_t)cfg->queue_policy;
+  s->max_packet_size = cfg->max_packet_size;
+  s->receive_maximum = cfg->receive_maximum;
+  s->ping_timeout_pct = cfg->ping_timeout_pct ? cfg->ping_timeout_pct : 40;
+  s->topic_alias_max_in = cfg->topic_alias_max_in;
+  s->topic_alias_auto = cfg->topic_alias_auto;
   s->ev_ = ev;
   s->ud = ud;
   s->next_id = 1;
   s->server_max_qos = 2;
   s->server_retain = true;
-  uvmqtt_parser_init(&s->parser, cfg->version, UVMQTT_ROLE_CLIENT,
-                     cfg->max_packet_size);
   *out = s;
   return 0;
 }
@@ -862,9 +958,19 @@ static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
   }
 }
 
-static void drop_parser_buffer(uvmqtt_session_t *s) {
-  uint8_t *b = uvmqtt_parser_take_buffer(&s->parser);
-  uvmqtt__free(b);
+/* Forgets a packet partly received (its buffer is in the same block).
+ * Input for this connection stops: a nested uvmqtt__session_input() loop
+ * sees `gen` change. */
+static void drop_parser(uvmqtt_session_t *s) {
+  if (s->in) {
+    /* As the parser's own rule: the bytes copied so far are gone, so this
+     * stream cannot continue. */
+    if (!s->in_error)
+      s->in_error = UVMQTT_ESTATE;
+    uvmqtt__free(s->in);
+    s->in = NULL;
+  }
+  s->gen++;
 }
 
 static void fail_requests(uvmqtt_session_t *s, int status) {
@@ -902,7 +1008,7 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
   }
   if (s->pooled && --batch_pool.sessions == 0)
     batch_pool_drain();
-  drop_parser_buffer(s);
+  drop_parser(s);
   aliases_reset(s);
   idset_clear(&s->out_ids);
   idset_clear(&s->in_ids);
@@ -917,9 +1023,9 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
     s->cur = NULL;
     batch_release(s, b, UVMQTT_ENOTCONN);
   }
-  drop_parser_buffer(s);
-  uvmqtt_parser_init(&s->parser, s->cfg.version, UVMQTT_ROLE_CLIENT,
-                     s->cfg.max_packet_size);
+  drop_parser(s);
+  s->in_error = 0;
+  s->in_offset = 0;
   s->server_receive_max = 0;
   s->server_max_packet = 0;
   s->server_keepalive = 0;
@@ -928,13 +1034,13 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   s->server_retain = true;
   s->clean_start = c->clean_start;
   aliases_reset(s);
-  s->keepalive_ms = (uint64_t)c->keep_alive * 1000;
+  s->keepalive_ms = (uint32_t)c->keep_alive * 1000;
   s->last_send = s->last_recv = now;
   s->ping_outstanding = false;
   memset(&pkt, 0, sizeof(pkt));
   pkt.type = UVMQTT_CONNECT;
   pkt.u.connect = *c;
-  pkt.u.connect.protocol_version = s->cfg.version;
+  pkt.u.connect.protocol_version = s->version;
   int rc = out_packet(s, &pkt);
   if (rc < 0)
     return rc;
@@ -949,7 +1055,7 @@ void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status) {
     s->cur = NULL;
     batch_release(s, b, status);
   }
-  drop_parser_buffer(s);
+  drop_parser(s);
   fail_requests(s, status);
   s->ping_outstanding = false;
 }
@@ -989,7 +1095,7 @@ int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
 int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
                          const uvmqtt_props_t *props) {
   uvmqtt_packet_t pkt;
-  if (s->cfg.version != UVMQTT_V5)
+  if (s->version != UVMQTT_V5)
     return UVMQTT_ENOTSUP;
   memset(&pkt, 0, sizeof(pkt));
   pkt.type = UVMQTT_AUTH;
@@ -1003,7 +1109,8 @@ int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
  */
 
 static uint64_t silence_limit(const uvmqtt_session_t *s) {
-  return s->keepalive_ms + s->keepalive_ms * s->cfg.ping_timeout_pct / 100;
+  uint64_t k = s->keepalive_ms;
+  return k + k * s->ping_timeout_pct / 100;
 }
 
 int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
@@ -1024,7 +1131,6 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
     if (rc < 0)
       return rc;
     s->ping_outstanding = true;
-    s->ping_sent = now;
   }
   return 0;
 }
@@ -1045,7 +1151,7 @@ uint64_t uvmqtt__session_deadline(const uvmqtt_session_t *s) {
 }
 
 void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds) {
-  s->keepalive_ms = (uint64_t)seconds * 1000;
+  s->keepalive_ms = (uint32_t)seconds * 1000;
 }
 
 /* ---- publish / subscribe --------------------------------------------------
@@ -1053,7 +1159,7 @@ void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds) {
 
 static int check_size(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
   size_t size;
-  int rc = uvmqtt_encode_size(pkt, s->cfg.version, &size);
+  int rc = uvmqtt_encode_size(pkt, s->version, &size);
   if (rc < 0)
     return rc;
   if (s->server_max_packet && size > s->server_max_packet)
@@ -1085,9 +1191,9 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   pkt.u.publish.topic.data = p->topic;
   pkt.u.publish.topic.len = p->topic_len;
   pkt.u.publish.packet_id = p->qos ? 1 : 0;
-  if (p->props && s->cfg.version == UVMQTT_V5)
+  if (p->props && s->version == UVMQTT_V5)
     pkt.u.publish.props = *p->props;
-  if (p->expiry_s && s->cfg.version == UVMQTT_V5) {
+  if (p->expiry_s && s->version == UVMQTT_V5) {
     /* Sent with the message: it counts toward the server's maximum. */
     pkt.u.publish.props.present |=
         UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
@@ -1116,10 +1222,10 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   size_t bytes = p->payload_len + p->topic_len;
   bool goes_now = s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
                   (p->qos == 0 || s->f_count < window(s));
-  while (!goes_now && ((s->cfg.max_queued && s->q_count >= s->cfg.max_queued) ||
-                       (s->cfg.max_queued_bytes &&
-                        s->q_bytes + bytes > s->cfg.max_queued_bytes))) {
-    if (s->cfg.queue_policy != 1 /* DROP_OLDEST */ || !s->q_head)
+  while (!goes_now &&
+         ((s->max_queued && s->q_count >= s->max_queued) ||
+          (s->max_queued_bytes && s->q_bytes + bytes > s->max_queued_bytes))) {
+    if (s->queue_policy != 1 /* DROP_OLDEST */ || !s->q_head)
       return UVMQTT_EQUEUEFULL;
     uvmqtt_smsg_t *old = s->q_head;
     queue_unlink(s, old);
@@ -1151,7 +1257,7 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   m->arg = arg;
   m->queued_at = now;
   m->expiry_s = p->expiry_s;
-  if (p->props && s->cfg.version == UVMQTT_V5) {
+  if (p->props && s->version == UVMQTT_V5) {
     rc = uvmqtt__props_dup(p->props, &m->props);
     if (rc < 0) {
       uvmqtt__free(m);
@@ -1241,7 +1347,7 @@ int uvmqtt__session_subscribe(uvmqtt_session_t *s,
   pkt.u.subscribe.packet_id = r->packet_id;
   pkt.u.subscribe.subs = subs;
   pkt.u.subscribe.count = n;
-  if (props && s->cfg.version == UVMQTT_V5)
+  if (props && s->version == UVMQTT_V5)
     pkt.u.subscribe.props = *props;
   return send_request(s, r, &pkt);
 }
@@ -1262,7 +1368,7 @@ int uvmqtt__session_unsubscribe(uvmqtt_session_t *s,
   pkt.u.unsubscribe.packet_id = r->packet_id;
   pkt.u.unsubscribe.filters = filters;
   pkt.u.unsubscribe.count = n;
-  if (props && s->cfg.version == UVMQTT_V5)
+  if (props && s->version == UVMQTT_V5)
     pkt.u.unsubscribe.props = *props;
   return send_request(s, r, &pkt);
 }
@@ -1341,7 +1447,7 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
      * old one is not to be believed. */
     return unexpected(s, "CONNACK with session present after clean start", 0);
   s->state = UVMQTT_SS_CONNECTED;
-  if (s->cfg.version == UVMQTT_V5) {
+  if (s->version == UVMQTT_V5) {
     const uvmqtt_props_t *p = &ack->props;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_RECEIVE_MAXIMUM))
       s->server_receive_max = p->receive_maximum;
@@ -1349,7 +1455,7 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
       s->server_max_packet = p->maximum_packet_size;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_KEEP_ALIVE)) {
       s->server_keepalive = p->server_keep_alive;
-      s->keepalive_ms = (uint64_t)p->server_keep_alive * 1000;
+      s->keepalive_ms = (uint32_t)p->server_keep_alive * 1000;
     }
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_QOS))
       s->server_max_qos = p->maximum_qos;
@@ -1370,7 +1476,7 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
 
 static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
   uvmqtt_publish_t resolved = *in, *pub = &resolved;
-  if (s->cfg.version == UVMQTT_V5) {
+  if (s->version == UVMQTT_V5) {
     int rc = alias_in(s, pub);
     if (rc < 0)
       return rc;
@@ -1388,9 +1494,9 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
       s->ev_->on_message(s->ud, pub);
     return out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
   default:
-    if (!idset_has(&s->in_ids, pub->packet_id)) {
-      uint16_t rmax = s->cfg.receive_maximum ? s->cfg.receive_maximum : 65535;
-      if (s->cfg.version == UVMQTT_V5 && s->in_ids.count >= rmax) {
+    if (!idset_has(s->in_ids, pub->packet_id)) {
+      uint16_t rmax = s->receive_maximum ? s->receive_maximum : 65535;
+      if (s->version == UVMQTT_V5 && idset_count(s->in_ids) >= rmax) {
         slog(s, LOG_ERROR, "broker exceeded our receive maximum %u", rmax);
         return UVMQTT_ERECVMAX;
       }
@@ -1417,7 +1523,7 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
   case UVMQTT_PUBREC:
     m = inflight_find(s, id);
     if (!m || m->qos != 2) {
-      if (s->cfg.version == UVMQTT_V5)
+      if (s->version == UVMQTT_V5)
         return out_ack(s, UVMQTT_PUBREL, id, 0x92);
       return unexpected(s, "PUBREC for an unknown packet id", id);
     }
@@ -1427,10 +1533,10 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
     }
     break;
   case UVMQTT_PUBREL: {
-    bool known = idset_has(&s->in_ids, id);
+    bool known = idset_has(s->in_ids, id);
     idset_del(&s->in_ids, id);
     return out_ack(s, UVMQTT_PUBCOMP, id,
-                   (!known && s->cfg.version == UVMQTT_V5) ? 0x92 : 0);
+                   (!known && s->version == UVMQTT_V5) ? 0x92 : 0);
   }
   default: /* PUBCOMP */
     m = inflight_find(s, id);
@@ -1457,7 +1563,7 @@ static int on_suback(uvmqtt_session_t *s, uint8_t type,
                       type == UVMQTT_SUBACK ? "SUBACK for an unknown packet id"
                                             : "UNSUBACK for an unknown id",
                       ack->packet_id);
-  bool v3_unsuback = type == UVMQTT_UNSUBACK && s->cfg.version != UVMQTT_V5;
+  bool v3_unsuback = type == UVMQTT_UNSUBACK && s->version != UVMQTT_V5;
   if (!v3_unsuback && ack->count != r->count)
     return unexpected(s, "SUBACK/UNSUBACK with the wrong number of codes",
                       ack->packet_id);
@@ -1507,40 +1613,101 @@ static int handle(uvmqtt_session_t *s, uint64_t now,
   }
 }
 
+/* The parser between packets needs nothing but the configuration and the
+ * stream offset, so it lives on the stack of uvmqtt__session_input() while
+ * packets arrive whole: an idle session holds no parser. When a read ends
+ * inside a packet the parser moves to the heap (s->in), in one block with
+ * the packet's buffer once its size is known, and goes back to the stack
+ * when that packet is complete. */
+static void parser_start(const uvmqtt_session_t *s, uvmqtt_parser_t *p,
+                         uint64_t offset) {
+  uvmqtt_parser_init(p, s->version, UVMQTT_ROLE_CLIENT, s->max_packet_size);
+  p->offset = offset;
+}
+
+/* Lends the parser its NEED_BUFFER bytes, moving it to the heap with them.
+ * *pp is the parser in use (the stack one or s->in). */
+static int parser_park(uvmqtt_session_t *s, uvmqtt_parser_t **pp, size_t need) {
+  uvmqtt_parser_t *p = *pp;
+  if (need > SIZE_MAX - sizeof(*p))
+    return UVMQTT_ENOMEM;
+  /* No buffer is lent in this state, so the block may move. */
+  uvmqtt_parser_t *h = uvmqtt__realloc(s->in, sizeof(*p) + need);
+  if (!h)
+    return UVMQTT_ENOMEM;
+  if (!s->in)
+    *h = *p;
+  s->in = h;
+  *pp = h;
+  if (need && uvmqtt_parser_set_buffer(h, (uint8_t *)(h + 1), need) < 0)
+    return UVMQTT_EMALFORMED;
+  return 0;
+}
+
 int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
                           const uint8_t *data, size_t len) {
+  uvmqtt_parser_t stack, *p = s->in;
+  uint8_t gen = s->gen;
+  bool broken = false; /* the stream cannot be resumed */
+  int rc = 0;
   s->last_recv = now; /* any byte is a sign of life */
+  if (s->in_error)
+    return s->in_error;
+  if (!p) {
+    parser_start(s, &stack, s->in_offset);
+    p = &stack;
+  }
   while (len > 0) {
     size_t used = 0;
     uvmqtt_packet_t pkt;
-    int rc = uvmqtt_parser_feed(&s->parser, data, len, &used, &pkt);
+    rc = uvmqtt_parser_feed(p, data, len, &used, &pkt);
     data += used;
     len -= used;
     if (rc == UVMQTT_PARSE_PACKET) {
       rc = handle(s, now, &pkt);
-      drop_parser_buffer(s);
-      if (rc < 0)
-        return rc;
-      if (s->state == UVMQTT_SS_DISCONNECTED)
-        return 0;
+      if (s->gen != gen)
+        return rc < 0 ? rc : 0; /* the connection ended in a callback */
+      if (p != &stack) {
+        /* The packet that needed the heap is done (its buffer goes with
+         * the block). */
+        parser_start(s, &stack, p->offset);
+        uvmqtt__free(s->in);
+        s->in = NULL;
+        p = &stack;
+      }
+      if (rc < 0 || s->state == UVMQTT_SS_DISCONNECTED)
+        break;
     } else if (rc == UVMQTT_PARSE_NEED_BUFFER) {
-      size_t need = s->parser.need;
-      uint8_t *b = uvmqtt__malloc(need);
-      if (!b)
-        return UVMQTT_ENOMEM;
-      if (uvmqtt_parser_set_buffer(&s->parser, b, need) < 0) {
-        uvmqtt__free(b);
-        return UVMQTT_EMALFORMED;
+      rc = parser_park(s, &p, p->need);
+      if (rc < 0) {
+        broken = true;
+        break;
       }
     } else if (rc < 0) {
       slog(s, LOG_ERROR, "malformed packet from the broker at byte %llu: %s",
-           (unsigned long long)s->parser.error_offset, uvmqtt_strerror(rc));
-      return rc;
+           (unsigned long long)p->error_offset, uvmqtt_strerror(rc));
+      broken = true;
+      break;
     } else if (used == 0) {
       break;
     }
   }
-  return 0;
+  if (p == &stack) {
+    s->in_offset = stack.offset;
+    /* A read ending inside a fixed header: keep the bytes seen. */
+    if (!broken && uvmqtt_parser_in_packet(&stack) &&
+        (rc = parser_park(s, &p, 0)) < 0)
+      broken = true;
+  }
+  if (broken) {
+    /* Sticky, as the parser's own errors: what was received so far is
+     * lost, so the owner closes the connection. A handler's error (a
+     * protocol violation) leaves the stream in step and is not sticky. */
+    s->in_error = rc;
+    uvmqtt__free(s->in);
+    s->in = NULL;
+  }
+  return rc < 0 ? rc : 0;
 }
 
 /* ---- output

@@ -23,6 +23,7 @@ static long fail_at = -1; /* index of the allocation that fails; -1 none */
 static bool sticky;       /* keep failing after fail_at */
 static long nallocs;
 static long live;
+static size_t live_bytes; /* as asked for, without allocator overhead */
 
 static int should_fail(void) {
   long n = nallocs++;
@@ -31,37 +32,48 @@ static int should_fail(void) {
   return sticky ? n >= fail_at : n == fail_at;
 }
 
-static void *f_malloc(size_t n) {
-  if (should_fail())
-    return NULL;
-  void *p = malloc(n);
-  if (p)
-    live++;
-  return p;
-}
+/* Each block starts with a header holding its size. */
+#define HDR 16
 
 static void *f_realloc(void *p, size_t n) {
   if (should_fail())
     return NULL;
-  void *q = realloc(p, n);
-  if (q && !p)
+  uint8_t *h = p ? (uint8_t *)p - HDR : NULL;
+  size_t old = 0;
+  if (h)
+    memcpy(&old, h, sizeof(old));
+  uint8_t *q = realloc(h, n + HDR);
+  if (!q)
+    return NULL;
+  if (!p)
     live++;
-  return q;
+  live_bytes = live_bytes - old + n;
+  memcpy(q, &n, sizeof(n));
+  return q + HDR;
+}
+
+static void *f_malloc(size_t n) {
+  return f_realloc(NULL, n);
 }
 
 static void *f_calloc(size_t c, size_t n) {
-  if (should_fail())
+  if (n && c > SIZE_MAX / n)
     return NULL;
-  void *p = calloc(c, n);
+  void *p = f_realloc(NULL, c * n);
   if (p)
-    live++;
+    memset(p, 0, c * n);
   return p;
 }
 
 static void f_free(void *p) {
-  if (p)
-    live--;
-  free(p);
+  if (!p)
+    return;
+  uint8_t *h = (uint8_t *)p - HDR;
+  size_t old;
+  memcpy(&old, h, sizeof(old));
+  live--;
+  live_bytes -= old;
+  free(h);
 }
 
 static int setup(void **state) {
@@ -229,7 +241,8 @@ static void scenario(void) {
     static uint8_t big[2500];
     uint8_t b[4096];
     size_t n = b_publish(b, sizeof(b), "in/2", big, sizeof(big), 2, 3, false);
-    if (!feed(3, b, 10) || !feed(3, b + 10, n - 10))
+    /* Split inside the fixed header, then inside the body. */
+    if (!feed(3, b, 2) || !feed(3, b + 2, 8) || !feed(3, b + 10, n - 10))
       goto out;
     for (uint16_t id = 10; id < 30; id++) {
       n = b_publish(b, sizeof(b), "in/2", "x", 1, 2, id, false);
@@ -419,6 +432,75 @@ static void test_sweep_alias(void **state) {
   sweep_alias(true);
 }
 
+/* ---- heap held while idle ------------------------------------------------ */
+
+/* One round of traffic on a connected session: a subscription, QoS 1
+ * publishes (more ids in use than a set holds without memory of its own),
+ * a QoS 0 one with a completion, an incoming QoS 2 publish split
+ * inside its fixed header and inside its body (the parser is on the heap
+ * only in between), all acknowledged and flushed. */
+static void idle_round(uint64_t now, uint16_t in_id) {
+  static uint8_t big[3000];
+  uint8_t b[4096];
+  int sid = h_sub("s/#", 1, 1);
+  assert_true(sid > 0);
+  int pid[5];
+  for (int i = 0; i < 5; i++) {
+    pid[i] = h_pub(now, "p/1", "one", 1, 2);
+    assert_true(pid[i] > 0);
+  }
+  assert_int_equal(h_pub(now, "p/0", "zero", 0, 3), 0);
+  h_flush(now);
+  uint8_t codes[1] = {1};
+  size_t n = b_suback(b, UVMQTT_SUBACK, (uint16_t)sid, codes, 1);
+  assert_int_equal(h_feed(now, b, n), 0);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(h_feed_ack(now, UVMQTT_PUBACK, (uint16_t)pid[i], 0), 0);
+  long before = live;
+  n = b_publish(b, sizeof(b), "in/2", big, sizeof(big), 2, in_id, false);
+  assert_int_equal(h_feed(now, b, 2), 0);
+  assert_int_equal(live, before + 1); /* the parser, parked */
+  assert_int_equal(h_feed(now, b + 2, 8), 0);
+  assert_int_equal(live, before + 1); /* with the packet's buffer */
+  assert_true(live_bytes >= sizeof(big));
+  assert_int_equal(h_feed(now, b + 10, n - 10), 0);
+  assert_int_equal(live, before); /* the parser is gone, the id inline */
+  assert_int_equal(h_feed_ack(now, UVMQTT_PUBREL, in_id, 0), 0);
+  h_flush(now);
+  assert_int_equal(uvmqtt__session_inflight(H.s), 0);
+  assert_int_equal(H.nmsg, 1);
+  h_clear();
+}
+
+/* A connected, subscribed, idle session holds one small block: the
+ * session. Traffic leaves nothing behind once it is done (what stays is
+ * the thread's shared pool of spare output batches, the same after every
+ * round). */
+static void test_idle_heap(void **state) {
+  (void)state;
+  for (uint8_t v = UVMQTT_V311; v <= UVMQTT_V5; v++) {
+    fail_at = -1;
+    live = 0;
+    live_bytes = 0;
+    h_init_v(v);
+    assert_int_equal(live, 1);
+    print_message("session (v%u): %zu bytes\n", v, live_bytes);
+    assert_true(live_bytes <= 256);
+    h_up(0);
+    idle_round(1, 7);
+    long idle = live;
+    size_t idle_bytes = live_bytes;
+    for (uint16_t i = 0; i < 3; i++) {
+      idle_round(2 + i, (uint16_t)(100 + i));
+      assert_int_equal(live, idle);
+      assert_int_equal(live_bytes, idle_bytes);
+    }
+    h_fini(0);
+    assert_int_equal(live, 0);
+    assert_int_equal(live_bytes, 0);
+  }
+}
+
 static void test_sweep_once(void **state) {
   (void)state;
   sweep(false);
@@ -434,6 +516,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_sweep_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sweep_sticky, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sweep_alias, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_idle_heap, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
