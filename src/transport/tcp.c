@@ -11,20 +11,50 @@
 #include "transport.h"
 #include "uvmqtt/errors.h"
 
+/* Only the base and the handle, to stay within a smaller malloc size
+ * class: the handle is found from libuv's callbacks by its offset, so its
+ * `data` field holds the flag bits below; open_cb lives in the connect
+ * request and close_cb, once closing, in base.read_cb (unused from then). */
 typedef struct {
   uvmqtt_stream_t base;
   uv_tcp_t tcp;
-  /* open_cb is never called once close() ran, which sets close_cb. */
-  union {
-    uvmqtt_stream_open_cb open_cb;
-    uvmqtt_stream_close_cb close_cb;
-  } cb;
-  unsigned closing : 1;
-  unsigned reading : 1;
-  unsigned eof : 1;
-  unsigned quickack : 1; /* TCP_NODELAY set: see on_read() */
-  unsigned wrote : 1;    /* written to since the last read */
 } tcp_stream_t;
+
+enum {
+  F_READING = 1,
+  F_EOF = 2,
+  F_QUICKACK = 4, /* TCP_NODELAY set: see on_read() */
+  F_WROTE = 8,    /* written to since the last read */
+};
+
+typedef struct {
+  uv_connect_t req;
+  uvmqtt_stream_open_cb open_cb;
+} tcp_connect_t;
+
+#define T_OF(h) ((tcp_stream_t *)((char *)(h)-offsetof(tcp_stream_t, tcp)))
+
+static int has(const tcp_stream_t *t, uintptr_t f) {
+  return ((uintptr_t)t->tcp.data & f) != 0;
+}
+
+static void set(tcp_stream_t *t, uintptr_t f, int on) {
+  uintptr_t v = (uintptr_t)t->tcp.data;
+  t->tcp.data = (void *)(on ? v | f : v & ~f);
+}
+
+static int closing(const tcp_stream_t *t) {
+  return uv_is_closing((const uv_handle_t *)&t->tcp);
+}
+
+/* Function pointer types convert to each other and back unchanged. */
+static void set_close_cb(tcp_stream_t *t, uvmqtt_stream_close_cb cb) {
+  t->base.read_cb = (uvmqtt_stream_read_cb)(void (*)(void))cb;
+}
+
+static uvmqtt_stream_close_cb get_close_cb(const tcp_stream_t *t) {
+  return (uvmqtt_stream_close_cb)(void (*)(void))t->base.read_cb;
+}
 
 typedef struct {
   uv_write_t req;
@@ -54,15 +84,15 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 }
 
 static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
-  tcp_stream_t *t = h->data;
+  tcp_stream_t *t = T_OF(h);
   if (buf && buf->base == (char *)shared_read_buf)
     shared_read_busy = 0;
-  if (nread == 0 || t->closing)
+  if (nread == 0 || closing(t))
     return;
   if (nread < 0) {
     uv_read_stop(h);
-    t->reading = 0;
-    t->eof = 1;
+    set(t, F_READING, 0);
+    set(t, F_EOF, 1);
   }
 #ifdef TCP_QUICKACK
   /* With TCP_NODELAY on our side only, a peer that keeps Nagle's
@@ -73,8 +103,8 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
    * stick). Only the first read after we wrote can be such an answer
    * with more to come; a stream we only read from (a QoS 0 subscriber)
    * keeps delayed ACKs and spares the system call. */
-  else if (t->quickack && t->wrote) {
-    t->wrote = 0;
+  else if (has(t, F_QUICKACK) && has(t, F_WROTE)) {
+    set(t, F_WROTE, 0);
     uv_os_fd_t fd;
     int one = 1;
     if (uv_fileno((uv_handle_t *)h, &fd) == 0)
@@ -87,28 +117,28 @@ static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
 
 static int tcp_read_start(uvmqtt_stream_t *s) {
   tcp_stream_t *t = (tcp_stream_t *)s;
-  if (t->closing || t->eof)
+  if (closing(t) || has(t, F_EOF))
     return UVMQTT_ESTATE;
-  if (t->reading)
+  if (has(t, F_READING))
     return 0;
   int rc = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
   if (rc == 0)
-    t->reading = 1;
+    set(t, F_READING, 1);
   return rc;
 }
 
 static int tcp_read_stop(uvmqtt_stream_t *s) {
   tcp_stream_t *t = (tcp_stream_t *)s;
-  if (t->reading) {
+  if (has(t, F_READING)) {
     uv_read_stop((uv_stream_t *)&t->tcp);
-    t->reading = 0;
+    set(t, F_READING, 0);
   }
   return 0;
 }
 
 static void on_write(uv_write_t *req, int status) {
   tcp_write_t *w = (tcp_write_t *)req;
-  tcp_stream_t *t = req->handle->data;
+  tcp_stream_t *t = T_OF(req->handle);
   uvmqtt_stream_write_cb cb = w->cb;
   void *arg = w->arg;
   uvmqtt__free(w);
@@ -119,14 +149,14 @@ static void on_write(uv_write_t *req, int status) {
 static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
                      uvmqtt_stream_write_cb cb, void *arg) {
   tcp_stream_t *t = (tcp_stream_t *)s;
-  if (t->closing)
+  if (closing(t))
     return UV_ECANCELED;
   tcp_write_t *w = uvmqtt__malloc(sizeof(*w));
   if (!w)
     return UVMQTT_ENOMEM;
   w->cb = cb;
   w->arg = arg;
-  t->wrote = 1;
+  set(t, F_WROTE, 1);
   int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, bufs, n, on_write);
   if (rc != 0)
     uvmqtt__free(w);
@@ -136,9 +166,9 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
 static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
                          unsigned n) {
   tcp_stream_t *t = (tcp_stream_t *)s;
-  if (t->closing)
+  if (closing(t))
     return UV_ECANCELED;
-  t->wrote = 1;
+  set(t, F_WROTE, 1);
   int rc = uv_try_write((uv_stream_t *)&t->tcp, bufs, n);
   return rc == UV_EAGAIN ? 0 : rc;
 }
@@ -148,19 +178,24 @@ static void tcp_shutdown(uvmqtt_stream_t *s) {
 }
 
 static void on_close(uv_handle_t *h) {
-  tcp_stream_t *t = h->data;
-  if (t->cb.close_cb)
-    t->cb.close_cb(&t->base);
+  tcp_stream_t *t = T_OF(h);
+  uvmqtt_stream_close_cb cb = get_close_cb(t);
+  if (cb)
+    cb(&t->base);
   uvmqtt__free(t);
+}
+
+/* Closes the handle; cb (may be NULL) fires from on_close. */
+static void close_handle(tcp_stream_t *t, uvmqtt_stream_close_cb cb) {
+  set_close_cb(t, cb);
+  uv_close((uv_handle_t *)&t->tcp, on_close);
 }
 
 static void tcp_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
   tcp_stream_t *t = (tcp_stream_t *)s;
-  if (t->closing)
+  if (closing(t))
     return;
-  t->closing = 1;
-  t->cb.close_cb = cb;
-  uv_close((uv_handle_t *)&t->tcp, on_close);
+  close_handle(t, cb);
 }
 
 static const uvmqtt_stream_ops_t tcp_ops = {
@@ -179,13 +214,14 @@ static const uvmqtt_stream_ops_t tcp_ops = {
  * (UV_ECANCELED when the handle is closed first), before the close
  * callback that frees the stream. */
 static void on_connect(uv_connect_t *req, int status) {
-  tcp_stream_t *t = req->handle->data;
+  tcp_stream_t *t = T_OF(req->handle);
+  uvmqtt_stream_open_cb open_cb = ((tcp_connect_t *)req)->open_cb;
   uvmqtt__free(req);
-  if (t->closing)
+  if (closing(t))
     return; /* close() before open: open_cb is not called */
   if (status == 0)
     status = tcp_read_start(&t->base);
-  t->cb.open_cb(&t->base, status);
+  open_cb(&t->base, status);
 }
 
 static tcp_stream_t *tcp_alloc(uv_loop_t *loop, void *data) {
@@ -195,7 +231,6 @@ static tcp_stream_t *tcp_alloc(uv_loop_t *loop, void *data) {
   t->base.ops = &tcp_ops;
   t->base.loop = loop;
   t->base.data = data;
-  t->tcp.data = t;
   return t;
 }
 
@@ -213,25 +248,27 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
     uvmqtt__free(t);
     return rc;
   }
-  t->cb.open_cb = open_cb;
+  t->tcp.data = NULL; /* the flags: uv_tcp_init() leaves data alone */
   if (opts && opts->bind_addr)
     rc = uv_tcp_bind(&t->tcp, opts->bind_addr, 0);
   if (rc == 0 && opts && opts->nodelay) {
     rc = uv_tcp_nodelay(&t->tcp, 1);
-    t->quickack = 1;
+    set(t, F_QUICKACK, 1);
   }
   if (rc == 0 && opts && opts->keepalive_s)
     rc = uv_tcp_keepalive(&t->tcp, 1, opts->keepalive_s);
-  uv_connect_t *req = NULL;
+  tcp_connect_t *req = NULL;
   if (rc == 0 && !(req = uvmqtt__malloc(sizeof(*req))))
     rc = UVMQTT_ENOMEM;
-  if (rc == 0 && (rc = uv_tcp_connect(req, &t->tcp, addr, on_connect)) != 0)
-    uvmqtt__free(req);
+  if (rc == 0) {
+    req->open_cb = open_cb;
+    rc = uv_tcp_connect(&req->req, &t->tcp, addr, on_connect);
+    if (rc != 0)
+      uvmqtt__free(req);
+  }
   if (rc != 0) {
     /* Nothing to clean up for the caller: close the handle ourselves. */
-    t->closing = 1;
-    t->cb.close_cb = NULL;
-    uv_close((uv_handle_t *)&t->tcp, on_close);
+    close_handle(t, NULL);
     return rc;
   }
   *out = &t->base;
@@ -247,13 +284,12 @@ int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out) {
     uvmqtt__free(t);
     return rc;
   }
+  t->tcp.data = NULL;
   rc = uv_accept(server, (uv_stream_t *)&t->tcp);
   if (rc == 0)
     rc = tcp_read_start(&t->base);
   if (rc != 0) {
-    t->closing = 1;
-    t->cb.close_cb = NULL;
-    uv_close((uv_handle_t *)&t->tcp, on_close);
+    close_handle(t, NULL);
     return rc;
   }
   *out = &t->base;
