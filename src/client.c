@@ -22,14 +22,23 @@
 
 enum scheme { S_MQTT = 0, S_MQTTS, S_WS, S_WSS };
 
-/* A client's servers are one allocation: the array, then the strings its
- * entries point to (see servers_pack()). */
+/* A server as parsed, and as read back by server_at(). */
 typedef struct {
   char *host;
   char *path; /* ws request path */
   char *user;
   char *pass;
   uint16_t port; /* 0: default for the scheme */
+  uint8_t scheme;
+  bool has_user, has_pass;
+} server_spec_t;
+
+/* A client's servers are one allocation: the array, then the strings,
+ * which entries name by their offset from the block's start (0: none).
+ * See servers_pack(). */
+typedef struct {
+  uint32_t host, path, user, pass;
+  uint16_t port;
   uint8_t scheme;
   bool has_user, has_pass;
 } server_t;
@@ -174,7 +183,6 @@ typedef struct {
 } routing_t;
 
 struct uvmqtt_client_s {
-  uv_loop_t *loop;
   copts_t o;
   void *data;
   uvmqtt_connect_cb connect_cb;
@@ -203,13 +211,14 @@ struct uvmqtt_client_s {
 
   /* The loop's shared timer and flush handle (see "the loop context"):
    * one deadline for the connect timeout, keepalive and reconnect delay,
-   * and a place in the list of clients with output to flush. */
+   * and a place in the list of clients with output to flush. The loop is
+   * found through it: lc->loop. */
   struct loop_ctx_s *lc;
   uint64_t due;      /* valid while heap_idx != 0 */
   uint32_t heap_idx; /* 1-based slot in lc->heap, 0: no deadline */
   uint32_t seq;      /* ties between equal deadlines: first armed first */
   struct uvmqtt_client_s *lnext, **lpprev; /* flush or closing list */
-  uint32_t nservers, cur_server;
+  uint16_t nservers, cur_server;
   unsigned writes;  /* batches being written */
   unsigned attempt; /* failed attempts in a row */
   int drop_status;
@@ -903,7 +912,7 @@ static void ctimer_start(uvmqtt_client_t *c, uint64_t delay) {
   loop_ctx_t *lc = c->lc;
   if (c->state == C_CLOSING)
     return;
-  c->due = uv_now(c->loop) + delay;
+  c->due = uv_now(lc->loop) + delay;
   c->seq = lc->seq++;
   if (c->heap_idx) {
     h_up(lc, c->heap_idx);
@@ -1048,11 +1057,12 @@ static void on_lc_closed(uv_handle_t *h) {
   if (--lc->handles_open > 0)
     return;
   uvmqtt_client_t *c = lc->last;
-  uvmqtt__free(lc->heap);
-  uvmqtt__free(lc);
-  c->lc = NULL;
+  /* This was the client's last handle: it completes now, and its close
+   * callback may still ask for the loop, which it finds through lc. */
   c->open_handles--;
   close_now(c);
+  uvmqtt__free(lc->heap);
+  uvmqtt__free(lc);
 }
 
 /* The client's last step in closing: it leaves the context; the last
@@ -1083,7 +1093,7 @@ static void lc_detach(uvmqtt_client_t *c) {
  * ------------------------------------------------------------ */
 
 static uint64_t now_ms(uvmqtt_client_t *c) {
-  return uv_now(c->loop);
+  return uv_now(c->lc->loop);
 }
 
 static void ev_log(void *ud, int level, const char *msg) {
@@ -1444,7 +1454,7 @@ static void servers_free(uvmqtt_client_t *c) {
 }
 
 /* Frees the strings of a server parsed by parse_uri(). */
-static void server_clear(server_t *sv) {
+static void server_clear(server_spec_t *sv) {
   uvmqtt__free(sv->host);
   uvmqtt__free(sv->path);
   uvmqtt__free(sv->user);
@@ -1455,33 +1465,53 @@ static size_t str_size(const char *s) {
   return s ? strlen(s) + 1 : 0;
 }
 
-static char *str_put(char **at, const char *s) {
+static uint32_t str_put(char *base, size_t *off, const char *s) {
   if (!s)
-    return NULL;
+    return 0;
   size_t n = strlen(s) + 1;
-  char *d = memcpy(*at, s, n);
-  *at += n;
-  return d;
+  uint32_t at = (uint32_t)*off;
+  memcpy(base + at, s, n);
+  *off += n;
+  return at;
 }
 
 /* Copies n servers and their strings into one allocation. NULL: ENOMEM. */
-static server_t *servers_pack(const server_t *src, size_t n) {
+static server_t *servers_pack(const server_spec_t *src, size_t n) {
   size_t size = n * sizeof(server_t);
   for (size_t i = 0; i < n; i++)
     size += str_size(src[i].host) + str_size(src[i].path) +
             str_size(src[i].user) + str_size(src[i].pass);
-  server_t *v = uvmqtt__malloc(size);
+  server_t *v = size <= UINT32_MAX ? uvmqtt__malloc(size) : NULL;
   if (!v)
     return NULL;
-  char *at = (char *)(v + n);
+  size_t off = n * sizeof(server_t);
   for (size_t i = 0; i < n; i++) {
-    v[i] = src[i];
-    v[i].host = str_put(&at, src[i].host);
-    v[i].path = str_put(&at, src[i].path);
-    v[i].user = str_put(&at, src[i].user);
-    v[i].pass = str_put(&at, src[i].pass);
+    v[i].port = src[i].port;
+    v[i].scheme = src[i].scheme;
+    v[i].has_user = src[i].has_user;
+    v[i].has_pass = src[i].has_pass;
+    v[i].host = str_put((char *)v, &off, src[i].host);
+    v[i].path = str_put((char *)v, &off, src[i].path);
+    v[i].user = str_put((char *)v, &off, src[i].user);
+    v[i].pass = str_put((char *)v, &off, src[i].pass);
   }
   return v;
+}
+
+/* Server i of the client's list, its strings pointing into the list. */
+static server_spec_t server_at(const uvmqtt_client_t *c, size_t i) {
+  const server_t *s = &c->servers[i];
+  char *b = (char *)c->servers;
+  server_spec_t sp;
+  sp.host = s->host ? b + s->host : NULL;
+  sp.path = s->path ? b + s->path : NULL;
+  sp.user = s->user ? b + s->user : NULL;
+  sp.pass = s->pass ? b + s->pass : NULL;
+  sp.port = s->port;
+  sp.scheme = s->scheme;
+  sp.has_user = s->has_user;
+  sp.has_pass = s->has_pass;
+  return sp;
 }
 
 static uint16_t default_port(const uvmqtt_client_t *c, int scheme) {
@@ -1515,7 +1545,8 @@ static int pct_decode(char *s) {
 }
 
 /* Parses scheme://[user[:pass]@]host[:port][/path]. */
-static int parse_uri(const uvmqtt_client_t *c, const char *uri, server_t *sv) {
+static int parse_uri(const uvmqtt_client_t *c, const char *uri,
+                     server_spec_t *sv) {
   static const struct {
     const char *name;
     int scheme;
@@ -1636,7 +1667,7 @@ static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
   }
   servers_free(c);
   c->servers = servers;
-  c->nservers = (uint32_t)n;
+  c->nservers = (uint16_t)n;
   c->cur_server = 0;
   c->srv_mode = srv;
   c->srv_done = false;
@@ -1664,7 +1695,7 @@ int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
   int rc = client_id_ok(c);
   if (rc < 0)
     return rc;
-  server_t tmp;
+  server_spec_t tmp;
   memset(&tmp, 0, sizeof(tmp));
   tmp.host = (char *)host;
   tmp.scheme = CX(c)->tls_for_tcp ? S_MQTTS : S_MQTT;
@@ -1677,7 +1708,7 @@ int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
 
 int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
                                size_t count) {
-  if (!c || !uris || count == 0 || count > UINT32_MAX)
+  if (!c || !uris || count == 0 || count > UINT16_MAX)
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;
@@ -1686,7 +1717,7 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
   int rc = client_id_ok(c);
   if (rc < 0)
     return rc;
-  server_t *sv = uvmqtt__calloc(count, sizeof(*sv));
+  server_spec_t *sv = uvmqtt__calloc(count, sizeof(*sv));
   if (!sv)
     return UVMQTT_ENOMEM;
   for (size_t i = 0; i < count; i++) {
@@ -1737,8 +1768,8 @@ int uvmqtt_client_connect_srv(uvmqtt_client_t *c, const char *domain) {
 static int ensure_resolver(uvmqtt_client_t *c) {
   if (c->at->resolver)
     return 0;
-  return uvmqtt__resolver_new(c->loop, CX(c)->dns_servers, CX(c)->dns_timeout,
-                              &c->at->resolver);
+  return uvmqtt__resolver_new(c->lc->loop, CX(c)->dns_servers,
+                              CX(c)->dns_timeout, &c->at->resolver);
 }
 
 /* The current attempt failed: try the next address, then the next server,
@@ -1781,7 +1812,12 @@ static void on_read(uvmqtt_stream_t *s, ssize_t nread, const uint8_t *buf) {
 }
 
 static void send_connect(uvmqtt_client_t *c) {
-  const server_t *sv = c->nservers ? &c->servers[c->cur_server] : NULL;
+  server_spec_t cur;
+  const server_spec_t *sv = NULL;
+  if (c->nservers) {
+    cur = server_at(c, c->cur_server);
+    sv = &cur;
+  }
   uvmqtt_connect_t p;
   memset(&p, 0, sizeof(p));
   p.protocol_version = (uint8_t)c->o.version;
@@ -1878,7 +1914,8 @@ static void on_layer_log(uvmqtt_stream_t *s, int level, const char *msg) {
 
 /* Stacks the next layer for the current server, or starts MQTT. */
 static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
-  const server_t *sv = &c->servers[c->cur_server];
+  server_spec_t cur = server_at(c, c->cur_server);
+  const server_spec_t *sv = &cur;
   s->log_cb = on_layer_log;
 #if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
   int rc = 0;
@@ -2004,7 +2041,7 @@ static void try_address(uvmqtt_client_t *c) {
   attempt_t *at = c->at;
   while (at->cur_addr < at->naddrs) {
     uvmqtt_stream_t *s;
-    int rc = uvmqtt__tcp_connect(c->loop,
+    int rc = uvmqtt__tcp_connect(c->lc->loop,
                                  (struct sockaddr *)&at->addrs[at->cur_addr],
                                  &to, tcp_opened, c, &s);
     if (rc == 0) {
@@ -2045,7 +2082,7 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
   at->resolve_req = NULL;
   if (status < 0 || n == 0) {
     clog_(c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
-          c->servers[c->cur_server].host,
+          server_at(c, c->cur_server).host,
           uvmqtt_strerror(status < 0 ? status : UVMQTT_EDNS_NODATA));
     attempt_failed(c, status < 0 ? status : UVMQTT_EDNS_NODATA);
   } else {
@@ -2066,7 +2103,8 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
 }
 
 static void resolve_server(uvmqtt_client_t *c) {
-  const server_t *sv = &c->servers[c->cur_server];
+  server_spec_t cur = server_at(c, c->cur_server);
+  const server_spec_t *sv = &cur;
   uint16_t port = sv->port ? sv->port : default_port(c, sv->scheme);
   struct sockaddr_storage lit;
   if (!CX(c)->dns_servers &&
@@ -2104,9 +2142,11 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
   uvmqtt_client_t *c = arg;
   ENTER(c);
   c->at->resolve_req = NULL;
-  server_t *tmp = NULL, *sv = NULL;
-  if (status == 0 && n > 0 && n <= UINT32_MAX &&
-      (tmp = uvmqtt__calloc(n, sizeof(*tmp)))) {
+  server_spec_t *tmp = NULL;
+  server_t *sv = NULL;
+  if (n > UINT16_MAX)
+    n = UINT16_MAX; /* in order of preference: the rest would never be tried */
+  if (status == 0 && n > 0 && (tmp = uvmqtt__calloc(n, sizeof(*tmp)))) {
     for (size_t i = 0; i < n; i++) {
       tmp[i].host = (char *)t[i].host;
       tmp[i].port = t[i].port;
@@ -2127,7 +2167,7 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
             t[i].host, t[i].port, t[i].priority, t[i].weight);
     servers_free(c);
     c->servers = sv;
-    c->nservers = (uint32_t)n;
+    c->nservers = (uint16_t)n;
     c->cur_server = 0;
     c->srv_done = true;
     resolve_server(c);
@@ -2243,7 +2283,7 @@ static void attempt_failed(uvmqtt_client_t *c, int status) {
   }
   const char *what =
       c->nservers
-          ? c->servers[c->cur_server].host
+          ? server_at(c, c->cur_server).host
           : (c->rare && c->rare->srv_domain ? c->rare->srv_domain : "?");
   if (c->nservers > 1 || c->srv_mode)
     clog_(c, UVMQTT_LOG_WARN, "every server failed (last %s: %s)", what,
@@ -2319,10 +2359,11 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
     }
     /* The list is one block: it is rebuilt with the new host. */
     size_t n = c->nservers;
-    server_t one, *tmp = n == 1 ? &one : uvmqtt__malloc(n * sizeof(*tmp));
+    server_spec_t one, *tmp = n == 1 ? &one : uvmqtt__malloc(n * sizeof(*tmp));
     server_t *v = NULL;
     if (tmp && *host && port >= 0 && port <= 65535) {
-      memcpy(tmp, c->servers, n * sizeof(*tmp));
+      for (size_t i = 0; i < n; i++)
+        tmp[i] = server_at(c, i);
       tmp[c->cur_server].host = host;
       tmp[c->cur_server].port = (uint16_t)port;
       v = servers_pack(tmp, n);
@@ -2466,7 +2507,6 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   uvmqtt_client_t *c = uvmqtt__calloc(1, size > sizeof(*c) ? size : sizeof(*c));
   if (!c)
     return UVMQTT_ENOMEM;
-  c->loop = loop;
   c->log_level = UVMQTT_LOG_INFO;
   c->client_id = memcpy(c->id, id, idsize);
   int rc = copts_copy(&c->o, k);
@@ -2625,7 +2665,7 @@ void *uvmqtt_client_get_data(const uvmqtt_client_t *c) {
   return c->data;
 }
 uv_loop_t *uvmqtt_client_get_loop(const uvmqtt_client_t *c) {
-  return c->loop;
+  return c->lc->loop;
 }
 void uvmqtt_client_on_connect(uvmqtt_client_t *c, uvmqtt_connect_cb cb,
                               void *arg) {
@@ -2893,6 +2933,10 @@ int uvmqtt_request(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *request,
   int rc = uvmqtt_topic_validate(response_topic, strlen(response_topic));
   if (rc < 0)
     return rc;
+  /* As publish would say, and before a timer is made that the teardown,
+   * already past closing its handles, would never close. */
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
   rare_t *rr = rare_get(c);
   if (!rr)
     return UVMQTT_ENOMEM;
@@ -2900,7 +2944,7 @@ int uvmqtt_request(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *request,
     rr->req_timer = uvmqtt__malloc(sizeof(*rr->req_timer));
     if (!rr->req_timer)
       return UVMQTT_ENOMEM;
-    uv_timer_init(c->loop, rr->req_timer);
+    uv_timer_init(c->lc->loop, rr->req_timer);
     rr->req_timer->data = c;
   }
   req_t *r = uvmqtt__calloc(1, sizeof(*r));
