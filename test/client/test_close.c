@@ -371,11 +371,58 @@ static void queue_drop_oldest(void **state) {
   ct_client_free(&s);
 }
 
+/* The last client on a loop completes its close after the loop's shared
+ * handles: its close callback may still ask for its loop, data and id.
+ * A request made once closing is refused before it makes a timer. */
+typedef struct {
+  uv_loop_t *loop;
+  int closed;
+} late_t;
+
+static void late_closed(uvmqtt_client_t *c) {
+  late_t *l = uvmqtt_client_get_data(c);
+  assert_ptr_equal(uvmqtt_client_get_loop(c), l->loop);
+  assert_string_equal(uvmqtt_client_get_client_id(c), "late-one");
+  l->closed++;
+}
+
+static void late_response(uvmqtt_client_t *c, int status,
+                          const uvmqtt_message_t *m, void *arg) {
+  (void)c;
+  (void)status;
+  (void)m;
+  (void)arg;
+  fail_msg("a refused request called back");
+}
+
+static void close_cb_sees_loop(void **state) {
+  uv_loop_t loop;
+  uvmqtt_client_t *c;
+  late_t l = {&loop, 0};
+  (void)state;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V5, "late-one", true);
+  assert_int_equal(uvmqtt_client_new(&loop, o, &c), 0);
+  uvmqtt_options_del(o);
+  uvmqtt_client_set_data(c, &l);
+  uvmqtt_client_close(c, late_closed);
+  uvmqtt_publish_opts_t po;
+  memset(&po, 0, sizeof(po));
+  po.topic = "late/req";
+  assert_int_equal(
+      uvmqtt_request(c, &po, "late/resp", 1000, late_response, NULL),
+      UVMQTT_ECLOSED);
+  assert_int_equal(tu_run_until(&loop, &l.closed, 2000), 0);
+  assert_int_equal(l.closed, 1);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+}
+
 static const struct CMUnitTest tests[] = {
     CT_TEST(close_pending_v311),   CT_TEST(close_pending_v5),
     CT_TEST(close_queued_offline), CT_TEST(close_while_connecting),
     CT_TEST(close_in_message),     CT_TEST(close_in_publish),
     CT_TEST(queue_refuse),         CT_TEST(queue_drop_oldest),
+    CT_TEST(close_cb_sees_loop),
 };
 
 CT_MAIN(tests)

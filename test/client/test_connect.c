@@ -190,6 +190,11 @@ static void uri_invalid(void **state) {
   /* A TLS scheme without a TLS configuration. */
   int rc = uvmqtt_client_connect_uri(t.c, "mqtts://127.0.0.1");
   assert_true(rc == UVMQTT_EINVAL || rc == UVMQTT_ENOTSUP);
+  /* A server list holds at most 65535 entries. */
+  static const char *many[65536];
+  for (size_t i = 0; i < 65536; i++)
+    many[i] = "mqtt://127.0.0.1:1";
+  assert_int_equal(uvmqtt_client_connect_uris(t.c, many, 65536), UVMQTT_EINVAL);
   /* Refused calls fire no callback and leave the client usable. */
   tu_run_for(&loop, 100);
   assert_int_equal(t.connects, 0);
