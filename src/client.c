@@ -1899,7 +1899,9 @@ static void send_connect(uvmqtt_client_t *c) {
     return;
   }
   c->state = C_MQTT;
-  flush_now(c);
+  /* From the transport's open callback, not an API call: the CONNECT batch
+   * may go out with try_write() and no write request. */
+  flush_ex(c, true);
 }
 
 #if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
