@@ -2504,9 +2504,13 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     else
       random_id(rid, sizeof(rid));
   }
+  /* One allocation: the struct, the id, then the session (16-aligned). */
   size_t idsize = strlen(id) + 1;
   size_t size = offsetof(uvmqtt_client_t, id) + idsize;
-  uvmqtt_client_t *c = uvmqtt__calloc(1, size > sizeof(*c) ? size : sizeof(*c));
+  if (size < sizeof(uvmqtt_client_t))
+    size = sizeof(uvmqtt_client_t);
+  size_t soff = (size + 15) & ~(size_t)15;
+  uvmqtt_client_t *c = uvmqtt__calloc(1, soff + uvmqtt__session_size());
   if (!c)
     return UVMQTT_ENOMEM;
   c->log_level = UVMQTT_LOG_INFO;
@@ -2534,7 +2538,8 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   sc.receive_maximum = CX(c)->receive_max;
   sc.topic_alias_max_in = CX(c)->topic_alias_in;
   sc.topic_alias_auto = CX(c)->topic_alias_auto;
-  if ((rc = uvmqtt__session_new(&sc, &session_events, c, &c->session)) < 0) {
+  if ((rc = uvmqtt__session_init((char *)c + soff, &sc, &session_events, c,
+                                 &c->session)) < 0) {
     ext_free(&c->o);
     uvmqtt__free(c->rare);
     uvmqtt__free(c);

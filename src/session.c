@@ -175,6 +175,7 @@ struct uvmqtt_session_s {
   bool clean_start : 1;   /* of the CONNECT in progress */
   bool server_retain : 1; /* v5 Retain Available (true unless 0) */
   bool ping_outstanding : 1;
+  bool embedded : 1; /* in the owner's memory: uvmqtt__session_init() */
 };
 
 /* Outgoing aliases are looked up by a linear scan; keep the table small. */
@@ -907,17 +908,48 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
 /* ---- public: lifecycle ------------------------------------------------------
  */
 
+size_t uvmqtt__session_size(void) {
+  return sizeof(struct uvmqtt_session_s);
+}
+
+static int session_setup(uvmqtt_session_t *s,
+                         const uvmqtt_session_config_t *cfg,
+                         const uvmqtt_session_events_t *ev, void *ud);
+
+static int config_ok(const uvmqtt_session_config_t *cfg,
+                     const uvmqtt_session_events_t *ev, const void *out) {
+  if (!cfg || !ev || !out)
+    return 0;
+  return cfg->version == UVMQTT_V31 || cfg->version == UVMQTT_V311 ||
+         cfg->version == UVMQTT_V5;
+}
+
 int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
                         const uvmqtt_session_events_t *ev, void *ud,
                         uvmqtt_session_t **out) {
-  if (!cfg || !ev || !out)
-    return UVMQTT_EINVAL;
-  if (cfg->version != UVMQTT_V31 && cfg->version != UVMQTT_V311 &&
-      cfg->version != UVMQTT_V5)
+  if (!config_ok(cfg, ev, out))
     return UVMQTT_EINVAL;
   uvmqtt_session_t *s = uvmqtt__calloc(1, sizeof(*s));
   if (!s)
     return UVMQTT_ENOMEM;
+  *out = s;
+  return session_setup(s, cfg, ev, ud);
+}
+
+int uvmqtt__session_init(void *mem, const uvmqtt_session_config_t *cfg,
+                         const uvmqtt_session_events_t *ev, void *ud,
+                         uvmqtt_session_t **out) {
+  if (!mem || !config_ok(cfg, ev, out))
+    return UVMQTT_EINVAL;
+  uvmqtt_session_t *s = memset(mem, 0, sizeof(*s));
+  s->embedded = true;
+  *out = s;
+  return session_setup(s, cfg, ev, ud);
+}
+
+static int session_setup(uvmqtt_session_t *s,
+                         const uvmqtt_session_config_t *cfg,
+                         const uvmqtt_session_events_t *ev, void *ud) {
   s->version = cfg->version;
   /* Windows and counts beyond what MQTT or memory allows mean "no limit". */
   s->max_inflight = cfg->max_inflight > 65535 ? 0 : (uint16_t)cfg->max_inflight;
@@ -934,7 +966,6 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
   s->next_id = 1;
   s->server_max_qos = 2;
   s->server_retain = true;
-  *out = s;
   return 0;
 }
 
@@ -1017,7 +1048,8 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
   aliases_reset(s);
   idset_clear(&s->out_ids);
   idset_clear(&s->in_ids);
-  uvmqtt__free(s);
+  if (!s->embedded)
+    uvmqtt__free(s);
 }
 
 int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,

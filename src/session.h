@@ -90,6 +90,14 @@ typedef struct {
 int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
                         const uvmqtt_session_events_t *ev, void *ud,
                         uvmqtt_session_t **out);
+/* The same, in memory the owner provides (uvmqtt__session_size() bytes,
+ * aligned for any type), so that a client and its session are one
+ * allocation; uvmqtt__session_free() then leaves that memory to the owner.
+ * Returns 0 or UVMQTT_EINVAL. */
+size_t uvmqtt__session_size(void);
+int uvmqtt__session_init(void *mem, const uvmqtt_session_config_t *cfg,
+                         const uvmqtt_session_events_t *ev, void *ud,
+                         uvmqtt_session_t **out);
 /* Completes everything pending with `status` (publish and subscribe
  * callbacks fire) and frees the session. Output batches still taken MUST
  * have been returned with uvmqtt__session_output_done() first. */
