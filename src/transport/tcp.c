@@ -1,50 +1,97 @@
-/* The tcp layer: the bottom of the transport stack. See transport.h. */
+/* The tcp layer: the bottom of the transport stack. See transport.h.
+ *
+ * The stream owns its socket and watches it with a uv_poll_t (160 bytes)
+ * instead of a uv_tcp_t (248): it connects, reads, writes and queues
+ * writes itself, so an idle connection costs a smaller malloc chunk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #if defined(__linux__)
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sys/socket.h>
 #endif
 
 #include "../alloc.h"
 #include "transport.h"
 #include "uvmqtt/errors.h"
 
-/* Only the base and the handle, to stay within a smaller malloc size
- * class: the handle is found from libuv's callbacks by its offset, so its
- * `data` field holds the flag bits below; open_cb lives in the connect
- * request and close_cb, once closing, in base.read_cb (unused from then). */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+#ifndef IOV_MAX
+#define IOV_MAX 1024
+#endif
+
+typedef struct tcp_write_s tcp_write_t;
+
+/* The base, the poll handle and one pointer, to stay within a smaller
+ * malloc size class. The handle's `data` field holds the flag bits below
+ * and, while connecting, a deferred error; `u` holds open_cb while
+ * connecting and the write queue after; close_cb lives, once closing, in
+ * base.read_cb (unused from then). */
 typedef struct {
   uvmqtt_stream_t base;
-  uv_tcp_t tcp;
+  uv_poll_t poll;
+  union {
+    uvmqtt_stream_open_cb open_cb; /* F_CONNECTING */
+    tcp_write_t *wq_tail;          /* circular: tail->next is the head */
+  } u;
 } tcp_stream_t;
 
 enum {
   F_READING = 1,
   F_EOF = 2,
-  F_QUICKACK = 4, /* TCP_NODELAY set: see on_read() */
+  F_QUICKACK = 4, /* TCP_NODELAY set: see do_reads() */
   F_WROTE = 8,    /* written to since the last read */
+  F_CONNECTING = 16,
+  F_POLL_R = 32, /* the events the poll handle watches now */
+  F_POLL_W = 64,
+  F_IN_POLL = 128 /* inside on_poll(): it updates the events at the end */
+};
+/* A connect error reported through open_cb on the next loop turn (as
+ * uv_tcp_connect() does for ECONNREFUSED and a bind's EADDRINUSE) is kept
+ * as a positive errno above the flags. */
+#define DELAYED_SHIFT 16
+
+/* A write request, allocated per write() with a copy of the caller's
+ * uv_buf_t array (the bytes themselves are not copied). */
+struct tcp_write_s {
+  tcp_write_t *next;
+  uvmqtt_stream_write_cb cb;
+  void *arg;
+  int status;     /* an error once failed */
+  unsigned cur;   /* first buffer not yet written completely */
+  unsigned nbufs; /* cur == nbufs: done, callback pending */
+  uv_buf_t bufs[];
 };
 
-typedef struct {
-  uv_connect_t req;
-  uvmqtt_stream_open_cb open_cb;
-} tcp_connect_t;
+#define T_OF(h) ((tcp_stream_t *)((char *)(h)-offsetof(tcp_stream_t, poll)))
 
-#define T_OF(h) ((tcp_stream_t *)((char *)(h)-offsetof(tcp_stream_t, tcp)))
+static uintptr_t flags(const tcp_stream_t *t) {
+  return (uintptr_t)t->poll.data;
+}
 
 static int has(const tcp_stream_t *t, uintptr_t f) {
-  return ((uintptr_t)t->tcp.data & f) != 0;
+  return (flags(t) & f) != 0;
 }
 
 static void set(tcp_stream_t *t, uintptr_t f, int on) {
-  uintptr_t v = (uintptr_t)t->tcp.data;
-  t->tcp.data = (void *)(on ? v | f : v & ~f);
+  uintptr_t v = flags(t);
+  t->poll.data = (void *)(on ? v | f : v & ~f);
 }
 
 static int closing(const tcp_stream_t *t) {
-  return uv_is_closing((const uv_handle_t *)&t->tcp);
+  return uv_is_closing((const uv_handle_t *)&t->poll);
+}
+
+static int fd_of(const tcp_stream_t *t) {
+  uv_os_fd_t fd;
+  return uv_fileno((const uv_handle_t *)&t->poll, &fd) == 0 ? fd : -1;
 }
 
 /* Function pointer types convert to each other and back unchanged. */
@@ -56,111 +103,244 @@ static uvmqtt_stream_close_cb get_close_cb(const tcp_stream_t *t) {
   return (uvmqtt_stream_close_cb)(void (*)(void))t->base.read_cb;
 }
 
-typedef struct {
-  uv_write_t req;
-  uvmqtt_stream_write_cb cb;
-  void *arg;
-} tcp_write_t;
+/* ---- the write queue ----------------------------------------------------- */
 
-/* Reads land in one buffer per thread: libuv calls alloc_cb and read_cb
- * back to back on the loop thread, and read_cb consumes everything it is
- * given (the parser copies only a partial packet), so idle connections hold
- * no read memory. */
-static _Thread_local uint8_t shared_read_buf[UVMQTT_READ_BUF_SIZE];
-static _Thread_local int shared_read_busy;
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
-  (void)suggested;
-  if (shared_read_busy) {
-    /* Cannot happen with libuv's read model; fail safe anyway. */
-    buf->base = NULL;
-    buf->len = 0;
-    return;
+static void wq_push(tcp_stream_t *t, tcp_write_t *w) {
+  tcp_write_t *tail = t->u.wq_tail;
+  if (tail) {
+    w->next = tail->next;
+    tail->next = w;
+  } else {
+    w->next = w;
   }
-  shared_read_busy = 1;
-  buf->base = (char *)shared_read_buf;
-  buf->len = sizeof(shared_read_buf);
+  t->u.wq_tail = w;
 }
 
-static void on_read(uv_stream_t *h, ssize_t nread, const uv_buf_t *buf) {
-  tcp_stream_t *t = T_OF(h);
-  if (buf && buf->base == (char *)shared_read_buf)
-    shared_read_busy = 0;
-  if (nread == 0 || closing(t))
+static tcp_write_t *wq_pop(tcp_stream_t *t) {
+  tcp_write_t *tail = t->u.wq_tail;
+  tcp_write_t *head = tail->next;
+  if (head == tail)
+    t->u.wq_tail = NULL;
+  else
+    tail->next = head->next;
+  return head;
+}
+
+/* Sends what the socket takes now. Returns the number of bytes sent, or
+ * a libuv error (UV_EAGAIN when none fit). MSG_NOSIGNAL: a peer's reset
+ * is an EPIPE error here, never a SIGPIPE that kills the process. */
+static ssize_t send_bufs(int fd, const uv_buf_t *bufs, unsigned n) {
+  struct msghdr msg;
+  memset(&msg, 0, sizeof(msg));
+  /* uv_buf_t is laid out as struct iovec on Unix (uv/unix.h says so). */
+  msg.msg_iov = (struct iovec *)(uintptr_t)bufs;
+  msg.msg_iovlen = n > IOV_MAX ? IOV_MAX : n;
+  ssize_t r;
+  do
+    r = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  while (r < 0 && errno == EINTR);
+  if (r < 0)
+    return errno == EWOULDBLOCK ? UV_EAGAIN : -errno;
+  return r;
+}
+
+/* Advances w past `n` sent bytes; returns 1 when it is done. */
+static int advance(tcp_write_t *w, size_t n) {
+  while (w->cur < w->nbufs) {
+    uv_buf_t *b = &w->bufs[w->cur];
+    if (n < b->len) {
+      b->base += n;
+      b->len -= n;
+      return 0;
+    }
+    n -= b->len;
+    w->cur++;
+  }
+  return 1;
+}
+
+/* Writes queued bytes until the socket is full; a failed request is done
+ * with its error. */
+static void send_queued(tcp_stream_t *t) {
+  tcp_write_t *tail = t->u.wq_tail;
+  if (!tail)
     return;
-  if (nread < 0) {
-    uv_read_stop(h);
-    set(t, F_READING, 0);
-    set(t, F_EOF, 1);
+  int fd = fd_of(t);
+  tcp_write_t *w = tail->next;
+  for (;;) {
+    while (w->cur < w->nbufs) {
+      ssize_t r = send_bufs(fd, w->bufs + w->cur, w->nbufs - w->cur);
+      if (r == UV_EAGAIN)
+        return;
+      if (r < 0) {
+        w->status = (int)r;
+        w->cur = w->nbufs;
+      } else {
+        advance(w, (size_t)r);
+      }
+    }
+    if (w == tail)
+      return;
+    w = w->next;
   }
+}
+
+/* Fires the callbacks of the writes done at the head of the queue, in
+ * order. Writes queued by these callbacks wait for the next turn, so a
+ * callback that always writes again cannot starve the loop. */
+static void complete_done(tcp_stream_t *t) {
+  tcp_write_t *last = t->u.wq_tail;
+  while (!closing(t) && t->u.wq_tail) {
+    tcp_write_t *w = t->u.wq_tail->next;
+    if (w->cur < w->nbufs)
+      return;
+    wq_pop(t);
+    uvmqtt_stream_write_cb cb = w->cb;
+    void *arg = w->arg;
+    int status = w->status;
+    int was_last = w == last;
+    uvmqtt__free(w);
+    if (cb)
+      cb(&t->base, status, arg);
+    if (was_last)
+      return;
+  }
+}
+
+/* ---- polling ------------------------------------------------------------- */
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches what the stream needs now. uv_poll_start() on an active handle
+ * costs two epoll_ctl calls even when nothing changes, so only changes are
+ * passed on, and on_poll() does it once at its end. Writability, once
+ * watched, stays watched until a wake-up finds no write queued
+ * (`drop_w`): a stream that writes steadily (TLS records, which all go
+ * through write()) then costs no epoll_ctl per write, and an idle one a
+ * single spare wake-up. */
+static void update_poll(tcp_stream_t *t, int drop_w) {
+  if (closing(t) || has(t, F_IN_POLL))
+    return;
+  int want = 0;
+  if (has(t, F_CONNECTING)) {
+    want = UV_WRITABLE;
+  } else {
+    if (has(t, F_READING))
+      want |= UV_READABLE;
+    if (t->u.wq_tail || (has(t, F_POLL_W) && !drop_w))
+      want |= UV_WRITABLE;
+  }
+  int cur = (has(t, F_POLL_R) ? UV_READABLE : 0) |
+            (has(t, F_POLL_W) ? UV_WRITABLE : 0);
+  if (want == cur)
+    return;
+  if (want == 0 || uv_poll_start(&t->poll, want, on_poll) != 0) {
+    uv_poll_stop(&t->poll);
+    want = 0;
+  }
+  set(t, F_POLL_R, (want & UV_READABLE) != 0);
+  set(t, F_POLL_W, (want & UV_WRITABLE) != 0);
+}
+
+/* ---- reading ------------------------------------------------------------- */
+
+/* Reads land in one buffer per thread: read_cb consumes everything it is
+ * given (the parser copies only a partial packet), so idle connections
+ * hold no read memory. */
+static _Thread_local uint8_t shared_read_buf[UVMQTT_READ_BUF_SIZE];
+
+/* Reads once, and again only while the buffer comes back full (as libuv
+ * does, at most 32 times per wake-up). */
+static void do_reads(tcp_stream_t *t) {
+  int fd = fd_of(t);
+  for (int count = 32; count > 0; count--) {
+    if (closing(t) || !has(t, F_READING))
+      return;
+    ssize_t n;
+    do
+      n = recv(fd, shared_read_buf, sizeof(shared_read_buf), 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    if (n <= 0) {
+      n = n == 0 ? UV_EOF : -errno;
+      set(t, F_READING, 0);
+      set(t, F_EOF, 1);
+    }
 #ifdef TCP_QUICKACK
-  /* With TCP_NODELAY on our side only, a peer that keeps Nagle's
-   * algorithm (mosquitto's default) holds its next small packet until
-   * the previous one is acknowledged, and our delayed ACK takes up to
-   * 40 ms: an echoed PUBLISH waits behind its PUBACK. Linux sends a
-   * pending ACK at once when TCP_QUICKACK is set (the flag does not
-   * stick). Only the first read after we wrote can be such an answer
-   * with more to come; a stream we only read from (a QoS 0 subscriber)
-   * keeps delayed ACKs and spares the system call. */
-  else if (has(t, F_QUICKACK) && has(t, F_WROTE)) {
-    set(t, F_WROTE, 0);
-    uv_os_fd_t fd;
-    int one = 1;
-    if (uv_fileno((uv_handle_t *)h, &fd) == 0)
+    /* With TCP_NODELAY on our side only, a peer that keeps Nagle's
+     * algorithm (mosquitto's default) holds its next small packet until
+     * the previous one is acknowledged, and our delayed ACK takes up to
+     * 40 ms: an echoed PUBLISH waits behind its PUBACK. Linux sends a
+     * pending ACK at once when TCP_QUICKACK is set (the flag does not
+     * stick). Only the first read after we wrote can be such an answer
+     * with more to come; a stream we only read from (a QoS 0 subscriber)
+     * keeps delayed ACKs and spares the system call. */
+    else if (has(t, F_QUICKACK) && has(t, F_WROTE)) {
+      int one = 1;
+      set(t, F_WROTE, 0);
       (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-  }
+    }
 #endif
-  if (t->base.read_cb)
-    t->base.read_cb(&t->base, nread, (const uint8_t *)(buf ? buf->base : 0));
+    if (t->base.read_cb)
+      t->base.read_cb(&t->base, n, n > 0 ? shared_read_buf : NULL);
+    if (n < (ssize_t)sizeof(shared_read_buf))
+      return;
+  }
 }
 
 static int tcp_read_start(uvmqtt_stream_t *s) {
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (closing(t) || has(t, F_EOF))
     return UVMQTT_ESTATE;
-  if (has(t, F_READING))
-    return 0;
-  int rc = uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
-  if (rc == 0)
+  if (!has(t, F_READING)) {
     set(t, F_READING, 1);
-  return rc;
+    update_poll(t, 0);
+  }
+  return 0;
 }
 
 static int tcp_read_stop(uvmqtt_stream_t *s) {
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (has(t, F_READING)) {
-    uv_read_stop((uv_stream_t *)&t->tcp);
     set(t, F_READING, 0);
+    update_poll(t, 0);
   }
   return 0;
 }
 
-static void on_write(uv_write_t *req, int status) {
-  tcp_write_t *w = (tcp_write_t *)req;
-  tcp_stream_t *t = T_OF(req->handle);
-  uvmqtt_stream_write_cb cb = w->cb;
-  void *arg = w->arg;
-  uvmqtt__free(w);
-  if (cb)
-    cb(&t->base, status, arg);
-}
+/* ---- writing ------------------------------------------------------------- */
 
 static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
                      uvmqtt_stream_write_cb cb, void *arg) {
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (closing(t))
     return UV_ECANCELED;
-  tcp_write_t *w = uvmqtt__malloc(sizeof(*w));
+  if (has(t, F_CONNECTING))
+    return UV_ENOTCONN;
+  tcp_write_t *w = uvmqtt__malloc(sizeof(*w) + (size_t)n * sizeof(uv_buf_t));
   if (!w)
     return UVMQTT_ENOMEM;
   w->cb = cb;
   w->arg = arg;
+  w->status = 0;
+  w->cur = 0;
+  w->nbufs = n;
+  if (n)
+    memcpy(w->bufs, bufs, n * sizeof(uv_buf_t));
+  /* Skip empty buffers at the front so "done" means cur == nbufs. */
+  advance(w, 0);
   set(t, F_WROTE, 1);
-  int rc = uv_write(&w->req, (uv_stream_t *)&t->tcp, bufs, n, on_write);
-  if (rc != 0)
-    uvmqtt__free(w);
-  return rc;
+  /* Nothing left unsent before it: send at once as uv_write() does, so
+   * that a write followed by close() still reaches the peer. The
+   * callback waits for the poll callback either way. */
+  tcp_write_t *tail = t->u.wq_tail;
+  int send_now = !tail || tail->cur == tail->nbufs;
+  wq_push(t, w);
+  if (send_now)
+    send_queued(t);
+  update_poll(t, 0);
+  return 0;
 }
 
 static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
@@ -168,34 +348,107 @@ static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (closing(t))
     return UV_ECANCELED;
+  /* Like uv_try_write(): nothing while connecting or with writes queued. */
+  if (has(t, F_CONNECTING) || t->u.wq_tail)
+    return 0;
   set(t, F_WROTE, 1);
-  int rc = uv_try_write((uv_stream_t *)&t->tcp, bufs, n);
-  return rc == UV_EAGAIN ? 0 : rc;
+  ssize_t r = send_bufs(fd_of(t), bufs, n);
+  if (r == UV_EAGAIN)
+    return 0;
+  if (r > INT_MAX)
+    r = INT_MAX; /* cannot happen with the client's writes */
+  return (int)r;
 }
 
 static void tcp_shutdown(uvmqtt_stream_t *s) {
   (void)s; /* TCP needs no goodbye beyond close. */
 }
 
+/* ---- opening ------------------------------------------------------------- */
+
+static void finish_connect(tcp_stream_t *t) {
+  uvmqtt_stream_open_cb open_cb = t->u.open_cb;
+  int status = -(int)(flags(t) >> DELAYED_SHIFT);
+  if (status == 0) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd_of(t), SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+      err = errno;
+    if (err == EINPROGRESS)
+      return; /* not yet: wait for the next wake-up */
+    status = -err;
+  }
+  t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
+  set(t, F_CONNECTING, 0);
+  t->u.wq_tail = NULL;
+  if (status == 0)
+    status = tcp_read_start(&t->base);
+  open_cb(&t->base, status);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events) {
+  tcp_stream_t *t = T_OF(h);
+  if (status < 0) {
+    /* libuv stopped the handle (an error is pending on the socket, e.g.
+     * a refused connect or a reset). Let the system calls below report
+     * the real error: SO_ERROR, recv() or send(). */
+    set(t, F_POLL_R | F_POLL_W, 0);
+    events = UV_READABLE | UV_WRITABLE;
+  }
+  if (events & UV_DISCONNECT)
+    events |= UV_READABLE | UV_WRITABLE;
+  /* Writable with nothing to write: stop watching that (update_poll). */
+  int idle_w = (events & UV_WRITABLE) && !has(t, F_CONNECTING) && !t->u.wq_tail;
+  set(t, F_IN_POLL, 1);
+  if (has(t, F_CONNECTING)) {
+    finish_connect(t);
+  } else {
+    if (events & UV_READABLE)
+      do_reads(t);
+    if (!closing(t) && (events & UV_WRITABLE))
+      send_queued(t);
+    /* Also completes writes that read_cb made and that went out at once,
+     * sparing the epoll_ctl calls of watching for writability. */
+    if (!closing(t))
+      complete_done(t);
+  }
+  set(t, F_IN_POLL, 0);
+  update_poll(t, idle_w);
+}
+
+/* ---- closing ------------------------------------------------------------- */
+
+/* Runs after the poll handle has closed (the socket was closed at once in
+ * tcp_close()). As libuv does for a closed uv_tcp_t: pending writes first,
+ * those not fully written with UV_ECANCELED, then close_cb. */
 static void on_close(uv_handle_t *h) {
   tcp_stream_t *t = T_OF(h);
+  while (!has(t, F_CONNECTING) && t->u.wq_tail) {
+    tcp_write_t *w = wq_pop(t);
+    uvmqtt_stream_write_cb cb = w->cb;
+    void *arg = w->arg;
+    int status = w->cur == w->nbufs ? w->status : UV_ECANCELED;
+    uvmqtt__free(w);
+    if (cb)
+      cb(&t->base, status, arg);
+  }
   uvmqtt_stream_close_cb cb = get_close_cb(t);
   if (cb)
     cb(&t->base);
   uvmqtt__free(t);
 }
 
-/* Closes the handle; cb (may be NULL) fires from on_close. */
-static void close_handle(tcp_stream_t *t, uvmqtt_stream_close_cb cb) {
-  set_close_cb(t, cb);
-  uv_close((uv_handle_t *)&t->tcp, on_close);
-}
-
 static void tcp_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (closing(t))
     return;
-  close_handle(t, cb);
+  int fd = fd_of(t);
+  set_close_cb(t, cb);
+  /* uv_close() takes the socket out of the loop's epoll set at once, so
+   * it can be closed now, as uv_close() does with a uv_tcp_t's. */
+  uv_close((uv_handle_t *)&t->poll, on_close);
+  if (fd >= 0)
+    close(fd);
 }
 
 static const uvmqtt_stream_ops_t tcp_ops = {
@@ -209,29 +462,70 @@ static const uvmqtt_stream_ops_t tcp_ops = {
     .close = tcp_close,
 };
 
-/* The connect request is allocated for the handshake only: a connected
- * stream does not carry its 96 bytes around. libuv always calls back
- * (UV_ECANCELED when the handle is closed first), before the close
- * callback that frees the stream. */
-static void on_connect(uv_connect_t *req, int status) {
-  tcp_stream_t *t = T_OF(req->handle);
-  uvmqtt_stream_open_cb open_cb = ((tcp_connect_t *)req)->open_cb;
-  uvmqtt__free(req);
-  if (closing(t))
-    return; /* close() before open: open_cb is not called */
-  if (status == 0)
-    status = tcp_read_start(&t->base);
-  open_cb(&t->base, status);
-}
-
-static tcp_stream_t *tcp_alloc(uv_loop_t *loop, void *data) {
+/* Wraps the non-blocking socket `fd` (not closed on failure). */
+static int tcp_wrap(uv_loop_t *loop, int fd, void *data, tcp_stream_t **out) {
   tcp_stream_t *t = uvmqtt__calloc(1, sizeof(*t));
   if (!t)
-    return NULL;
+    return UVMQTT_ENOMEM;
+  int rc = uv_poll_init_socket(loop, &t->poll, fd);
+  if (rc != 0) {
+    uvmqtt__free(t);
+    return rc;
+  }
+  t->poll.data = NULL; /* the flags */
   t->base.ops = &tcp_ops;
   t->base.loop = loop;
   t->base.data = data;
-  return t;
+  *out = t;
+  return 0;
+}
+
+static int set_int(int fd, int level, int name, int v) {
+  return setsockopt(fd, level, name, &v, sizeof(v)) != 0 ? -errno : 0;
+}
+
+static socklen_t addr_len(const struct sockaddr *a) {
+  if (a->sa_family == AF_INET)
+    return sizeof(struct sockaddr_in);
+  if (a->sa_family == AF_INET6)
+    return sizeof(struct sockaddr_in6);
+  return 0;
+}
+
+/* As uv_tcp_bind(): SO_REUSEADDR, dual-stack for IPv6, and EADDRINUSE
+ * reported by the connect (through open_cb), not here. */
+static int bind_socket(int fd, const struct sockaddr *a, int *delayed) {
+  socklen_t len = addr_len(a);
+  if (len == 0)
+    return UV_EINVAL;
+  int rc = set_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+  if (rc == 0 && a->sa_family == AF_INET6)
+    rc = set_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 0);
+  if (rc == 0 && bind(fd, a, len) != 0) {
+    if (errno == EADDRINUSE)
+      *delayed = EADDRINUSE;
+    else
+      rc = errno == EAFNOSUPPORT ? UV_EINVAL : -errno;
+  }
+  return rc;
+}
+
+/* As uv_tcp_keepalive() of the libuv we build with (1.44 on Debian 12):
+ * probes after `delay` seconds idle, then every second, 10 of them. */
+static int set_keepalive(int fd, unsigned delay) {
+  int rc = set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+#ifdef TCP_KEEPIDLE
+  if (rc == 0)
+    rc = set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE,
+                 delay > INT_MAX ? INT_MAX : (int)delay);
+  if (rc == 0)
+    rc = set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, 1);
+  if (rc == 0)
+    rc = set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, 10);
+#else
+  (void)delay;
+#endif
+  return rc;
 }
 
 int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
@@ -240,58 +534,78 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
                         uvmqtt_stream_t **out) {
   if (!loop || !addr || !open_cb || !out)
     return UVMQTT_EINVAL;
-  tcp_stream_t *t = tcp_alloc(loop, data);
-  if (!t)
-    return UVMQTT_ENOMEM;
-  int rc = uv_tcp_init(loop, &t->tcp);
-  if (rc != 0) {
-    uvmqtt__free(t);
-    return rc;
-  }
-  t->tcp.data = NULL; /* the flags: uv_tcp_init() leaves data alone */
+  socklen_t len = addr_len(addr);
+  if (len == 0)
+    return UV_EINVAL;
+  int fd =
+      socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int rc = 0;
+  int delayed = 0;
   if (opts && opts->bind_addr)
-    rc = uv_tcp_bind(&t->tcp, opts->bind_addr, 0);
-  if (rc == 0 && opts && opts->nodelay) {
-    rc = uv_tcp_nodelay(&t->tcp, 1);
-    set(t, F_QUICKACK, 1);
-  }
+    rc = bind_socket(fd, opts->bind_addr, &delayed);
+  if (rc == 0 && opts && opts->nodelay)
+    rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   if (rc == 0 && opts && opts->keepalive_s)
-    rc = uv_tcp_keepalive(&t->tcp, 1, opts->keepalive_s);
-  tcp_connect_t *req = NULL;
-  if (rc == 0 && !(req = uvmqtt__malloc(sizeof(*req))))
-    rc = UVMQTT_ENOMEM;
-  if (rc == 0) {
-    req->open_cb = open_cb;
-    rc = uv_tcp_connect(&req->req, &t->tcp, addr, on_connect);
-    if (rc != 0)
-      uvmqtt__free(req);
+    rc = set_keepalive(fd, opts->keepalive_s);
+  if (rc == 0 && !delayed && connect(fd, addr, len) != 0) {
+    /* As uv_tcp_connect(): a refusal is reported through open_cb like
+     * one that comes later, other errors are returned here. EINTR: the
+     * connect goes on in the background. */
+    if (errno == ECONNREFUSED)
+      delayed = ECONNREFUSED;
+    else if (errno != EINPROGRESS && errno != EINTR)
+      rc = -errno;
   }
+  tcp_stream_t *t = NULL;
+  if (rc == 0)
+    rc = tcp_wrap(loop, fd, data, &t);
   if (rc != 0) {
-    /* Nothing to clean up for the caller: close the handle ourselves. */
-    close_handle(t, NULL);
+    close(fd);
     return rc;
   }
+  uintptr_t f = F_CONNECTING | ((uintptr_t)delayed << DELAYED_SHIFT);
+  if (opts && opts->nodelay)
+    f |= F_QUICKACK;
+  t->poll.data = (void *)f;
+  t->u.open_cb = open_cb;
+  /* Writable once connected or failed; a socket that never connected
+   * (a deferred error) reports a hang-up at once. */
+  update_poll(t, 0);
   *out = &t->base;
   return 0;
 }
 
+static void free_handle(uv_handle_t *h) {
+  uvmqtt__free(h);
+}
+
 int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out) {
-  tcp_stream_t *t = tcp_alloc(server->loop, data);
-  if (!t)
+  /* libuv accepts only into a uv_tcp_t: take a copy of its socket and let
+   * the temporary handle go. */
+  uv_tcp_t *tmp = uvmqtt__malloc(sizeof(*tmp));
+  if (!tmp)
     return UVMQTT_ENOMEM;
-  int rc = uv_tcp_init(server->loop, &t->tcp);
+  int rc = uv_tcp_init(server->loop, tmp);
   if (rc != 0) {
-    uvmqtt__free(t);
+    uvmqtt__free(tmp);
     return rc;
   }
-  t->tcp.data = NULL;
-  rc = uv_accept(server, (uv_stream_t *)&t->tcp);
+  int fd = -1;
+  uv_os_fd_t ofd;
+  rc = uv_accept(server, (uv_stream_t *)tmp);
   if (rc == 0)
-    rc = tcp_read_start(&t->base);
-  if (rc != 0) {
-    close_handle(t, NULL);
+    rc = uv_fileno((uv_handle_t *)tmp, &ofd);
+  if (rc == 0 && (fd = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
+    rc = -errno;
+  uv_close((uv_handle_t *)tmp, free_handle);
+  tcp_stream_t *t = NULL;
+  if (rc == 0 && (rc = tcp_wrap(server->loop, fd, data, &t)) != 0)
+    close(fd);
+  if (rc != 0)
     return rc;
-  }
+  (void)tcp_read_start(&t->base); /* cannot fail on a new stream */
   *out = &t->base;
   return 0;
 }
