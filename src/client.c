@@ -1803,10 +1803,15 @@ static void on_read(uvmqtt_stream_t *s, ssize_t nread, const uint8_t *buf) {
     connection_drop(c, nread == UV_EOF ? UVMQTT_EPEERCLOSED : (int)nread);
   } else if (!c->drop_requested && c->state != C_CLOSING) {
     int rc = uvmqtt__session_input(c->session, now_ms(c), buf, (size_t)nread);
-    if (rc < 0)
+    if (rc < 0) {
       connection_drop(c, rc);
-    else
+    } else {
+      /* Acknowledgements or new publishes go out in this iteration and
+       * carry the TCP ACK: the tcp layer need not send one at once. */
+      if (c->stream && uvmqtt__session_has_output(c->session))
+        uvmqtt__tcp_reply(c->stream);
       arm_timer(c);
+    }
   }
   LEAVE(c);
 }

@@ -51,7 +51,8 @@ enum {
   F_CONNECTING = 16,
   F_POLL_R = 32, /* the events the poll handle watches now */
   F_POLL_W = 64,
-  F_IN_POLL = 128 /* inside on_poll(): it updates the events at the end */
+  F_IN_POLL = 128, /* inside on_poll(): it updates the events at the end */
+  F_REPLY = 256    /* the reader has a reply queued: uvmqtt__tcp_reply() */
 };
 /* A connect error reported through open_cb on the next loop turn (as
  * uv_tcp_connect() does for ECONNREFUSED and a bind's EADDRINUSE) is kept
@@ -267,23 +268,29 @@ static void do_reads(tcp_stream_t *t) {
       set(t, F_READING, 0);
       set(t, F_EOF, 1);
     }
-#ifdef TCP_QUICKACK
     /* With TCP_NODELAY on our side only, a peer that keeps Nagle's
      * algorithm (mosquitto's default) holds its next small packet until
      * the previous one is acknowledged, and our delayed ACK takes up to
-     * 40 ms: an echoed PUBLISH waits behind its PUBACK. Linux sends a
-     * pending ACK at once when TCP_QUICKACK is set (the flag does not
-     * stick). Only the first read after we wrote can be such an answer
-     * with more to come; a stream we only read from (a QoS 0 subscriber)
-     * keeps delayed ACKs and spares the system call. */
-    else if (has(t, F_QUICKACK) && has(t, F_WROTE)) {
-      int one = 1;
-      set(t, F_WROTE, 0);
-      (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-    }
-#endif
+     * 40 ms: an echoed PUBLISH waits behind its PUBACK. Only a read that
+     * follows a write of ours can be such an answer with more to come;
+     * and when the reader writes back (now, or with a reply it queued for
+     * this loop iteration: uvmqtt__tcp_reply()) that segment carries the
+     * ACK. Otherwise TCP_QUICKACK (which does not stick) sends the ACK at
+     * once. A stream we only read from (a QoS 0 subscriber) and one that
+     * answers every read (QoS 1/2 traffic) never pay the system call. */
+    int answer = n > 0 && has(t, F_QUICKACK) && has(t, F_WROTE);
+    set(t, F_WROTE, 0);
+    set(t, F_REPLY, 0);
     if (t->base.read_cb)
       t->base.read_cb(&t->base, n, n > 0 ? shared_read_buf : NULL);
+#ifdef TCP_QUICKACK
+    if (answer && !closing(t) && !has(t, F_WROTE) && !has(t, F_REPLY)) {
+      int one = 1;
+      (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+    }
+#else
+    (void)answer;
+#endif
     if (n < (ssize_t)sizeof(shared_read_buf))
       return;
   }
@@ -462,6 +469,13 @@ static const uvmqtt_stream_ops_t tcp_ops = {
     .close = tcp_close,
 };
 
+void uvmqtt__tcp_reply(uvmqtt_stream_t *s) {
+  while (s && s->lower)
+    s = s->lower;
+  if (s && s->ops == &tcp_ops)
+    set((tcp_stream_t *)s, F_REPLY, 1);
+}
+
 /* Wraps the non-blocking socket `fd` (not closed on failure). */
 static int tcp_wrap(uv_loop_t *loop, int fd, void *data, tcp_stream_t **out) {
   tcp_stream_t *t = uvmqtt__calloc(1, sizeof(*t));
@@ -573,39 +587,6 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
   /* Writable once connected or failed; a socket that never connected
    * (a deferred error) reports a hang-up at once. */
   update_poll(t, 0);
-  *out = &t->base;
-  return 0;
-}
-
-static void free_handle(uv_handle_t *h) {
-  uvmqtt__free(h);
-}
-
-int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out) {
-  /* libuv accepts only into a uv_tcp_t: take a copy of its socket and let
-   * the temporary handle go. */
-  uv_tcp_t *tmp = uvmqtt__malloc(sizeof(*tmp));
-  if (!tmp)
-    return UVMQTT_ENOMEM;
-  int rc = uv_tcp_init(server->loop, tmp);
-  if (rc != 0) {
-    uvmqtt__free(tmp);
-    return rc;
-  }
-  int fd = -1;
-  uv_os_fd_t ofd;
-  rc = uv_accept(server, (uv_stream_t *)tmp);
-  if (rc == 0)
-    rc = uv_fileno((uv_handle_t *)tmp, &ofd);
-  if (rc == 0 && (fd = fcntl(ofd, F_DUPFD_CLOEXEC, 0)) < 0)
-    rc = -errno;
-  uv_close((uv_handle_t *)tmp, free_handle);
-  tcp_stream_t *t = NULL;
-  if (rc == 0 && (rc = tcp_wrap(server->loop, fd, data, &t)) != 0)
-    close(fd);
-  if (rc != 0)
-    return rc;
-  (void)tcp_read_start(&t->base); /* cannot fail on a new stream */
   *out = &t->base;
   return 0;
 }

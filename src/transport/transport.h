@@ -134,9 +134,11 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
                         uvmqtt_stream_open_cb open_cb, void *data,
                         uvmqtt_stream_t **out);
 
-/* Accepts a pending connection on a listening `server` into a new tcp
- * stream (tests, servers), reading started. Returns 0 or a libuv error. */
-int uvmqtt__tcp_accept(uv_stream_t *server, void *data, uvmqtt_stream_t **out);
+/* Called by the reader from inside a read callback: a reply to what it
+ * just read is queued and goes out in this loop iteration, so the bottom
+ * tcp stream of `s` need not acknowledge the read at once (TCP_QUICKACK);
+ * the reply carries the ACK. */
+void uvmqtt__tcp_reply(uvmqtt_stream_t *s);
 
 /* The per-thread shared read buffer used by tcp reads (64 KiB). */
 #define UVMQTT_READ_BUF_SIZE 65536
