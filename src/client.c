@@ -2509,12 +2509,13 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     else
       random_id(rid, sizeof(rid));
   }
-  /* One allocation: the struct, the id, then the session (16-aligned). */
+  /* One allocation: the struct, the id, then the session (8-aligned, all
+   * it needs: see uvmqtt__session_init()). */
   size_t idsize = strlen(id) + 1;
   size_t size = offsetof(uvmqtt_client_t, id) + idsize;
   if (size < sizeof(uvmqtt_client_t))
     size = sizeof(uvmqtt_client_t);
-  size_t soff = (size + 15) & ~(size_t)15;
+  size_t soff = (size + 7) & ~(size_t)7;
   uvmqtt_client_t *c = uvmqtt__calloc(1, soff + uvmqtt__session_size());
   if (!c)
     return UVMQTT_ENOMEM;

@@ -908,6 +908,9 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
 /* ---- public: lifecycle ------------------------------------------------------
  */
 
+/* uvmqtt__session_init() promises its callers that 8 is enough. */
+_Static_assert(_Alignof(struct uvmqtt_session_s) <= 8, "session alignment");
+
 size_t uvmqtt__session_size(void) {
   return sizeof(struct uvmqtt_session_s);
 }

@@ -91,7 +91,7 @@ int uvmqtt__session_new(const uvmqtt_session_config_t *cfg,
                         const uvmqtt_session_events_t *ev, void *ud,
                         uvmqtt_session_t **out);
 /* The same, in memory the owner provides (uvmqtt__session_size() bytes,
- * aligned for any type), so that a client and its session are one
+ * 8-byte aligned), so that a client and its session are one
  * allocation; uvmqtt__session_free() then leaves that memory to the owner.
  * Returns 0 or UVMQTT_EINVAL. */
 size_t uvmqtt__session_size(void);
