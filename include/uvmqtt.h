@@ -294,9 +294,11 @@ UVMQTT_EXTERN void uvmqtt_client_on_message(uvmqtt_client_t *c,
 /* Log lines up to `max_level` (UVMQTT_LOG_*). */
 UVMQTT_EXTERN void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb,
                                         void *arg, int max_level);
-UVMQTT_EXTERN void uvmqtt_client_on_reconnect(uvmqtt_client_t *c,
-                                              uvmqtt_reconnect_cb cb,
-                                              void *arg);
+/* The reconnect and redirect hooks are kept in a block allocated on first
+ * use (most clients set neither): 0, UVMQTT_ENOMEM (the hook is not
+ * installed) or UVMQTT_EINVAL. */
+UVMQTT_EXTERN int uvmqtt_client_on_reconnect(uvmqtt_client_t *c,
+                                             uvmqtt_reconnect_cb cb, void *arg);
 
 /* v5 AUTH from the server during connect or re-authentication: reason
  * 0x18 (continue authentication) with the server's data in props. Answer
@@ -318,8 +320,8 @@ UVMQTT_EXTERN int uvmqtt_client_auth(uvmqtt_client_t *c, uint8_t reason,
  * disconnect is handled as any other). */
 typedef int (*uvmqtt_redirect_cb)(uvmqtt_client_t *c, uint8_t reason,
                                   const char *reference, void *arg);
-UVMQTT_EXTERN void uvmqtt_client_on_redirect(uvmqtt_client_t *c,
-                                             uvmqtt_redirect_cb cb, void *arg);
+UVMQTT_EXTERN int uvmqtt_client_on_redirect(uvmqtt_client_t *c,
+                                            uvmqtt_redirect_cb cb, void *arg);
 
 /* Changes the credentials used by the next connection attempt. */
 UVMQTT_EXTERN int uvmqtt_client_set_credentials(uvmqtt_client_t *c,

@@ -160,7 +160,8 @@ typedef struct {
 } attempt_t;
 
 /* What few clients use, allocated on first use: an SRV domain, v5 request
- * / response, redirects, and the state kept for clients created with
+ * / response, redirects, the reconnect and redirect hooks, and the state
+ * kept for clients created with
  * enhanced authentication or TLS (allocated with the client, so the
  * setters that cannot fail have somewhere to write). */
 typedef struct {
@@ -170,6 +171,10 @@ typedef struct {
   uv_timer_t *req_timer;
   uvmqtt_auth_cb auth_cb;
   void *auth_arg;
+  uvmqtt_reconnect_cb reconnect_cb;
+  void *reconnect_arg;
+  uvmqtt_redirect_cb redirect_cb;
+  void *redirect_arg;
   int tls_err; /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects; /* in a row, to stop loops */
@@ -193,10 +198,6 @@ struct uvmqtt_client_s {
   void *message_arg;
   uvmqtt_log_cb log_cb;
   void *log_arg;
-  uvmqtt_reconnect_cb reconnect_cb;
-  void *reconnect_arg;
-  uvmqtt_redirect_cb redirect_cb;
-  void *redirect_arg;
   uvmqtt_close_cb close_cb;
 
   uvmqtt_session_t *session;
@@ -2183,8 +2184,8 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
 }
 
 static void start_attempt(uvmqtt_client_t *c) {
-  if (c->reconnect_cb && c->attempt > 0 &&
-      c->reconnect_cb(c, c->attempt, c->reconnect_arg) != 0) {
+  if (c->rare && c->rare->reconnect_cb && c->attempt > 0 &&
+      c->rare->reconnect_cb(c, c->attempt, c->rare->reconnect_arg) != 0) {
     c->state = C_IDLE;
     return;
   }
@@ -2345,8 +2346,8 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
   r->redirect_ref = NULL;
   bool ok = false;
   if (c->nservers && r->redirects < 5 &&
-      (!c->redirect_cb ||
-       c->redirect_cb(c, reason, ref, c->redirect_arg) == 0)) {
+      (!c->rare->redirect_cb ||
+       c->rare->redirect_cb(c, reason, ref, c->rare->redirect_arg) == 0)) {
     ref[strcspn(ref, " ")] = '\0';
     char *host = ref, *colon = strrchr(ref, ':');
     long port = 0;
@@ -2704,10 +2705,17 @@ void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
                           : max_level > INT8_MAX ? INT8_MAX
                                                  : max_level);
 }
-void uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
-                                void *arg) {
-  c->reconnect_cb = cb;
-  c->reconnect_arg = arg;
+int uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
+                               void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (!cb && !c->rare)
+    return 0;
+  if (!rare_get(c))
+    return UVMQTT_ENOMEM;
+  c->rare->reconnect_cb = cb;
+  c->rare->reconnect_arg = arg;
+  return 0;
 }
 
 /* Without enhanced authentication configured (then there is no rare
@@ -2719,10 +2727,17 @@ void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb, void *arg) {
   }
 }
 
-void uvmqtt_client_on_redirect(uvmqtt_client_t *c, uvmqtt_redirect_cb cb,
-                               void *arg) {
-  c->redirect_cb = cb;
-  c->redirect_arg = arg;
+int uvmqtt_client_on_redirect(uvmqtt_client_t *c, uvmqtt_redirect_cb cb,
+                              void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (!cb && !c->rare)
+    return 0;
+  if (!rare_get(c))
+    return UVMQTT_ENOMEM;
+  c->rare->redirect_cb = cb;
+  c->rare->redirect_arg = arg;
+  return 0;
 }
 
 int uvmqtt_client_auth(uvmqtt_client_t *c, uint8_t reason, const void *data,

@@ -121,6 +121,13 @@ static int finished(run_t *r) {
          r->pub_calls[2] && r->messages >= r->published;
 }
 
+static int on_reconnect(uvmqtt_client_t *c, unsigned attempt, void *arg) {
+  (void)c;
+  (void)attempt;
+  (void)arg;
+  return 0;
+}
+
 /* One scenario. Returns the number of allocations it made. */
 static long run_once(int port, int version, long n) {
   uv_loop_t loop;
@@ -149,6 +156,10 @@ static long run_once(int port, int version, long n) {
   uvmqtt_client_set_data(r.c, &r);
   uvmqtt_client_on_connect(r.c, on_connect, &r);
   uvmqtt_client_on_message(r.c, on_message, &r);
+  /* The hook's block is allocated here: a failure leaves it unset. */
+  rc = uvmqtt_client_on_reconnect(r.c, on_reconnect, &r);
+  if (rc != 0)
+    assert_int_equal(rc, UVMQTT_ENOMEM);
   rc = uvmqtt_client_connect(r.c, "127.0.0.1", port);
   if (rc == 0) {
     uint64_t end = tu_now_ms() + 800;
