@@ -85,9 +85,8 @@ static void on_accept(uv_stream_t *l, int status) {
 static void on_read(uvmqtt_stream_t *s, ssize_t n, const uint8_t *buf) {
   fx_t *f = s->data;
   if (n > 0) {
-    size_t room = sizeof(f->first) - (f->got < sizeof(f->first)
-                                          ? f->got
-                                          : sizeof(f->first));
+    size_t room = sizeof(f->first) -
+                  (f->got < sizeof(f->first) ? f->got : sizeof(f->first));
     memcpy(f->first + (sizeof(f->first) - room), buf,
            (size_t)n < room ? (size_t)n : room);
     f->got += (size_t)n;
@@ -220,14 +219,13 @@ static void test_bind_nodelay_keepalive(void **state) {
   fx_t *f = *state;
   struct sockaddr_in b;
   assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &b), 0);
-  uvmqtt_tcp_opts_t o = {.bind_addr = (struct sockaddr *)&b,
-                         .nodelay = 1,
-                         .keepalive_s = 30};
+  uvmqtt_tcp_opts_t o = {
+      .bind_addr = (struct sockaddr *)&b, .nodelay = 1, .keepalive_s = 30};
   connect_ok(f, &o);
   struct sockaddr_in peer;
   int len = sizeof(peer);
-  assert_int_equal(
-      uv_tcp_getpeername(&f->peer, (struct sockaddr *)&peer, &len), 0);
+  assert_int_equal(uv_tcp_getpeername(&f->peer, (struct sockaddr *)&peer, &len),
+                   0);
   assert_int_equal(peer.sin_addr.s_addr, b.sin_addr.s_addr);
   /* Bound to the given address and a port of its own. */
   assert_int_not_equal(peer.sin_port, 0);
@@ -395,8 +393,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_read_and_eof, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_cancels_writes, setup,
                                       teardown),
-      cmocka_unit_test_setup_teardown(test_write_to_gone_peer, setup,
-                                      teardown),
+      cmocka_unit_test_setup_teardown(test_write_to_gone_peer, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   free(pattern);
