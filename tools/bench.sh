@@ -332,48 +332,58 @@ if targets:
 # this script; re-check them when the code changes).
 L.append("""## What bounds the remaining gaps
 
-- **Memory per connection** (target 1.0 KiB): met at 10,000 (0.85 KiB) and
-  at the edge at 1,000 (1.00-1.02). Per idle subscribed connection the
-  heap holds four chunks: client + session + client id in one 512 B chunk
-  (client struct 272 B, session 208 B), the tcp stream 224 B (a `uv_poll_t`
-  on our own socket; `uv_tcp_t` alone was 248 B), the server list 48 B and
-  the subscription record 32 B; plus 8 B in the loop's deadline heap and 8 B
-  in libuv's fd-indexed watcher table. Nothing else is held while idle:
-  the parser, packet-id sets, output batches and connect-time state exist
-  only while used. At 1,000 connections about 0.15-0.25 KiB per connection
-  is one-off: code pages first touched by the connection path (~70-80 KiB
-  of ours, 64-160 KiB of libc with the kernel's 64 KiB fault-around, 16 KiB
-  of stack), measured with /proc/self/smaps before and after; at 10,000 it
-  is spread thin.
+(Numbers quoted here are from the run this file was written from, 5
+repetitions; re-check them when the code changes.)
+
+- **Memory per connection** (target 1.0 KiB): met, 0.98 KiB at 1,000
+  (harness, both configs, and the private broker) and 0.82 at 10,000. Per
+  idle subscribed connection the heap holds four chunks: client, id and
+  session in one 480 B chunk (client struct 240 B, session 208 B), the tcp
+  stream 224 B (a `uv_poll_t` on our own socket; `uv_tcp_t` alone was
+  248 B), the server list 48 B and the subscription record 32 B; plus 8 B
+  in the loop's deadline heap and 8 B in libuv's fd-indexed watcher table.
+  Nothing else is held while idle: the parser, packet-id sets, output
+  batches, connect-time state and the rarely used hooks exist only while
+  used. At 1,000 connections about 0.15-0.25 KiB per connection is one-off:
+  code pages first touched by the connection path (~70-80 KiB of ours,
+  64-160 KiB of libc with the kernel's 64 KiB fault-around, 16 KiB of
+  stack), measured with /proc/self/smaps before and after.
 - **CPU per message** (target 0.5x libmosquitto): met for the QoS 0
-  publisher, near for the QoS 0 subscriber, not for QoS 1/2. uvmqtt makes
-  4-8x fewer system calls and runs 3-6x fewer user-space instructions per
-  message than libmosquitto, yet about 90 % of its CPU is kernel time spent
+  publisher (0.09-0.10x), not for the others (0.57-0.93x, and 1.19x for the
+  QoS 0 subscriber in `default`, where the broker's Nagle hands it large
+  reads and libmosquitto's cost per message drops too). uvmqtt makes 4-8x
+  fewer system calls and runs 3-6x fewer user-space instructions per
+  message than libmosquitto, but about 90 % of its CPU is kernel time spent
   going to sleep and being woken (10-20 µs of sys time per sleep on this
   VM), and messages per wake-up (2-5 at QoS 1/2) are set by the broker's
   pace. Only delaying reads on purpose would batch more, at the cost of
   latency; we do not. Counts and the profile: `docs/cpu-per-message.md`.
-- **QoS 1 / QoS 2 throughput** (target 1.3x libmosquitto): the single-
-  threaded broker runs at 90-100 % of a core with uvmqtt's clients and
-  the two vCPUs are 178-192 % busy (publisher, subscriber and broker share
-  them), so throughput is the broker's cost per message (QoS 1: 16.7 µs
-  with uvmqtt, 15.8 with libmosquitto in `nodelay`) plus the clients' CPU
-  competing for the same two cores. Met in `default` for QoS 1 (1.35x).
-- **QoS 0 64 B in `default`** (target 0.95x the raw ceiling): there the
-  raw ceiling and libmosquitto write with Nagle on, and the kernel
-  coalesces their small writes into large segments, so the broker spends
-  4.0-5.0 µs per message; uvmqtt sets TCP_NODELAY by default (for latency)
-  and its 100-message batches cost the broker 5.9 µs. Applications that
-  stream QoS 0 and do not care about latency can turn it off
-  (`uvmqtt_options_set_nodelay(opts, false)`): in a side run that was about
-  +15 %, within this machine's noise.
+- **QoS 1 / QoS 2 throughput** (target 1.3x libmosquitto; 1.23x / 1.05x in
+  `nodelay`, 1.22x / 1.26x in `default`): with uvmqtt's clients the
+  single-threaded broker runs at 82-96 % of a core (68-78 % with
+  libmosquitto's) and the two vCPUs, shared by publisher, subscriber and
+  broker, are 166-184 % busy. Throughput is then the broker's cost per
+  message (QoS 1: 14-15 µs, about the same for both libraries) plus the
+  clients' CPU competing for the same two cores.
+- **QoS 0 64 B in `default`** (target 0.95x the raw ceiling; 0.88x): there
+  the raw ceiling and libmosquitto write with Nagle on and the kernel
+  coalesces their small writes into large segments; uvmqtt sets TCP_NODELAY
+  by default (for latency) and its 100-message batches cost the broker
+  5.6 µs per message against 5.0-5.1. Applications that stream QoS 0 and do
+  not care about latency can turn it off (`uvmqtt_options_set_nodelay(opts,
+  false)`).
+- **QoS 0 16 KiB** (0.81x / 0.88x the raw ceiling here, 1.06x / 0.78x in
+  the previous full run): noise-bound on this machine. In this run the raw
+  ceiling ranged 44-60 k msg/s across repetitions in `nodelay` (uvmqtt
+  39-54 k, libmosquitto 35-47 k) and 37-53 k in `default` (uvmqtt
+  31-51 k, libmosquitto 30-40 k); the broker is at 90-96 % of a core.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
-  near 10-20 µs (both processes stay on a CPU) or near 90-120 µs (a wake-up
-  from idle), so a median over 5 repetitions says more about which mode
-  the repetitions hit than about the client (in `default`, the raw ceiling
-  hit the fast mode 4 times of 5, uvmqtt twice).
-- **QoS 0 16 KiB in `default`**: the raw ceiling itself ranged 42-55 k
-  msg/s between repetitions; uvmqtt 37-45 k, libmosquitto 34-51 k.
+  near 10-20 µs (both processes stay on a CPU) or near 80-125 µs (a
+  wake-up from idle), so a median over 5 repetitions says more about which
+  mode the repetitions hit than about the client. In `default` the raw
+  ceiling hit the fast mode 5 times of 5, libmosquitto twice and uvmqtt
+  once; in `nodelay` no client hit it and uvmqtt's p50 is 0.97x the raw
+  ceiling's.
 """)
 
 # micro-benchmarks
