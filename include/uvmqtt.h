@@ -11,10 +11,11 @@
  * once (with a cancellation status, UVMQTT_ECLOSED, when the client is
  * closed first).
  *
- * Signals: a write to a connection the peer has reset raises SIGPIPE, and
- * libuv leaves that signal to the program. Programs using uvmqtt should
- * ignore it (signal(SIGPIPE, SIG_IGN)), as Node does; the write then fails
- * with EPIPE and the client handles it as a lost connection.
+ * Signals: uvmqtt writes to its connections with MSG_NOSIGNAL, so a peer
+ * that reset the connection gives EPIPE (handled as a lost connection),
+ * never SIGPIPE. Libraries it drives are not all as careful (c-ares' TCP
+ * fallback for DNS), so ignoring SIGPIPE (signal(SIGPIPE, SIG_IGN)), as
+ * Node does, remains good practice.
  *
  * Ownership: options, strings and outgoing payloads are copied unless a
  * zero-copy call says otherwise. Incoming topics, payloads and properties
