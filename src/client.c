@@ -2705,14 +2705,22 @@ void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
                           : max_level > INT8_MAX ? INT8_MAX
                                                  : max_level);
 }
-int uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
-                               void *arg) {
+/* For the hooks kept in the rare block: 1 when the caller may store into
+ * c->rare, 0 when there is nothing to do (clearing a hook never set), or
+ * an error. */
+static int hook_block(uvmqtt_client_t *c, bool setting) {
   if (!c)
     return UVMQTT_EINVAL;
-  if (!cb && !c->rare)
+  if (!setting && !c->rare)
     return 0;
-  if (!rare_get(c))
-    return UVMQTT_ENOMEM;
+  return rare_get(c) ? 1 : UVMQTT_ENOMEM;
+}
+
+int uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
+                               void *arg) {
+  int rc = hook_block(c, cb != NULL);
+  if (rc <= 0)
+    return rc;
   c->rare->reconnect_cb = cb;
   c->rare->reconnect_arg = arg;
   return 0;
@@ -2729,12 +2737,9 @@ void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb, void *arg) {
 
 int uvmqtt_client_on_redirect(uvmqtt_client_t *c, uvmqtt_redirect_cb cb,
                               void *arg) {
-  if (!c)
-    return UVMQTT_EINVAL;
-  if (!cb && !c->rare)
-    return 0;
-  if (!rare_get(c))
-    return UVMQTT_ENOMEM;
+  int rc = hook_block(c, cb != NULL);
+  if (rc <= 0)
+    return rc;
   c->rare->redirect_cb = cb;
   c->rare->redirect_arg = arg;
   return 0;
