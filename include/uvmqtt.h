@@ -365,6 +365,11 @@ UVMQTT_EXTERN int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c,
                                               const uvmqtt_props_t *props);
 
 UVMQTT_EXTERN bool uvmqtt_client_is_connected(const uvmqtt_client_t *c);
+/* Whether the client reconnects by itself after losing a connection
+ * (uvmqtt_options_set_reconnect; on by default). When it does not, work
+ * still queued (publishes waiting for an acknowledgement) waits for the
+ * application to connect again or to close the client. */
+UVMQTT_EXTERN bool uvmqtt_client_get_reconnect(const uvmqtt_client_t *c);
 /* The client id in use (the assigned one after a v5 CONNACK). */
 UVMQTT_EXTERN const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c);
 /* Messages in flight (sent, not yet acknowledged) and waiting in queue. */

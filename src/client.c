@@ -2810,6 +2810,9 @@ int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
 bool uvmqtt_client_is_connected(const uvmqtt_client_t *c) {
   return c && c->state == C_CONNECTED;
 }
+bool uvmqtt_client_get_reconnect(const uvmqtt_client_t *c) {
+  return c && c->o.reconnect;
+}
 const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c) {
   return c->client_id;
 }

@@ -65,6 +65,16 @@ static void oneshot_connected(uvmqtt_client_t *c, int status,
     oneshot_finish(j, status);
 }
 
+/* A lost connection ends the job when the client will not reconnect by
+ * itself: its messages would otherwise wait for a connect nobody makes. */
+static void oneshot_disconnected(uvmqtt_client_t *c, int status,
+                                 const uvmqtt_reason_t *reason, void *arg) {
+  oneshot_t *j = arg;
+  (void)reason;
+  if (status != 0 && !j->finishing && !uvmqtt_client_get_reconnect(c))
+    oneshot_finish(j, status);
+}
+
 int uvmqtt_publish_multiple(uv_loop_t *loop, const uvmqtt_options_t *opts,
                             const char *uri, const uvmqtt_oneshot_msg_t *msgs,
                             size_t n, uvmqtt_oneshot_cb cb, void *arg) {
@@ -91,6 +101,7 @@ int uvmqtt_publish_multiple(uv_loop_t *loop, const uvmqtt_options_t *opts,
   }
   uvmqtt_client_set_data(j->c, j);
   uvmqtt_client_on_connect(j->c, oneshot_connected, j);
+  uvmqtt_client_on_disconnect(j->c, oneshot_disconnected, j);
   /* Messages wait in the client's queue until the connection is up. */
   for (size_t i = 0; i < n && rc >= 0; i++) {
     uvmqtt_publish_opts_t po;

@@ -59,8 +59,10 @@ typedef void (*uvmqtt_oneshot_cb)(int status, void *arg);
  * retried, whatever `opts` says about reconnecting); after a successful
  * CONNACK, connection losses are handled as the client always does
  * (reconnect and resend), so the job ends only when every message is
- * complete or has failed. The connect timeout of `opts` bounds the first
- * attempt.
+ * complete or has failed; with reconnecting turned off in `opts`, a lost
+ * connection ends the job with its cause (messages not yet acknowledged
+ * may or may not have reached the broker). The connect timeout of `opts`
+ * bounds the first attempt.
  *
  * Returns 0 (cb will fire) or, with nothing started and cb never called:
  * UVMQTT_EINVAL (NULL loop, uri, msgs or cb, or n == 0), UVMQTT_EURI,

@@ -14,6 +14,7 @@
 #include "sbroker.h"
 #include "testutil.h"
 #include "uvmqtt.h"
+#include "uvmqtt/helpers.h"
 
 #define WAIT_MS 5000
 
@@ -914,6 +915,63 @@ static void test_alias_dropped_to_fit_maximum_packet(void **state) {
   rec_finish(&r, &b, NULL);
 }
 
+/* ---- one-shot publish and a lost connection ---------------------------- */
+
+typedef struct {
+  int connects, publishes;
+} drop_script_t;
+
+/* Accepts the connection, then drops it when the PUBLISH arrives: no
+ * PUBACK ever comes. */
+static void drop_on_publish_broker(sconn_t *conn, const uvmqtt_packet_t *p,
+                                   void *arg) {
+  drop_script_t *s = arg;
+  if (p->type == UVMQTT_CONNECT) {
+    s->connects++;
+    sb_connack(conn, 0, NULL);
+  } else if (p->type == UVMQTT_PUBLISH) {
+    s->publishes++;
+    sb_close_conn(conn);
+  }
+}
+
+static void oneshot_done(int status, void *arg) {
+  int *st = arg;
+  st[0] = 1;
+  st[1] = status;
+}
+
+/* With reconnecting off, a connection lost mid-job ends the job with its
+ * cause instead of leaving the QoS 1 message waiting for a connect nobody
+ * makes. */
+static void test_oneshot_lost_connection_without_reconnect(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  sbroker_t b;
+  drop_script_t s;
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(uv_loop_init(&loop), 0);
+  assert_int_equal(sb_start(&b, &loop, drop_on_publish_broker, &s), 0);
+  uvmqtt_options_t *o;
+  assert_int_equal(uvmqtt_options_new(&o), 0);
+  assert_int_equal(uvmqtt_options_set_protocol(o, UVMQTT_V5), 0);
+  assert_int_equal(uvmqtt_options_set_reconnect(o, false, 10, 50, 0), 0);
+  char uri[64];
+  snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", b.port);
+  volatile int st[2] = {0, 0};
+  assert_int_equal(uvmqtt_publish_single(&loop, o, uri, "t/lost", "x", 1, 1,
+                                         false, oneshot_done, (void *)st),
+                   0);
+  uvmqtt_options_del(o);
+  assert_int_equal(tu_run_until(&loop, &st[0], WAIT_MS), 0);
+  assert_int_equal(s.connects, 1);
+  assert_int_equal(s.publishes, 1);
+  assert_true(st[1] < 0);
+  assert_int_not_equal(st[1], UVMQTT_ECLOSED); /* the cause, not the close */
+  sb_stop(&b);
+  assert_int_equal(tu_loop_close(&loop, WAIT_MS), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_enhanced_auth_and_reauth),
@@ -935,6 +993,7 @@ int main(void) {
       cmocka_unit_test(test_local_validation),
       cmocka_unit_test(test_manual_alias_over_server_maximum),
       cmocka_unit_test(test_alias_dropped_to_fit_maximum_packet),
+      cmocka_unit_test(test_oneshot_lost_connection_without_reconnect),
       cmocka_unit_test(test_auth_packets_carry_method),
       cmocka_unit_test(test_server_errors_get_disconnect_reason),
   };
