@@ -1,0 +1,348 @@
+/* Private to the client layer (src/client/): the client struct and the
+ * blocks it points to (options core and rarely set options, connection
+ * attempt, rare state, routes, subscriptions, v5 requests), the per-loop
+ * context, the connection states, ENTER/LEAVE, and the functions the
+ * client's files share. The public API is include/uvmqtt.h; a helper used
+ * by one file only stays static in that file.
+ *
+ * Re-entrancy rule: every entry from libuv goes through ENTER/LEAVE. Work
+ * that tears state down (close, disconnect, a fatal protocol error) is
+ * recorded while inside and carried out by LEAVE once the outermost entry
+ * returns, so user callbacks may call any API function. */
+#ifndef UVMQTT_CLIENT_INT_H
+#define UVMQTT_CLIENT_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resolve.h"
+#include "session.h"
+#include "transport/transport.h"
+#include "uvmqtt.h"
+#include "uvmqtt_config.h"
+
+enum scheme { S_MQTT = 0, S_MQTTS, S_WS, S_WSS };
+
+/* A server as parsed, and as read back by uvmqtt__server_at(). */
+typedef struct {
+  char *host;
+  char *path; /* ws request path */
+  char *user;
+  char *pass;
+  uint16_t port; /* 0: default for the scheme */
+  uint8_t scheme;
+  bool has_user, has_pass;
+} server_spec_t;
+
+/* A client's servers are one allocation: the array, then the strings,
+ * which entries name by their offset from the block's start (0: none).
+ * See uvmqtt__servers_pack(). */
+typedef struct {
+  uint32_t host, path, user, pass;
+  uint16_t port;
+  uint8_t scheme;
+  bool has_user, has_pass;
+} server_t;
+
+/* Options most clients leave at their defaults live in a block allocated
+ * when first set: a client's copy of the options is then only the core. */
+typedef struct {
+  char *username;
+  uint8_t *password;
+  size_t password_len;
+  char *will_topic;
+  uint8_t *will_payload;
+  size_t will_len;
+  uvmqtt_props_t *will_props;
+  uvmqtt_props_t *connect_props;
+  char *bind;
+  const uvmqtt_tls_config_t *tls;
+  char *ws_path;
+  char **ws_headers;
+  size_t ws_header_count;
+  char *dns_servers;
+  char *auth_method;
+  uint8_t *auth_data;
+  size_t auth_data_len;
+  uint32_t session_expiry;
+  unsigned dns_timeout;
+  int will_qos;
+  uint16_t topic_alias_in;
+  uint16_t receive_max;
+  bool has_session_expiry;
+  bool has_password;
+  bool will_retain;
+  bool tls_for_tcp;
+  bool topic_alias_auto;
+  bool request_response_info;
+  bool follow_redirects;
+} opt_ext_t;
+
+/* Every rarely set option at its default (options.c). */
+extern const opt_ext_t uvmqtt__opt_ext_defaults;
+
+/* The options a client reads after its creation; a client keeps only
+ * these (the rest went to the session, the id to the client). */
+typedef struct {
+  opt_ext_t *x; /* NULL: every field in it has its default */
+  float jitter; /* in [0, 1]: a float is precise enough for a random factor */
+  uint32_t max_packet_size;
+  unsigned rc_min, rc_max;
+  unsigned connect_timeout;
+  uint16_t keepalive;
+  uint8_t version;
+  bool empty_id : 1;
+  bool clean : 1;
+  bool reconnect : 1;
+  bool nodelay : 1;
+  bool resubscribe : 1;
+} copts_t;
+
+struct uvmqtt_options_s {
+  copts_t k;
+  char *client_id;
+  size_t max_queued, max_queued_bytes;
+  uint16_t max_inflight;
+  uint8_t queue_policy;
+};
+
+/* Reading the rarely set options: the defaults when none was set. */
+#define OX(k) ((const opt_ext_t *)((k)->x ? (k)->x : &uvmqtt__opt_ext_defaults))
+#define CX(c) OX(&(c)->o)
+
+/* Allocated as offsetof(sub_t, filter) + len: no padding after len. */
+typedef struct sub_s {
+  struct sub_s *next;
+  uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
+  uint8_t options;
+  char filter[];
+} sub_t;
+
+/* Route values live in a list too: the router does not free them. */
+typedef struct route_s {
+  struct route_s *next, *prev;
+  uvmqtt_message_cb cb;
+  void *arg;
+} route_t;
+
+/* A v5 request waiting for its correlated response. */
+typedef struct req_s {
+  struct req_s *next;
+  uvmqtt_response_cb cb;
+  void *arg;
+  uint64_t deadline;
+  uint8_t corr[16];
+  bool answered;  /* cb has fired */
+  bool published; /* the request's publish callback has fired */
+} req_t;
+
+enum cstate {
+  C_IDLE = 0,  /* not connected, not trying */
+  C_WAIT,      /* waiting to (re)connect */
+  C_RESOLVING, /* name or SRV lookup */
+  C_TRANSPORT, /* tcp connect, TLS / WebSocket handshakes */
+  C_MQTT,      /* CONNECT sent */
+  C_CONNECTED, /* CONNACK accepted */
+  C_CLOSING,
+};
+
+/* State of a connection attempt (resolving, the transport handshakes,
+ * CONNECT until CONNACK), allocated when one starts and freed once the
+ * client is connected, or closed: a connected client does not carry it. */
+typedef struct {
+  uvmqtt_stream_t *opening; /* the stack being built */
+  struct sockaddr_storage *addrs;
+  uvmqtt_resolver_t *resolver;
+  uvmqtt_resolve_req_t *resolve_req;
+  uint64_t deadline;
+  uint32_t naddrs, cur_addr;
+  int last_error;
+  int http_status; /* of the last refused WebSocket upgrade */
+} attempt_t;
+
+/* What few clients use, allocated on first use: an SRV domain, v5 request
+ * / response, redirects, the reconnect and redirect hooks, and the state
+ * kept for clients created with
+ * enhanced authentication or TLS (allocated with the client, so the
+ * setters that cannot fail have somewhere to write). */
+typedef struct {
+  char *srv_domain;
+  char *redirect_ref; /* Server Reference of a pending redirect */
+  req_t *reqs;
+  uv_timer_t *req_timer;
+  uvmqtt_auth_cb auth_cb;
+  void *auth_arg;
+  uvmqtt_reconnect_cb reconnect_cb;
+  void *reconnect_arg;
+  uvmqtt_redirect_cb redirect_cb;
+  void *redirect_arg;
+  int tls_err; /* raw mbedTLS error of the last failed handshake */
+  uint32_t tls_flags;
+  unsigned redirects; /* in a row, to stop loops */
+} rare_t;
+
+/* Routes: the table and the values it does not free, allocated with the
+ * first route. */
+typedef struct {
+  uvmqtt_router_t *router;
+  route_t *routes;
+} routing_t;
+
+struct uvmqtt_client_s {
+  copts_t o;
+  void *data;
+  uvmqtt_connect_cb connect_cb;
+  void *connect_arg;
+  uvmqtt_disconnect_cb disconnect_cb;
+  void *disconnect_arg;
+  uvmqtt_message_cb message_cb;
+  void *message_arg;
+  uvmqtt_log_cb log_cb;
+  void *log_arg;
+  uvmqtt_close_cb close_cb;
+
+  uvmqtt_session_t *session;
+  routing_t *rt;
+  sub_t *subs;
+  char *client_id; /* effective id; initially in the client's own block */
+
+  uvmqtt_stream_t *stream; /* top of the stack once open */
+  server_t *servers;
+  attempt_t *at;
+  rare_t *rare;
+
+  /* The loop's shared timer and flush handle (see "the loop context"):
+   * one deadline for the connect timeout, keepalive and reconnect delay,
+   * and a place in the list of clients with output to flush. The loop is
+   * found through it: lc->loop. */
+  struct loop_ctx_s *lc;
+  uint64_t due;      /* valid while heap_idx != 0 */
+  uint32_t heap_idx; /* 1-based slot in lc->heap, 0: no deadline */
+  uint32_t seq;      /* ties between equal deadlines: first armed first */
+  struct uvmqtt_client_s *lnext, **lpprev; /* flush or closing list */
+  uint16_t nservers, cur_server;
+  unsigned writes;  /* batches being written */
+  unsigned attempt; /* failed attempts in a row */
+  int drop_status;
+  /* Small fields together, so the struct has no holes. */
+  uint16_t open_handles;
+  uint16_t depth;
+  int8_t log_level;
+  uint8_t state;
+  uint8_t last_reason;
+  bool srv_mode : 1;
+  bool srv_done : 1;
+  bool close_requested : 1;
+  bool drop_requested : 1;
+  bool user_disconnect : 1;
+  bool freed_session : 1;
+  bool disconnect_reported : 1; /* by ev_disconnect, for the drop under way */
+  char id[];                    /* the initial client id */
+};
+
+/* The per-loop context (loop.c): one uv_timer_t and one uv_idle_t shared
+ * by every client on a loop. */
+typedef struct loop_ctx_s {
+  struct loop_ctx_s *next; /* registry */
+  uv_loop_t *loop;
+  uv_timer_t timer;
+  uv_idle_t idle;
+  size_t refs;
+  uvmqtt_client_t **heap; /* 1-based: heap[1] is the earliest */
+  uint32_t n, cap;        /* cap >= refs: pushing never allocates */
+  uint32_t seq;
+  uint64_t armed; /* due of the running uv timer, UINT64_MAX: stopped */
+  bool in_timer;  /* inside on_lc_timer: re-armed once at its end */
+  uvmqtt_client_t *flush, *running, *closing;
+  uvmqtt_client_t *last; /* completes after the handles closed */
+  int handles_open;
+} loop_ctx_t;
+
+#define ENTER(c) ((c)->depth++)
+#define LEAVE(c) uvmqtt__client_leave(c)
+
+/* The loop's time in milliseconds. */
+static inline uint64_t uvmqtt__client_now(uvmqtt_client_t *c) {
+  return uv_now(c->lc->loop);
+}
+
+/* ---- client.c: lifecycle, accessors, logging */
+/* The rare block, allocated on first use. NULL: out of memory. */
+rare_t *uvmqtt__client_rare(uvmqtt_client_t *c);
+void uvmqtt__client_id_free(uvmqtt_client_t *c);
+void uvmqtt__client_log(uvmqtt_client_t *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Idempotent: advances the teardown as far as it can. */
+void uvmqtt__client_close_now(uvmqtt_client_t *c);
+
+/* ---- options.c: the options object */
+void uvmqtt__options_defaults(uvmqtt_options_t *o);
+/* Copies the options a client keeps, with deep copies of the rare ones. */
+int uvmqtt__copts_copy(copts_t *d, const copts_t *s);
+void uvmqtt__copts_free(copts_t *k);
+int uvmqtt__copts_set_credentials(copts_t *k, const char *username,
+                                  const void *password, size_t password_len);
+/* 0, or UVMQTT_EUTF8 / UVMQTT_ETOPIC for a property set an application
+ * hands us (NULL: 0). */
+int uvmqtt__props_utf8_ok(const uvmqtt_props_t *p);
+
+/* ---- loop.c: the per-loop context */
+/* The loop's context, created with its first client. NULL: ENOMEM. */
+loop_ctx_t *uvmqtt__loop_acquire(uv_loop_t *loop);
+/* The client's deadline: `delay` ms from the loop's time. */
+void uvmqtt__client_timer_start(uvmqtt_client_t *c, uint64_t delay);
+void uvmqtt__client_timer_stop(uvmqtt_client_t *c);
+/* Output queued: flush from the loop's idle callback. */
+void uvmqtt__client_flush_later(uvmqtt_client_t *c);
+void uvmqtt__client_flush_cancel(uvmqtt_client_t *c);
+/* The client's session is freed: it leaves the flush list, and the
+ * context from the idle callback, never from inside an API call. */
+void uvmqtt__loop_leave(uvmqtt_client_t *c);
+
+/* ---- servers.c: URIs, server lists, redirect references */
+void uvmqtt__servers_free(uvmqtt_client_t *c);
+void uvmqtt__server_clear(server_spec_t *sv);
+server_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n);
+server_spec_t uvmqtt__server_at(const uvmqtt_client_t *c, size_t i);
+uint16_t uvmqtt__default_port(const uvmqtt_client_t *c, int scheme);
+int uvmqtt__parse_uri(const uvmqtt_client_t *c, const char *uri,
+                      server_spec_t *sv);
+int uvmqtt__server_ref_parse(const char *ref, char **host, uint16_t *port);
+
+/* ---- connect.c: the connect pipeline */
+void uvmqtt__client_start_attempt(uvmqtt_client_t *c);
+void uvmqtt__client_attempt_end(uvmqtt_client_t *c);
+void uvmqtt__client_close_stream(uvmqtt_client_t *c);
+
+/* ---- retry.c: failed attempts, drops, backoff, redirects, LEAVE */
+/* The current attempt failed: try the next address, then the next server,
+ * then give up until the backoff expires. */
+void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status);
+/* Drops the connection (or attempt) with status, from LEAVE. */
+void uvmqtt__client_drop(uvmqtt_client_t *c, int status);
+void uvmqtt__client_leave(uvmqtt_client_t *c);
+
+/* ---- io.c: writing, reading, the client's deadline */
+void uvmqtt__client_flush_ex(uvmqtt_client_t *c, bool sync_ok);
+void uvmqtt__client_flush(uvmqtt_client_t *c);
+void uvmqtt__client_arm_timer(uvmqtt_client_t *c);
+void uvmqtt__client_on_timer(uvmqtt_client_t *c);
+void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
+                            const uint8_t *buf);
+
+/* ---- dispatch.c: session events */
+extern const uvmqtt_session_events_t uvmqtt__client_events;
+
+/* ---- request.c: v5 request / response */
+/* True when m answered a pending request (its callback has run). */
+bool uvmqtt__request_answer(uvmqtt_client_t *c, const uvmqtt_message_t *m);
+/* Closing: every pending request completes with UVMQTT_ECLOSED. */
+void uvmqtt__request_cancel_all(uvmqtt_client_t *c);
+
+/* ---- routes.c */
+/* True when a route took m. */
+bool uvmqtt__routes_dispatch(uvmqtt_client_t *c, const uvmqtt_message_t *m);
+void uvmqtt__routes_free(uvmqtt_client_t *c);
+
+#endif

@@ -1,0 +1,185 @@
+/* What the session reports, turned into the application's callbacks:
+ * CONNACK (and re-subscribing when the session was lost), incoming
+ * messages (to a v5 request waiting for them, a route, or the message
+ * callback), publish and subscribe completions, a server DISCONNECT or
+ * AUTH, log lines, and output to flush. */
+#include <string.h>
+
+#include "alloc.h"
+#include "client/client_int.h"
+
+static void ev_log(void *ud, int level, const char *msg) {
+  uvmqtt__client_log(ud, level, "%s", msg);
+}
+
+static void ev_output(void *ud) {
+  uvmqtt_client_t *c = ud;
+  if (c->state != C_CLOSING)
+    uvmqtt__client_flush_later(c);
+}
+
+static void resubscribe(uvmqtt_client_t *c) {
+  size_t n = 0;
+  for (sub_t *s = c->subs; s; s = s->next)
+    n++;
+  if (!n)
+    return;
+  uvmqtt_subscription_t *v = uvmqtt__calloc(n, sizeof(*v));
+  if (!v) {
+    uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "out of memory re-subscribing");
+    return;
+  }
+  size_t i = 0;
+  for (sub_t *s = c->subs; s; s = s->next, i++) {
+    v[i].filter.data = s->filter;
+    v[i].filter.len = s->len;
+    v[i].options = s->options;
+  }
+  /* Many filters per SUBSCRIBE, within the server's packet size. */
+  for (size_t at = 0; at < n;) {
+    size_t take = n - at > 64 ? 64 : n - at;
+    int rc =
+        uvmqtt__session_subscribe(c->session, v + at, take, NULL, NULL, NULL);
+    if (rc < 0)
+      uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "re-subscribe failed: %s",
+                         uvmqtt_strerror(rc));
+    at += take;
+  }
+  uvmqtt__client_log(c, UVMQTT_LOG_INFO, "re-subscribed %zu filter(s)", n);
+  uvmqtt__free(v);
+}
+
+/* Remembers a v5 Server Reference carried with reason 0x9C / 0x9D. */
+static void note_redirect(uvmqtt_client_t *c, uint8_t reason,
+                          const uvmqtt_props_t *p) {
+  if (c->o.version != UVMQTT_V5 || (reason != 0x9C && reason != 0x9D) ||
+      !(p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_REFERENCE)) ||
+      !CX(c)->follow_redirects)
+    return;
+  rare_t *r = uvmqtt__client_rare(c);
+  if (!r) {
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN,
+                       "out of memory: redirect not followed");
+    return;
+  }
+  uvmqtt__free(r->redirect_ref);
+  r->redirect_ref =
+      uvmqtt__strndup(p->server_reference.data, p->server_reference.len);
+}
+
+static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
+  uvmqtt_client_t *c = ud;
+  if (ack->reason_code != 0) {
+    c->last_reason = ack->reason_code;
+    note_redirect(c, ack->reason_code, &ack->props);
+    return; /* reported by uvmqtt__client_drop via UVMQTT_EREFUSED */
+  }
+  if (c->rare)
+    c->rare->redirects = 0;
+  c->state = C_CONNECTED;
+  c->attempt = 0;
+  uvmqtt__client_attempt_end(c);
+  if (c->o.version == UVMQTT_V5 &&
+      (ack->props.present &
+       UVMQTT_PROP_BIT(UVMQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER))) {
+    char *id = uvmqtt__strndup(ack->props.assigned_client_identifier.data,
+                               ack->props.assigned_client_identifier.len);
+    if (id) {
+      uvmqtt__client_id_free(c);
+      c->client_id = id;
+    }
+  }
+  uvmqtt__client_log(c, UVMQTT_LOG_INFO, "connected (session present: %d)",
+                     ack->session_present);
+  if (!ack->session_present && c->o.resubscribe)
+    resubscribe(c);
+  if (c->connect_cb)
+    c->connect_cb(c, 0, ack, c->connect_arg);
+}
+
+static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt_message_t m;
+  m.topic = pub->topic.data;
+  m.topic_len = pub->topic.len;
+  m.payload = pub->payload.data;
+  m.payload_len = pub->payload.len;
+  m.qos = pub->qos;
+  m.retain = pub->retain;
+  m.dup = pub->dup;
+  m.packet_id = pub->packet_id;
+  m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
+  if (c->rare && c->rare->reqs && uvmqtt__request_answer(c, &m))
+    return;
+  if (c->rt && uvmqtt__routes_dispatch(c, &m))
+    return;
+  if (c->message_cb)
+    c->message_cb(c, &m, c->message_arg);
+}
+
+static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
+                            int status, uint16_t id, uint8_t reason) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt_publish_cb cb = (uvmqtt_publish_cb)fn;
+  if (!cb)
+    return;
+  c->last_reason = reason;
+  cb(c, status, id, arg);
+  c->last_reason = 0;
+}
+
+static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,
+                        int status, uint16_t id, const uint8_t *codes,
+                        size_t count, const uvmqtt_props_t *props) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt_subscribe_cb cb = (uvmqtt_subscribe_cb)fn;
+  (void)type;
+  if (!cb)
+    return;
+  c->last_reason = 0;
+  cb(c, status, id, codes, count, c->o.version == UVMQTT_V5 ? props : NULL,
+     arg);
+}
+
+static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
+  uvmqtt_client_t *c = ud;
+  c->last_reason = r->reason_code;
+  note_redirect(c, r->reason_code, &r->props);
+  /* Fire now while the packet's memory is valid; uvmqtt__client_drop
+   * reports it otherwise. */
+  c->disconnect_reported = false;
+  if (c->disconnect_cb && c->depth > 0) {
+    c->disconnect_cb(c, UVMQTT_EDISCONNECTED, r, c->disconnect_arg);
+    c->disconnect_reported = true;
+  }
+}
+
+static void ev_auth(void *ud, const uvmqtt_reason_t *r) {
+  uvmqtt_client_t *c = ud;
+  uvmqtt__client_log(c, UVMQTT_LOG_DEBUG, "AUTH received (reason 0x%02x)",
+                     r->reason_code);
+  if (!CX(c)->auth_method) {
+    uvmqtt__client_log(c, UVMQTT_LOG_ERROR,
+                       "AUTH received without enhanced "
+                       "authentication configured");
+    uvmqtt__client_drop(c, UVMQTT_EPROTOCOL);
+    return;
+  }
+  if (r->reason_code == 0)
+    return; /* re-authentication succeeded */
+  /* The client has its rare block: it was created with auth_method. */
+  if (!c->rare || !c->rare->auth_cb ||
+      c->rare->auth_cb(c, r->reason_code, &r->props, c->rare->auth_arg))
+    uvmqtt__client_drop(c, UVMQTT_EAUTH);
+}
+
+const uvmqtt_session_events_t uvmqtt__client_events = {
+    .on_connack = ev_connack,
+    .on_message = ev_message,
+    .on_publish_done = ev_publish_done,
+    .on_sub_done = ev_sub_done,
+    .on_disconnect = ev_disconnect,
+    .on_auth = ev_auth,
+    .on_output = ev_output,
+    .on_log = ev_log,
+};

@@ -1,0 +1,144 @@
+/* Input and output on the client's stream: handing the session's queued
+ * output to the stream (try_write first from the flush handle, then a
+ * write request), reading into the session, and the client's one
+ * deadline (connect timeout, keepalive) with what happens when it
+ * expires. */
+#include "alloc.h"
+#include "client/client_int.h"
+
+static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
+  uvmqtt_client_t *c = s->data;
+  ENTER(c);
+  c->writes--;
+  uvmqtt__session_output_done(c->session, arg, status);
+  if (status < 0 && status != UV_ECANCELED && c->state != C_CLOSING)
+    uvmqtt__client_drop(c, status);
+  LEAVE(c);
+}
+
+/* Hands the queued output to the stream. `sync_ok`: called from the flush
+ * handle, where completions may fire before this returns; the bytes are
+ * then first offered to the stream's try_write() (when nothing else is
+ * being written), and a batch the kernel takes whole completes at once,
+ * with no write request. API calls pass false so that no user callback
+ * fires from inside them. */
+void uvmqtt__client_flush_ex(uvmqtt_client_t *c, bool sync_ok) {
+  uvmqtt__client_flush_cancel(c);
+  if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING)
+    return;
+  const uvmqtt_iov_t *iov;
+  uvmqtt_out_batch_t *batch;
+  ENTER(c);
+  size_t n = uvmqtt__session_take_output(c->session, uvmqtt__client_now(c),
+                                         &iov, &batch);
+  if (n > 0) {
+    uv_buf_t small[16], *bufs = small;
+    if (n > 16)
+      bufs = uvmqtt__malloc(n * sizeof(uv_buf_t));
+    if (!bufs) {
+      uvmqtt__session_output_done(c->session, batch, UVMQTT_ENOMEM);
+      uvmqtt__client_drop(c, UVMQTT_ENOMEM);
+    } else {
+      size_t total = 0, first = 0;
+      for (size_t i = 0; i < n; i++) {
+        bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned)iov[i].len);
+        total += iov[i].len;
+      }
+      int rc = 0;
+      if (sync_ok && c->writes == 0 && c->stream->ops->try_write) {
+        rc = c->stream->ops->try_write(c->stream, bufs, (unsigned)n);
+        if (rc >= 0 && (size_t)rc == total) {
+          uvmqtt__session_output_done(c->session, batch, 0);
+          first = n;
+        } else if (rc >= 0) {
+          /* Partly taken: queue the rest. */
+          size_t w = (size_t)rc;
+          while (w >= bufs[first].len)
+            w -= bufs[first++].len;
+          bufs[first].base += w;
+          bufs[first].len -= w;
+          rc = 0;
+        }
+      }
+      if (rc == 0 && first < n)
+        rc = uvmqtt__stream_write(c->stream, bufs + first,
+                                  (unsigned)(n - first), on_written, batch);
+      if (bufs != small)
+        uvmqtt__free(bufs);
+      if (rc < 0) {
+        uvmqtt__session_output_done(c->session, batch, rc);
+        uvmqtt__client_drop(c, rc);
+      } else if (first < n) {
+        c->writes++;
+      }
+    }
+  }
+  uvmqtt__client_arm_timer(c);
+  LEAVE(c);
+}
+
+void uvmqtt__client_flush(uvmqtt_client_t *c) {
+  uvmqtt__client_flush_ex(c, false);
+}
+
+void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
+                            const uint8_t *buf) {
+  uvmqtt_client_t *c = s->data;
+  ENTER(c);
+  if (nread < 0) {
+    uvmqtt__client_drop(c, nread == UV_EOF ? UVMQTT_EPEERCLOSED : (int)nread);
+  } else if (!c->drop_requested && c->state != C_CLOSING) {
+    int rc = uvmqtt__session_input(c->session, uvmqtt__client_now(c), buf,
+                                   (size_t)nread);
+    if (rc < 0) {
+      uvmqtt__client_drop(c, rc);
+    } else {
+      /* Acknowledgements or new publishes go out in this iteration and
+       * carry the TCP ACK: the tcp layer need not send one at once. */
+      if (c->stream && uvmqtt__session_has_output(c->session))
+        uvmqtt__tcp_reply(c->stream);
+      uvmqtt__client_arm_timer(c);
+    }
+  }
+  LEAVE(c);
+}
+
+void uvmqtt__client_arm_timer(uvmqtt_client_t *c) {
+  uint64_t now = uvmqtt__client_now(c), due = UINT64_MAX;
+  if (c->state == C_CLOSING)
+    return;
+  if (c->state == C_RESOLVING || c->state == C_TRANSPORT || c->state == C_MQTT)
+    due = c->at ? c->at->deadline : UINT64_MAX;
+  if (c->state == C_MQTT || c->state == C_CONNECTED) {
+    uint64_t k = uvmqtt__session_deadline(c->session);
+    if (k < due)
+      due = k;
+  }
+  if (c->state == C_WAIT)
+    return; /* the reconnect delay owns the timer */
+  if (due == UINT64_MAX) {
+    uvmqtt__client_timer_stop(c);
+    return;
+  }
+  uvmqtt__client_timer_start(c, due > now ? due - now : 0);
+}
+
+void uvmqtt__client_on_timer(uvmqtt_client_t *c) {
+  uint64_t now = uvmqtt__client_now(c);
+  ENTER(c);
+  if (c->state == C_WAIT) {
+    uvmqtt__client_start_attempt(c);
+  } else if ((c->state == C_RESOLVING || c->state == C_TRANSPORT ||
+              c->state == C_MQTT) &&
+             c->at && now >= c->at->deadline) {
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN, "connection attempt timed out");
+    uvmqtt__client_drop(c, UVMQTT_ETIMEDOUT);
+  } else if (c->state == C_MQTT || c->state == C_CONNECTED) {
+    int rc = uvmqtt__session_tick(c->session, now);
+    if (rc < 0)
+      uvmqtt__client_drop(c, rc);
+    else
+      uvmqtt__client_arm_timer(c);
+  }
+  LEAVE(c);
+}

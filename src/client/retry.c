@@ -1,0 +1,269 @@
+/* When an attempt fails or a connection drops: which errors are worth
+ * retrying, the next server or address, reconnecting with backoff and
+ * jitter, following a v5 redirect, reporting to the application, and
+ * LEAVE, which carries out a drop or close requested from inside a
+ * callback once the outermost entry returns. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "client/client_int.h"
+
+static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay);
+
+static bool refusal_is_final(const uvmqtt_client_t *c, uint8_t code) {
+  if (c->o.version != UVMQTT_V5)
+    return code == 1 || code == 2 || code == 4 || code == 5;
+  switch (code) {
+  case 0x84: /* unsupported protocol version */
+  case 0x85: /* client identifier not valid */
+  case 0x86: /* bad user name or password */
+  case 0x87: /* not authorized */
+  case 0x8A: /* banned */
+  case 0x8C: /* bad authentication method */
+    return true;
+  default:
+    return false;
+  }
+}
+
+static void report_connect_failure(uvmqtt_client_t *c, int status,
+                                   const uvmqtt_connack_t *ack) {
+  if (c->connect_cb)
+    c->connect_cb(c, status, ack, c->connect_arg);
+}
+
+/* Errors of our own making: no other server, and no retry, helps. */
+static bool config_error(int status) {
+  return status == UVMQTT_EINVAL || status == UVMQTT_ETLS_CONFIG ||
+         status == UVMQTT_ETLS_FILE || status == UVMQTT_ENOTSUP;
+}
+
+/* Whether reconnecting later may help. A refused WebSocket upgrade is
+ * worth retrying when the HTTP status says the refusal is temporary. */
+static bool attempt_retryable(const uvmqtt_client_t *c, int status) {
+  if (status == UVMQTT_EWS_STATUS) {
+    int http = c->at ? c->at->http_status : 0;
+    return http >= 500 || http == 408 || http == 429;
+  }
+  switch (status) {
+  /* Our configuration or the broker's verdict on us: retrying cannot fix
+   * these, so the client stops and reports them. */
+  case UVMQTT_ETLS_UNTRUSTED:
+  case UVMQTT_ETLS_EXPIRED:
+  case UVMQTT_ETLS_HOSTNAME:
+  case UVMQTT_ETLS_NOCERT:
+  case UVMQTT_ETLS_PSK:
+  case UVMQTT_EAUTH:
+  case UVMQTT_ECLIENTID:
+    return false;
+  default:
+    /* Network trouble, names that may appear, and a misbehaving broker
+     * (as after CONNACK): try again after the backoff. */
+    return !config_error(status);
+  }
+}
+
+void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
+  if (c->state == C_CLOSING)
+    return;
+  uvmqtt__client_close_stream(c);
+  attempt_t *at = c->at; /* NULL when it could not be allocated */
+  if (at) {
+    at->last_error = status;
+    if (at->resolve_req) {
+      uvmqtt__resolve_cancel(at->resolve_req);
+      at->resolve_req = NULL;
+    }
+  }
+  /* More servers in the list: move on at once, unless the error is ours
+   * (a bad configuration no other server can fix). */
+  if (c->cur_server + 1 < c->nservers && !config_error(status)) {
+    c->cur_server++;
+    if (at)
+      at->cur_addr = at->naddrs = 0;
+    c->state = C_WAIT;
+    uvmqtt__client_timer_start(c, 0);
+    return;
+  }
+  const char *what =
+      c->nservers
+          ? uvmqtt__server_at(c, c->cur_server).host
+          : (c->rare && c->rare->srv_domain ? c->rare->srv_domain : "?");
+  if (c->nservers > 1 || c->srv_mode)
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN, "every server failed (last %s: %s)",
+                       what, uvmqtt_strerror(status));
+  else
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN, "connection to %s failed: %s", what,
+                       uvmqtt_strerror(status));
+  c->state = C_WAIT;
+  bool retry = attempt_retryable(c, status);
+  /* With SRV, one error names the whole pass; the last one is logged. */
+  report_connect_failure(
+      c, c->srv_mode && c->srv_done ? UVMQTT_ESRV_EXHAUSTED : status, NULL);
+  if (c->state != C_WAIT)
+    return; /* the callback connected or closed */
+  if (!c->o.reconnect || c->user_disconnect || !retry) {
+    c->state = C_IDLE;
+    uvmqtt__client_timer_stop(c);
+    return;
+  }
+  c->cur_server = 0;
+  if (c->srv_mode)
+    c->srv_done = false;
+  schedule_reconnect(c, false);
+}
+
+static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay) {
+  double d = c->o.rc_min;
+  for (unsigned i = 0; i < c->attempt && d < c->o.rc_max; i++)
+    d *= 2;
+  if (d > c->o.rc_max || max_delay)
+    d = c->o.rc_max;
+  if (c->o.jitter > 0) {
+    uint32_t r = 0;
+    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
+      r = (uint32_t)uv_hrtime();
+    d *= 1.0 + c->o.jitter * (2.0 * (r / 4294967295.0) - 1.0);
+  }
+  c->attempt++;
+  c->state = C_WAIT;
+  uvmqtt__client_log(c, UVMQTT_LOG_INFO, "reconnecting in %u ms (attempt %u)",
+                     (unsigned)d, c->attempt);
+  uvmqtt__client_timer_start(c, (uint64_t)d);
+}
+
+/* Applies a pending v5 redirect: the current server's host and port are
+ * replaced by the Server Reference ("host[:port]", first of a
+ * space-separated list) and a new attempt starts at once. Returns true
+ * when followed. */
+static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
+  rare_t *r = c->rare;
+  char *ref = r->redirect_ref;
+  r->redirect_ref = NULL;
+  bool ok = false;
+  if (c->nservers && r->redirects < 5 &&
+      (!c->rare->redirect_cb ||
+       c->rare->redirect_cb(c, reason, ref, c->rare->redirect_arg) == 0)) {
+    char *host = NULL;
+    uint16_t port = 0;
+    /* The list is one block: it is rebuilt with the new host. */
+    size_t n = c->nservers;
+    server_spec_t one, *tmp = n == 1 ? &one : uvmqtt__malloc(n * sizeof(*tmp));
+    server_t *v = NULL;
+    if (tmp && uvmqtt__server_ref_parse(ref, &host, &port) == 0) {
+      for (size_t i = 0; i < n; i++)
+        tmp[i] = uvmqtt__server_at(c, i);
+      tmp[c->cur_server].host = host;
+      tmp[c->cur_server].port = port;
+      v = uvmqtt__servers_pack(tmp, n);
+    }
+    if (tmp != &one)
+      uvmqtt__free(tmp);
+    if (v) {
+      uvmqtt__client_log(c, UVMQTT_LOG_INFO,
+                         "redirected (reason 0x%02x) to %s:%u", reason, host,
+                         port);
+      uvmqtt__free(c->servers);
+      c->servers = v;
+      r->redirects++;
+      uvmqtt__client_close_stream(c);
+      c->state = C_WAIT;
+      uvmqtt__client_timer_start(c, 0);
+      ok = true;
+    }
+    uvmqtt__free(host);
+  }
+  uvmqtt__free(ref);
+  return ok;
+}
+
+static void do_drop(uvmqtt_client_t *c) {
+  int status = c->drop_status;
+  bool was_connected = c->state == C_CONNECTED;
+  bool refused = status == UVMQTT_EREFUSED;
+  uint8_t reason = c->last_reason;
+  c->drop_requested = false;
+  c->drop_status = 0;
+  if (c->state == C_CLOSING || c->state == C_IDLE || c->state == C_WAIT)
+    return;
+  uint8_t dr =
+      c->o.version == UVMQTT_V5 ? uvmqtt__session_disconnect_reason(status) : 0;
+  if (dr && c->stream && (c->state == C_MQTT || c->state == C_CONNECTED) &&
+      uvmqtt__session_disconnect(c->session, dr, NULL) == 0) {
+    /* The spec asks us to tell the server why (best effort). */
+    uvmqtt__client_log(c, UVMQTT_LOG_INFO,
+                       "sending DISCONNECT with reason 0x%02x", dr);
+    uvmqtt__client_flush(c);
+  }
+  uvmqtt__session_connection_lost(c->session,
+                                  status ? status : UVMQTT_ENOTCONN);
+  if (c->rare && c->rare->redirect_ref && follow_redirect(c, reason))
+    return;
+  if (!was_connected) {
+    if (refused) {
+      uvmqtt_connack_t ack;
+      memset(&ack, 0, sizeof(ack));
+      ack.reason_code = reason;
+      uvmqtt__client_log(
+          c, UVMQTT_LOG_ERROR, "connection refused: %s (%u)",
+          uvmqtt_reason_string(reason, c->o.version != UVMQTT_V5), reason);
+      uvmqtt__client_close_stream(c);
+      c->state = C_WAIT;
+      report_connect_failure(c, UVMQTT_EREFUSED, &ack);
+      if (c->state != C_WAIT)
+        return;
+      if (!c->o.reconnect || c->user_disconnect ||
+          refusal_is_final(c, reason)) {
+        c->state = C_IDLE;
+        return;
+      }
+      schedule_reconnect(c, false);
+      return;
+    }
+    uvmqtt__client_attempt_failed(c, status);
+    return;
+  }
+  uvmqtt__client_close_stream(c);
+  uvmqtt__client_log(c, status ? UVMQTT_LOG_WARN : UVMQTT_LOG_INFO,
+                     "disconnected: %s", uvmqtt_strerror(status));
+  c->state = C_WAIT;
+  bool reported = c->disconnect_reported;
+  c->disconnect_reported = false;
+  if (c->disconnect_cb && !reported)
+    c->disconnect_cb(c, c->user_disconnect ? 0 : status, NULL,
+                     c->disconnect_arg);
+  if (c->state != C_WAIT)
+    return;
+  if (c->user_disconnect || !c->o.reconnect) {
+    c->state = C_IDLE;
+    uvmqtt__client_timer_stop(c);
+    return;
+  }
+  c->cur_server = 0;
+  if (c->srv_mode)
+    c->srv_done = false;
+  schedule_reconnect(c, false);
+}
+
+void uvmqtt__client_drop(uvmqtt_client_t *c, int status) {
+  if (c->drop_requested || c->state == C_CLOSING)
+    return;
+  c->drop_requested = true;
+  c->drop_status = status;
+}
+
+void uvmqtt__client_leave(uvmqtt_client_t *c) {
+  if (--c->depth > 0)
+    return;
+  c->depth++;
+  while (c->drop_requested && !c->close_requested)
+    do_drop(c);
+  c->depth--;
+  if (c->close_requested && c->state != C_CLOSING) {
+    c->close_requested = false;
+    uvmqtt__client_close_now(c);
+  } else if (c->state == C_CLOSING) {
+    uvmqtt__client_close_now(c);
+  }
+}
