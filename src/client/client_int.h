@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "resolve.h"
+#include "resolve/resolve.h"
 #include "session.h"
 #include "transport/transport.h"
 #include "uvmqtt.h"

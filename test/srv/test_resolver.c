@@ -17,7 +17,7 @@
 #include <netinet/in.h>
 
 #include "dnstest.h"
-#include "resolve.h"
+#include "resolve/resolve.h"
 #include "testutil.h"
 #include "uvmqtt/alloc.h"
 #include "uvmqtt/errors.h"

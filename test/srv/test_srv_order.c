@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "resolve.h"
+#include "resolve/srv.h"
 #include "uvmqtt/errors.h"
 
 /* ---- random sources -------------------------------------------------------

@@ -30,22 +30,17 @@
  *   a resolver callback is allowed.
  * - Only the loop thread may call these functions.
  */
-#ifndef UVMQTT_RESOLVE_H
-#define UVMQTT_RESOLVE_H
+#ifndef UVMQTT_RESOLVE_RESOLVE_H
+#define UVMQTT_RESOLVE_RESOLVE_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "resolve/srv.h"
+
 typedef struct uvmqtt_resolver_s uvmqtt_resolver_t;
 typedef struct uvmqtt_resolve_req_s uvmqtt_resolve_req_t;
-
-typedef struct {
-  char *host; /* target name, NUL-terminated */
-  uint16_t port;
-  uint16_t priority;
-  uint16_t weight;
-} uvmqtt_srv_target_t;
 
 /* status 0: addrs[0 .. n) in the order to try (IPv4 and IPv6 as returned),
  * n >= 1, each with the requested port set.
@@ -91,20 +86,6 @@ int uvmqtt__resolve_srv(uvmqtt_resolver_t *r, const char *name,
 /* Cancels a pending request; its callback will not be called. Calling it
  * from inside the request's own callback is a no-op. */
 void uvmqtt__resolve_cancel(uvmqtt_resolve_req_t *req);
-
-/* Writes the SRV name for an MQTT service into out:
- * "_secure-mqtt._tcp.<domain>" when tls, "_mqtt._tcp.<domain>" otherwise
- * (see docs/srv.md: there is no fallback from one to the other). A trailing
- * dot on domain is kept. Returns 0, or UVMQTT_EINVAL (empty domain, or the
- * name does not fit in cap or in 255 bytes). */
-int uvmqtt__srv_name(char *out, size_t cap, const char *domain, int tls);
-
-/* RFC 2782 ordering of t[0 .. n) in place: ascending priority, and within a
- * priority a weighted random order (weight 0 entries get a small chance
- * and come first in the running-sum as the RFC says). rnd returns uniform
- * random uint32 values (so tests can fix the seed). */
-void uvmqtt__srv_order(uvmqtt_srv_target_t *t, size_t n,
-                       uint32_t (*rnd)(void *rarg), void *rarg);
 
 /* Test hook: reseeds the resolver's own generator used for SRV ordering. */
 void uvmqtt__resolver_seed(uvmqtt_resolver_t *r, uint64_t seed);
