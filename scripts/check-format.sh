@@ -3,8 +3,8 @@
 # build directories) is formatted as .clang-format says. Prints the
 # offending places and exits non-zero when one is not.
 #
-#   tools/check-format.sh          check
-#   tools/check-format.sh --fix    reformat the files in place
+#   scripts/check-format.sh          check
+#   scripts/check-format.sh --fix    reformat the files in place
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,7 +12,7 @@ cd "$ROOT"
 
 CLANG_FORMAT=${CLANG_FORMAT:-clang-format}
 command -v "$CLANG_FORMAT" >/dev/null 2>&1 ||
-  { echo "check-format: $CLANG_FORMAT not found (tools/dev deps)" >&2; exit 1; }
+  { echo "check-format: $CLANG_FORMAT not found (scripts/dev deps)" >&2; exit 1; }
 
 files=()
 if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
@@ -39,6 +39,6 @@ fi
 if "$CLANG_FORMAT" --dry-run -Werror --style=file "${files[@]}"; then
   echo "check-format: ${#files[@]} files formatted"
 else
-  echo "check-format: files above are not formatted; fix with tools/check-format.sh --fix" >&2
+  echo "check-format: files above are not formatted; fix with scripts/check-format.sh --fix" >&2
   exit 1
 fi
