@@ -1,4 +1,5 @@
-/* Error messages and names. Compiled into uvmqtt_proto without libuv, and
+/* Error messages and names, and the retry policy (which errors are worth
+ * connecting again for). Compiled into uvmqtt_proto without libuv, and
  * into uvmqtt with UVMQTT_HAVE_UV so libuv's codes get libuv's words. */
 #include "uvmqtt/errors.h"
 
@@ -52,28 +53,65 @@ int uvmqtt_is_own_error(int err) {
   return err <= -20000 && err >= -20999;
 }
 
+/* The rule is written out in errors.h; keep the two in step. */
 int uvmqtt_err_is_retryable(int err) {
   if (err >= 0)
     return 0;
-  if (!uvmqtt_is_own_error(err))
-    return 1; /* network and system errors from libuv */
   switch (err) {
-  case UVMQTT_ETIMEDOUT:
-  case UVMQTT_EKEEPALIVE:
-  case UVMQTT_EPEERCLOSED:
-  case UVMQTT_EDISCONNECTED:
-  case UVMQTT_ENOMEM:
-  case UVMQTT_EBUSY:
-  case UVMQTT_EQUEUEFULL:
-  case UVMQTT_EDNS:
-  case UVMQTT_EDNS_TIMEOUT:
-  case UVMQTT_ESRV_EXHAUSTED:
-  case UVMQTT_EWS_CLOSED:
-  case UVMQTT_ETLS_ALERT:
-  case UVMQTT_ETLS_HANDSHAKE: /* e.g. the broker restarting mid-handshake */
-    return 1;
-  default:
+  /* Our own arguments and configuration, and a closed client. */
+  case UVMQTT_EINVAL:
+  case UVMQTT_ENOTSUP:
+  case UVMQTT_ESTATE:
+  case UVMQTT_ETOPIC:
+  case UVMQTT_EFILTER:
+  case UVMQTT_EURI:
+  case UVMQTT_EEXIST:
+  case UVMQTT_ENOENT:
+  case UVMQTT_EPAYLOAD:
+  case UVMQTT_ETLS_CONFIG:
+  case UVMQTT_ETLS_FILE:
+  case UVMQTT_ECLOSED:
+  /* The broker's verdict on us. */
+  case UVMQTT_EAUTH:
+  case UVMQTT_ECLIENTID:
+  case UVMQTT_ETLS_UNTRUSTED:
+  case UVMQTT_ETLS_EXPIRED:
+  case UVMQTT_ETLS_HOSTNAME:
+  case UVMQTT_ETLS_NOCERT:
+  case UVMQTT_ETLS_PSK:
+  /* Decided by the CONNACK reason code / the HTTP status instead. */
+  case UVMQTT_EREFUSED:
+  case UVMQTT_EWS_STATUS:
+  /* The fate of one message, not of the connection. */
+  case UVMQTT_EDROPPED:
+  case UVMQTT_EEXPIRED:
+  case UVMQTT_ESESSION:
+  case UVMQTT_EREJECTED:
+  case UVMQTT_ENOPKTID:
     return 0;
+  default:
+    /* Network and system errors, timeouts, DNS, TLS handshakes, a
+     * misbehaving broker, transient local conditions. */
+    return 1;
+  }
+}
+
+int uvmqtt_connack_is_retryable(unsigned reason_code) {
+  switch (reason_code) {
+  case 0x00: /* accepted: nothing to retry */
+  case 0x01: /* 3.x: unacceptable protocol version */
+  case 0x02: /* 3.x: identifier rejected */
+  case 0x04: /* 3.x: bad user name or password */
+  case 0x05: /* 3.x: not authorized */
+  case 0x84: /* unsupported protocol version */
+  case 0x85: /* client identifier not valid */
+  case 0x86: /* bad user name or password */
+  case 0x87: /* not authorized */
+  case 0x8A: /* banned */
+  case 0x8C: /* bad authentication method */
+    return 0;
+  default:
+    return 1;
   }
 }
 

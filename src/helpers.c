@@ -54,14 +54,16 @@ static void oneshot_connected(uvmqtt_client_t *c, int status,
                               const uvmqtt_connack_t *ack, void *arg) {
   oneshot_t *j = arg;
   (void)c;
-  (void)ack;
   if (status == 0) {
     j->connected_once = true;
     return;
   }
   /* The first attempt decides; later ones are the client's business unless
-   * retrying cannot help. */
-  if (!j->connected_once || !uvmqtt_err_is_retryable(status))
+   * retrying cannot help (the client then stops too). */
+  bool retryable = status == UVMQTT_EREFUSED && ack
+                       ? uvmqtt_connack_is_retryable(ack->reason_code)
+                       : uvmqtt_err_is_retryable(status);
+  if (!j->connected_once || !retryable)
     oneshot_finish(j, status);
 }
 

@@ -778,15 +778,9 @@ int tool_connect(tool_cfg_t *cfg, uvmqtt_client_t *c) {
   return 0;
 }
 
-bool tool_connect_error_is_final(const tool_cfg_t *cfg, int status,
-                                 const uvmqtt_connack_t *ack) {
-  if (status == UVMQTT_EREFUSED && ack) {
-    uint8_t code = ack->reason_code;
-    if (cfg->version != UVMQTT_V5)
-      return code == 1 || code == 2 || code == 4 || code == 5;
-    return code == 0x84 || code == 0x85 || code == 0x86 || code == 0x87 ||
-           code == 0x8A || code == 0x8C;
-  }
+bool tool_connect_error_is_final(int status, const uvmqtt_connack_t *ack) {
+  if (status == UVMQTT_EREFUSED && ack)
+    return !uvmqtt_connack_is_retryable(ack->reason_code);
   return !uvmqtt_err_is_retryable(status);
 }
 

@@ -115,8 +115,7 @@ void tool_err(const tool_cfg_t *cfg, const char *fmt, ...)
 void tool_report_connect_error(const tool_cfg_t *cfg, int status,
                                const uvmqtt_connack_t *ack);
 /* True when the client will not retry after this connect failure. */
-bool tool_connect_error_is_final(const tool_cfg_t *cfg, int status,
-                                 const uvmqtt_connack_t *ack);
+bool tool_connect_error_is_final(int status, const uvmqtt_connack_t *ack);
 
 /* The shared part of --help. */
 void tool_usage_common(FILE *out);

@@ -338,8 +338,7 @@ static void on_connect(uvmqtt_client_t *c, int status,
     }
     return;
   }
-  if (!p->cfg.connected_once ||
-      tool_connect_error_is_final(&p->cfg, status, ack)) {
+  if (!p->cfg.connected_once || tool_connect_error_is_final(status, ack)) {
     tool_report_connect_error(&p->cfg, status, ack);
     finish(p, TOOL_EXIT_ERR);
   }

@@ -357,8 +357,7 @@ static void on_connect(uvmqtt_client_t *c, int status,
     subscribe_all(s);
     return;
   }
-  if (!s->cfg.connected_once ||
-      tool_connect_error_is_final(&s->cfg, status, ack)) {
+  if (!s->cfg.connected_once || tool_connect_error_is_final(status, ack)) {
     tool_report_connect_error(&s->cfg, status, ack);
     finish(s, TOOL_EXIT_ERR);
   }

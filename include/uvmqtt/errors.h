@@ -112,10 +112,49 @@ UVMQTT_EXTERN const char *uvmqtt_err_name(int err);
 /* 1 when the error is in uvmqtt's own range. */
 UVMQTT_EXTERN int uvmqtt_is_own_error(int err);
 
-/* 1 when retrying the same operation later may succeed (network errors,
- * timeouts, broker unavailable); 0 for errors that retrying cannot fix
- * (bad arguments, bad credentials, certificate problems, protocol errors). */
+/* The retry policy, in one place: whether connecting again later may
+ * succeed after a connection attempt or a connection failed with `err`.
+ * The client's automatic reconnect follows it (a connection that was up is
+ * always reconnected), and so do the one-shot helpers and the command-line
+ * tools.
+ *
+ * 1 (worth retrying): libuv's network and system errors, timeouts
+ * (UVMQTT_ETIMEDOUT, UVMQTT_EKEEPALIVE), the peer closing or disconnecting,
+ * every DNS outcome (UVMQTT_EDNS*, including a name that does not exist:
+ * it may appear) and UVMQTT_ESRV_EXHAUSTED, TLS handshake failures and
+ * alerts, WebSocket failures other than a refused upgrade, protocol
+ * violations by the broker (a broker may be fixed or replaced), and
+ * transient local conditions (UVMQTT_ENOMEM, UVMQTT_EBUSY,
+ * UVMQTT_ENOTCONN, UVMQTT_EQUEUEFULL).
+ *
+ * 0 (final): our own arguments and configuration (UVMQTT_EINVAL,
+ * UVMQTT_ENOTSUP, UVMQTT_ESTATE, UVMQTT_ETOPIC, UVMQTT_EFILTER,
+ * UVMQTT_EURI, UVMQTT_EEXIST, UVMQTT_ENOENT, UVMQTT_EPAYLOAD,
+ * UVMQTT_ETLS_CONFIG, UVMQTT_ETLS_FILE), a closed client (UVMQTT_ECLOSED),
+ * the broker's verdict on us (UVMQTT_EAUTH, UVMQTT_ECLIENTID, and the
+ * failed certificate or key checks UVMQTT_ETLS_UNTRUSTED, _EXPIRED,
+ * _HOSTNAME, _NOCERT, _PSK), the fate of one message rather than of the
+ * connection (UVMQTT_EDROPPED, UVMQTT_EEXPIRED, UVMQTT_ESESSION,
+ * UVMQTT_EREJECTED, UVMQTT_ENOPKTID), and 0 or a positive value.
+ *
+ * Two codes need more than the code: UVMQTT_EREFUSED (0 here) is worth
+ * retrying when uvmqtt_connack_is_retryable() says so for the CONNACK's
+ * reason code, and UVMQTT_EWS_STATUS (0 here) when the HTTP status of the
+ * refused upgrade is temporary (5xx, 408, 429), which the client checks.
+ * Pure function; any thread. */
 UVMQTT_EXTERN int uvmqtt_err_is_retryable(int err);
+
+/* Whether a broker that refused a connection with the CONNACK code
+ * `reason_code` may accept a later attempt. Codes below 0x80 are 3.1/3.1.1
+ * return codes, the others 5.0 reason codes, so no protocol version is
+ * needed. 0 for the refusals that name us or our configuration (3.x: 1
+ * unacceptable protocol version, 2 identifier rejected, 4 bad user name or
+ * password, 5 not authorized; 5.0: 0x84 unsupported protocol version, 0x85
+ * client identifier not valid, 0x86 bad user name or password, 0x87 not
+ * authorized, 0x8A banned, 0x8C bad authentication method) and for 0 (not
+ * a refusal); 1 for every other refusal (server unavailable, busy, quota
+ * exceeded, ...). Pure function; any thread. */
+UVMQTT_EXTERN int uvmqtt_connack_is_retryable(unsigned reason_code);
 
 #ifdef __cplusplus
 }

@@ -11,57 +11,28 @@
 
 static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay);
 
-static bool refusal_is_final(const uvmqtt_client_t *c, uint8_t code) {
-  if (c->o.version != UVMQTT_V5)
-    return code == 1 || code == 2 || code == 4 || code == 5;
-  switch (code) {
-  case 0x84: /* unsupported protocol version */
-  case 0x85: /* client identifier not valid */
-  case 0x86: /* bad user name or password */
-  case 0x87: /* not authorized */
-  case 0x8A: /* banned */
-  case 0x8C: /* bad authentication method */
-    return true;
-  default:
-    return false;
-  }
-}
-
 static void report_connect_failure(uvmqtt_client_t *c, int status,
                                    const uvmqtt_connack_t *ack) {
   if (c->connect_cb)
     c->connect_cb(c, status, ack, c->connect_arg);
 }
 
-/* Errors of our own making: no other server, and no retry, helps. */
+/* Errors of our own making: no other server in the list helps (a
+ * different question from retrying later, which errors.c answers). */
 static bool config_error(int status) {
   return status == UVMQTT_EINVAL || status == UVMQTT_ETLS_CONFIG ||
          status == UVMQTT_ETLS_FILE || status == UVMQTT_ENOTSUP;
 }
 
-/* Whether reconnecting later may help. A refused WebSocket upgrade is
- * worth retrying when the HTTP status says the refusal is temporary. */
+/* Whether reconnecting later may help: the library's one retry policy
+ * (uvmqtt_err_is_retryable), with the HTTP status of a refused WebSocket
+ * upgrade that only the client knows. */
 static bool attempt_retryable(const uvmqtt_client_t *c, int status) {
   if (status == UVMQTT_EWS_STATUS) {
     int http = c->at ? c->at->http_status : 0;
     return http >= 500 || http == 408 || http == 429;
   }
-  switch (status) {
-  /* Our configuration or the broker's verdict on us: retrying cannot fix
-   * these, so the client stops and reports them. */
-  case UVMQTT_ETLS_UNTRUSTED:
-  case UVMQTT_ETLS_EXPIRED:
-  case UVMQTT_ETLS_HOSTNAME:
-  case UVMQTT_ETLS_NOCERT:
-  case UVMQTT_ETLS_PSK:
-  case UVMQTT_EAUTH:
-  case UVMQTT_ECLIENTID:
-    return false;
-  default:
-    /* Network trouble, names that may appear, and a misbehaving broker
-     * (as after CONNACK): try again after the backoff. */
-    return !config_error(status);
-  }
+  return uvmqtt_err_is_retryable(status);
 }
 
 void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
@@ -214,7 +185,7 @@ static void do_drop(uvmqtt_client_t *c) {
       if (c->state != C_WAIT)
         return;
       if (!c->o.reconnect || c->user_disconnect ||
-          refusal_is_final(c, reason)) {
+          !uvmqtt_connack_is_retryable(reason)) {
         c->state = C_IDLE;
         return;
       }

@@ -1,5 +1,6 @@
 /* Codec helpers: UTF-8 check, names, reason strings, the property table,
- * the walkers over decoded repeatable fields. */
+ * the walkers over decoded repeatable fields; the retry policy of
+ * errors.c. */
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -235,12 +236,81 @@ static void test_walkers(void **state) {
   free(b);
 }
 
+/* The one retry policy (include/uvmqtt/errors.h): one code per group of
+ * the rule, and the cases the client, the helpers and the tools used to
+ * disagree on. */
+static void test_retry_policy(void **state) {
+  (void)state;
+  static const int retry[] = {
+      -104 /* a libuv network error (ECONNRESET) */,
+      UVMQTT_ETIMEDOUT,
+      UVMQTT_EKEEPALIVE,
+      UVMQTT_EPEERCLOSED,
+      UVMQTT_EDISCONNECTED,
+      UVMQTT_EDNS,
+      UVMQTT_EDNS_TIMEOUT,
+      UVMQTT_EDNS_NXDOMAIN, /* a name may appear: the client retried it */
+      UVMQTT_EDNS_NODATA,
+      UVMQTT_ESRV_EXHAUSTED,
+      UVMQTT_ETLS,
+      UVMQTT_ETLS_HANDSHAKE,
+      UVMQTT_ETLS_ALERT,
+      UVMQTT_EWS_UPGRADE,
+      UVMQTT_EWS_CLOSED,
+      UVMQTT_EMALFORMED, /* a misbehaving broker */
+      UVMQTT_EPROTOCOL,
+      UVMQTT_EUNEXPECTED,
+      UVMQTT_ENOMEM,
+      UVMQTT_EBUSY,
+      UVMQTT_ENOTCONN,
+      UVMQTT_EQUEUEFULL,
+  };
+  static const int final[] = {
+      0,
+      1,
+      UVMQTT_EINVAL,
+      UVMQTT_ENOTSUP,
+      UVMQTT_EURI,
+      UVMQTT_ETOPIC,
+      UVMQTT_ETLS_CONFIG,
+      UVMQTT_ETLS_FILE,
+      UVMQTT_ECLOSED,
+      UVMQTT_EAUTH,
+      UVMQTT_ECLIENTID,
+      UVMQTT_ETLS_UNTRUSTED,
+      UVMQTT_ETLS_EXPIRED,
+      UVMQTT_ETLS_HOSTNAME,
+      UVMQTT_ETLS_NOCERT,
+      UVMQTT_ETLS_PSK,
+      UVMQTT_EREFUSED,   /* the reason code decides */
+      UVMQTT_EWS_STATUS, /* the HTTP status decides */
+      UVMQTT_EDROPPED,
+      UVMQTT_EEXPIRED,
+      UVMQTT_ESESSION,
+  };
+  for (size_t i = 0; i < sizeof(retry) / sizeof(retry[0]); i++)
+    if (uvmqtt_err_is_retryable(retry[i]) != 1)
+      fail_msg("%s should be worth retrying", uvmqtt_err_name(retry[i]));
+  for (size_t i = 0; i < sizeof(final) / sizeof(final[0]); i++)
+    if (uvmqtt_err_is_retryable(final[i]) != 0)
+      fail_msg("%s should be final", uvmqtt_err_name(final[i]));
+  /* CONNACK: 3.x return codes, then 5.0 reason codes. */
+  assert_int_equal(uvmqtt_connack_is_retryable(0), 0);
+  for (unsigned code = 1; code <= 5; code++)
+    assert_int_equal(uvmqtt_connack_is_retryable(code), code == 3);
+  static const unsigned final5[] = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C};
+  for (size_t i = 0; i < sizeof(final5) / sizeof(final5[0]); i++)
+    assert_int_equal(uvmqtt_connack_is_retryable(final5[i]), 0);
+  static const unsigned retry5[] = {0x80, 0x88, 0x89, 0x97, 0x9C, 0x9D, 0x9F};
+  for (size_t i = 0; i < sizeof(retry5) / sizeof(retry5[0]); i++)
+    assert_int_equal(uvmqtt_connack_is_retryable(retry5[i]), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_utf8_check),
-      cmocka_unit_test(test_names),
-      cmocka_unit_test(test_property_table),
-      cmocka_unit_test(test_walkers),
+      cmocka_unit_test(test_utf8_check),     cmocka_unit_test(test_names),
+      cmocka_unit_test(test_property_table), cmocka_unit_test(test_walkers),
+      cmocka_unit_test(test_retry_policy),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

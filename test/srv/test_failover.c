@@ -26,6 +26,7 @@ typedef struct {
   int status;
   volatile int done;
   volatile int closed;
+  volatile int retried; /* the reconnect hook ran */
 } conn_t;
 
 static void on_connect(uvmqtt_client_t *c, int status,
@@ -66,8 +67,9 @@ static int broker_saw(const tu_broker_t *b, const char *id) {
 
 /* tls_cfg: NULL for plain MQTT; else receives a TLS configuration that
  * the caller frees after the client's close callback. */
-static uvmqtt_client_t *make_client(uv_loop_t *loop, const char *id, conn_t *t,
-                                    uvmqtt_tls_config_t **tls_cfg) {
+static uvmqtt_client_t *make_client_ex(uv_loop_t *loop, const char *id,
+                                       conn_t *t, uvmqtt_tls_config_t **tls_cfg,
+                                       bool reconnect) {
   uvmqtt_options_t *o;
   uvmqtt_client_t *c;
   assert_int_equal(uvmqtt_options_new(&o), 0);
@@ -75,8 +77,10 @@ static uvmqtt_client_t *make_client(uv_loop_t *loop, const char *id, conn_t *t,
   assert_int_equal(uvmqtt_options_set_dns_servers(o, servers), 0);
   assert_int_equal(uvmqtt_options_set_dns_timeout(o, 2000), 0);
   assert_int_equal(uvmqtt_options_set_connect_timeout(o, 3000), 0);
-  /* One pass through the targets: failover must happen within it. */
-  assert_int_equal(uvmqtt_options_set_reconnect(o, false, 100, 1000, 0.0), 0);
+  /* Unless asked: one pass through the targets, and failover must happen
+   * within it. */
+  assert_int_equal(uvmqtt_options_set_reconnect(o, reconnect, 100, 1000, 0.0),
+                   0);
   if (tls_cfg) {
     assert_int_equal(uvmqtt_tls_config_new(tls_cfg), 0);
     assert_int_equal(uvmqtt_options_set_tls(o, *tls_cfg, true), 0);
@@ -87,6 +91,11 @@ static uvmqtt_client_t *make_client(uv_loop_t *loop, const char *id, conn_t *t,
   uvmqtt_client_on_connect(c, on_connect, t);
   uvmqtt_client_on_log(c, on_log, NULL, UVMQTT_LOG_INFO);
   return c;
+}
+
+static uvmqtt_client_t *make_client(uv_loop_t *loop, const char *id, conn_t *t,
+                                    uvmqtt_tls_config_t **tls_cfg) {
+  return make_client_ex(loop, id, t, tls_cfg, false);
 }
 
 static void finish(uv_loop_t *loop, uvmqtt_client_t *c, conn_t *t) {
@@ -261,6 +270,33 @@ static void test_srv_nxdomain(void **state) {
   finish(&loop, c, &t);
 }
 
+static int stop_after_one_retry(uvmqtt_client_t *c, unsigned attempt,
+                                void *arg) {
+  conn_t *t = arg;
+  (void)c;
+  (void)attempt;
+  t->retried = 1;
+  return 1; /* one retry shows the policy; stop there */
+}
+
+/* The retry policy (include/uvmqtt/errors.h): a name that does not exist
+ * may appear later, so a client that reconnects tries again after
+ * UVMQTT_EDNS_NXDOMAIN. */
+static void test_srv_nxdomain_retried(void **state) {
+  (void)state;
+  NEED_READY();
+  uv_loop_t loop;
+  conn_t t = {0};
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_client_t *c = make_client_ex(&loop, "srv-nx-2", &t, NULL, true);
+  assert_int_equal(uvmqtt_client_on_reconnect(c, stop_after_one_retry, &t), 0);
+  assert_int_equal(uvmqtt_client_connect_srv(c, "nosuch.test"), 0);
+  assert_int_equal(tu_run_until(&loop, &t.retried, 5000), 0);
+  assert_int_equal(t.calls, 1);
+  assert_int_equal(t.status, UVMQTT_EDNS_NXDOMAIN);
+  finish(&loop, c, &t);
+}
+
 /* A TLS client must not fall back to _mqtt._tcp (docs/srv.md). */
 static void test_srv_tls_no_plaintext_fallback(void **state) {
   (void)state;
@@ -340,6 +376,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_srv_failover),
       cmocka_unit_test(test_srv_all_down),
       cmocka_unit_test(test_srv_nxdomain),
+      cmocka_unit_test(test_srv_nxdomain_retried),
       cmocka_unit_test(test_srv_tls_no_plaintext_fallback),
       cmocka_unit_test(test_uris_failover),
       cmocka_unit_test(test_uris_all_down),
