@@ -4,52 +4,13 @@
 #include <string.h>
 
 #include "topic_int.h"
+#include "uvmqtt/codec.h"
 #include "uvmqtt/errors.h"
 
-/* 1 when s[0 .. len) is well-formed UTF-8 without U+0000, surrogates,
- * overlong forms or code points above U+10FFFF (MQTT 1.5.4). Kept local so
- * the router does not depend on the codec. */
-static int utf8_ok(const unsigned char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    unsigned c = s[i];
-    if (c < 0x80) {
-      if (c == 0)
-        return 0;
-      i++;
-      continue;
-    }
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c < 0xC2) {
-      return 0; /* continuation byte or overlong two-byte form */
-    } else if (c < 0xE0) {
-      need = 1;
-    } else if (c < 0xF0) {
-      need = 2;
-      if (c == 0xE0)
-        lo = 0xA0; /* overlong */
-      else if (c == 0xED)
-        hi = 0x9F; /* surrogates */
-    } else if (c < 0xF5) {
-      need = 3;
-      if (c == 0xF0)
-        lo = 0x90; /* overlong */
-      else if (c == 0xF4)
-        hi = 0x8F; /* above U+10FFFF */
-    } else {
-      return 0;
-    }
-    if (len - i <= need)
-      return 0;
-    if (s[i + 1] < lo || s[i + 1] > hi)
-      return 0;
-    for (size_t k = 2; k <= need; k++)
-      if ((s[i + k] & 0xC0) != 0x80)
-        return 0;
-    i += need + 1;
-  }
-  return 1;
+/* 1 when s[0 .. len) is well-formed UTF-8 as MQTT requires (1.5.4): the
+ * library's one validator, uvmqtt_utf8_check() of the codec. */
+static int utf8_ok(const char *s, size_t len) {
+  return uvmqtt_utf8_check(s, len, NULL) == 0;
 }
 
 int uvmqtt_topic_validate(const char *topic, size_t len) {
@@ -57,7 +18,7 @@ int uvmqtt_topic_validate(const char *topic, size_t len) {
     return UVMQTT_ETOPIC;
   if (memchr(topic, '+', len) || memchr(topic, '#', len))
     return UVMQTT_ETOPIC;
-  if (!utf8_ok((const unsigned char *)topic, len))
+  if (!utf8_ok(topic, len))
     return UVMQTT_ETOPIC;
   return 0;
 }
@@ -103,7 +64,7 @@ int uvmqtt__filter_check(const char *filter, size_t len, size_t *key_off) {
   }
   if (!wildcards_ok(filter + off, len - off))
     return UVMQTT_EFILTER;
-  if (!utf8_ok((const unsigned char *)filter, len))
+  if (!utf8_ok(filter, len))
     return UVMQTT_EFILTER;
   if (key_off)
     *key_off = off;
