@@ -33,6 +33,7 @@
 #include "uvmqtt/codec.h"
 #include "uvmqtt/errors.h"
 #include "uvmqtt/helpers.h"
+#include "uvmqtt/log.h"
 #include "uvmqtt/router.h"
 #include "uvmqtt/tls.h"
 #include "uvmqtt/topic.h"
@@ -45,13 +46,7 @@ extern "C" {
 typedef struct uvmqtt_client_s uvmqtt_client_t;
 typedef struct uvmqtt_options_s uvmqtt_options_t;
 
-/* Log levels, most severe first. */
-enum {
-  UVMQTT_LOG_ERROR = 0,
-  UVMQTT_LOG_WARN = 1,
-  UVMQTT_LOG_INFO = 2,
-  UVMQTT_LOG_DEBUG = 3
-};
+/* Log levels: UVMQTT_LOG_ERROR .. UVMQTT_LOG_DEBUG, in uvmqtt/log.h. */
 
 /* What to do with a new message when the outgoing queue is full. */
 typedef enum {

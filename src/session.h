@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "uvmqtt/codec.h"
+#include "uvmqtt/log.h"
 
 typedef struct uvmqtt_session_s uvmqtt_session_t;
 typedef struct uvmqtt_smsg_s uvmqtt_smsg_t;

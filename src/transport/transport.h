@@ -61,6 +61,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "uvmqtt/log.h"
+
 typedef struct uvmqtt_stream_s uvmqtt_stream_t;
 
 typedef void (*uvmqtt_stream_open_cb)(uvmqtt_stream_t *s, int status);
