@@ -41,7 +41,10 @@ static void finish(app_t *a, int code) {
   uvmqtt_client_close(a->client, NULL);
 }
 
-static void on_cleared(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_cleared(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                       void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   app_t *a = arg;
   (void)c;
   (void)id;
@@ -109,9 +112,13 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   uv_timer_start(&a->quiet, on_quiet, QUIET_MS, 0);
 }
 
-static void on_subscribed(uvmqtt_client_t *c, int status, uint16_t id,
-                          const uint8_t *codes, size_t count,
-                          const uvmqtt_props_t *props, void *arg) {
+static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                          void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   app_t *a = arg;
   (void)c;
   (void)id;

@@ -64,7 +64,10 @@ static void on_other(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
   print_message("other", m);
 }
 
-static void on_sent(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_sent(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                    void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   (void)c;
   (void)arg;
   completed++;
@@ -95,9 +98,13 @@ static void publish_readings(void) {
   }
 }
 
-static void on_subscribed(uvmqtt_client_t *c, int status, uint16_t id,
-                          const uint8_t *codes, size_t n,
-                          const uvmqtt_props_t *props, void *arg) {
+static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                          void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *props = res->props;
   (void)c;
   (void)id;
   (void)props;

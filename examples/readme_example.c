@@ -25,23 +25,22 @@ static void on_temp(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
 }
 
 /* Fires once: on PUBACK for QoS 1, or with an error. */
-static void on_sent(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_sent(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r,
+                    void *arg) {
   (void)arg;
-  if (status < 0) {
-    fprintf(stderr, "message %u: %s\n", id, uvmqtt_strerror(status));
+  if (r->status < 0) {
+    fprintf(stderr, "message %u: %s\n", r->packet_id,
+            uvmqtt_strerror(r->status));
     uvmqtt_client_close(c, on_closed);
     return;
   }
   done_one(c);
 }
 
-static void on_subscribed(uvmqtt_client_t *c, int status, uint16_t id,
-                          const uint8_t *codes, size_t count,
-                          const uvmqtt_props_t *props, void *arg) {
-  (void)id;
-  (void)props;
+static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
+                          void *arg) {
   (void)arg;
-  if (status < 0 || count != 1 || codes[0] >= 0x80) {
+  if (r->status < 0 || r->count != 1 || r->codes[0] >= 0x80) {
     fprintf(stderr, "subscribe refused\n");
     uvmqtt_client_close(c, on_closed);
     return;

@@ -90,22 +90,56 @@ typedef void (*uvmqtt_disconnect_cb)(uvmqtt_client_t *c, int status,
 typedef void (*uvmqtt_message_cb)(uvmqtt_client_t *c,
                                   const uvmqtt_message_t *msg, void *arg);
 
-/* A publish completed: QoS 0 written to the socket, QoS 1 acknowledged with
- * PUBACK, QoS 2 with PUBCOMP; or failed (status < 0: UVMQTT_EREJECTED when a
- * v5 broker answered with a reason code >= 0x80 — read it with
- * uvmqtt_client_last_reason() inside the callback —, UVMQTT_EDROPPED,
- * UVMQTT_EEXPIRED, UVMQTT_ECLOSED, UVMQTT_ESESSION, UVMQTT_ETOOBIG). */
-typedef void (*uvmqtt_publish_cb)(uvmqtt_client_t *c, int status,
-                                  uint16_t packet_id, void *arg);
+/* How a publish ended, handed to its uvmqtt_publish_cb.
+ * - status: 0 when complete: QoS 0 written to the socket, QoS 1
+ *   acknowledged with PUBACK, QoS 2 with PUBCOMP. Otherwise the error:
+ *   UVMQTT_EREJECTED (a v5 broker answered with reason_code >= 0x80),
+ *   UVMQTT_EDROPPED, UVMQTT_EEXPIRED, UVMQTT_ECLOSED, UVMQTT_ESESSION,
+ *   UVMQTT_ETOOBIG, UVMQTT_EQOS, UVMQTT_ENOTSUP, UVMQTT_ETOPICALIAS, or a
+ *   write error (QoS 0).
+ * - packet_id: 0 for QoS 0.
+ * - reason_code: the v5 reason code of the acknowledgement that completed
+ *   it (PUBACK, a refusing PUBREC, or PUBCOMP); 0 otherwise.
+ * - props: that acknowledgement's v5 properties (reason string, user
+ *   properties), or NULL (3.x, no acknowledgement, or completed after the
+ *   packet was gone). A view valid only during the callback. */
+typedef struct uvmqtt_pub_result_s {
+  int status;
+  uint16_t packet_id;
+  uint8_t reason_code;
+  const uvmqtt_props_t *props;
+} uvmqtt_pub_result_t;
 
-/* SUBACK or UNSUBACK received (status 0): `codes[0 .. count)` are the
- * granted QoS / reason codes, one per filter in request order (a 3.x
- * UNSUBACK has none: count 0). status < 0: the request was cancelled
- * (UVMQTT_ECLOSED) or the connection was lost before the answer. */
-typedef void (*uvmqtt_subscribe_cb)(uvmqtt_client_t *c, int status,
-                                    uint16_t packet_id, const uint8_t *codes,
-                                    size_t count, const uvmqtt_props_t *props,
-                                    void *arg);
+/* A publish completed or failed; fires exactly once per accepted publish,
+ * on the loop thread. `r` is valid only during the callback. */
+typedef void (*uvmqtt_publish_cb)(uvmqtt_client_t *c,
+                                  const uvmqtt_pub_result_t *r, void *arg);
+
+/* How a subscribe or unsubscribe ended, handed to its uvmqtt_subscribe_cb.
+ * - status: 0 when the SUBACK / UNSUBACK arrived; UVMQTT_ECLOSED when the
+ *   client was closed first (a request waiting for a connection or for
+ *   its answer is sent again after a reconnect, never failed by a lost
+ *   connection).
+ * - type: UVMQTT_SUBACK or UVMQTT_UNSUBACK.
+ * - packet_id: the packet's id; 0 when the request sent no packet of its
+ *   own (an identical subscription was already pending or active).
+ * - codes[0 .. count): granted QoS / reason codes, one per filter in
+ *   request order (a 3.x UNSUBACK has none: count 0; NULL when count is 0).
+ * - props: the v5 SUBACK / UNSUBACK properties, or NULL.
+ * Everything is a view valid only during the callback. */
+typedef struct {
+  int status;
+  int type;
+  uint16_t packet_id;
+  const uint8_t *codes;
+  size_t count;
+  const uvmqtt_props_t *props;
+} uvmqtt_sub_result_t;
+
+/* A subscribe or unsubscribe completed; fires exactly once per accepted
+ * request, on the loop thread. */
+typedef void (*uvmqtt_subscribe_cb)(uvmqtt_client_t *c,
+                                    const uvmqtt_sub_result_t *r, void *arg);
 
 typedef void (*uvmqtt_log_cb)(uvmqtt_client_t *c, int level, const char *msg,
                               void *arg);
@@ -377,10 +411,6 @@ UVMQTT_EXTERN size_t uvmqtt_client_queued(const uvmqtt_client_t *c);
 UVMQTT_EXTERN int uvmqtt_client_tls_error(const uvmqtt_client_t *c,
                                           int *mbedtls_err,
                                           uint32_t *verify_flags);
-/* Inside a publish/subscribe callback: the v5 reason code of the ack that
- * completed it (0 otherwise). */
-UVMQTT_EXTERN uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c);
-
 /* ---- publish ---------------------------------------------------------------
  */
 
@@ -395,7 +425,7 @@ UVMQTT_EXTERN uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c);
  * (a property string), UVMQTT_EPROPBAD (a Subscription Identifier) and
  * UVMQTT_ETOPICALIAS (alias 0, above the server's maximum, or set by hand
  * while automatic aliases are on).
- * cb (may be NULL) fires exactly once as described at uvmqtt_publish_cb. */
+ * cb (may be NULL) fires exactly once with a uvmqtt_pub_result_t. */
 UVMQTT_EXTERN int uvmqtt_publish(uvmqtt_client_t *c, const char *topic,
                                  const void *payload, size_t len, int qos,
                                  bool retain, uvmqtt_publish_cb cb, void *arg);

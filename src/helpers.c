@@ -39,8 +39,10 @@ static void oneshot_finish(oneshot_t *j, int status) {
   uvmqtt_client_close(j->c, oneshot_closed);
 }
 
-static void oneshot_published(uvmqtt_client_t *c, int status, uint16_t id,
-                              void *arg) {
+static void oneshot_published(uvmqtt_client_t *c,
+                              const uvmqtt_pub_result_t *res, void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   oneshot_t *j = arg;
   (void)c;
   (void)id;
@@ -186,12 +188,9 @@ int uvmqtt_publish_single_sync(const uvmqtt_options_t *opts, const char *uri,
 
 /* ---- the thread-safe bridge ---------------------------------------------- */
 
-typedef void (*pub_cb_t)(uvmqtt_client_t *c, int status, uint16_t packet_id,
-                         void *arg);
-
 typedef struct tsnode_s {
   struct tsnode_s *next;
-  pub_cb_t cb;
+  uvmqtt_publish_cb cb;
   void *arg;
   size_t payload_len;
   int qos;
@@ -247,8 +246,10 @@ static void bridge_drain(uvmqtt_bridge_t *b) {
     tsnode_t *next = n->next;
     int rc = uvmqtt_publish(b->c, n->topic, n->payload, n->payload_len, n->qos,
                             n->retain, n->cb, n->arg);
-    if (rc < 0 && n->cb)
-      n->cb(b->c, rc, 0, n->arg);
+    if (rc < 0 && n->cb) {
+      uvmqtt_pub_result_t r = {rc, 0, 0, NULL};
+      n->cb(b->c, &r, n->arg);
+    }
     uvmqtt__free(n);
     n = next;
   }
@@ -324,7 +325,8 @@ void uvmqtt_bridge_close(uvmqtt_bridge_t *b, uvmqtt_bridge_close_cb cb,
 
 int uvmqtt_client_publish_threadsafe(uvmqtt_client_t *c, const char *topic,
                                      const void *payload, size_t len, int qos,
-                                     bool retain, pub_cb_t cb, void *arg) {
+                                     bool retain, uvmqtt_publish_cb cb,
+                                     void *arg) {
   if (!c || !topic || (!payload && len))
     return UVMQTT_EINVAL;
   if (qos < 0 || qos > 2)

@@ -775,25 +775,31 @@ static void msg_free(uvmqtt_smsg_t *m) {
   uvmqtt__free(m);
 }
 
-static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m) {
+static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m,
+                     const uvmqtt_props_t *props) {
   if (m->cb && s->ev_->on_publish_done)
     s->ev_->on_publish_done(s->ud, m->cb, m->arg, m->status, m->packet_id,
-                            m->reason);
+                            m->reason, props);
   msg_free(m);
 }
 
 /* Completes a message that is on neither list. Its callback fires once no
  * output batch still points at its payload (zero-copy payloads must stay
  * valid until then). */
-static void msg_finish(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
-                       uint8_t reason) {
+static void msg_finish_ack(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
+                           uint8_t reason, const uvmqtt_props_t *props) {
   if (m->qos > 0)
     idset_del(&s->out_ids, m->packet_id);
   m->status = status;
   m->reason = reason;
   m->done = true;
   if (m->refs == 0)
-    msg_fire(s, m);
+    msg_fire(s, m, props);
+}
+
+static void msg_finish(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
+                       uint8_t reason) {
+  msg_finish_ack(s, m, status, reason, NULL);
 }
 
 static void queue_unlink(uvmqtt_session_t *s, uvmqtt_smsg_t *m) {
@@ -977,13 +983,13 @@ static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
   for (size_t i = 0; i < b->ndone; i++)
     if (s->ev_->on_publish_done)
       s->ev_->on_publish_done(s->ud, b->done[i].cb, b->done[i].arg, status, 0,
-                              0);
+                              0, NULL);
   for (size_t i = 0; i < b->nrefs; i++) {
     uvmqtt_smsg_t *m = b->refs[i];
     if (--m->refs == 0 && m->done) {
       if (m->qos == 0)
         m->status = status;
-      msg_fire(s, m);
+      msg_fire(s, m, NULL);
     }
   }
   b->ndone = b->nrefs = b->nsegs = b->len = 0;
@@ -1587,7 +1593,8 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
   list_remove(&s->f_head, &s->f_tail, m);
   s->f_count--;
   int status = ack->reason_code >= 0x80 ? UVMQTT_EREJECTED : 0;
-  msg_finish(s, m, status, ack->reason_code);
+  msg_finish_ack(s, m, status, ack->reason_code,
+                 s->version == UVMQTT_V5 ? &ack->props : NULL);
   pump(s, now);
   return 0;
 }

@@ -44,9 +44,12 @@ typedef struct {
   void (*on_connack)(void *ud, const uvmqtt_connack_t *ack);
   /* An application message, after QoS 2 de-duplication. */
   void (*on_message)(void *ud, const uvmqtt_publish_t *pub);
-  /* A publish finished (status 0) or failed. */
+  /* A publish finished (status 0) or failed. `props`: the v5 properties
+   * of the acknowledgement that completed it, valid during the call, or
+   * NULL. */
   void (*on_publish_done)(void *ud, uvmqtt_session_fn cb, void *arg, int status,
-                          uint16_t packet_id, uint8_t reason);
+                          uint16_t packet_id, uint8_t reason,
+                          const uvmqtt_props_t *props);
   /* SUBACK / UNSUBACK (type says which), or a cancelled request
    * (status < 0, codes NULL). */
   void (*on_sub_done)(void *ud, int type, uvmqtt_session_fn cb, void *arg,

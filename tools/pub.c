@@ -72,14 +72,17 @@ static void usage(FILE *out) {
 /* ---- publishing ------------------------------------------------------------
  */
 
-static void on_published(uvmqtt_client_t *c, int status, uint16_t id,
+static void on_published(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
                          void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   pub_t *p = arg;
+  (void)c;
   p->pending--;
   if (status < 0 && !p->finishing) {
     if (status == UVMQTT_EREJECTED)
       tool_err(&p->cfg, "message %u rejected by the broker: %s", id,
-               uvmqtt_reason_string(uvmqtt_client_last_reason(c), false));
+               uvmqtt_reason_string(res->reason_code, false));
     else
       tool_err(&p->cfg, "message %u failed: %s", id, uvmqtt_strerror(status));
     finish(p, TOOL_EXIT_ERR);

@@ -188,7 +188,10 @@ static void maybe_done_removing(sub_t *s) {
   }
 }
 
-static void cleared(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void cleared(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                    void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   sub_t *s = arg;
   (void)c;
   (void)id;
@@ -252,9 +255,13 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
     finish(s, TOOL_EXIT_OK);
 }
 
-static void on_suback(uvmqtt_client_t *c, int status, uint16_t id,
-                      const uint8_t *codes, size_t count,
-                      const uvmqtt_props_t *props, void *arg) {
+static void on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                      void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   sub_t *s = arg;
   size_t refused = 0;
   (void)c;
@@ -314,9 +321,13 @@ static void subscribe_all(sub_t *s) {
   }
 }
 
-static void on_unsuback(uvmqtt_client_t *c, int status, uint16_t id,
-                        const uint8_t *codes, size_t count,
-                        const uvmqtt_props_t *props, void *arg) {
+static void on_unsuback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                        void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   sub_t *s = arg;
   (void)c;
   (void)id;

@@ -28,6 +28,9 @@ extern "C" {
 /* Forward declarations of uvmqtt.h's types, so this header stands alone. */
 typedef struct uvmqtt_client_s uvmqtt_client_t;
 typedef struct uvmqtt_options_s uvmqtt_options_t;
+typedef struct uvmqtt_pub_result_s uvmqtt_pub_result_t;
+typedef void (*uvmqtt_publish_cb)(uvmqtt_client_t *c,
+                                  const uvmqtt_pub_result_t *r, void *arg);
 
 /* ---- one-shot publishing ------------------------------------------------ */
 
@@ -131,11 +134,10 @@ UVMQTT_EXTERN void uvmqtt_bridge_close(uvmqtt_bridge_t *b,
  * UVMQTT_ETOPIC, UVMQTT_EQOS, UVMQTT_ENOMEM, UVMQTT_ECLOSED (the client has
  * no open bridge). The allocator hooks (uvmqtt_replace_allocator) must be
  * thread-safe when this function is used. */
-UVMQTT_EXTERN int uvmqtt_client_publish_threadsafe(
-    uvmqtt_client_t *c, const char *topic, const void *payload, size_t len,
-    int qos, bool retain,
-    void (*cb)(uvmqtt_client_t *c, int status, uint16_t packet_id, void *arg),
-    void *arg);
+UVMQTT_EXTERN int
+uvmqtt_client_publish_threadsafe(uvmqtt_client_t *c, const char *topic,
+                                 const void *payload, size_t len, int qos,
+                                 bool retain, uvmqtt_publish_cb cb, void *arg);
 
 /* ---- a loop in its own thread -------------------------------------------- */
 

@@ -370,7 +370,3 @@ int uvmqtt_client_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
   return UVMQTT_ENOTSUP;
 #endif
 }
-
-uint8_t uvmqtt_client_last_reason(const uvmqtt_client_t *c) {
-  return c->last_reason;
-}

@@ -118,14 +118,14 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
 }
 
 static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
-                            int status, uint16_t id, uint8_t reason) {
+                            int status, uint16_t id, uint8_t reason,
+                            const uvmqtt_props_t *props) {
   uvmqtt_client_t *c = ud;
   uvmqtt_publish_cb cb = (uvmqtt_publish_cb)fn;
   if (!cb)
     return;
-  c->last_reason = reason;
-  cb(c, status, id, arg);
-  c->last_reason = 0;
+  uvmqtt_pub_result_t r = {status, id, reason, props};
+  cb(c, &r, arg);
 }
 
 static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,
@@ -133,12 +133,13 @@ static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,
                         size_t count, const uvmqtt_props_t *props) {
   uvmqtt_client_t *c = ud;
   uvmqtt_subscribe_cb cb = (uvmqtt_subscribe_cb)fn;
-  (void)type;
   if (!cb)
     return;
-  c->last_reason = 0;
-  cb(c, status, id, codes, count, c->o.version == UVMQTT_V5 ? props : NULL,
-     arg);
+  uvmqtt_sub_result_t r = {
+      status, type == UVMQTT_SUBSCRIBE ? UVMQTT_SUBACK : UVMQTT_UNSUBACK,
+      id,     count ? codes : NULL,
+      count,  c->o.version == UVMQTT_V5 ? props : NULL};
+  cb(c, &r, arg);
 }
 
 static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {

@@ -49,8 +49,10 @@ static void on_req_timer(uv_timer_t *t) {
   LEAVE(c);
 }
 
-static void req_published(uvmqtt_client_t *c, int status, uint16_t id,
+static void req_published(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
                           void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   req_t *r = arg;
   (void)id;
   r->published = true;

@@ -49,7 +49,10 @@ typedef struct {
   int published;
 } run_t;
 
-static void on_pub(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                   void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   (void)c;
   (void)status;
   (void)id;
@@ -65,9 +68,13 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   r->messages++;
 }
 
-static void on_sub(uvmqtt_client_t *c, int status, uint16_t id,
-                   const uint8_t *codes, size_t n, const uvmqtt_props_t *props,
+static void on_sub(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
                    void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *props = res->props;
   run_t *r = arg;
   (void)id;
   (void)codes;

@@ -152,9 +152,13 @@ static void tp_msg(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
   t->received++;
 }
 
-static void tp_sub(uvmqtt_client_t *c, int status, uint16_t id,
-                   const uint8_t *codes, size_t count,
-                   const uvmqtt_props_t *props, void *arg) {
+static void tp_sub(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                   void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   tput_t *t = arg;
   (void)c;
   (void)id;

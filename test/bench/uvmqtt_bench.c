@@ -271,7 +271,7 @@ static int64_t rtt_t0;
 
 static void finish(void);
 
-static void on_published(uvmqtt_client_t *c, int status, uint16_t id,
+static void on_published(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
                          void *arg);
 
 static void publish_one(uvmqtt_client_t *c) {
@@ -284,8 +284,10 @@ static void publish_one(uvmqtt_client_t *c) {
   }
 }
 
-static void on_published(uvmqtt_client_t *c, int status, uint16_t id,
+static void on_published(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
                          void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   (void)id;
   (void)arg;
   if (status < 0) {
@@ -332,9 +334,13 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   }
 }
 
-static void on_suback(uvmqtt_client_t *c, int status, uint16_t id,
-                      const uint8_t *codes, size_t n,
-                      const uvmqtt_props_t *props, void *arg) {
+static void on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                      void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *props = res->props;
   (void)id;
   (void)props;
   (void)arg;
@@ -458,9 +464,13 @@ static uv_idle_t starter;
 static void conns_finish(void);
 static void on_start(uv_idle_t *h);
 
-static void c_on_suback(uvmqtt_client_t *c, int status, uint16_t id,
-                        const uint8_t *codes, size_t n,
-                        const uvmqtt_props_t *props, void *arg) {
+static void c_on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                        void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *props = res->props;
   (void)c;
   (void)id;
   (void)props;

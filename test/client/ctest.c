@@ -159,20 +159,25 @@ void ct_subscribe(ct_client_t *t, const char *filter, int qos) {
   assert_int_equal(s.codes[0], qos);
 }
 
-void ct_pub_cb(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+void ct_pub_cb(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res, void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   ct_pub_t *p = arg;
   ct_client_t *t = uvmqtt_client_get_data(c);
   p->calls++;
   p->status = status;
   p->id = id;
-  p->reason = uvmqtt_client_last_reason(c);
+  p->reason = res->reason_code;
   if (t && t->closed)
     p->after_close = true;
 }
 
-void ct_sub_cb(uvmqtt_client_t *c, int status, uint16_t id,
-               const uint8_t *codes, size_t count, const uvmqtt_props_t *props,
-               void *arg) {
+void ct_sub_cb(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res, void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   ct_sub_t *s = arg;
   (void)c;
   s->calls++;

@@ -106,11 +106,9 @@ void ct_client_free(ct_client_t *t);
 void ct_subscribe(ct_client_t *t, const char *filter, int qos);
 
 /* Publish completion recorder: arg is a ct_pub_t. */
-void ct_pub_cb(uvmqtt_client_t *c, int status, uint16_t id, void *arg);
+void ct_pub_cb(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r, void *arg);
 /* Subscribe completion recorder: arg is a ct_sub_t. */
-void ct_sub_cb(uvmqtt_client_t *c, int status, uint16_t id,
-               const uint8_t *codes, size_t count, const uvmqtt_props_t *props,
-               void *arg);
+void ct_sub_cb(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r, void *arg);
 
 /* Runs the loop until cond(arg) is true or timeout_ms passes; returns
  * 0 when it became true. */

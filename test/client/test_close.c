@@ -183,7 +183,10 @@ static void cip_closed(uvmqtt_client_t *c) {
   CIP->closed++;
 }
 
-static void cip_pub(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void cip_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                    void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   int i = (int)(intptr_t)arg;
   (void)id;
   assert_int_equal(CIP->closed, 0);

@@ -253,7 +253,9 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
 }
 
 static void ev_publish_done(void *ud, uvmqtt_session_fn cb, void *arg,
-                            int status, uint16_t packet_id, uint8_t reason) {
+                            int status, uint16_t packet_id, uint8_t reason,
+                            const uvmqtt_props_t *props) {
+  (void)props;
   CHECK(ud == &F && !F.freed);
   CHECK(cb == fn_cb); /* publishes without a callback never complete */
   slot_t *sl = slot_of(arg);

@@ -93,7 +93,9 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
 }
 
 static void ev_publish_done(void *ud, uvmqtt_session_fn cb, void *arg,
-                            int status, uint16_t id, uint8_t reason) {
+                            int status, uint16_t id, uint8_t reason,
+                            const uvmqtt_props_t *props) {
+  (void)props;
   assert_ptr_equal(ud, &H);
   PUSH(H.pub, H.npub, H.cappub);
   pubdone_t *d = &H.pub[H.npub++];

@@ -49,8 +49,10 @@ static void on_log(uvmqtt_client_t *c, int level, const char *msg, void *arg) {
   snprintf(t->log + used, sizeof(t->log) - used, "%s\n", msg);
 }
 
-static void on_published(uvmqtt_client_t *c, int status, uint16_t id,
+static void on_published(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
                          void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   tc_t *t = arg;
   (void)c;
   (void)id;
@@ -59,9 +61,13 @@ static void on_published(uvmqtt_client_t *c, int status, uint16_t id,
   t->published++;
 }
 
-static void on_suback(uvmqtt_client_t *c, int status, uint16_t id,
-                      const uint8_t *codes, size_t count,
-                      const uvmqtt_props_t *props, void *arg) {
+static void on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                      void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   tc_t *t = arg;
   char name[80];
   (void)id;

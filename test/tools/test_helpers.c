@@ -65,9 +65,13 @@ static void count_msg(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   atomic_fetch_add(&k->received, 1);
 }
 
-static void on_subscribed(uvmqtt_client_t *c, int status, uint16_t id,
-                          const uint8_t *codes, size_t n,
-                          const uvmqtt_props_t *p, void *arg) {
+static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                          void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *p = res->props;
   counter_t *k = arg;
   (void)c;
   (void)id;
@@ -126,7 +130,10 @@ static uv_thread_t loop_thread;
 static bool loop_thread_known;
 static atomic_long completed, completion_errors, wrong_thread;
 
-static void on_done(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_done(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                    void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   (void)c;
   (void)id;
   (void)arg;
@@ -376,9 +383,13 @@ static void ret_msg(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
   r->n++;
 }
 
-static void ret_subscribed(uvmqtt_client_t *c, int status, uint16_t id,
-                           const uint8_t *codes, size_t n,
-                           const uvmqtt_props_t *p, void *arg) {
+static void ret_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                           void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *p = res->props;
   (void)c;
   (void)id;
   (void)codes;

@@ -52,9 +52,13 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
     p->last_sub_id = id;
 }
 
-static void on_sub(uvmqtt_client_t *c, int status, uint16_t id,
-                   const uint8_t *codes, size_t n, const uvmqtt_props_t *props,
+static void on_sub(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
                    void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t n = res->count;
+  const uvmqtt_props_t *props = res->props;
   peer_t *p = arg;
   (void)c;
   (void)id;
@@ -65,7 +69,10 @@ static void on_sub(uvmqtt_client_t *c, int status, uint16_t id,
   p->subacks++;
 }
 
-static void on_pub(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                   void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   peer_t *p = arg;
   (void)id;
   p->pub_done++;

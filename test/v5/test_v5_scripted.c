@@ -36,6 +36,9 @@ typedef struct {
   int redirect_calls;
   int redirect_veto;
   int pub_done, pub_status;
+  uint8_t pub_reason;
+  char pub_reason_string[32];
+  char pub_user_prop[32];
   size_t max_inflight_seen;
 } rec_t;
 
@@ -102,12 +105,26 @@ static void on_closed(uvmqtt_client_t *c) {
   r->closed = 1;
 }
 
-static void on_pub(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                   void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   rec_t *r = arg;
   (void)id;
   r->pub_done++;
   if (status < 0)
     r->pub_status = status;
+  r->pub_reason = res->reason_code;
+  if (res->props &&
+      (res->props->present & UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING)))
+    snprintf(r->pub_reason_string, sizeof(r->pub_reason_string), "%.*s",
+             (int)res->props->reason_string.len,
+             res->props->reason_string.data);
+  size_t pos = 0;
+  uvmqtt_user_prop_t up;
+  if (res->props && uvmqtt_props_next_user(res->props, &pos, &up))
+    snprintf(r->pub_user_prop, sizeof(r->pub_user_prop), "%.*s=%.*s",
+             (int)up.key.len, up.key.data, (int)up.value.len, up.value.data);
   size_t n = uvmqtt_client_inflight(c);
   if (n > r->max_inflight_seen)
     r->max_inflight_seen = n;
@@ -559,6 +576,7 @@ typedef struct {
   uint16_t aliases[16];
   sconn_t *conn;
   bool hold_acks;
+  uint8_t ack_reason; /* PUBACK reason code, with a reason string */
 } limits_script_t;
 
 static void limits_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
@@ -586,6 +604,15 @@ static void limits_broker(sconn_t *conn, const uvmqtt_packet_t *p, void *arg) {
         memset(&a, 0, sizeof(a));
         a.type = UVMQTT_PUBACK;
         a.u.ack.packet_id = pub->packet_id;
+        if (s->ack_reason) {
+          static const uvmqtt_user_prop_t up = {{"k", 1}, {"v", 1}};
+          a.u.ack.reason_code = s->ack_reason;
+          a.u.ack.props.present = UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING);
+          a.u.ack.props.reason_string.data = "quota";
+          a.u.ack.props.reason_string.len = 5;
+          a.u.ack.props.user_props = &up;
+          a.u.ack.props.user_prop_count = 1;
+        }
         sb_send(conn, &a);
         s->inflight--;
       }
@@ -626,6 +653,27 @@ static void test_outgoing_topic_alias_lru(void **state) {
   assert_int_equal(s.aliases[3], 1);
   assert_string_equal(s.topics[4], "t/a");
   assert_int_equal(s.aliases[4], 2);
+  rec_finish(&r, &b, NULL);
+}
+
+/* The PUBACK's reason code and properties reach the publish callback. */
+static void test_puback_reason_and_props(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  limits_script_t s;
+  memset(&s, 0, sizeof(s));
+  s.ack_reason = 0x97; /* quota exceeded */
+  rec_init(&r, v5_opts());
+  assert_int_equal(sb_start(&b, &r.loop, limits_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_true(uvmqtt_publish(r.c, "t/q", "x", 1, 1, false, on_pub, &r) > 0);
+  assert_int_equal(tu_run_until(&r.loop, &r.pub_done, WAIT_MS), 0);
+  assert_int_equal(r.pub_status, UVMQTT_EREJECTED);
+  assert_int_equal(r.pub_reason, 0x97);
+  assert_string_equal(r.pub_reason_string, "quota");
+  assert_string_equal(r.pub_user_prop, "k=v");
   rec_finish(&r, &b, NULL);
 }
 
@@ -988,6 +1036,7 @@ int main(void) {
       cmocka_unit_test(test_server_disconnect_reasons),
       cmocka_unit_test(test_outgoing_topic_alias_lru),
       cmocka_unit_test(test_server_receive_maximum_caps_window),
+      cmocka_unit_test(test_puback_reason_and_props),
       cmocka_unit_test(test_server_maximum_packet_size),
       cmocka_unit_test(test_server_maximum_qos),
       cmocka_unit_test(test_local_validation),

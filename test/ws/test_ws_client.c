@@ -154,9 +154,13 @@ static void on_log(uvmqtt_client_t *c, int level, const char *msg, void *arg) {
     t->log_len += (size_t)n;
 }
 
-static void on_sub(uvmqtt_client_t *c, int status, uint16_t id,
-                   const uint8_t *codes, size_t count,
-                   const uvmqtt_props_t *props, void *arg) {
+static void on_sub(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                   void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
+  const uint8_t *codes = res->codes;
+  size_t count = res->count;
+  const uvmqtt_props_t *props = res->props;
   cl_t *t = arg;
   (void)c, (void)id, (void)props;
   t->sub_status = status;
@@ -164,7 +168,10 @@ static void on_sub(uvmqtt_client_t *c, int status, uint16_t id,
   t->subacks++;
 }
 
-static void on_pub(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void on_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+                   void *arg) {
+  int status = res->status;
+  uint16_t id = res->packet_id;
   cl_t *t = arg;
   (void)c, (void)id;
   if (status == 0)
