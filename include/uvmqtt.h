@@ -239,8 +239,9 @@ UVMQTT_EXTERN int uvmqtt_options_set_bind_address(uvmqtt_options_t *o,
                                                   const char *ip);
 /* TCP_NODELAY, on by default. */
 UVMQTT_EXTERN int uvmqtt_options_set_nodelay(uvmqtt_options_t *o, bool on);
-/* Re-subscribe the active subscriptions after a reconnect when the broker
- * reports no session (default true). */
+/* Re-subscribe the active subscriptions, once each, after a reconnect
+ * when the broker reports no session (default true); when false they are
+ * forgotten then. See "Subscriptions belong to the client". */
 UVMQTT_EXTERN int uvmqtt_options_set_resubscribe(uvmqtt_options_t *o, bool on);
 /* TLS configuration for mqtts:// and wss:// or for host/port connects when
  * `use_for_tcp` is true. The config is shared, not copied: it MUST outlive
@@ -467,21 +468,47 @@ UVMQTT_EXTERN int uvmqtt_request(uvmqtt_client_t *c,
 /* ---- subscribe -------------------------------------------------------------
  */
 
-/* Subscribes one filter. Returns the packet id or a negative error
- * (UVMQTT_EFILTER, UVMQTT_EQOS, UVMQTT_ENOTCONN when not connected,
- * UVMQTT_ECLOSED, UVMQTT_ENOMEM; uvmqtt_subscribe_many also UVMQTT_EINVAL
- * for reserved option bits, Retain Handling 3 or v5 options on 3.x,
- * UVMQTT_EFILTER for No Local on a $share/ filter, UVMQTT_EUTF8 for a
- * property string). */
+/* Subscriptions belong to the client.
+ * - subscribe / unsubscribe work while disconnected: the request waits and
+ *   is sent once connected. A request sent but not answered when the
+ *   connection drops is sent again on the next connection. Requests still
+ *   waiting when the client is closed complete with UVMQTT_ECLOSED.
+ * - After a reconnect where the broker has no session (Session Present 0),
+ *   the client re-subscribes every active subscription ONCE, before the
+ *   connect callback runs (uvmqtt_options_set_resubscribe(o, false) makes
+ *   it forget them instead).
+ * - Subscribing to a filter the client already holds, or is subscribing
+ *   to, with the same options (and no properties) is idempotent: nothing
+ *   is sent; cb fires once, with the pending SUBACK's grant when it comes,
+ *   or before the call returns when the subscription is already active
+ *   (packet_id 0 in the result). So subscribing in the connect callback,
+ *   the usual pattern, sends one SUBSCRIBE per connection.
+ * - A request with properties, or with a filter not held with the same
+ *   options, is sent whole.
+ *
+ * Returns the packet id (> 0) when the packet was handed to the connection
+ * in this call, 0 when the request waits (disconnected, or idempotent), or
+ * a negative error, with cb never called: UVMQTT_EINVAL (NULL client,
+ * filter or array, count 0 or above 65535; with uvmqtt_subscribe_many also
+ * reserved option bits, Retain Handling 3, or v5 options on 3.x),
+ * UVMQTT_EFILTER (an invalid filter; No Local on a $share/ filter),
+ * UVMQTT_EQOS, UVMQTT_EUTF8 (a property string), UVMQTT_ECLOSED (the
+ * client is closing), UVMQTT_ENOMEM, or an encoding error of the session
+ * (UVMQTT_ETOOBIG). cb (may be NULL) fires exactly once with a
+ * uvmqtt_sub_result_t. Filters and properties are copied. */
 UVMQTT_EXTERN int uvmqtt_subscribe(uvmqtt_client_t *c, const char *filter,
                                    int qos, uvmqtt_subscribe_cb cb, void *arg);
 /* Several filters in one SUBSCRIBE, with v5 options in each entry's
- * `options` byte and optional properties (e.g. subscription identifier). */
+ * `options` byte and optional properties (e.g. subscription identifier;
+ * not kept for re-subscribing). */
 UVMQTT_EXTERN int uvmqtt_subscribe_many(uvmqtt_client_t *c,
                                         const uvmqtt_subscription_t *subs,
                                         size_t count,
                                         const uvmqtt_props_t *props,
                                         uvmqtt_subscribe_cb cb, void *arg);
+/* Unsubscribes: the client forgets the filters at once (they are not
+ * re-subscribed) and the UNSUBSCRIBE is sent as described above. Errors
+ * as uvmqtt_subscribe. */
 UVMQTT_EXTERN int uvmqtt_unsubscribe(uvmqtt_client_t *c, const char *filter,
                                      uvmqtt_subscribe_cb cb, void *arg);
 UVMQTT_EXTERN int uvmqtt_unsubscribe_many(uvmqtt_client_t *c,

@@ -162,6 +162,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
     ENTER(c);
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     c->session = NULL;
+    uvmqtt__subs_cancel_all(c);
     if (c->rare) {
       uvmqtt__request_cancel_all(c);
       if (c->rare->req_timer) {
@@ -180,11 +181,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
   if (cb)
     cb(c);
   uvmqtt__routes_free(c);
-  while (c->subs) {
-    sub_t *s = c->subs;
-    c->subs = s->next;
-    uvmqtt__free(s);
-  }
+  uvmqtt__subs_free(c);
   uvmqtt__servers_free(c);
   uvmqtt__client_id_free(c);
   if (c->rare) {

@@ -111,13 +111,43 @@ struct uvmqtt_options_s {
 #define OX(k) ((const opt_ext_t *)((k)->x ? (k)->x : &uvmqtt__opt_ext_defaults))
 #define CX(c) OX(&(c)->o)
 
-/* Allocated as offsetof(sub_t, filter) + len: no padding after len. */
+/* A subscription the client holds (subs.c): pending while `owner`, the
+ * request that will settle it, is set; active otherwise. Allocated as
+ * offsetof(sub_t, filter) + len. */
 typedef struct sub_s {
   struct sub_s *next;
+  struct sop_s *owner;
   uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
+  uint8_t granted; /* the SUBACK code, once active */
   char filter[];
 } sub_t;
+
+/* A subscribe / unsubscribe request of the application or the client
+ * (re-subscribing), queued until answered: sent when connected, sent again
+ * after a reconnect, completed with UVMQTT_ECLOSED on close. A SOP_WAIT
+ * request sends nothing: it waits for identical pending subscriptions.
+ * One allocation: the struct, v[count], codes[count] (SOP_WAIT), then the
+ * filter bytes. */
+enum { SOP_SUB = 0, SOP_UNSUB, SOP_WAIT };
+typedef struct sop_s {
+  struct sop_s *next;
+  uvmqtt_subscribe_cb cb;
+  void *arg;
+  uvmqtt_props_t *props; /* a deep copy, or NULL */
+  uint8_t *codes;        /* SOP_WAIT: the result being assembled */
+  size_t count;
+  uint16_t packet_id; /* of the packet on this connection */
+  uint8_t kind;
+  bool sent; /* on this connection */
+  uvmqtt_subscription_t v[];
+} sop_t;
+
+/* The client's subscriptions and requests, allocated with the first. */
+typedef struct {
+  sub_t *list;
+  sop_t *ops; /* in submission order */
+} subs_t;
 
 /* Route values live in a list too: the router does not free them. */
 typedef struct route_s {
@@ -204,7 +234,7 @@ struct uvmqtt_client_s {
 
   uvmqtt_session_t *session;
   routing_t *rt;
-  sub_t *subs;
+  subs_t *subs;
   char *client_id; /* effective id; initially in the client's own block */
 
   uvmqtt_stream_t *stream; /* top of the stack once open */
@@ -339,6 +369,19 @@ extern const uvmqtt_session_events_t uvmqtt__client_events;
 bool uvmqtt__request_answer(uvmqtt_client_t *c, const uvmqtt_message_t *m);
 /* Closing: every pending request completes with UVMQTT_ECLOSED. */
 void uvmqtt__request_cancel_all(uvmqtt_client_t *c);
+
+/* ---- subs.c: the subscriptions the client holds, its request queue */
+/* Connected (CONNACK accepted): after a session loss re-subscribes each
+ * active subscription once (or forgets them without re-subscribing), then
+ * sends every queued request. */
+void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present);
+/* The session's completion of a request sent by subs.c. */
+void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
+                       const uint8_t *codes, size_t count,
+                       const uvmqtt_props_t *props);
+/* Closing: every request completes with UVMQTT_ECLOSED. */
+void uvmqtt__subs_cancel_all(uvmqtt_client_t *c);
+void uvmqtt__subs_free(uvmqtt_client_t *c);
 
 /* ---- routes.c */
 /* True when a route took m. */

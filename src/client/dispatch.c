@@ -1,5 +1,5 @@
 /* What the session reports, turned into the application's callbacks:
- * CONNACK (and re-subscribing when the session was lost), incoming
+ * CONNACK (then subs.c sends the subscriptions), incoming
  * messages (to a v5 request waiting for them, a route, or the message
  * callback), publish and subscribe completions, a server DISCONNECT or
  * AUTH, log lines, and output to flush. */
@@ -16,37 +16,6 @@ static void ev_output(void *ud) {
   uvmqtt_client_t *c = ud;
   if (c->state != C_CLOSING)
     uvmqtt__client_flush_later(c);
-}
-
-static void resubscribe(uvmqtt_client_t *c) {
-  size_t n = 0;
-  for (sub_t *s = c->subs; s; s = s->next)
-    n++;
-  if (!n)
-    return;
-  uvmqtt_subscription_t *v = uvmqtt__calloc(n, sizeof(*v));
-  if (!v) {
-    uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "out of memory re-subscribing");
-    return;
-  }
-  size_t i = 0;
-  for (sub_t *s = c->subs; s; s = s->next, i++) {
-    v[i].filter.data = s->filter;
-    v[i].filter.len = s->len;
-    v[i].options = s->options;
-  }
-  /* Many filters per SUBSCRIBE, within the server's packet size. */
-  for (size_t at = 0; at < n;) {
-    size_t take = n - at > 64 ? 64 : n - at;
-    int rc =
-        uvmqtt__session_subscribe(c->session, v + at, take, NULL, NULL, NULL);
-    if (rc < 0)
-      uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "re-subscribe failed: %s",
-                         uvmqtt_strerror(rc));
-    at += take;
-  }
-  uvmqtt__client_log(c, UVMQTT_LOG_INFO, "re-subscribed %zu filter(s)", n);
-  uvmqtt__free(v);
 }
 
 /* Remembers a v5 Server Reference carried with reason 0x9C / 0x9D. */
@@ -91,8 +60,7 @@ static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
   }
   uvmqtt__client_log(c, UVMQTT_LOG_INFO, "connected (session present: %d)",
                      ack->session_present);
-  if (!ack->session_present && c->o.resubscribe)
-    resubscribe(c);
+  uvmqtt__subs_connected(c, ack->session_present);
   if (c->connect_cb)
     c->connect_cb(c, 0, ack, c->connect_arg);
 }
@@ -131,15 +99,9 @@ static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
 static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,
                         int status, uint16_t id, const uint8_t *codes,
                         size_t count, const uvmqtt_props_t *props) {
-  uvmqtt_client_t *c = ud;
-  uvmqtt_subscribe_cb cb = (uvmqtt_subscribe_cb)fn;
-  if (!cb)
-    return;
-  uvmqtt_sub_result_t r = {
-      status, type == UVMQTT_SUBSCRIBE ? UVMQTT_SUBACK : UVMQTT_UNSUBACK,
-      id,     count ? codes : NULL,
-      count,  c->o.version == UVMQTT_V5 ? props : NULL};
-  cb(c, &r, arg);
+  (void)type;
+  (void)fn; /* every request comes from subs.c, with its request as arg */
+  uvmqtt__subs_done(ud, arg, status, id, codes, count, props);
 }
 
 static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {

@@ -95,11 +95,21 @@ static void close_queued_offline(void **state) {
     assert_true(uvmqtt_publish(t.c, "q", "x", 1, i % 3, false, ct_pub_cb,
                                &pubs[i]) >= 0);
   assert_int_equal(uvmqtt_client_queued(t.c), 6);
-  assert_int_equal(uvmqtt_subscribe(t.c, "q", 0, NULL, NULL), UVMQTT_ENOTCONN);
+  /* Subscribe and unsubscribe queue too, and are cancelled with them. */
+  ct_sub_t subs[3];
+  memset(subs, 0, sizeof(subs));
+  assert_int_equal(uvmqtt_subscribe(t.c, "q", 0, ct_sub_cb, &subs[0]), 0);
+  assert_int_equal(uvmqtt_subscribe(t.c, "q", 0, ct_sub_cb, &subs[1]), 0);
+  assert_int_equal(uvmqtt_unsubscribe(t.c, "r", ct_sub_cb, &subs[2]), 0);
+  assert_int_equal(subs[0].calls + subs[1].calls + subs[2].calls, 0);
   ct_close(&t);
   for (int i = 0; i < 6; i++) {
     assert_int_equal(pubs[i].calls, 1);
     assert_int_equal(pubs[i].status, UVMQTT_ECLOSED);
+  }
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(subs[i].calls, 1);
+    assert_int_equal(subs[i].status, UVMQTT_ECLOSED);
   }
   assert_int_equal(t.connects + t.disconnects, 0);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);

@@ -1,6 +1,8 @@
 /* Subscriptions, retained messages and routes against mosquitto. */
 #include "ctest.h"
 
+#include <unistd.h>
+
 typedef struct {
   uv_loop_t loop;
   tu_broker_t *b;
@@ -226,6 +228,177 @@ static void retained_v5(void **state) {
   run_retained(UVMQTT_V5);
 }
 
+/* ---- re-subscribing after a session loss ---------------------------------
+ * The README's pattern: subscribe in the connect callback. After a
+ * reconnect without a session the client re-subscribes once and the
+ * callback's identical subscribe sends nothing: one SUBSCRIBE and one
+ * retained delivery per connection (the broker's log counts the packets). */
+
+static ct_sub_t *rs_subs[4]; /* the connect callbacks' subscribes */
+
+static void resub_on_connect(uvmqtt_client_t *c, int status,
+                             const uvmqtt_connack_t *ack, void *arg) {
+  ct_client_t *t = arg;
+  (void)ack;
+  if (status < 0)
+    return;
+  t->connected++;
+  t->session_present = ack->session_present;
+  ct_sub_t *s = calloc(1, sizeof(*s)); /* freed by the test */
+  assert_non_null(s);
+  assert_true(uvmqtt_subscribe(c, "rs/#", 1, ct_sub_cb, s) >= 0);
+  if (t->connected <= 4)
+    rs_subs[t->connected - 1] = s;
+}
+
+static size_t log_count(const tu_broker_t *b, const char *needle) {
+  FILE *f = fopen(b->log, "r");
+  char line[1024];
+  size_t n = 0;
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f))
+    n += strstr(line, needle) != NULL;
+  fclose(f);
+  return n;
+}
+
+static void run_resubscribe_once(int version) {
+  char dir[] = "/tmp/uvmqtt-resub-XXXXXX", extra[512], path[600], needle[128];
+  uv_loop_t loop;
+  ct_client_t a, p;
+  ct_sub_t **subs = rs_subs;
+  assert_non_null(mkdtemp(dir));
+  /* Persistent retained messages: they survive the broker's restart,
+   * the subscriber's clean session does not. */
+  snprintf(extra, sizeof(extra), "persistence true\npersistence_location %s/\n",
+           dir);
+  tu_broker_t *b = ct_broker(extra);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(version, "resub-p", true);
+  ct_client_init(&p, &loop, o, "p");
+  uvmqtt_options_del(o);
+  ct_connect(&p, b->port);
+  ct_wait_connected(&p, 1);
+  ct_pub_t d;
+  memset(&d, 0, sizeof(d));
+  assert_true(uvmqtt_publish(p.c, "rs/t", "kept", 4, 1, true, ct_pub_cb, &d) >
+              0);
+  assert_int_equal(ct_wait_int(&loop, &d.calls, 1, CT_WAIT_MS), 0);
+  ct_close(&p);
+
+  o = ct_opts(version, "resub-a", true);
+  ct_client_init(&a, &loop, o, "a");
+  uvmqtt_options_del(o);
+  uvmqtt_client_on_connect(a.c, resub_on_connect, &a);
+  ct_connect(&a, b->port);
+  assert_int_equal(ct_wait_int(&loop, &a.connected, 1, CT_WAIT_MS), 0);
+  assert_int_equal(ct_wait_size(&loop, &a.nmsgs, 1, CT_WAIT_MS), 0);
+
+  /* The broker restarts: the client reconnects without a session. */
+  tu_broker_stop(b);
+  assert_int_equal(tu_broker_restart(b), 0);
+  assert_int_equal(ct_wait_int(&loop, &a.connected, 2, CT_WAIT_MS), 0);
+  assert_false(a.session_present);
+  assert_int_equal(ct_wait_size(&loop, &a.nmsgs, 2, CT_WAIT_MS), 0);
+  assert_int_equal(ct_wait_int(&loop, &subs[1]->calls, 1, CT_WAIT_MS), 0);
+  tu_run_for(&loop, 300); /* a duplicate would arrive by now */
+
+  snprintf(needle, sizeof(needle), "Received SUBSCRIBE from resub-a");
+  assert_int_equal(log_count(b, needle), 2);
+  assert_int_equal(a.nmsgs, 2); /* the retained message, once each time */
+  for (size_t i = 0; i < a.nmsgs; i++) {
+    assert_string_equal(a.msgs[i].payload, "kept");
+    assert_true(a.msgs[i].retain);
+  }
+  /* Each connect callback's subscribe completed once, with the grant. */
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(subs[i]->calls, 1);
+    assert_int_equal(subs[i]->status, 0);
+    assert_int_equal(subs[i]->count, 1);
+    assert_int_equal(subs[i]->codes[0], 1);
+  }
+  assert_int_equal(subs[0]->id > 0, 1);
+  assert_int_equal(subs[1]->id, 0); /* no packet of its own */
+  ct_close(&a);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&a);
+  ct_client_free(&p);
+  free(subs[0]);
+  free(subs[1]);
+  tu_broker_stop(b);
+  snprintf(path, sizeof(path), "%s/mosquitto.db", dir);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void resubscribe_once_v311(void **state) {
+  (void)state;
+  run_resubscribe_once(UVMQTT_V311);
+}
+static void resubscribe_once_v5(void **state) {
+  (void)state;
+  run_resubscribe_once(UVMQTT_V5);
+}
+
+/* Subscribe and unsubscribe while disconnected are queued and sent once
+ * connected; an identical subscribe while one is active sends nothing and
+ * completes at once with the known grant. */
+static void sub_offline(void **state) {
+  uv_loop_t loop;
+  ct_client_t a, p;
+  ct_sub_t s1, s2, u1;
+  (void)state;
+  tu_broker_t *b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V311, "offline-a", true);
+  ct_client_init(&a, &loop, o, "a");
+  uvmqtt_options_del(o);
+  o = ct_opts(UVMQTT_V311, NULL, true);
+  ct_client_init(&p, &loop, o, "p");
+  uvmqtt_options_del(o);
+  memset(&s1, 0, sizeof(s1));
+  memset(&s2, 0, sizeof(s2));
+  memset(&u1, 0, sizeof(u1));
+  assert_int_equal(uvmqtt_subscribe(a.c, "off/#", 2, ct_sub_cb, &s1), 0);
+  assert_int_equal(uvmqtt_subscribe(a.c, "gone/#", 1, NULL, NULL), 0);
+  assert_int_equal(uvmqtt_unsubscribe(a.c, "gone/#", ct_sub_cb, &u1), 0);
+  ct_connect(&a, b->port);
+  ct_connect(&p, b->port);
+  ct_wait_connected(&a, 1);
+  ct_wait_connected(&p, 1);
+  assert_int_equal(ct_wait_int(&loop, &s1.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(ct_wait_int(&loop, &u1.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s1.status, 0);
+  assert_true(s1.id > 0);
+  assert_int_equal(s1.count, 1);
+  assert_int_equal(s1.codes[0], 2);
+  assert_int_equal(u1.status, 0);
+  /* Identical and active: at once, nothing on the wire. */
+  assert_int_equal(uvmqtt_subscribe(a.c, "off/#", 2, ct_sub_cb, &s2), 0);
+  assert_int_equal(s2.calls, 1);
+  assert_int_equal(s2.status, 0);
+  assert_int_equal(s2.id, 0);
+  assert_int_equal(s2.codes[0], 2);
+  tu_run_for(&loop, 100);
+  assert_int_equal(log_count(b, "Received SUBSCRIBE from offline-a"), 2);
+  assert_int_equal(log_count(b, "Received UNSUBSCRIBE from offline-a"), 1);
+  ct_pub_t d;
+  memset(&d, 0, sizeof(d));
+  assert_true(uvmqtt_publish(p.c, "off/1", "x", 1, 1, false, ct_pub_cb, &d) >
+              0);
+  assert_true(uvmqtt_publish(p.c, "gone/1", "y", 1, 1, false, ct_pub_cb, &d) >
+              0);
+  assert_int_equal(ct_wait_size(&loop, &a.nmsgs, 1, CT_WAIT_MS), 0);
+  tu_run_for(&loop, 150);
+  assert_int_equal(a.nmsgs, 1);
+  assert_string_equal(a.msgs[0].topic, "off/1");
+  ct_close(&a);
+  ct_close(&p);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&a);
+  ct_client_free(&p);
+}
+
 /* ---- routes ---------------------------------------------------------------
  */
 
@@ -334,9 +507,16 @@ static void routes(void **state) {
 }
 
 static const struct CMUnitTest tests[] = {
-    CT_TEST(sub_many_v31),   CT_TEST(sub_many_v311), CT_TEST(sub_many_v5),
-    CT_TEST(sub_v5_options), CT_TEST(retained_v311), CT_TEST(retained_v5),
+    CT_TEST(sub_many_v31),
+    CT_TEST(sub_many_v311),
+    CT_TEST(sub_many_v5),
+    CT_TEST(sub_v5_options),
+    CT_TEST(retained_v311),
+    CT_TEST(retained_v5),
     CT_TEST(routes),
+    CT_TEST(resubscribe_once_v311),
+    CT_TEST(resubscribe_once_v5),
+    CT_TEST(sub_offline),
 };
 
 CT_MAIN(tests)
