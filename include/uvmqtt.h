@@ -83,7 +83,10 @@ typedef void (*uvmqtt_connect_cb)(uvmqtt_client_t *c, int status,
  * (uvmqtt_client_disconnect / close), otherwise the cause: a libuv error,
  * UVMQTT_EKEEPALIVE, UVMQTT_EDISCONNECTED (a v5 server DISCONNECT, whose
  * reason code and properties are in `reason`), a protocol error, ...
- * `reason` is NULL unless the server sent a DISCONNECT. */
+ * `reason` is NULL unless the server sent a DISCONNECT. When the client
+ * will not reconnect by itself (the application disconnected, or automatic
+ * reconnect is off), the client is idle while this runs: it may call
+ * uvmqtt_client_connect*() again from here. */
 typedef void (*uvmqtt_disconnect_cb)(uvmqtt_client_t *c, int status,
                                      const uvmqtt_reason_t *reason, void *arg);
 

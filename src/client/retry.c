@@ -198,19 +198,19 @@ static void do_drop(uvmqtt_client_t *c) {
   uvmqtt__client_close_stream(c);
   uvmqtt__client_log(c, status ? UVMQTT_LOG_WARN : UVMQTT_LOG_INFO,
                      "disconnected: %s", uvmqtt_strerror(status));
-  c->state = C_WAIT;
+  /* Idle before the callback when the client will not reconnect, so that
+   * the callback may connect again. */
+  bool stop = c->user_disconnect || !c->o.reconnect;
+  c->state = stop ? C_IDLE : C_WAIT;
+  if (stop)
+    uvmqtt__client_timer_stop(c);
   bool reported = c->disconnect_reported;
   c->disconnect_reported = false;
   if (c->disconnect_cb && !reported)
     c->disconnect_cb(c, c->user_disconnect ? 0 : status, NULL,
                      c->disconnect_arg);
-  if (c->state != C_WAIT)
+  if (stop || c->state != C_WAIT)
     return;
-  if (c->user_disconnect || !c->o.reconnect) {
-    c->state = C_IDLE;
-    uvmqtt__client_timer_stop(c);
-    return;
-  }
   c->cur_server = 0;
   if (c->srv_mode)
     c->srv_done = false;

@@ -312,11 +312,47 @@ static void disconnect_while_connecting(void **state) {
   ct_client_free(&t);
 }
 
+/* After uvmqtt_client_disconnect(), the disconnect callback may connect
+ * again at once: the connection has ended when it runs. */
+static int again_port, again_rc = 1, again_disconnects;
+
+static void connect_again(uvmqtt_client_t *c, int status,
+                          const uvmqtt_reason_t *r, void *arg) {
+  (void)r;
+  (void)arg;
+  again_disconnects++;
+  assert_int_equal(status, 0);
+  assert_false(uvmqtt_client_is_connected(c));
+  again_rc = uvmqtt_client_connect(c, "127.0.0.1", again_port);
+}
+
+static void connect_from_disconnect_cb(void **state) {
+  uv_loop_t loop;
+  ct_client_t t;
+  (void)state;
+  tu_broker_t *b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V311, NULL, true);
+  ct_client_init(&t, &loop, o, "again");
+  uvmqtt_options_del(o);
+  again_port = b->port;
+  uvmqtt_client_on_disconnect(t.c, connect_again, NULL);
+  ct_connect(&t, b->port);
+  ct_wait_connected(&t, 1);
+  assert_int_equal(uvmqtt_client_disconnect(t.c), 0);
+  ct_wait_connected(&t, 2);
+  assert_int_equal(again_disconnects, 1);
+  assert_int_equal(again_rc, 0);
+  ct_close(&t);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&t);
+}
+
 static const struct CMUnitTest tests[] = {
     CT_TEST(reconnect_backoff),           CT_TEST(bad_credentials_v311),
     CT_TEST(bad_credentials_v5),          CT_TEST(uri_invalid),
     CT_TEST(uri_list_failover),           CT_TEST(client_id_rules),
-    CT_TEST(disconnect_while_connecting),
+    CT_TEST(disconnect_while_connecting), CT_TEST(connect_from_disconnect_cb),
 };
 
 CT_MAIN(tests)
