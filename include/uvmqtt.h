@@ -372,8 +372,13 @@ UVMQTT_EXTERN int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host,
 /* Connects by URI: mqtt://[user[:pass]@]host[:port] (1883),
  * mqtts:// (8883), ws://host[:port][/path] (80, path /mqtt), wss:// (443).
  * IPv6 literals in brackets. Credentials in the URI override the options.
- * Errors: as uvmqtt_client_connect, UVMQTT_EURI, UVMQTT_ENOTSUP (scheme not
- * built in). */
+ * mqtts:// and wss:// use the TLS configuration of the options; without
+ * one, the system's trust store (uvmqtt_tls_config_set_ca_default: one
+ * configuration shared by the process's clients), with peer and host name
+ * verification on. Errors: as uvmqtt_client_connect, UVMQTT_EURI,
+ * UVMQTT_ENOTSUP (scheme not built in), UVMQTT_ETLS_FILE (no TLS
+ * configuration and no system trust store could be loaded),
+ * UVMQTT_ETLS_CONFIG. */
 UVMQTT_EXTERN int uvmqtt_client_connect_uri(uvmqtt_client_t *c,
                                             const char *uri);
 /* Connects to a list of brokers tried in order, then around again with the

@@ -188,6 +188,8 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
     uvmqtt__free(c->rare->srv_domain);
     uvmqtt__free(c->rare->req_timer);
     uvmqtt__free(c->rare->redirect_ref);
+    if (c->rare->tls_default)
+      uvmqtt__tls_default_release();
     uvmqtt__free(c->rare);
   }
   uvmqtt__copts_free(&c->o);

@@ -207,6 +207,7 @@ typedef struct {
   void *reconnect_arg;
   uvmqtt_redirect_cb redirect_cb;
   void *redirect_arg;
+  const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
   int tls_err; /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects; /* in a row, to stop loops */
@@ -382,6 +383,11 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
 /* Closing: every request completes with UVMQTT_ECLOSED. */
 void uvmqtt__subs_cancel_all(uvmqtt_client_t *c);
 void uvmqtt__subs_free(uvmqtt_client_t *c);
+
+/* ---- tls_default.c: the system trust store for TLS without a config */
+/* 0, or an error of uvmqtt_tls_config_new / _set_ca_default. */
+int uvmqtt__tls_default_acquire(const uvmqtt_tls_config_t **out);
+void uvmqtt__tls_default_release(void);
 
 /* ---- routes.c */
 /* True when a route took m. */

@@ -60,6 +60,19 @@ int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
   return begin(c, sv, 1, false);
 }
 
+/* A TLS scheme without a TLS configuration: the system's trust store. */
+static int use_system_trust(uvmqtt_client_t *c) {
+#if UVMQTT_HAVE_TLS
+  rare_t *r = uvmqtt__client_rare(c);
+  if (!r)
+    return UVMQTT_ENOMEM;
+  return r->tls_default ? 0 : uvmqtt__tls_default_acquire(&r->tls_default);
+#else
+  (void)c;
+  return UVMQTT_ENOTSUP;
+#endif
+}
+
 int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
                                size_t count) {
   if (!c || !uris || count == 0 || count > UINT16_MAX)
@@ -74,14 +87,15 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
   server_spec_t *sv = uvmqtt__calloc(count, sizeof(*sv));
   if (!sv)
     return UVMQTT_ENOMEM;
+  bool need_tls = false;
   for (size_t i = 0; i < count; i++) {
     rc = uris[i] ? uvmqtt__parse_uri(c, uris[i], &sv[i]) : UVMQTT_EURI;
-    if (rc == 0 && (sv[i].scheme == S_MQTTS || sv[i].scheme == S_WSS) &&
-        !CX(c)->tls)
-      rc = UVMQTT_EINVAL; /* TLS scheme without a TLS configuration */
     if (rc < 0)
       break;
+    need_tls |= sv[i].scheme == S_MQTTS || sv[i].scheme == S_WSS;
   }
+  if (rc == 0 && need_tls && !CX(c)->tls)
+    rc = use_system_trust(c);
   server_t *packed = rc < 0 ? NULL : uvmqtt__servers_pack(sv, count);
   if (rc == 0 && !packed)
     rc = UVMQTT_ENOMEM;
@@ -281,7 +295,8 @@ static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
 #if UVMQTT_HAVE_TLS
   if ((sv->scheme == S_MQTTS || sv->scheme == S_WSS) &&
       strcmp(s->ops->name, "tcp") == 0) {
-    rc = uvmqtt__tls_new(s, CX(c)->tls, sv->host, &up);
+    rc = uvmqtt__tls_new(s, CX(c)->tls ? CX(c)->tls : c->rare->tls_default,
+                         sv->host, &up);
     goto stack;
   }
 #endif

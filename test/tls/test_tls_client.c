@@ -183,6 +183,35 @@ static void test_server_auth(void **state) {
   roundtrip(&t, g_ports.server);
 }
 
+/* mqtts:// without a TLS configuration verifies against the system's
+ * trust store: the test broker's certificate, from the tests' own CA, is
+ * refused as untrusted (verification is on, not skipped). */
+static void test_system_trust_store(void **state) {
+  tc_t t;
+  uvmqtt_options_t *o;
+  (void)state;
+  if (access("/etc/ssl/certs/ca-certificates.crt", R_OK) != 0) {
+    fprintf(stderr, "# skipped: no system trust store\n");
+    return;
+  }
+  unsetenv("SSL_CERT_FILE");
+  tc_init(&t, "system");
+  assert_int_equal(0, uvmqtt_options_new(&o));
+  assert_int_equal(0, uvmqtt_options_set_reconnect(o, false, 0, 0, 0));
+  assert_int_equal(0, uvmqtt_client_new(&t.loop, o, &t.c));
+  uvmqtt_options_del(o);
+  uvmqtt_client_set_data(t.c, &t);
+  uvmqtt_client_on_connect(t.c, on_connect, &t);
+  tc_connect(&t, g_ports.server);
+  assert_int_equal(0, tu_run_until(&t.loop, &t.connects, 8000));
+  assert_int_equal(UVMQTT_ETLS_UNTRUSTED, t.connect_status);
+  int err = 0;
+  uint32_t flags = 0;
+  assert_int_equal(0, uvmqtt_client_tls_error(t.c, &err, &flags));
+  assert_true(flags != 0); /* the chain was checked and refused */
+  tc_finish(&t);
+}
+
 static void test_mutual_tls(void **state) {
   tc_t t;
   (void)state;
@@ -363,6 +392,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_server_auth),
       cmocka_unit_test(test_mutual_tls),
+      cmocka_unit_test(test_system_trust_store),
       cmocka_unit_test(test_psk),
       cmocka_unit_test(test_unknown_ca),
       cmocka_unit_test(test_expired),
