@@ -151,11 +151,17 @@ typedef void (*uvmqtt_log_cb)(uvmqtt_client_t *c, int level, const char *msg,
  * released right after it returns. */
 typedef void (*uvmqtt_close_cb)(uvmqtt_client_t *c);
 
-/* Called before each automatic reconnect attempt; it may change the
- * credentials with uvmqtt_client_set_credentials(). Return non-zero to stop
- * reconnecting. */
-typedef int (*uvmqtt_reconnect_cb)(uvmqtt_client_t *c, unsigned attempt,
-                                   void *arg);
+/* Called before every connection attempt (after a connect call, each
+ * server of a list, each reconnect, each redirect), just before the name
+ * lookup: the place to change what the next CONNECT carries with the
+ * uvmqtt_client_set_* setters (credentials, will, keepalive, CONNECT
+ * properties, enhanced authentication, WebSocket headers), like Paho's
+ * on_pre_connect. `attempt`: failed attempts in a row so far (0 for the
+ * first after a connect call or a successful connection). Return non-zero
+ * to stop: the client becomes idle (no connect callback fires) until the
+ * next connect call. The hook may also close or disconnect the client. */
+typedef int (*uvmqtt_pre_connect_cb)(uvmqtt_client_t *c, unsigned attempt,
+                                     void *arg);
 
 /* ---- options --------------------------------------------------------------
  * An options object is filled in, then copied by uvmqtt_client_new(); it may
@@ -328,20 +334,23 @@ UVMQTT_EXTERN void uvmqtt_client_on_message(uvmqtt_client_t *c,
 /* Log lines up to `max_level` (UVMQTT_LOG_*). */
 UVMQTT_EXTERN void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb,
                                         void *arg, int max_level);
-/* The reconnect and redirect hooks are kept in a block allocated on first
- * use (most clients set neither): 0, UVMQTT_ENOMEM (the hook is not
- * installed) or UVMQTT_EINVAL. */
-UVMQTT_EXTERN int uvmqtt_client_on_reconnect(uvmqtt_client_t *c,
-                                             uvmqtt_reconnect_cb cb, void *arg);
+/* Installs (cb NULL: removes) the pre-connect hook. Returns 0, or
+ * UVMQTT_EINVAL for a NULL client. */
+UVMQTT_EXTERN int uvmqtt_client_on_pre_connect(uvmqtt_client_t *c,
+                                               uvmqtt_pre_connect_cb cb,
+                                               void *arg);
 
 /* v5 AUTH from the server during connect or re-authentication: reason
  * 0x18 (continue authentication) with the server's data in props. Answer
  * with uvmqtt_client_auth() (inside the callback or later); returning
- * non-zero abandons the connection. */
+ * non-zero abandons the connection. The hook is kept whether or not an
+ * authentication method is configured yet (it may be set later, in the
+ * pre-connect hook); it can fire only for MQTT 5 clients. Returns 0, or
+ * UVMQTT_EINVAL for a NULL client. */
 typedef int (*uvmqtt_auth_cb)(uvmqtt_client_t *c, uint8_t reason,
                               const uvmqtt_props_t *props, void *arg);
-UVMQTT_EXTERN void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb,
-                                         void *arg);
+UVMQTT_EXTERN int uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb,
+                                        void *arg);
 /* Sends AUTH with the configured method and `data`: reason 0x18 to
  * continue an exchange, 0x19 to start re-authentication on a live
  * connection. Errors: UVMQTT_ENOTSUP (not v5 or no method configured),
@@ -351,17 +360,43 @@ UVMQTT_EXTERN int uvmqtt_client_auth(uvmqtt_client_t *c, uint8_t reason,
 
 /* A v5 server redirect: `reference` is the Server Reference (host[:port]).
  * Return 0 to follow it, non-zero to refuse (then the refusal or
- * disconnect is handled as any other). */
+ * disconnect is handled as any other). The setter returns 0, or
+ * UVMQTT_EINVAL for a NULL client; the hook can fire only for MQTT 5
+ * clients. */
 typedef int (*uvmqtt_redirect_cb)(uvmqtt_client_t *c, uint8_t reason,
                                   const char *reference, void *arg);
 UVMQTT_EXTERN int uvmqtt_client_on_redirect(uvmqtt_client_t *c,
                                             uvmqtt_redirect_cb cb, void *arg);
 
-/* Changes the credentials used by the next connection attempt. */
+/* ---- what the next CONNECT carries ----------------------------------------
+ * These change the client's copy of the options for the next connection
+ * attempt (typically from the pre-connect hook; a connection already up
+ * is not affected). Same arguments, copying and errors as the options
+ * setters of the same name (uvmqtt_options_set_credentials, _set_will,
+ * _set_will_props, _set_keepalive, _set_connect_props, _set_auth, and the
+ * header part of _set_ws), plus UVMQTT_EINVAL for a NULL client. On an
+ * error the previous value stays. Loop thread only. */
 UVMQTT_EXTERN int uvmqtt_client_set_credentials(uvmqtt_client_t *c,
                                                 const char *username,
                                                 const void *password,
                                                 size_t password_len);
+UVMQTT_EXTERN int uvmqtt_client_set_will(uvmqtt_client_t *c, const char *topic,
+                                         const void *payload, size_t len,
+                                         int qos, bool retain);
+UVMQTT_EXTERN int uvmqtt_client_set_will_props(uvmqtt_client_t *c,
+                                               const uvmqtt_props_t *props);
+UVMQTT_EXTERN int uvmqtt_client_set_keepalive(uvmqtt_client_t *c,
+                                              unsigned seconds);
+UVMQTT_EXTERN int uvmqtt_client_set_connect_props(uvmqtt_client_t *c,
+                                                  const uvmqtt_props_t *p);
+UVMQTT_EXTERN int uvmqtt_client_set_auth(uvmqtt_client_t *c,
+                                         const char *method, const void *data,
+                                         size_t len);
+/* Extra WebSocket handshake header lines ("Name: value"); the path is
+ * unchanged. UVMQTT_ENOTSUP without WebSocket support. */
+UVMQTT_EXTERN int uvmqtt_client_set_ws_headers(uvmqtt_client_t *c,
+                                               const char *const *headers,
+                                               size_t header_count);
 
 /* Starts connecting to host:port over plain TCP (or TLS when the options
  * say use_for_tcp); port 0 means 1883 (8883 with TLS). Returns at once;

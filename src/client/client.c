@@ -84,9 +84,9 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     uvmqtt__free(c);
     return rc;
   }
-  /* Hooks that only ever fire with TLS or enhanced authentication keep
-   * their state there: allocated now, as their setters cannot fail. */
-  if ((CX(c)->tls || CX(c)->auth_method) && !uvmqtt__client_rare(c)) {
+  /* The state of TLS and the v5 hooks (redirect, auth) lives there:
+   * allocated now, as the hook setters cannot fail. */
+  if ((CX(c)->tls || c->o.version == UVMQTT_V5) && !uvmqtt__client_rare(c)) {
     uvmqtt__copts_free(&c->o);
     uvmqtt__free(c);
     return UVMQTT_ENOMEM;
@@ -240,43 +240,35 @@ void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
                           : max_level > INT8_MAX ? INT8_MAX
                                                  : max_level);
 }
-/* For the hooks kept in the rare block: 1 when the caller may store into
- * c->rare, 0 when there is nothing to do (clearing a hook never set), or
- * an error. */
-static int hook_block(uvmqtt_client_t *c, bool setting) {
+int uvmqtt_client_on_pre_connect(uvmqtt_client_t *c, uvmqtt_pre_connect_cb cb,
+                                 void *arg) {
   if (!c)
     return UVMQTT_EINVAL;
-  if (!setting && !c->rare)
-    return 0;
-  return uvmqtt__client_rare(c) ? 1 : UVMQTT_ENOMEM;
-}
-
-int uvmqtt_client_on_reconnect(uvmqtt_client_t *c, uvmqtt_reconnect_cb cb,
-                               void *arg) {
-  int rc = hook_block(c, cb != NULL);
-  if (rc <= 0)
-    return rc;
-  c->rare->reconnect_cb = cb;
-  c->rare->reconnect_arg = arg;
+  c->pre_connect_cb = cb;
+  c->pre_connect_arg = arg;
   return 0;
 }
 
-/* Without enhanced authentication configured (then there is no rare
- * block) the callback could never fire: there is nothing to keep. */
-void uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb, void *arg) {
+/* The redirect and auth hooks can fire only with MQTT 5; a v5 client has
+ * its rare block from creation, so storing them cannot fail. */
+int uvmqtt_client_on_auth(uvmqtt_client_t *c, uvmqtt_auth_cb cb, void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
   if (c->rare) {
     c->rare->auth_cb = cb;
     c->rare->auth_arg = arg;
   }
+  return 0;
 }
 
 int uvmqtt_client_on_redirect(uvmqtt_client_t *c, uvmqtt_redirect_cb cb,
                               void *arg) {
-  int rc = hook_block(c, cb != NULL);
-  if (rc <= 0)
-    return rc;
-  c->rare->redirect_cb = cb;
-  c->rare->redirect_arg = arg;
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (c->rare) {
+    c->rare->redirect_cb = cb;
+    c->rare->redirect_arg = arg;
+  }
   return 0;
 }
 

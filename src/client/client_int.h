@@ -112,16 +112,17 @@ struct uvmqtt_options_s {
 #define CX(c) OX(&(c)->o)
 
 /* A subscription the client holds (subs.c): pending while `owner`, the
- * request that will settle it, is set; active otherwise. Allocated as
- * offsetof(sub_t, filter) + len. */
+ * request that will settle it, is set; active otherwise. `options` keeps
+ * the SUBSCRIBE options in bits 0-5 and, once active, the granted QoS in
+ * the reserved bits 6-7. Allocated as offsetof(sub_t, filter) + len. */
 typedef struct sub_s {
   struct sub_s *next;
   struct sop_s *owner;
   uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
-  uint8_t granted; /* the SUBACK code, once active */
   char filter[];
 } sub_t;
+#define SUB_GRANTED_SHIFT 6
 
 /* A subscribe / unsubscribe request of the application or the client
  * (re-subscribing), queued until answered: sent when connected, sent again
@@ -142,12 +143,6 @@ typedef struct sop_s {
   bool sent; /* on this connection */
   uvmqtt_subscription_t v[];
 } sop_t;
-
-/* The client's subscriptions and requests, allocated with the first. */
-typedef struct {
-  sub_t *list;
-  sop_t *ops; /* in submission order */
-} subs_t;
 
 /* Route values live in a list too: the router does not free them. */
 typedef struct route_s {
@@ -192,10 +187,9 @@ typedef struct {
 } attempt_t;
 
 /* What few clients use, allocated on first use: an SRV domain, v5 request
- * / response, redirects, the reconnect and redirect hooks, and the state
- * kept for clients created with
- * enhanced authentication or TLS (allocated with the client, so the
- * setters that cannot fail have somewhere to write). */
+ * / response, redirects, the TLS state, and the redirect and auth hooks
+ * (allocated with every v5 client, the only ones where these hooks can
+ * fire, so that their setters cannot fail). */
 typedef struct {
   char *srv_domain;
   char *redirect_ref; /* Server Reference of a pending redirect */
@@ -203,8 +197,6 @@ typedef struct {
   uv_timer_t *req_timer;
   uvmqtt_auth_cb auth_cb;
   void *auth_arg;
-  uvmqtt_reconnect_cb reconnect_cb;
-  void *reconnect_arg;
   uvmqtt_redirect_cb redirect_cb;
   void *redirect_arg;
   const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
@@ -232,10 +224,13 @@ struct uvmqtt_client_s {
   uvmqtt_log_cb log_cb;
   void *log_arg;
   uvmqtt_close_cb close_cb;
+  uvmqtt_pre_connect_cb pre_connect_cb;
+  void *pre_connect_arg;
 
   uvmqtt_session_t *session;
   routing_t *rt;
-  subs_t *subs;
+  sub_t *subs;    /* the subscriptions held (subs.c) */
+  sop_t *sub_ops; /* requests not yet answered, in submission order */
   char *client_id; /* effective id; initially in the client's own block */
 
   uvmqtt_stream_t *stream; /* top of the stack once open */

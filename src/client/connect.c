@@ -551,13 +551,17 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
 }
 
 void uvmqtt__client_start_attempt(uvmqtt_client_t *c) {
-  if (c->rare && c->rare->reconnect_cb && c->attempt > 0 &&
-      c->rare->reconnect_cb(c, c->attempt, c->rare->reconnect_arg) != 0) {
+  /* The application's last word on this attempt's CONNECT: it may change
+   * credentials, will, keepalive, properties and WebSocket headers. */
+  if (c->pre_connect_cb &&
+      c->pre_connect_cb(c, c->attempt, c->pre_connect_arg) != 0 &&
+      c->state == C_WAIT) {
     c->state = C_IDLE;
+    uvmqtt__client_timer_stop(c);
     return;
   }
-  if (c->state == C_CLOSING || c->state == C_IDLE)
-    return;
+  if (c->state != C_WAIT || c->close_requested)
+    return; /* the hook disconnected or closed the client */
   if (!c->at && !(c->at = uvmqtt__calloc(1, sizeof(*c->at)))) {
     uvmqtt__client_attempt_failed(c, UVMQTT_ENOMEM);
     return;

@@ -190,11 +190,19 @@ int uvmqtt_options_set_session_expiry(uvmqtt_options_t *o, uint32_t s) {
   return 0;
 }
 
-int uvmqtt_options_set_keepalive(uvmqtt_options_t *o, unsigned seconds) {
-  if (!o || seconds > 65535)
+static int k_set_keepalive(copts_t *k, unsigned seconds) {
+  if (seconds > 65535)
     return UVMQTT_EINVAL;
-  o->k.keepalive = seconds;
+  k->keepalive = seconds;
   return 0;
+}
+
+int uvmqtt_options_set_keepalive(uvmqtt_options_t *o, unsigned seconds) {
+  return o ? k_set_keepalive(&o->k, seconds) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_client_set_keepalive(uvmqtt_client_t *c, unsigned seconds) {
+  return c ? k_set_keepalive(&c->o, seconds) : UVMQTT_EINVAL;
 }
 
 int uvmqtt__copts_set_credentials(copts_t *k, const char *username,
@@ -221,12 +229,11 @@ int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
   return uvmqtt__copts_set_credentials(&o->k, username, password, password_len);
 }
 
-int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
-                            const void *payload, size_t len, int qos,
-                            bool retain) {
-  if (!o || qos < 0 || qos > 2 || len > 65535 || (len && !payload))
+static int k_set_will(copts_t *k, const char *topic, const void *payload,
+                      size_t len, int qos, bool retain) {
+  if (qos < 0 || qos > 2 || len > 65535 || (len && !payload))
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(&o->k);
+  opt_ext_t *x = ext_get(k);
   if (!x)
     return UVMQTT_ENOMEM;
   if (topic && uvmqtt_topic_validate(topic, strlen(topic)) != 0)
@@ -240,26 +247,54 @@ int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
   return rc;
 }
 
-int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
-                                  const uvmqtt_props_t *props) {
-  if (!o)
-    return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(&o->k);
+int uvmqtt_options_set_will(uvmqtt_options_t *o, const char *topic,
+                            const void *payload, size_t len, int qos,
+                            bool retain) {
+  return o ? k_set_will(&o->k, topic, payload, len, qos, retain)
+           : UVMQTT_EINVAL;
+}
+
+int uvmqtt_client_set_will(uvmqtt_client_t *c, const char *topic,
+                           const void *payload, size_t len, int qos,
+                           bool retain) {
+  return c ? k_set_will(&c->o, topic, payload, len, qos, retain)
+           : UVMQTT_EINVAL;
+}
+
+static int k_set_will_props(copts_t *k, const uvmqtt_props_t *props) {
+  opt_ext_t *x = ext_get(k);
   if (!x)
     return UVMQTT_ENOMEM;
   int rc = uvmqtt__props_utf8_ok(props);
   return rc < 0 ? rc : set_props(&x->will_props, props);
 }
 
-int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
-                                     const uvmqtt_props_t *p) {
-  if (!o)
-    return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(&o->k);
+int uvmqtt_options_set_will_props(uvmqtt_options_t *o,
+                                  const uvmqtt_props_t *props) {
+  return o ? k_set_will_props(&o->k, props) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_client_set_will_props(uvmqtt_client_t *c,
+                                 const uvmqtt_props_t *props) {
+  return c ? k_set_will_props(&c->o, props) : UVMQTT_EINVAL;
+}
+
+static int k_set_connect_props(copts_t *k, const uvmqtt_props_t *p) {
+  opt_ext_t *x = ext_get(k);
   if (!x)
     return UVMQTT_ENOMEM;
   int rc = uvmqtt__props_utf8_ok(p);
   return rc < 0 ? rc : set_props(&x->connect_props, p);
+}
+
+int uvmqtt_options_set_connect_props(uvmqtt_options_t *o,
+                                     const uvmqtt_props_t *p) {
+  return o ? k_set_connect_props(&o->k, p) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_client_set_connect_props(uvmqtt_client_t *c,
+                                    const uvmqtt_props_t *p) {
+  return c ? k_set_connect_props(&c->o, p) : UVMQTT_EINVAL;
 }
 
 int uvmqtt_options_set_max_inflight(uvmqtt_options_t *o, unsigned n) {
@@ -352,14 +387,16 @@ int uvmqtt_options_set_tls(uvmqtt_options_t *o, const uvmqtt_tls_config_t *cfg,
   return 0;
 }
 
-int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
-                          const char *const *headers, size_t header_count) {
-  if (!o || (header_count && !headers))
+/* `set_path` false keeps the path (the client's header setter). */
+static int k_set_ws(copts_t *k, bool set_path, const char *path,
+                    const char *const *headers, size_t header_count) {
+  if (header_count && !headers)
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(&o->k);
+  opt_ext_t *x = ext_get(k);
   if (!x)
     return UVMQTT_ENOMEM;
 #if !UVMQTT_HAVE_WS
+  (void)set_path;
   (void)path;
   return UVMQTT_ENOTSUP;
 #else
@@ -378,7 +415,7 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
       }
     }
   }
-  int rc = set_str(&x->ws_path, path);
+  int rc = set_path ? set_str(&x->ws_path, path) : 0;
   if (rc < 0) {
     for (size_t j = 0; j < header_count; j++)
       uvmqtt__free(h[j]);
@@ -392,6 +429,17 @@ int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
   x->ws_header_count = header_count;
   return 0;
 #endif
+}
+
+int uvmqtt_options_set_ws(uvmqtt_options_t *o, const char *path,
+                          const char *const *headers, size_t header_count) {
+  return o ? k_set_ws(&o->k, true, path, headers, header_count) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_client_set_ws_headers(uvmqtt_client_t *c, const char *const *headers,
+                                 size_t header_count) {
+  return c ? k_set_ws(&c->o, false, NULL, headers, header_count)
+           : UVMQTT_EINVAL;
 }
 
 int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o, const char *servers) {
@@ -449,11 +497,11 @@ int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o, bool on) {
   return 0;
 }
 
-int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
-                            const void *data, size_t len) {
-  if (!o || (method && strlen(method) > 65535) || len > 65535 || (len && !data))
+static int k_set_auth(copts_t *k, const char *method, const void *data,
+                      size_t len) {
+  if ((method && strlen(method) > 65535) || len > 65535 || (len && !data))
     return UVMQTT_EINVAL;
-  opt_ext_t *x = ext_get(&o->k);
+  opt_ext_t *x = ext_get(k);
   if (!x)
     return UVMQTT_ENOMEM;
   if (str_utf8_ok(method))
@@ -462,6 +510,16 @@ int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
   if (rc == 0)
     rc = set_bin(&x->auth_data, &x->auth_data_len, method ? data : NULL, len);
   return rc;
+}
+
+int uvmqtt_options_set_auth(uvmqtt_options_t *o, const char *method,
+                            const void *data, size_t len) {
+  return o ? k_set_auth(&o->k, method, data, len) : UVMQTT_EINVAL;
+}
+
+int uvmqtt_client_set_auth(uvmqtt_client_t *c, const char *method,
+                           const void *data, size_t len) {
+  return c ? k_set_auth(&c->o, method, data, len) : UVMQTT_EINVAL;
 }
 
 int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o, bool on) {

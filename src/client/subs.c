@@ -10,21 +10,15 @@
 #include "client/client_int.h"
 #include "props.h"
 
-static subs_t *subs_block(uvmqtt_client_t *c) {
-  if (!c->subs)
-    c->subs = uvmqtt__calloc(1, sizeof(*c->subs));
-  return c->subs;
-}
-
 static sub_t *find_sub(const uvmqtt_client_t *c, const char *f, size_t len) {
-  for (sub_t *s = c->subs ? c->subs->list : NULL; s; s = s->next)
+  for (sub_t *s = c->subs; s; s = s->next)
     if (s->len == len && memcmp(s->filter, f, len) == 0)
       return s;
   return NULL;
 }
 
 static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
-  for (sub_t **pp = &c->subs->list, *s; (s = *pp); pp = &s->next) {
+  for (sub_t **pp = &c->subs, *s; (s = *pp); pp = &s->next) {
     if (s->len == len && memcmp(s->filter, f, len) == 0) {
       *pp = s->next;
       uvmqtt__free(s);
@@ -43,12 +37,11 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
         return UVMQTT_ENOMEM;
       s->len = (uint16_t)f->len;
       memcpy(s->filter, f->data, f->len);
-      s->next = c->subs->list;
-      c->subs->list = s;
+      s->next = c->subs;
+      c->subs = s;
     }
     s->owner = op;
     s->options = op->v[i].options;
-    s->granted = 0;
   }
   return 0;
 }
@@ -98,7 +91,7 @@ static void sop_free(sop_t *op) {
 }
 
 static void unlink_op(uvmqtt_client_t *c, sop_t *op) {
-  for (sop_t **pp = &c->subs->ops; *pp; pp = &(*pp)->next) {
+  for (sop_t **pp = &c->sub_ops; *pp; pp = &(*pp)->next) {
     if (*pp == op) {
       *pp = op->next;
       return;
@@ -107,7 +100,7 @@ static void unlink_op(uvmqtt_client_t *c, sop_t *op) {
 }
 
 static void append_op(uvmqtt_client_t *c, sop_t *op) {
-  sop_t **pp = &c->subs->ops;
+  sop_t **pp = &c->sub_ops;
   while (*pp)
     pp = &(*pp)->next;
   op->next = NULL;
@@ -158,7 +151,7 @@ static bool wait_ready(const uvmqtt_client_t *c, sop_t *op) {
     const sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
     if (s && s->owner)
       return false;
-    op->codes[i] = s ? s->granted : 0x80;
+    op->codes[i] = s ? (uint8_t)(s->options >> SUB_GRANTED_SHIFT) : 0x80;
   }
   return true;
 }
@@ -167,9 +160,9 @@ static bool wait_ready(const uvmqtt_client_t *c, sop_t *op) {
  * requests: the scan starts again after each. */
 static void run_waiters(uvmqtt_client_t *c) {
   bool again = true;
-  while (again && c->subs) {
+  while (again) {
     again = false;
-    for (sop_t *op = c->subs->ops; op; op = op->next) {
+    for (sop_t *op = c->sub_ops; op; op = op->next) {
       if (op->kind == SOP_WAIT && wait_ready(c, op)) {
         unlink_op(c, op);
         fire(c, op, 0, 0, op->codes, op->count, NULL);
@@ -198,7 +191,7 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
         continue; /* replaced or unsubscribed since */
       if (status == 0 && i < count && codes[i] < 0x80) {
         s->owner = NULL;
-        s->granted = codes[i];
+        s->options |= (uint8_t)((codes[i] & 3) << SUB_GRANTED_SHIFT);
       } else {
         forget_sub(c, s->filter, s->len);
       }
@@ -211,13 +204,11 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
 }
 
 void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
-  if (!c->subs)
-    return;
   if (!session_present) {
     /* The broker forgot the active subscriptions: re-subscribe each once,
      * many filters per SUBSCRIBE, ahead of the queued requests. */
     size_t n = 0;
-    for (sub_t **pp = &c->subs->list, *s; (s = *pp);) {
+    for (sub_t **pp = &c->subs, *s; (s = *pp);) {
       if (!s->owner && !c->o.resubscribe) {
         *pp = s->next;
         uvmqtt__free(s);
@@ -226,8 +217,8 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       n += !s->owner;
       pp = &s->next;
     }
-    sop_t **at = &c->subs->ops;
-    for (sub_t *s = c->subs->list; n > 0;) {
+    sop_t **at = &c->sub_ops;
+    for (sub_t *s = c->subs; n > 0;) {
       size_t take = n > 64 ? 64 : n;
       uvmqtt_subscription_t v[64];
       size_t k = 0;
@@ -236,7 +227,7 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
           continue;
         v[k].filter.data = s->filter;
         v[k].filter.len = s->len;
-        v[k].options = s->options;
+        v[k].options = s->options & 0x3F;
         k++;
       }
       sop_t *op = sop_new(SOP_SUB, v, NULL, k);
@@ -253,7 +244,7 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       n -= k;
     }
   }
-  for (sop_t *op = c->subs->ops, *next; op; op = next) {
+  for (sop_t *op = c->sub_ops, *next; op; op = next) {
     next = op->next;
     if (op->kind == SOP_WAIT || op->sent)
       continue;
@@ -271,29 +262,25 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
 }
 
 void uvmqtt__subs_cancel_all(uvmqtt_client_t *c) {
-  while (c->subs && c->subs->ops) {
-    sop_t *op = c->subs->ops;
-    c->subs->ops = op->next;
+  while (c->sub_ops) {
+    sop_t *op = c->sub_ops;
+    c->sub_ops = op->next;
     fire(c, op, UVMQTT_ECLOSED, 0, NULL, 0, NULL);
     sop_free(op);
   }
 }
 
 void uvmqtt__subs_free(uvmqtt_client_t *c) {
-  if (!c->subs)
-    return;
-  while (c->subs->list) {
-    sub_t *s = c->subs->list;
-    c->subs->list = s->next;
+  while (c->subs) {
+    sub_t *s = c->subs;
+    c->subs = s->next;
     uvmqtt__free(s);
   }
-  while (c->subs->ops) {
-    sop_t *op = c->subs->ops;
-    c->subs->ops = op->next;
+  while (c->sub_ops) {
+    sop_t *op = c->sub_ops;
+    c->sub_ops = op->next;
     sop_free(op);
   }
-  uvmqtt__free(c->subs);
-  c->subs = NULL;
 }
 
 /* Queues a request: sent at once when connected (its packet id is
@@ -338,7 +325,7 @@ static bool all_held(const uvmqtt_client_t *c,
                      const uvmqtt_subscription_t *subs, size_t count) {
   for (size_t i = 0; i < count; i++) {
     const sub_t *s = find_sub(c, subs[i].filter.data, subs[i].filter.len);
-    if (!s || s->options != subs[i].options)
+    if (!s || (s->options & 0x3F) != subs[i].options)
       return false;
   }
   return true;
@@ -374,8 +361,6 @@ int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,
     if (rc < 0)
       return rc;
   }
-  if (!subs_block(c))
-    return UVMQTT_ENOMEM;
   bool same = !props && all_held(c, subs, count);
   sop_t *op = sop_new(same ? SOP_WAIT : SOP_SUB, subs, NULL, count);
   if (!op)
@@ -422,8 +407,6 @@ int uvmqtt_unsubscribe_many(uvmqtt_client_t *c, const char *const *filters,
     if (rc < 0)
       return rc;
   }
-  if (!subs_block(c))
-    return UVMQTT_ENOMEM;
   sop_t *op = sop_new(SOP_UNSUB, NULL, filters, count);
   if (!op)
     return UVMQTT_ENOMEM;

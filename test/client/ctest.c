@@ -86,9 +86,12 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   }
 }
 
-static int on_reconnect(uvmqtt_client_t *c, unsigned attempt, void *arg) {
+/* Counts reconnect attempts (the pre-connect hook after a failure). */
+static int on_pre_connect(uvmqtt_client_t *c, unsigned attempt, void *arg) {
   ct_client_t *t = arg;
   (void)c;
+  if (attempt == 0)
+    return 0;
   t->reconnect_calls++;
   t->last_attempt = attempt;
   return 0;
@@ -111,7 +114,7 @@ void ct_client_init(ct_client_t *t, uv_loop_t *loop, const uvmqtt_options_t *o,
   uvmqtt_client_on_connect(t->c, on_connect, t);
   uvmqtt_client_on_disconnect(t->c, on_disconnect, t);
   uvmqtt_client_on_message(t->c, on_message, t);
-  uvmqtt_client_on_reconnect(t->c, on_reconnect, t);
+  uvmqtt_client_on_pre_connect(t->c, on_pre_connect, t);
   if (t->verbose)
     uvmqtt_client_on_log(t->c, on_log, t, UVMQTT_LOG_DEBUG);
 }

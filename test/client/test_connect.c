@@ -346,11 +346,59 @@ static void connect_from_disconnect_cb(void **state) {
   ct_client_free(&t);
 }
 
+/* The pre-connect hook runs before every attempt and changes what the
+ * next CONNECT carries (the broker's log shows keepalive and username). */
+static int pre_calls;
+
+static int pre_connect(uvmqtt_client_t *c, unsigned attempt, void *arg) {
+  char user[8];
+  (void)attempt;
+  (void)arg;
+  pre_calls++;
+  snprintf(user, sizeof(user), "u%d", pre_calls > 1 ? 2 : 1);
+  assert_int_equal(uvmqtt_client_set_credentials(c, user, "pw", 2), 0);
+  assert_int_equal(uvmqtt_client_set_keepalive(c, pre_calls > 1 ? 44 : 33), 0);
+  assert_int_equal(
+      uvmqtt_client_set_will(c, "pre/will", user, strlen(user), 1, false), 0);
+  return 0;
+}
+
+static void pre_connect_hook(void **state) {
+  uv_loop_t loop;
+  ct_client_t t;
+  (void)state;
+  tu_broker_t *b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V5, "pre-hook", true);
+  ct_client_init(&t, &loop, o, "pre");
+  uvmqtt_options_del(o);
+  assert_int_equal(uvmqtt_client_on_pre_connect(NULL, pre_connect, NULL),
+                   UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_on_pre_connect(t.c, pre_connect, NULL), 0);
+  ct_connect(&t, b->port);
+  ct_wait_connected(&t, 1);
+  assert_int_equal(pre_calls, 1);
+  assert_true(tu_broker_log_contains(b, "as pre-hook (p5, c1, k33, u'u1')"));
+  tu_broker_stop(b);
+  assert_int_equal(tu_broker_restart(b), 0);
+  ct_wait_connected(&t, 2);
+  assert_true(pre_calls >= 2);
+  assert_true(tu_broker_log_contains(b, "as pre-hook (p5, c1, k44, u'u2')"));
+  ct_close(&t);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&t);
+}
+
 static const struct CMUnitTest tests[] = {
-    CT_TEST(reconnect_backoff),           CT_TEST(bad_credentials_v311),
-    CT_TEST(bad_credentials_v5),          CT_TEST(uri_invalid),
-    CT_TEST(uri_list_failover),           CT_TEST(client_id_rules),
-    CT_TEST(disconnect_while_connecting), CT_TEST(connect_from_disconnect_cb),
+    CT_TEST(reconnect_backoff),
+    CT_TEST(bad_credentials_v311),
+    CT_TEST(bad_credentials_v5),
+    CT_TEST(uri_invalid),
+    CT_TEST(uri_list_failover),
+    CT_TEST(client_id_rules),
+    CT_TEST(disconnect_while_connecting),
+    CT_TEST(connect_from_disconnect_cb),
+    CT_TEST(pre_connect_hook),
 };
 
 CT_MAIN(tests)

@@ -250,6 +250,34 @@ static void test_enhanced_auth_and_reauth(void **state) {
   rec_finish(&r, &b, NULL);
 }
 
+/* The auth hook works without a method at creation: the pre-connect hook
+ * sets it with uvmqtt_client_set_auth. */
+static int set_auth_before_connect(uvmqtt_client_t *c, unsigned attempt,
+                                   void *arg) {
+  (void)attempt;
+  (void)arg;
+  assert_int_equal(uvmqtt_client_set_auth(c, "X-TEST", "first", 5), 0);
+  return 0;
+}
+
+static void test_auth_method_set_in_pre_connect(void **state) {
+  (void)state;
+  rec_t r;
+  sbroker_t b;
+  auth_script_t s;
+  memset(&s, 0, sizeof(s));
+  rec_init(&r, v5_opts());
+  assert_int_equal(
+      uvmqtt_client_on_pre_connect(r.c, set_auth_before_connect, NULL), 0);
+  assert_int_equal(sb_start(&b, &r.loop, auth_broker, &s), 0);
+  connect_to(&r, b.port);
+  assert_int_equal(tu_run_until(&r.loop, &r.connected, WAIT_MS), 0);
+  assert_string_equal(s.method, "X-TEST");
+  assert_int_equal(r.auth_calls, 1);
+  assert_string_equal(s.second, "second");
+  rec_finish(&r, &b, NULL);
+}
+
 static void test_auth_failure_not_retried(void **state) {
   (void)state;
   rec_t r;
@@ -1037,6 +1065,7 @@ int main(void) {
       cmocka_unit_test(test_outgoing_topic_alias_lru),
       cmocka_unit_test(test_server_receive_maximum_caps_window),
       cmocka_unit_test(test_puback_reason_and_props),
+      cmocka_unit_test(test_auth_method_set_in_pre_connect),
       cmocka_unit_test(test_server_maximum_packet_size),
       cmocka_unit_test(test_server_maximum_qos),
       cmocka_unit_test(test_local_validation),
