@@ -69,6 +69,54 @@ typedef struct {
   const uvmqtt_props_t *props; /* v5 properties; NULL for 3.x */
 } uvmqtt_message_t;
 
+/* Keeps a message past its callback: copies `src` (topic, payload and v5
+ * properties, deep) into ONE allocation; *dst's topic is NUL-terminated
+ * (topic_len excludes the NUL). A decoded set keeps its first
+ * Subscription Identifier only. Free it with uvmqtt_message_free(). Errors:
+ * UVMQTT_EINVAL (NULL dst or src, NULL topic or payload with a length),
+ * UVMQTT_ENOMEM. Any thread (it touches no client). */
+UVMQTT_EXTERN int uvmqtt_message_copy(uvmqtt_message_t **dst,
+                                      const uvmqtt_message_t *src);
+/* Frees a copy made by uvmqtt_message_copy(); NULL is a no-op. */
+UVMQTT_EXTERN void uvmqtt_message_free(uvmqtt_message_t *m);
+
+/* ---- v5 property builder ---------------------------------------------------
+ * uvmqtt_props_new() makes an empty property set that owns its values; the
+ * setters copy and validate them and set the present bits. The set is an
+ * ordinary uvmqtt_props_t: pass it wherever properties are taken
+ * (uvmqtt_publish_opts_t.props, uvmqtt_subscribe_many, the connect and will
+ * props setters, uvmqtt_client_disconnect_ex), which copy what they keep.
+ * Free it with uvmqtt_props_free() (only sets made by uvmqtt_props_new).
+ * A setter called twice replaces the value; uvmqtt_props_add_user appends.
+ * Errors: UVMQTT_EINVAL (NULL set or value, a string over 65535 bytes,
+ * subscription id 0 or above 268435455, topic alias 0), UVMQTT_EUTF8 (not
+ * well-formed UTF-8, or U+0000), UVMQTT_ETOPIC (response topic with
+ * wildcards), UVMQTT_ENOMEM (the set is unchanged). No thread affinity:
+ * a set is used by one thread at a time. */
+UVMQTT_EXTERN int uvmqtt_props_new(uvmqtt_props_t **out);
+UVMQTT_EXTERN void uvmqtt_props_free(uvmqtt_props_t *p);
+UVMQTT_EXTERN int uvmqtt_props_add_user(uvmqtt_props_t *p, const char *key,
+                                        const char *value);
+UVMQTT_EXTERN int uvmqtt_props_set_content_type(uvmqtt_props_t *p,
+                                                const char *type);
+UVMQTT_EXTERN int uvmqtt_props_set_response_topic(uvmqtt_props_t *p,
+                                                  const char *topic);
+UVMQTT_EXTERN int uvmqtt_props_set_correlation_data(uvmqtt_props_t *p,
+                                                    const void *data,
+                                                    size_t len);
+UVMQTT_EXTERN int uvmqtt_props_set_reason_string(uvmqtt_props_t *p,
+                                                 const char *reason);
+/* Payload Format Indicator: utf8 true says the payload is UTF-8 text. */
+UVMQTT_EXTERN int uvmqtt_props_set_payload_format(uvmqtt_props_t *p, bool utf8);
+UVMQTT_EXTERN int uvmqtt_props_set_message_expiry(uvmqtt_props_t *p,
+                                                  uint32_t seconds);
+UVMQTT_EXTERN int uvmqtt_props_set_session_expiry(uvmqtt_props_t *p,
+                                                  uint32_t seconds);
+UVMQTT_EXTERN int uvmqtt_props_set_subscription_id(uvmqtt_props_t *p,
+                                                   uint32_t id);
+UVMQTT_EXTERN int uvmqtt_props_set_topic_alias(uvmqtt_props_t *p,
+                                               uint16_t alias);
+
 /* ---- callbacks ----------------------------------------------------------- */
 
 /* Connection attempt finished. status 0: connected, `ack` is the CONNACK.
@@ -389,9 +437,8 @@ UVMQTT_EXTERN int uvmqtt_client_set_keepalive(uvmqtt_client_t *c,
                                               unsigned seconds);
 UVMQTT_EXTERN int uvmqtt_client_set_connect_props(uvmqtt_client_t *c,
                                                   const uvmqtt_props_t *p);
-UVMQTT_EXTERN int uvmqtt_client_set_auth(uvmqtt_client_t *c,
-                                         const char *method, const void *data,
-                                         size_t len);
+UVMQTT_EXTERN int uvmqtt_client_set_auth(uvmqtt_client_t *c, const char *method,
+                                         const void *data, size_t len);
 /* Extra WebSocket handshake header lines ("Name: value"); the path is
  * unchanged. UVMQTT_ENOTSUP without WebSocket support. */
 UVMQTT_EXTERN int uvmqtt_client_set_ws_headers(uvmqtt_client_t *c,

@@ -59,25 +59,34 @@ static void walk(arena_t *a, const uvmqtt_props_t *in, uvmqtt_props_t *o,
   }
 }
 
-int uvmqtt__props_dup(const uvmqtt_props_t *in, uvmqtt_props_t **out) {
+size_t uvmqtt__props_size(const uvmqtt_props_t *in) {
   arena_t a = {NULL, 0};
   uvmqtt_props_t tmp = *in;
   walk(&a, in, &tmp, NULL);
+  /* The strings follow the set and its user_props array. */
+  return sizeof(uvmqtt_props_t) +
+         in->user_prop_count * sizeof(uvmqtt_user_prop_t) + a.size;
+}
+
+uvmqtt_props_t *uvmqtt__props_copy_into(const uvmqtt_props_t *in, void *mem) {
   size_t head =
       sizeof(uvmqtt_props_t) + in->user_prop_count * sizeof(uvmqtt_user_prop_t);
-  uint8_t *mem = uvmqtt__malloc(head + a.size);
-  if (!mem)
-    return UVMQTT_ENOMEM;
-  uvmqtt_props_t *o = (uvmqtt_props_t *)mem;
+  uvmqtt_props_t *o = mem;
   *o = *in;
   uvmqtt_user_prop_t *ups = (uvmqtt_user_prop_t *)(o + 1);
-  a.p = mem + head;
-  a.size = 0;
+  arena_t a = {(uint8_t *)mem + head, 0};
   walk(&a, in, o, ups);
   o->user_props = in->user_prop_count ? ups : NULL;
   o->raw = NULL;
   o->raw_len = 0;
   o->sub_id_count = 0;
-  *out = o;
+  return o;
+}
+
+int uvmqtt__props_dup(const uvmqtt_props_t *in, uvmqtt_props_t **out) {
+  void *mem = uvmqtt__malloc(uvmqtt__props_size(in));
+  if (!mem)
+    return UVMQTT_ENOMEM;
+  *out = uvmqtt__props_copy_into(in, mem);
   return 0;
 }

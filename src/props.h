@@ -9,5 +9,10 @@
  * data and user_props array live inside it; free it with uvmqtt__free().
  * Returns 0 or UVMQTT_ENOMEM. */
 int uvmqtt__props_dup(const uvmqtt_props_t *in, uvmqtt_props_t **out);
+/* The same in two steps, for a copy inside a larger allocation: the bytes
+ * it takes, then the copy into `mem` (8-byte aligned, that many bytes),
+ * which returns the set (== mem). */
+size_t uvmqtt__props_size(const uvmqtt_props_t *in);
+uvmqtt_props_t *uvmqtt__props_copy_into(const uvmqtt_props_t *in, void *mem);
 
 #endif

@@ -352,6 +352,80 @@ static void test_request_response(void **state) {
   peer_close(&requester);
 }
 
+/* The property builder's set goes out on a PUBLISH; the receiver keeps
+ * the message with uvmqtt_message_copy past its callback. */
+static uvmqtt_message_t *kept;
+
+static void keep_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                         void *arg) {
+  peer_t *p = arg;
+  (void)c;
+  if (!kept)
+    assert_int_equal(uvmqtt_message_copy(&kept, m), 0);
+  p->messages++;
+}
+
+static void test_props_builder_and_message_copy(void **state) {
+  (void)state;
+  peer_t sub, pub;
+  uvmqtt_props_t *props;
+  assert_int_equal(uvmqtt_props_new(&props), 0);
+  assert_int_equal(uvmqtt_props_add_user(props, "k1", "v1"), 0);
+  assert_int_equal(uvmqtt_props_add_user(props, "k2", "v2"), 0);
+  assert_int_equal(uvmqtt_props_set_content_type(props, "text/plain"), 0);
+  assert_int_equal(uvmqtt_props_set_response_topic(props, "v5/reply"), 0);
+  assert_int_equal(uvmqtt_props_set_response_topic(props, "v5/#"),
+                   UVMQTT_ETOPIC);
+  assert_int_equal(uvmqtt_props_set_correlation_data(props, "\x01\x02", 2), 0);
+  assert_int_equal(uvmqtt_props_set_payload_format(props, true), 0);
+  assert_int_equal(uvmqtt_props_set_content_type(props, "bad\xff"),
+                   UVMQTT_EUTF8);
+  assert_int_equal(uvmqtt_props_set_subscription_id(props, 0), UVMQTT_EINVAL);
+  peer_new(&sub, "v5-copy-sub", NULL);
+  uvmqtt_client_on_message(sub.c, keep_message, &sub);
+  peer_new(&pub, "v5-copy-pub", NULL);
+  peer_connect(&sub);
+  peer_connect(&pub);
+  assert_int_equal(uvmqtt_subscribe(sub.c, "v5/copy", 1, on_sub, &sub) > 0, 1);
+  assert_int_equal(wait_count(&sub.subacks, 1), 0);
+  uvmqtt_publish_opts_t po;
+  memset(&po, 0, sizeof(po));
+  po.topic = "v5/copy";
+  po.payload = "hello";
+  po.payload_len = 5;
+  po.qos = 1;
+  po.props = props;
+  assert_true(uvmqtt_publish_ex(pub.c, &po, on_pub, &pub) > 0);
+  uvmqtt_props_free(props); /* the publish copied it */
+  assert_int_equal(wait_count(&sub.messages, 1), 0);
+  assert_non_null(kept);
+  assert_string_equal(kept->topic, "v5/copy");
+  assert_int_equal(kept->topic_len, 7);
+  assert_int_equal(kept->payload_len, 5);
+  assert_memory_equal(kept->payload, "hello", 5);
+  assert_int_equal(kept->qos, 1);
+  const uvmqtt_props_t *kp = kept->props;
+  assert_non_null(kp);
+  assert_true(kp->present & UVMQTT_PROP_BIT(UVMQTT_PROP_CONTENT_TYPE));
+  assert_int_equal(kp->content_type.len, 10);
+  assert_memory_equal(kp->content_type.data, "text/plain", 10);
+  assert_memory_equal(kp->response_topic.data, "v5/reply", 8);
+  assert_int_equal(kp->correlation_data.len, 2);
+  assert_memory_equal(kp->correlation_data.data, "\x01\x02", 2);
+  assert_int_equal(kp->payload_format_indicator, 1);
+  size_t pos = 0;
+  uvmqtt_user_prop_t up;
+  assert_int_equal(uvmqtt_props_next_user(kp, &pos, &up), 1);
+  assert_memory_equal(up.key.data, "k1", 2);
+  assert_int_equal(uvmqtt_props_next_user(kp, &pos, &up), 1);
+  assert_memory_equal(up.value.data, "v2", 2);
+  assert_int_equal(uvmqtt_props_next_user(kp, &pos, &up), 0);
+  uvmqtt_message_free(kept);
+  kept = NULL;
+  peer_close(&sub);
+  peer_close(&pub);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_topic_alias_outgoing, setup,
@@ -367,6 +441,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_subscription_identifier, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_request_response, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_props_builder_and_message_copy,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
