@@ -56,8 +56,8 @@ typedef enum {
 } uvmqtt_queue_policy_t;
 
 /* An incoming application message. Everything is valid only during the
- * callback that receives it. */
-typedef struct {
+ * callback that receives it (keep a copy with uvmqtt_message_copy). */
+typedef struct uvmqtt_message_s {
   const char *topic; /* not NUL-terminated */
   size_t topic_len;
   const void *payload;

@@ -1,5 +1,7 @@
-/* One-shot publishing, the thread-safe bridge and the loop thread
- * (include/uvmqtt/helpers.h). Built only on the public client API. */
+/* One-shot publishing and subscribing, the thread-safe bridge and the
+ * loop thread (include/uvmqtt/helpers.h). Built only on the public client
+ * API. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,21 +11,39 @@
 
 /* ---- one-shot publishing ------------------------------------------------ */
 
-typedef struct {
+/* A job: one client, connected once, ended by its own logic or by the
+ * first failure, reported once after the client closed. Publishing jobs
+ * count pending messages; subscribing jobs collect messages (`want` of
+ * them) or hand each to the application until stopped. */
+struct uvmqtt_sub_job_s {
   uvmqtt_client_t *c;
   size_t pending;
   int status;
   bool connected_once;
   bool finishing;
-  bool silent; /* a start error: the caller has its answer already */
+  bool silent;   /* a start error: the caller has its answer already */
+  bool retained; /* subscribing: retained messages count */
   uvmqtt_oneshot_cb cb;
   void *arg;
-} oneshot_t;
+  /* Collecting (uvmqtt_subscribe_simple). */
+  uvmqtt_collect_cb collect_cb;
+  uvmqtt_message_t **msgs;
+  size_t nmsgs, want;
+  /* Handing over (uvmqtt_subscribe_callback). */
+  uvmqtt_message_cb msg_cb;
+};
+typedef struct uvmqtt_sub_job_s oneshot_t;
 
 static void oneshot_closed(uvmqtt_client_t *c) {
   oneshot_t *j = uvmqtt_client_get_data(c);
-  if (!j->silent)
+  if (!j->silent && j->collect_cb)
+    j->collect_cb(j->status, (const uvmqtt_message_t *const *)j->msgs, j->nmsgs,
+                  j->arg);
+  else if (!j->silent && j->cb)
     j->cb(j->status, j->arg);
+  for (size_t i = 0; i < j->nmsgs; i++)
+    uvmqtt_message_free(j->msgs[i]);
+  uvmqtt__free(j->msgs);
   uvmqtt__free(j);
 }
 
@@ -184,6 +204,179 @@ int uvmqtt_publish_single_sync(const uvmqtt_options_t *opts, const char *uri,
   m.qos = qos;
   m.retain = retain;
   return uvmqtt_publish_multiple_sync(opts, uri, &m, 1);
+}
+
+/* ---- one-shot subscribing ----------------------------------------------- */
+
+static void sub_job_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                            void *arg) {
+  oneshot_t *j = arg;
+  if (j->finishing || (m->retain && !j->retained))
+    return;
+  if (j->msg_cb) {
+    j->msg_cb(c, m, j->arg);
+    return;
+  }
+  int rc = uvmqtt_message_copy(&j->msgs[j->nmsgs], m);
+  if (rc < 0) {
+    oneshot_finish(j, rc);
+    return;
+  }
+  if (++j->nmsgs == j->want)
+    oneshot_finish(j, 0);
+}
+
+static void sub_job_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
+                               void *arg) {
+  oneshot_t *j = arg;
+  (void)c;
+  int status = r->status;
+  for (size_t i = 0; status == 0 && i < r->count; i++)
+    if (r->codes[i] >= 0x80)
+      status = UVMQTT_EREJECTED;
+  if (status < 0 && !j->finishing)
+    oneshot_finish(j, status);
+}
+
+/* The common start of both subscribing jobs. */
+static int sub_job_start(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                         const char *uri, const char *const *filters,
+                         size_t nfilters, int qos, bool retained,
+                         oneshot_t *j) {
+  int rc = 0;
+  if (!loop || !uri || !filters || nfilters == 0)
+    rc = UVMQTT_EINVAL;
+  else if (qos < 0 || qos > 2)
+    rc = UVMQTT_EQOS;
+  for (size_t i = 0; rc == 0 && i < nfilters; i++)
+    rc = filters[i] ? uvmqtt_filter_validate(filters[i], strlen(filters[i]))
+                    : UVMQTT_EINVAL;
+  if (rc == 0)
+    rc = uvmqtt_client_new(loop, opts, &j->c);
+  if (rc < 0) {
+    uvmqtt__free(j->msgs);
+    uvmqtt__free(j);
+    return rc;
+  }
+  j->retained = retained;
+  uvmqtt_client_set_data(j->c, j);
+  uvmqtt_client_on_connect(j->c, oneshot_connected, j);
+  uvmqtt_client_on_disconnect(j->c, oneshot_disconnected, j);
+  uvmqtt_client_on_message(j->c, sub_job_message, j);
+  /* Queued until connected; the client re-subscribes after a session
+   * loss by itself. */
+  for (size_t i = 0; rc >= 0 && i < nfilters; i++)
+    rc = uvmqtt_subscribe(j->c, filters[i], qos, sub_job_subscribed, j);
+  if (rc >= 0)
+    rc = uvmqtt_client_connect_uri(j->c, uri);
+  if (rc < 0) {
+    j->silent = true;
+    j->finishing = true;
+    uvmqtt_client_close(j->c, oneshot_closed);
+    return rc;
+  }
+  return 0;
+}
+
+int uvmqtt_subscribe_simple(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                            const char *uri, const char *const *filters,
+                            size_t nfilters, int qos, size_t count,
+                            bool retained, uvmqtt_collect_cb cb, void *arg) {
+  if (!cb || count == 0 || count > SIZE_MAX / sizeof(uvmqtt_message_t *))
+    return UVMQTT_EINVAL;
+  oneshot_t *j = uvmqtt__calloc(1, sizeof(*j));
+  if (!j)
+    return UVMQTT_ENOMEM;
+  if (!(j->msgs = uvmqtt__calloc(count, sizeof(*j->msgs)))) {
+    uvmqtt__free(j);
+    return UVMQTT_ENOMEM;
+  }
+  j->want = count;
+  j->collect_cb = cb;
+  j->arg = arg;
+  return sub_job_start(loop, opts, uri, filters, nfilters, qos, retained, j);
+}
+
+int uvmqtt_subscribe_callback(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                              const char *uri, const char *const *filters,
+                              size_t nfilters, int qos, bool retained,
+                              uvmqtt_message_cb msg_cb,
+                              uvmqtt_oneshot_cb done_cb, void *arg,
+                              uvmqtt_sub_job_t **out) {
+  if (!msg_cb || !done_cb || !out)
+    return UVMQTT_EINVAL;
+  oneshot_t *j = uvmqtt__calloc(1, sizeof(*j));
+  if (!j)
+    return UVMQTT_ENOMEM;
+  j->msg_cb = msg_cb;
+  j->cb = done_cb;
+  j->arg = arg;
+  int rc = sub_job_start(loop, opts, uri, filters, nfilters, qos, retained, j);
+  if (rc == 0)
+    *out = j;
+  return rc;
+}
+
+void uvmqtt_subscribe_callback_stop(uvmqtt_sub_job_t *j) {
+  if (j && !j->finishing)
+    oneshot_finish(j, 0);
+}
+
+typedef struct {
+  int status;
+  bool done;
+  uvmqtt_message_t **msgs;
+  size_t n;
+} collect_result_t;
+
+/* Takes the job's copies: they outlive its client. */
+static void collect_done(int status, const uvmqtt_message_t *const *msgs,
+                         size_t n, void *arg) {
+  collect_result_t *r = arg;
+  r->status = status;
+  r->done = true;
+  if (status < 0 || !(r->msgs = uvmqtt__calloc(n ? n : 1, sizeof(*r->msgs))))
+    return;
+  for (size_t i = 0; i < n; i++)
+    if (uvmqtt_message_copy(&r->msgs[r->n], msgs[i]) == 0)
+      r->n++;
+  if (r->n < n)
+    r->status = UVMQTT_ENOMEM;
+}
+
+int uvmqtt_subscribe_simple_sync(const uvmqtt_options_t *opts, const char *uri,
+                                 const char *const *filters, size_t nfilters,
+                                 int qos, size_t count, bool retained,
+                                 uvmqtt_message_t ***msgs) {
+  uv_loop_t loop;
+  collect_result_t r;
+  memset(&r, 0, sizeof(r));
+  if (!msgs || count > INT_MAX)
+    return UVMQTT_EINVAL;
+  *msgs = NULL;
+  int rc = uv_loop_init(&loop);
+  if (rc < 0)
+    return rc;
+  rc = uvmqtt_subscribe_simple(&loop, opts, uri, filters, nfilters, qos, count,
+                               retained, collect_done, &r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  if (rc == 0)
+    rc = r.done ? r.status : UVMQTT_ESTATE;
+  if (rc < 0) {
+    uvmqtt_messages_free(r.msgs, r.n);
+    return rc;
+  }
+  *msgs = r.msgs;
+  return (int)r.n;
+}
+
+void uvmqtt_messages_free(uvmqtt_message_t **msgs, size_t n) {
+  if (!msgs)
+    return;
+  for (size_t i = 0; i < n; i++)
+    uvmqtt_message_free(msgs[i]);
+  uvmqtt__free(msgs);
 }
 
 /* ---- the thread-safe bridge ---------------------------------------------- */

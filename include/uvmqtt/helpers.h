@@ -1,9 +1,13 @@
-/* uvmqtt helpers: one-shot publishing and calling in from other threads.
+/* uvmqtt helpers: one-shot publishing and subscribing, and calling in from
+ * other threads.
  *
  * - One-shot publishing (Paho's publish.single / publish.multiple): connect,
  *   publish, wait until every message is complete at its QoS, disconnect,
  *   close, report once. An asynchronous form runs on the caller's loop; a
  *   blocking form runs a private loop for programs that do not run libuv.
+ * - One-shot subscribing (Paho's subscribe.simple / subscribe.callback):
+ *   connect, subscribe, collect N messages (or hand each to a callback
+ *   until stopped), disconnect, close, report once.
  * - The thread-safe bridge: uvmqtt_client_publish_threadsafe() is the one
  *   function of the library that may be called from any thread.
  * - A loop thread (Paho's loop_start / loop_stop) for programs that have no
@@ -31,6 +35,9 @@ typedef struct uvmqtt_options_s uvmqtt_options_t;
 typedef struct uvmqtt_pub_result_s uvmqtt_pub_result_t;
 typedef void (*uvmqtt_publish_cb)(uvmqtt_client_t *c,
                                   const uvmqtt_pub_result_t *r, void *arg);
+typedef struct uvmqtt_message_s uvmqtt_message_t;
+typedef void (*uvmqtt_message_cb)(uvmqtt_client_t *c,
+                                  const uvmqtt_message_t *msg, void *arg);
 
 /* ---- one-shot publishing ------------------------------------------------ */
 
@@ -96,6 +103,73 @@ UVMQTT_EXTERN int uvmqtt_publish_single_sync(const uvmqtt_options_t *opts,
                                              const char *uri, const char *topic,
                                              const void *payload, size_t len,
                                              int qos, bool retain);
+
+/* ---- one-shot subscribing ----------------------------------------------- */
+
+/* The messages collected by uvmqtt_subscribe_simple, in arrival order:
+ * msgs[0 .. count) are valid during the call only (copy one with
+ * uvmqtt_message_copy to keep it). status 0 when `count` messages arrived,
+ * else the error that ended the job (as uvmqtt_oneshot_cb; also
+ * UVMQTT_EREJECTED when the broker refused a subscription), with the
+ * messages collected until then. Runs on the loop thread, after the job's
+ * client has been closed. */
+typedef void (*uvmqtt_collect_cb)(int status,
+                                  const uvmqtt_message_t *const *msgs,
+                                  size_t count, void *arg);
+
+/* Paho's subscribe.simple: connects to `uri` with a client made from `opts`
+ * (NULL: defaults; copied), subscribes to filters[0 .. nfilters) at `qos`,
+ * collects the first `count` messages (retained ones included when
+ * `retained` is true, else skipped), sends DISCONNECT, closes the client
+ * and calls cb once. Connection failures are handled as by
+ * uvmqtt_publish_multiple: the first attempt decides; after a CONNACK the
+ * client reconnects (and re-subscribes) as it always does.
+ * Returns 0 (cb will fire) or, with nothing started and cb never called:
+ * UVMQTT_EINVAL (NULL loop, uri, filters, a filter or cb; nfilters or
+ * count 0), UVMQTT_EFILTER, UVMQTT_EQOS, UVMQTT_EURI, UVMQTT_ENOTSUP,
+ * UVMQTT_ECLIENTID, UVMQTT_ENOMEM, UVMQTT_ETLS_FILE. Loop thread only. */
+UVMQTT_EXTERN int
+uvmqtt_subscribe_simple(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                        const char *uri, const char *const *filters,
+                        size_t nfilters, int qos, size_t count, bool retained,
+                        uvmqtt_collect_cb cb, void *arg);
+
+/* Blocking form on a private loop (any thread): returns the number of
+ * messages (count, at most INT_MAX) and *msgs, an array the caller frees
+ * with uvmqtt_messages_free(*msgs, n); or a negative error (the job's
+ * status or a start error; *msgs is then NULL). */
+UVMQTT_EXTERN int uvmqtt_subscribe_simple_sync(const uvmqtt_options_t *opts,
+                                               const char *uri,
+                                               const char *const *filters,
+                                               size_t nfilters, int qos,
+                                               size_t count, bool retained,
+                                               uvmqtt_message_t ***msgs);
+/* Frees what uvmqtt_subscribe_simple_sync returned; NULL is a no-op. */
+UVMQTT_EXTERN void uvmqtt_messages_free(uvmqtt_message_t **msgs, size_t n);
+
+/* A running uvmqtt_subscribe_callback job. */
+typedef struct uvmqtt_sub_job_s uvmqtt_sub_job_t;
+
+/* Paho's subscribe.callback: as uvmqtt_subscribe_simple, but every message
+ * goes to msg_cb(client, msg, arg) (the message is a view valid during the
+ * call) until uvmqtt_subscribe_callback_stop(); then the client
+ * disconnects and closes and done_cb(status, arg) fires once: 0 after a
+ * stop, else the error that ended the job (the first connection attempt
+ * failed, a subscription was refused: UVMQTT_EREJECTED, the connection was
+ * lost without reconnect). *out is the job, valid until done_cb has run.
+ * Errors as uvmqtt_subscribe_simple (NULL msg_cb, done_cb or out:
+ * UVMQTT_EINVAL). Loop thread only. */
+UVMQTT_EXTERN int
+uvmqtt_subscribe_callback(uv_loop_t *loop, const uvmqtt_options_t *opts,
+                          const char *uri, const char *const *filters,
+                          size_t nfilters, int qos, bool retained,
+                          uvmqtt_message_cb msg_cb, uvmqtt_oneshot_cb done_cb,
+                          void *arg, uvmqtt_sub_job_t **out);
+/* Stops the job (from any callback too; takes effect after it returns):
+ * no message is handed over afterwards, and done_cb fires with 0 once the
+ * client is closed. A second call, or NULL, is a no-op; calling it after
+ * done_cb ran is not allowed. Loop thread only. */
+UVMQTT_EXTERN void uvmqtt_subscribe_callback_stop(uvmqtt_sub_job_t *job);
 
 /* ---- calling in from other threads --------------------------------------- */
 

@@ -483,6 +483,137 @@ static void case_oneshot(void) {
   CHECK(tu_loop_close(&loop, 5000) == 0, "handles leaked");
 }
 
+/* ---- one-shot subscribing ----------------------------------------------- */
+
+typedef struct {
+  int done, status, calls;
+  size_t count;
+  char topics[4][16];
+  bool retain[4];
+} ss_result_t;
+
+static void ss_collected(int status, const uvmqtt_message_t *const *msgs,
+                         size_t n, void *arg) {
+  ss_result_t *r = arg;
+  r->status = status;
+  r->count = n;
+  for (size_t i = 0; i < n && i < 4; i++) {
+    snprintf(r->topics[i], sizeof(r->topics[i]), "%.*s",
+             (int)msgs[i]->topic_len, msgs[i]->topic);
+    r->retain[i] = msgs[i]->retain;
+  }
+  r->calls++;
+  r->done = 1;
+}
+
+static uvmqtt_sub_job_t *ss_job;
+
+static void ss_each(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
+  ss_result_t *r = arg;
+  (void)c;
+  CHECK(r->count < 4, "message after stop");
+  snprintf(r->topics[r->count], sizeof(r->topics[0]), "%.*s", (int)m->topic_len,
+           m->topic);
+  if (++r->count == 2)
+    uvmqtt_subscribe_callback_stop(ss_job);
+}
+
+static void ss_stopped(int status, void *arg) {
+  ss_result_t *r = arg;
+  r->status = status;
+  r->calls++;
+  r->done = 1;
+}
+
+static void ss_sent(int status, void *arg) {
+  (void)status;
+  (void)arg;
+}
+
+static void case_subscribe(void) {
+  uv_loop_t loop;
+  char uri[64], bad_uri[64];
+  const char *filters[] = {"ss/r/#"}, *live[] = {"ss/live"};
+  ss_result_t r;
+  CHECK(uv_loop_init(&loop) == 0, "loop");
+  snprintf(uri, sizeof(uri), "mqtt://127.0.0.1:%d", broker.port);
+  snprintf(bad_uri, sizeof(bad_uri), "mqtt://127.0.0.1:%d", tu_free_port());
+  CHECK(uvmqtt_publish_single_sync(NULL, uri, "ss/r/1", "a", 1, 1, true) == 0,
+        "retained 1");
+  CHECK(uvmqtt_publish_single_sync(NULL, uri, "ss/r/2", "b", 1, 1, true) == 0,
+        "retained 2");
+
+  /* Async: the two retained messages. */
+  memset(&r, 0, sizeof(r));
+  CHECK(uvmqtt_subscribe_simple(&loop, NULL, uri, filters, 1, 1, 2, true,
+                                ss_collected, &r) == 0,
+        "subscribe_simple");
+  CHECK(tu_run_until(&loop, &r.done, 10000) == 0, "simple finished");
+  CHECK(r.status == 0 && r.count == 2 && r.calls == 1, "simple: %s, %zu",
+        uvmqtt_strerror(r.status), r.count);
+  CHECK(r.retain[0] && r.retain[1], "retained flags");
+  CHECK((!strcmp(r.topics[0], "ss/r/1") && !strcmp(r.topics[1], "ss/r/2")) ||
+            (!strcmp(r.topics[0], "ss/r/2") && !strcmp(r.topics[1], "ss/r/1")),
+        "topics %s %s", r.topics[0], r.topics[1]);
+
+  /* Retained ones skipped: only a live message counts. */
+  memset(&r, 0, sizeof(r));
+  CHECK(uvmqtt_publish_single_sync(NULL, uri, "ss/live", "r", 1, 1, true) == 0,
+        "retained live");
+  CHECK(uvmqtt_subscribe_simple(&loop, NULL, uri, live, 1, 0, 1, false,
+                                ss_collected, &r) == 0,
+        "subscribe_simple live");
+  for (int i = 0; i < 100 && !r.done; i++) {
+    CHECK(uvmqtt_publish_single(&loop, NULL, uri, "ss/live", "x", 1, 0, false,
+                                ss_sent, NULL) == 0,
+          "live publish");
+    tu_run_for(&loop, 50);
+  }
+  CHECK(r.done && r.status == 0 && r.count == 1 && !r.retain[0],
+        "live message");
+
+  /* Blocking form. */
+  uvmqtt_message_t **msgs = NULL;
+  int n =
+      uvmqtt_subscribe_simple_sync(NULL, uri, filters, 1, 2, 2, true, &msgs);
+  CHECK(n == 2 && msgs && msgs[0]->payload_len == 1, "sync: %d", n);
+  uvmqtt_messages_free(msgs, (size_t)n);
+
+  /* A callback per message until stopped (from inside it). */
+  memset(&r, 0, sizeof(r));
+  CHECK(uvmqtt_subscribe_callback(&loop, NULL, uri, filters, 1, 1, true,
+                                  ss_each, ss_stopped, &r, &ss_job) == 0,
+        "subscribe_callback");
+  CHECK(tu_run_until(&loop, &r.done, 10000) == 0, "callback finished");
+  CHECK(r.status == 0 && r.count == 2 && r.calls == 1, "callback: %s, %zu",
+        uvmqtt_strerror(r.status), r.count);
+
+  /* Errors. */
+  memset(&r, 0, sizeof(r));
+  CHECK(uvmqtt_subscribe_simple(&loop, NULL, bad_uri, filters, 1, 1, 1, true,
+                                ss_collected, &r) == 0,
+        "closed port starts");
+  CHECK(tu_run_until(&loop, &r.done, 15000) == 0, "closed port finished");
+  CHECK(r.status == UV_ECONNREFUSED && r.count == 0, "closed port: %s",
+        uvmqtt_err_name(r.status));
+  CHECK(uvmqtt_subscribe_simple(&loop, NULL, uri, filters, 1, 1, 0, true,
+                                ss_collected, &r) == UVMQTT_EINVAL,
+        "count 0");
+  const char *bad[] = {"ss/#/x"};
+  CHECK(uvmqtt_subscribe_simple(&loop, NULL, uri, bad, 1, 1, 1, true,
+                                ss_collected, &r) == UVMQTT_EFILTER,
+        "bad filter");
+  CHECK(uvmqtt_subscribe_simple_sync(NULL, "bogus://x", filters, 1, 1, 1, true,
+                                     &msgs) == UVMQTT_EURI &&
+            msgs == NULL,
+        "bad uri");
+  CHECK(uvmqtt_subscribe_callback(&loop, NULL, uri, filters, 1, 3, true,
+                                  ss_each, ss_stopped, &r,
+                                  &ss_job) == UVMQTT_EQOS,
+        "bad qos");
+  CHECK(tu_loop_close(&loop, 5000) == 0, "handles leaked");
+}
+
 static void stop_broker(void) {
   if (broker.pid > 0)
     tu_broker_stop(&broker); /* also after a failed CHECK */
@@ -501,8 +632,11 @@ int main(int argc, char **argv) {
     case_loopthread();
   else if (!strcmp(which, "oneshot"))
     case_oneshot();
+  else if (!strcmp(which, "subscribe"))
+    case_subscribe();
   else {
-    fprintf(stderr, "usage: test_helpers threadsafe|loopthread|oneshot\n");
+    fprintf(stderr,
+            "usage: test_helpers threadsafe|loopthread|oneshot|subscribe\n");
     tu_broker_cleanup(&broker);
     return 1;
   }
