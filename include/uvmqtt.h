@@ -20,6 +20,11 @@
  * Ownership: options, strings and outgoing payloads are copied unless a
  * zero-copy call says otherwise. Incoming topics, payloads and properties
  * handed to callbacks are views valid only during the callback.
+ *
+ * NULL: a NULL client (or other required pointer) gives UVMQTT_EINVAL from
+ * functions returning int, false / NULL / 0 from accessors, and nothing
+ * from void functions. QoS is an `int` (0, 1 or 2) everywhere: calls,
+ * options and messages; other values give UVMQTT_EQOS.
  */
 #ifndef UVMQTT_H
 #define UVMQTT_H
@@ -62,7 +67,7 @@ typedef struct uvmqtt_message_s {
   size_t topic_len;
   const void *payload;
   size_t payload_len;
-  uint8_t qos;
+  int qos; /* int, as in every call that takes a QoS */
   bool retain;
   bool dup;
   uint16_t packet_id;          /* 0 for QoS 0 */
@@ -258,7 +263,8 @@ UVMQTT_EXTERN int uvmqtt_options_set_credentials(uvmqtt_options_t *o,
                                                  const char *username,
                                                  const void *password,
                                                  size_t password_len);
-/* Will message; topic NULL clears it. `props` (v5, may be NULL) is copied.*/
+/* Will message; topic NULL clears it. `props` (v5, may be NULL) is copied.
+ * UVMQTT_EQOS for a QoS other than 0, 1 or 2. */
 UVMQTT_EXTERN int uvmqtt_options_set_will(uvmqtt_options_t *o,
                                           const char *topic,
                                           const void *payload, size_t len,
@@ -367,21 +373,28 @@ UVMQTT_EXTERN int uvmqtt_client_new(uv_loop_t *loop,
  * effect once that callback returns. Calling it twice is a no-op. */
 UVMQTT_EXTERN void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb);
 
+/* The application's pointer (libuv's handle->data); the client never
+ * reads it. A NULL client: set is a no-op, get returns NULL. */
 UVMQTT_EXTERN void uvmqtt_client_set_data(uvmqtt_client_t *c, void *data);
 UVMQTT_EXTERN void *uvmqtt_client_get_data(const uvmqtt_client_t *c);
+/* The loop the client runs on (NULL for a NULL client). */
 UVMQTT_EXTERN uv_loop_t *uvmqtt_client_get_loop(const uvmqtt_client_t *c);
 
-UVMQTT_EXTERN void uvmqtt_client_on_connect(uvmqtt_client_t *c,
-                                            uvmqtt_connect_cb cb, void *arg);
-UVMQTT_EXTERN void uvmqtt_client_on_disconnect(uvmqtt_client_t *c,
-                                               uvmqtt_disconnect_cb cb,
-                                               void *arg);
+/* Event callbacks: each setter replaces the previous callback (cb NULL
+ * removes it); `arg` is handed back on every call. Each returns 0, or
+ * UVMQTT_EINVAL for a NULL client. Setting them from inside callbacks is
+ * allowed. */
+UVMQTT_EXTERN int uvmqtt_client_on_connect(uvmqtt_client_t *c,
+                                           uvmqtt_connect_cb cb, void *arg);
+UVMQTT_EXTERN int uvmqtt_client_on_disconnect(uvmqtt_client_t *c,
+                                              uvmqtt_disconnect_cb cb,
+                                              void *arg);
 /* The default message callback: for messages no route matches. */
-UVMQTT_EXTERN void uvmqtt_client_on_message(uvmqtt_client_t *c,
-                                            uvmqtt_message_cb cb, void *arg);
+UVMQTT_EXTERN int uvmqtt_client_on_message(uvmqtt_client_t *c,
+                                           uvmqtt_message_cb cb, void *arg);
 /* Log lines up to `max_level` (UVMQTT_LOG_*). */
-UVMQTT_EXTERN void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb,
-                                        void *arg, int max_level);
+UVMQTT_EXTERN int uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb,
+                                       void *arg, int max_level);
 /* Installs (cb NULL: removes) the pre-connect hook. Returns 0, or
  * UVMQTT_EINVAL for a NULL client. */
 UVMQTT_EXTERN int uvmqtt_client_on_pre_connect(uvmqtt_client_t *c,
@@ -484,6 +497,7 @@ UVMQTT_EXTERN int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c,
                                               uint8_t reason,
                                               const uvmqtt_props_t *props);
 
+/* Accessors: a NULL client gives false, NULL or 0. */
 UVMQTT_EXTERN bool uvmqtt_client_is_connected(const uvmqtt_client_t *c);
 /* Whether the client reconnects by itself after losing a connection
  * (uvmqtt_options_set_reconnect; on by default). When it does not, work
@@ -493,13 +507,14 @@ UVMQTT_EXTERN bool uvmqtt_client_get_reconnect(const uvmqtt_client_t *c);
 /* The client id in use (the assigned one after a v5 CONNACK). */
 UVMQTT_EXTERN const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c);
 /* Messages in flight (sent, not yet acknowledged) and waiting in queue. */
-UVMQTT_EXTERN size_t uvmqtt_client_inflight(const uvmqtt_client_t *c);
-UVMQTT_EXTERN size_t uvmqtt_client_queued(const uvmqtt_client_t *c);
+UVMQTT_EXTERN size_t uvmqtt_client_get_inflight(const uvmqtt_client_t *c);
+UVMQTT_EXTERN size_t uvmqtt_client_get_queued(const uvmqtt_client_t *c);
 /* After a TLS failure reported to the connect callback: the raw mbedTLS
  * error code and the X.509 verification flags of the last TLS handshake
- * that failed, for diagnosis (both 0 when none). Returns 0, or
- * UVMQTT_ENOTSUP without TLS. */
-UVMQTT_EXTERN int uvmqtt_client_tls_error(const uvmqtt_client_t *c,
+ * that failed, for diagnosis (both 0 when none; either pointer may be
+ * NULL). Returns 0, UVMQTT_EINVAL for a NULL client, or UVMQTT_ENOTSUP
+ * without TLS. */
+UVMQTT_EXTERN int uvmqtt_client_get_tls_error(const uvmqtt_client_t *c,
                                           int *mbedtls_err,
                                           uint32_t *verify_flags);
 /* ---- publish ---------------------------------------------------------------

@@ -208,37 +208,50 @@ void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb) {
 }
 
 void uvmqtt_client_set_data(uvmqtt_client_t *c, void *data) {
-  c->data = data;
+  if (c)
+    c->data = data;
 }
 void *uvmqtt_client_get_data(const uvmqtt_client_t *c) {
-  return c->data;
+  return c ? c->data : NULL;
 }
 uv_loop_t *uvmqtt_client_get_loop(const uvmqtt_client_t *c) {
-  return c->lc->loop;
+  return c ? c->lc->loop : NULL;
 }
-void uvmqtt_client_on_connect(uvmqtt_client_t *c, uvmqtt_connect_cb cb,
-                              void *arg) {
+int uvmqtt_client_on_connect(uvmqtt_client_t *c, uvmqtt_connect_cb cb,
+                             void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
   c->connect_cb = cb;
   c->connect_arg = arg;
+  return 0;
 }
-void uvmqtt_client_on_disconnect(uvmqtt_client_t *c, uvmqtt_disconnect_cb cb,
-                                 void *arg) {
+int uvmqtt_client_on_disconnect(uvmqtt_client_t *c, uvmqtt_disconnect_cb cb,
+                                void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
   c->disconnect_cb = cb;
   c->disconnect_arg = arg;
+  return 0;
 }
-void uvmqtt_client_on_message(uvmqtt_client_t *c, uvmqtt_message_cb cb,
-                              void *arg) {
+int uvmqtt_client_on_message(uvmqtt_client_t *c, uvmqtt_message_cb cb,
+                             void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
   c->message_cb = cb;
   c->message_arg = arg;
+  return 0;
 }
-void uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
-                          int max_level) {
+int uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb, void *arg,
+                         int max_level) {
+  if (!c)
+    return UVMQTT_EINVAL;
   c->log_cb = cb;
   c->log_arg = arg;
   /* Levels are small: clamping keeps every comparison as it was. */
   c->log_level = (int8_t)(max_level < INT8_MIN   ? INT8_MIN
                           : max_level > INT8_MAX ? INT8_MAX
                                                  : max_level);
+  return 0;
 }
 int uvmqtt_client_on_pre_connect(uvmqtt_client_t *c, uvmqtt_pre_connect_cb cb,
                                  void *arg) {
@@ -341,16 +354,18 @@ bool uvmqtt_client_get_reconnect(const uvmqtt_client_t *c) {
   return c && c->o.reconnect;
 }
 const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c) {
-  return c->client_id;
+  return c ? c->client_id : NULL;
 }
-size_t uvmqtt_client_inflight(const uvmqtt_client_t *c) {
-  return c->session ? uvmqtt__session_inflight(c->session) : 0;
+size_t uvmqtt_client_get_inflight(const uvmqtt_client_t *c) {
+  return c && c->session ? uvmqtt__session_inflight(c->session) : 0;
 }
-size_t uvmqtt_client_queued(const uvmqtt_client_t *c) {
-  return c->session ? uvmqtt__session_queued(c->session) : 0;
+size_t uvmqtt_client_get_queued(const uvmqtt_client_t *c) {
+  return c && c->session ? uvmqtt__session_queued(c->session) : 0;
 }
-int uvmqtt_client_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
+int uvmqtt_client_get_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
                             uint32_t *verify_flags) {
+  if (!c)
+    return UVMQTT_EINVAL;
   if (mbedtls_err)
     *mbedtls_err = c->rare ? c->rare->tls_err : 0;
   if (verify_flags)

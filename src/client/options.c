@@ -231,7 +231,9 @@ int uvmqtt_options_set_credentials(uvmqtt_options_t *o, const char *username,
 
 static int k_set_will(copts_t *k, const char *topic, const void *payload,
                       size_t len, int qos, bool retain) {
-  if (qos < 0 || qos > 2 || len > 65535 || (len && !payload))
+  if (qos < 0 || qos > 2)
+    return UVMQTT_EQOS;
+  if (len > 65535 || (len && !payload))
     return UVMQTT_EINVAL;
   opt_ext_t *x = ext_get(k);
   if (!x)

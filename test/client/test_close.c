@@ -41,8 +41,8 @@ static void run_close_pending(int version) {
               0);
   /* Let it all be written; the peer acknowledges nothing. */
   tu_run_for(&loop, 150);
-  assert_int_equal(uvmqtt_client_inflight(t.c), 5);
-  assert_true(uvmqtt_client_queued(t.c) > 0);
+  assert_int_equal(uvmqtt_client_get_inflight(t.c), 5);
+  assert_true(uvmqtt_client_get_queued(t.c) > 0);
   for (int i = 0; i < 40; i++)
     if (i % 3)
       assert_int_equal(pubs[i].calls, 0);
@@ -94,7 +94,7 @@ static void close_queued_offline(void **state) {
   for (int i = 0; i < 6; i++)
     assert_true(uvmqtt_publish(t.c, "q", "x", 1, i % 3, false, ct_pub_cb,
                                &pubs[i]) >= 0);
-  assert_int_equal(uvmqtt_client_queued(t.c), 6);
+  assert_int_equal(uvmqtt_client_get_queued(t.c), 6);
   /* Subscribe and unsubscribe queue too, and are cancelled with them. */
   ct_sub_t subs[3];
   memset(subs, 0, sizeof(subs));
@@ -276,11 +276,11 @@ static void queue_refuse(void **state) {
     assert_true(uvmqtt_publish(t.c, "qr", payload, 8, i % 3, false, ct_pub_cb,
                                &pubs[i]) >= 0);
   }
-  assert_int_equal(uvmqtt_client_queued(t.c), 3);
+  assert_int_equal(uvmqtt_client_get_queued(t.c), 3);
   assert_int_equal(
       uvmqtt_publish(t.c, "qr", "refused!", 8, 1, false, ct_pub_cb, &pubs[3]),
       UVMQTT_EQUEUEFULL);
-  assert_int_equal(uvmqtt_client_queued(t.c), 3);
+  assert_int_equal(uvmqtt_client_get_queued(t.c), 3);
   ct_connect(&t, b->port);
   ct_wait_connected(&t, 1);
   assert_int_equal(ct_wait_size(&loop, &s.nmsgs, 3, CT_WAIT_MS), 0);
@@ -351,7 +351,7 @@ static void queue_drop_oldest(void **state) {
     int n = snprintf(payload, sizeof(payload), "m%d", i);
     assert_true(uvmqtt_publish(t.c, "qd", payload, (size_t)n, i % 2, false,
                                ct_pub_cb, &pubs[i]) >= 0);
-    assert_true(uvmqtt_client_queued(t.c) <= 3);
+    assert_true(uvmqtt_client_get_queued(t.c) <= 3);
   }
   /* Dropped ones completed (possibly from inside publish). */
   tu_run_for(&loop, 20);

@@ -334,7 +334,28 @@ static void connect_from_disconnect_cb(void **state) {
   ct_client_init(&t, &loop, o, "again");
   uvmqtt_options_del(o);
   again_port = b->port;
-  uvmqtt_client_on_disconnect(t.c, connect_again, NULL);
+  /* NULL handling, the same across accessors and setters. */
+  assert_int_equal(uvmqtt_client_on_disconnect(NULL, connect_again, NULL),
+                   UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_on_connect(NULL, NULL, NULL), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_on_message(NULL, NULL, NULL), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_on_log(NULL, NULL, NULL, 0), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_on_auth(NULL, NULL, NULL), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_on_redirect(NULL, NULL, NULL), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_set_keepalive(NULL, 5), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_get_tls_error(NULL, NULL, NULL),
+                   UVMQTT_EINVAL);
+  assert_false(uvmqtt_client_is_connected(NULL));
+  assert_false(uvmqtt_client_get_reconnect(NULL));
+  assert_null(uvmqtt_client_get_data(NULL));
+  assert_null(uvmqtt_client_get_loop(NULL));
+  assert_null(uvmqtt_client_get_client_id(NULL));
+  assert_int_equal(uvmqtt_client_get_inflight(NULL), 0);
+  assert_int_equal(uvmqtt_client_get_queued(NULL), 0);
+  uvmqtt_client_set_data(NULL, &t);
+  assert_int_equal(uvmqtt_client_set_will(t.c, "w", "x", 1, 3, false),
+                   UVMQTT_EQOS);
+  assert_int_equal(uvmqtt_client_on_disconnect(t.c, connect_again, NULL), 0);
   ct_connect(&t, b->port);
   ct_wait_connected(&t, 1);
   assert_int_equal(uvmqtt_client_disconnect(t.c), 0);

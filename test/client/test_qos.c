@@ -46,7 +46,7 @@ static void run_qos(int version, int qos) {
   }
   /* The window bounds what is in flight at once. */
   if (qos > 0)
-    assert_true(uvmqtt_client_inflight(pub.c) <= 10);
+    assert_true(uvmqtt_client_get_inflight(pub.c) <= 10);
 
   assert_int_equal(ct_wait_size(&loop, &sub.nmsgs, N, CT_WAIT_MS), 0);
   /* Let duplicates, if any, show up. */
@@ -68,8 +68,8 @@ static void run_qos(int version, int qos) {
     assert_int_equal(done[i].status, 0);
     assert_int_equal(done[i].id, ids[i]);
   }
-  assert_int_equal(uvmqtt_client_inflight(pub.c), 0);
-  assert_int_equal(uvmqtt_client_queued(pub.c), 0);
+  assert_int_equal(uvmqtt_client_get_inflight(pub.c), 0);
+  assert_int_equal(uvmqtt_client_get_queued(pub.c), 0);
   /* QoS 1/2 ids are distinct among those in flight together. */
   if (qos > 0)
     for (int i = 1; i < N; i++)

@@ -107,8 +107,8 @@ static void finish(rs_t *r, bool exactly_once) {
   assert_true(r->s.connected >= 2);
   assert_true(r->p.session_present);
   assert_true(r->s.session_present);
-  assert_int_equal(uvmqtt_client_inflight(r->p.c), 0);
-  assert_int_equal(uvmqtt_client_queued(r->p.c), 0);
+  assert_int_equal(uvmqtt_client_get_inflight(r->p.c), 0);
+  assert_int_equal(uvmqtt_client_get_queued(r->p.c), 0);
   ct_close(&r->s);
   ct_close(&r->p);
   assert_int_equal(tu_loop_close(&r->loop, 2000), 0);
@@ -164,7 +164,7 @@ static void restart_sigkill_q1(void **state) {
   assert_int_equal(kill(r.b->pid, SIGSTOP), 0);
   publish_range(&r, N / 2, N);
   tu_run_for(&r.loop, 100);
-  assert_int_equal(uvmqtt_client_inflight(r.p.c), 10);
+  assert_int_equal(uvmqtt_client_get_inflight(r.p.c), 10);
   tu_broker_kill(r.b);
   assert_int_equal(ct_wait_int(&r.loop, &r.p.disconnects, 1, 3000), 0);
   tu_run_for(&r.loop, 200);

@@ -274,7 +274,7 @@ static void run_session_loss(int version) {
                                ct_pub_cb, &q2[i]) > 0);
   }
   tu_run_for(&loop, 100);
-  assert_int_equal(uvmqtt_client_inflight(p.c), 8);
+  assert_int_equal(uvmqtt_client_get_inflight(p.c), 8);
   tu_broker_kill(b); /* SIGKILL works on a stopped process */
   assert_int_equal(ct_wait_int(&loop, &p.disconnects, 1, 3000), 0);
   assert_true(p.last_disconnect_status < 0);
@@ -312,7 +312,7 @@ static void run_session_loss(int version) {
     assert_string_equal(s.msgs[i].payload, want);
     assert_false(s.msgs[i].dup);
   }
-  assert_int_equal(uvmqtt_client_inflight(p.c), 0);
+  assert_int_equal(uvmqtt_client_get_inflight(p.c), 0);
   ct_close(&s);
   ct_close(&p);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);

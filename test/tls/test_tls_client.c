@@ -207,7 +207,7 @@ static void test_system_trust_store(void **state) {
   assert_int_equal(UVMQTT_ETLS_UNTRUSTED, t.connect_status);
   int err = 0;
   uint32_t flags = 0;
-  assert_int_equal(0, uvmqtt_client_tls_error(t.c, &err, &flags));
+  assert_int_equal(0, uvmqtt_client_get_tls_error(t.c, &err, &flags));
   assert_true(flags != 0); /* the chain was checked and refused */
   tc_finish(&t);
 }

@@ -79,7 +79,7 @@ static void on_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
   p->last_pub_status = status;
   if (status < 0)
     p->pub_errors++;
-  size_t n = uvmqtt_client_inflight(c);
+  size_t n = uvmqtt_client_get_inflight(c);
   if (n > p->max_inflight)
     p->max_inflight = n;
 }
@@ -171,7 +171,7 @@ static void test_receive_maximum_from_broker(void **state) {
   for (int i = 0; i < 200; i++) {
     assert_true(uvmqtt_publish(pub.c, "v5/rm", "x", 1, 2, false, on_pub, &pub) >
                 0);
-    size_t n = uvmqtt_client_inflight(pub.c);
+    size_t n = uvmqtt_client_get_inflight(pub.c);
     if (n > pub.max_inflight)
       pub.max_inflight = n;
   }

@@ -125,7 +125,7 @@ static void on_pub(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
   if (res->props && uvmqtt_props_next_user(res->props, &pos, &up))
     snprintf(r->pub_user_prop, sizeof(r->pub_user_prop), "%.*s=%.*s",
              (int)up.key.len, up.key.data, (int)up.value.len, up.value.data);
-  size_t n = uvmqtt_client_inflight(c);
+  size_t n = uvmqtt_client_get_inflight(c);
   if (n > r->max_inflight_seen)
     r->max_inflight_seen = n;
 }
@@ -724,8 +724,8 @@ static void test_server_receive_maximum_caps_window(void **state) {
     assert_true(uvmqtt_publish(r.c, "t/rm", "x", 1, 1, false, on_pub, &r) > 0);
   tu_run_for(&r.loop, 300);
   assert_int_equal(s.publishes, 2);
-  assert_int_equal(uvmqtt_client_inflight(r.c), 2);
-  assert_int_equal(uvmqtt_client_queued(r.c), 3);
+  assert_int_equal(uvmqtt_client_get_inflight(r.c), 2);
+  assert_int_equal(uvmqtt_client_get_queued(r.c), 3);
   rec_finish(&r, &b, NULL);
   assert_int_equal(r.pub_done, 5); /* cancelled on close, each once */
   assert_int_equal(r.pub_status, UVMQTT_ECLOSED);
