@@ -3,7 +3,7 @@
 #define UVMQTT_VERSION_H
 
 #define UVMQTT_VERSION_MAJOR 0
-#define UVMQTT_VERSION_MINOR 1
+#define UVMQTT_VERSION_MINOR 2
 #define UVMQTT_VERSION_PATCH 0
 #define UVMQTT_VERSION_HEX                                                     \
   ((UVMQTT_VERSION_MAJOR << 16) | (UVMQTT_VERSION_MINOR << 8) |                \
@@ -30,7 +30,7 @@ extern "C" {
 #endif
 /* UVMQTT_VERSION_HEX of the library actually linked. */
 UVMQTT_EXTERN unsigned int uvmqtt_version(void);
-/* "0.1.0" */
+/* "0.2.0" */
 UVMQTT_EXTERN const char *uvmqtt_version_string(void);
 #ifdef __cplusplus
 }
