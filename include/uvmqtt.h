@@ -515,8 +515,8 @@ UVMQTT_EXTERN size_t uvmqtt_client_get_queued(const uvmqtt_client_t *c);
  * NULL). Returns 0, UVMQTT_EINVAL for a NULL client, or UVMQTT_ENOTSUP
  * without TLS. */
 UVMQTT_EXTERN int uvmqtt_client_get_tls_error(const uvmqtt_client_t *c,
-                                          int *mbedtls_err,
-                                          uint32_t *verify_flags);
+                                              int *mbedtls_err,
+                                              uint32_t *verify_flags);
 /* ---- publish ---------------------------------------------------------------
  */
 

@@ -363,7 +363,7 @@ size_t uvmqtt_client_get_queued(const uvmqtt_client_t *c) {
   return c && c->session ? uvmqtt__session_queued(c->session) : 0;
 }
 int uvmqtt_client_get_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
-                            uint32_t *verify_flags) {
+                                uint32_t *verify_flags) {
   if (!c)
     return UVMQTT_EINVAL;
   if (mbedtls_err)

@@ -229,8 +229,8 @@ struct uvmqtt_client_s {
 
   uvmqtt_session_t *session;
   routing_t *rt;
-  sub_t *subs;    /* the subscriptions held (subs.c) */
-  sop_t *sub_ops; /* requests not yet answered, in submission order */
+  sub_t *subs;     /* the subscriptions held (subs.c) */
+  sop_t *sub_ops;  /* requests not yet answered, in submission order */
   char *client_id; /* effective id; initially in the client's own block */
 
   uvmqtt_stream_t *stream; /* top of the stack once open */

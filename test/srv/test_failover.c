@@ -290,7 +290,8 @@ static void test_srv_nxdomain_retried(void **state) {
   conn_t t = {0};
   assert_int_equal(uv_loop_init(&loop), 0);
   uvmqtt_client_t *c = make_client_ex(&loop, "srv-nx-2", &t, NULL, true);
-  assert_int_equal(uvmqtt_client_on_pre_connect(c, stop_after_one_retry, &t), 0);
+  assert_int_equal(uvmqtt_client_on_pre_connect(c, stop_after_one_retry, &t),
+                   0);
   assert_int_equal(uvmqtt_client_connect_srv(c, "nosuch.test"), 0);
   assert_int_equal(tu_run_until(&loop, &t.retried, 5000), 0);
   assert_int_equal(t.calls, 1);
