@@ -111,15 +111,17 @@ struct uvmqtt_options_s {
 #define OX(k) ((const opt_ext_t *)((k)->x ? (k)->x : &uvmqtt__opt_ext_defaults))
 #define CX(c) OX(&(c)->o)
 
-/* A subscription the client holds (subs.c): pending while `owner`, the
- * request that will settle it, is set; active otherwise. `options` keeps
- * the SUBSCRIBE options in bits 0-5 and, once active, the granted QoS in
- * the reserved bits 6-7. Allocated as offsetof(sub_t, filter) + len. */
+/* A subscription the client holds (subs.c): pending until the answer to
+ * the latest SUBSCRIBE request naming it (its owner, found in the request
+ * queue) settles it; active otherwise. `options` keeps the SUBSCRIBE
+ * options in bits 0-5 and, once active, the granted QoS in the reserved
+ * bits 6-7. Allocated as offsetof(sub_t, filter) + len (12 + len: the
+ * same malloc chunk as before it had a state, for most filters). */
 typedef struct sub_s {
   struct sub_s *next;
-  struct sop_s *owner;
   uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
+  bool pending;
   char filter[];
 } sub_t;
 #define SUB_GRANTED_SHIFT 6

@@ -27,6 +27,21 @@ static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
   }
 }
 
+/* The owner of a pending subscription: the latest queued SUBSCRIBE request
+ * naming its filter (NULL: none queued). */
+static sop_t *owner_of(const uvmqtt_client_t *c, const sub_t *s) {
+  sop_t *owner = NULL;
+  for (sop_t *op = c->sub_ops; op; op = op->next) {
+    if (op->kind != SOP_SUB)
+      continue;
+    for (size_t i = 0; i < op->count; i++)
+      if (op->v[i].filter.len == s->len &&
+          memcmp(op->v[i].filter.data, s->filter, s->len) == 0)
+        owner = op;
+  }
+  return owner;
+}
+
 /* The request's filters become pending subscriptions it owns. */
 static int own_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
@@ -40,18 +55,19 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
       s->next = c->subs;
       c->subs = s;
     }
-    s->owner = op;
+    s->pending = true;
     s->options = op->v[i].options;
   }
   return 0;
 }
 
 /* Forgets the pending subscriptions a request that will never be
- * answered owned. */
+ * answered (and is out of the queue) owned: those no queued request
+ * names. */
 static void disown_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-    if (s && s->owner == op)
+    if (s && s->pending && !owner_of(c, s))
       forget_sub(c, s->filter, s->len);
   }
 }
@@ -149,7 +165,7 @@ static void fire(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
 static bool wait_ready(const uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     const sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-    if (s && s->owner)
+    if (s && s->pending)
       return false;
     op->codes[i] = s ? (uint8_t)(s->options >> SUB_GRANTED_SHIFT) : 0x80;
   }
@@ -187,10 +203,10 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
   if (op->kind == SOP_SUB) {
     for (size_t i = 0; i < op->count; i++) {
       sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-      if (!s || s->owner != op)
+      if (!s || !s->pending || owner_of(c, s))
         continue; /* replaced or unsubscribed since */
       if (status == 0 && i < count && codes[i] < 0x80) {
-        s->owner = NULL;
+        s->pending = false;
         s->options |= (uint8_t)((codes[i] & 3) << SUB_GRANTED_SHIFT);
       } else {
         forget_sub(c, s->filter, s->len);
@@ -209,12 +225,12 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
      * many filters per SUBSCRIBE, ahead of the queued requests. */
     size_t n = 0;
     for (sub_t **pp = &c->subs, *s; (s = *pp);) {
-      if (!s->owner && !c->o.resubscribe) {
+      if (!s->pending && !c->o.resubscribe) {
         *pp = s->next;
         uvmqtt__free(s);
         continue;
       }
-      n += !s->owner;
+      n += !s->pending;
       pp = &s->next;
     }
     sop_t **at = &c->sub_ops;
@@ -223,7 +239,7 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       uvmqtt_subscription_t v[64];
       size_t k = 0;
       for (; s && k < take; s = s->next) {
-        if (s->owner)
+        if (s->pending)
           continue;
         v[k].filter.data = s->filter;
         v[k].filter.len = s->len;
@@ -239,7 +255,7 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       *at = op;
       at = &op->next;
       for (size_t i = 0; i < k; i++)
-        find_sub(c, v[i].filter.data, v[i].filter.len)->owner = op;
+        find_sub(c, v[i].filter.data, v[i].filter.len)->pending = true;
       uvmqtt__client_log(c, UVMQTT_LOG_INFO, "re-subscribing %zu filter(s)", k);
       n -= k;
     }
