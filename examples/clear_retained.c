@@ -41,17 +41,14 @@ static void finish(app_t *a, int code) {
   uvmqtt_client_close(a->client, NULL);
 }
 
-static void on_cleared(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+static void on_cleared(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r,
                        void *arg) {
-  int status = res->status;
-  uint16_t id = res->packet_id;
   app_t *a = arg;
   (void)c;
-  (void)id;
   a->pending--;
-  if (status < 0)
+  if (r->status < 0)
     fprintf(stderr, "clear_retained: could not clear a message: %s\n",
-            uvmqtt_strerror(status));
+            uvmqtt_strerror(r->status));
   else
     a->cleared++;
   if (a->pending == 0) {
@@ -112,18 +109,11 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   uv_timer_start(&a->quiet, on_quiet, QUIET_MS, 0);
 }
 
-static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
                           void *arg) {
-  int status = res->status;
-  uint16_t id = res->packet_id;
-  const uint8_t *codes = res->codes;
-  size_t count = res->count;
-  const uvmqtt_props_t *props = res->props;
   app_t *a = arg;
   (void)c;
-  (void)id;
-  (void)props;
-  if (status < 0 || count != 1 || codes[0] >= 0x80) {
+  if (r->status < 0 || r->count != 1 || r->codes[0] >= 0x80) {
     fprintf(stderr, "clear_retained: subscription to %s refused\n", a->filter);
     finish(a, 1);
     return;

@@ -64,17 +64,15 @@ static void on_other(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
   print_message("other", m);
 }
 
-static void on_sent(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
+static void on_sent(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r,
                     void *arg) {
-  int status = res->status;
-  uint16_t id = res->packet_id;
   (void)c;
   (void)arg;
   completed++;
-  if (status < 0) {
+  if (r->status < 0) {
     failed++;
-    fprintf(stderr, "demo: publish %u failed: %s\n", id,
-            uvmqtt_strerror(status));
+    fprintf(stderr, "demo: publish %u failed: %s\n", r->packet_id,
+            uvmqtt_strerror(r->status));
   }
   finish_if_done();
 }
@@ -98,22 +96,16 @@ static void publish_readings(void) {
   }
 }
 
-static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+static void on_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
                           void *arg) {
-  int status = res->status;
-  uint16_t id = res->packet_id;
-  const uint8_t *codes = res->codes;
-  size_t n = res->count;
-  const uvmqtt_props_t *props = res->props;
   (void)c;
-  (void)id;
-  (void)props;
   (void)arg;
-  if (status < 0 || n != 2 || codes[0] >= 0x80) {
+  if (r->status < 0 || r->count != 2 || r->codes[0] >= 0x80) {
     fprintf(stderr, "demo: subscribe failed\n");
     exit(1);
   }
-  printf("dashboard: subscribed (granted QoS %u and %u)\n", codes[0], codes[1]);
+  printf("dashboard: subscribed (granted QoS %u and %u)\n", r->codes[0],
+         r->codes[1]);
   publish_readings();
 }
 

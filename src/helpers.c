@@ -62,10 +62,8 @@ static void oneshot_finish(oneshot_t *j, int status) {
 static void oneshot_published(uvmqtt_client_t *c,
                               const uvmqtt_pub_result_t *res, void *arg) {
   int status = res->status;
-  uint16_t id = res->packet_id;
   oneshot_t *j = arg;
   (void)c;
-  (void)id;
   if (status < 0 && j->status == 0)
     j->status = status;
   if (--j->pending == 0 && !j->finishing)

@@ -52,9 +52,7 @@ static void on_req_timer(uv_timer_t *t) {
 static void req_published(uvmqtt_client_t *c, const uvmqtt_pub_result_t *res,
                           void *arg) {
   int status = res->status;
-  uint16_t id = res->packet_id;
   req_t *r = arg;
-  (void)id;
   r->published = true;
   if (status < 0 && !r->answered) {
     r->answered = true;
