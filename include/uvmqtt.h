@@ -209,8 +209,10 @@ typedef void (*uvmqtt_close_cb)(uvmqtt_client_t *c);
  * lookup: the place to change what the next CONNECT carries with the
  * uvmqtt_client_set_* setters (credentials, will, keepalive, CONNECT
  * properties, enhanced authentication, WebSocket headers), like Paho's
- * on_pre_connect. `attempt`: failed attempts in a row so far (0 for the
- * first after a connect call or a successful connection). Return non-zero
+ * on_pre_connect. `attempt`: 0 for the first attempt after a connect
+ * call, then the number of the reconnect (1, 2, ...: counted since the
+ * last successful connection; the servers of a list share one number).
+ * Return non-zero
  * to stop: the client becomes idle (no connect callback fires) until the
  * next connect call. The hook may also close or disconnect the client. */
 typedef int (*uvmqtt_pre_connect_cb)(uvmqtt_client_t *c, unsigned attempt,
