@@ -40,6 +40,7 @@
 #include "uvmqtt/helpers.h"
 #include "uvmqtt/log.h"
 #include "uvmqtt/router.h"
+#include "uvmqtt/store.h"
 #include "uvmqtt/tls.h"
 #include "uvmqtt/topic.h"
 #include "uvmqtt/version.h"

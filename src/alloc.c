@@ -63,3 +63,8 @@ void *uvmqtt__memdup(const void *p, size_t len) {
     memcpy(d, p, len);
   return d;
 }
+
+void uvmqtt_free(void *ptr) {
+  if (ptr)
+    allocator.f(ptr);
+}

@@ -24,6 +24,10 @@ UVMQTT_EXTERN int uvmqtt_replace_allocator(uvmqtt_malloc_func malloc_func,
                                            uvmqtt_calloc_func calloc_func,
                                            uvmqtt_free_func free_func);
 
+/* Frees memory the library allocated and handed to the caller (e.g. a store
+ * backend's get), with the allocator in use. NULL is ignored. */
+UVMQTT_EXTERN void uvmqtt_free(void *ptr);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 /* XX(name, value, message). Grouped by layer: general, codec, client, TLS,
- * WebSocket, DNS. Values never change once released. */
+ * WebSocket, DNS, store. Values never change once released. */
 #define UVMQTT_ERRNO_MAP(XX)                                                   \
   XX(EINVAL, -20001, "invalid argument")                                       \
   XX(ENOMEM, -20002, "out of memory")                                          \
@@ -91,7 +91,12 @@ extern "C" {
   XX(EDNS_NXDOMAIN, -20501, "domain name does not exist")                      \
   XX(EDNS_TIMEOUT, -20502, "DNS lookup timed out")                             \
   XX(EDNS_NODATA, -20503, "no DNS record of the requested type")               \
-  XX(ESRV_EXHAUSTED, -20504, "every SRV target failed")
+  XX(ESRV_EXHAUSTED, -20504, "every SRV target failed")                        \
+  XX(ESTORE_IDENTITY, -20600,                                                  \
+     "store belongs to another client id, broker or protocol version")         \
+  XX(ESTORE_VERSION, -20601, "store format version not supported")             \
+  XX(ESTORE_FORMAT, -20602, "file is not a uvmqtt store")                      \
+  XX(ESTORE_RECORD, -20603, "store record cannot be decoded")
 
 typedef enum {
 #define UVMQTT_ERR_ENUM_(name, val, msg) UVMQTT_##name = val,

@@ -1,0 +1,170 @@
+/* Persistent session store: the interface a storage backend implements, the
+ * embedded default (an append-only log with checksummed records), and the
+ * loop-side store object that many clients share.
+ *
+ * Model. A store holds records keyed by (client id, 64-bit record id). The
+ * library decides what the records mean (outgoing messages, QoS 2 receiver
+ * state, the client's identity); a backend only stores bytes. One store
+ * object (one file, one database handle) serves any number of clients on
+ * one loop: thousands of clients do not need thousands of files.
+ *
+ * Threading. The store object lives on one loop; its functions MUST be
+ * called on that loop's thread. Backend functions are called by the library
+ * on libuv's thread pool, one call at a time (never two at once for one
+ * backend), so a backend needs no locking of its own; they MAY block.
+ * Writes made on the loop during one loop iteration are handed to the
+ * backend together and committed with one commit call (group commit); the
+ * loop never waits for disk.
+ *
+ * Durability. UVMQTT_DURABLE_PROCESS: a record counts as stored once the
+ * backend handed it to the operating system (write(2)); it survives the
+ * process being killed (SIGKILL) but not a power loss.
+ * UVMQTT_DURABLE_POWER: it counts as stored once it was also flushed to
+ * the device (fdatasync(2)); one flush covers a whole batch.
+ */
+#ifndef UVMQTT_STORE_H
+#define UVMQTT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "uvmqtt/alloc.h"
+#include "uvmqtt/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct uvmqtt_store_s uvmqtt_store_t;
+typedef struct uvmqtt_store_backend_s uvmqtt_store_backend_t;
+
+typedef enum {
+  /* Survives kill -9 of the process: written to the OS before "stored". */
+  UVMQTT_DURABLE_PROCESS = 1,
+  /* Survives power loss: written and fdatasync'd before "stored". */
+  UVMQTT_DURABLE_POWER = 2
+} uvmqtt_durability_t;
+
+/* A record's key. `client` is not NUL-terminated. */
+typedef struct {
+  const char *client;
+  size_t client_len;
+  uint64_t id;
+} uvmqtt_store_key_t;
+
+/* Called by iterate for each record; `key` and `value` are valid during the
+ * call only. Return 0 to go on, anything else to stop (iterate returns it). */
+typedef int (*uvmqtt_store_iter_cb)(void *arg, const uvmqtt_store_key_t *key,
+                                    const void *value, size_t len);
+
+/* What opening a store found. Filled by the default backend's open; custom
+ * backends may leave it zeroed. */
+typedef struct {
+  uint64_t records;         /* intact records read from the file */
+  uint64_t live;            /* records live after replay */
+  uint64_t dropped_records; /* records dropped: bad checksum or torn */
+  uint64_t dropped_bytes;   /* bytes those (and any garbage) took */
+  int torn_tail;            /* 1 when the last record was incomplete */
+  int rewritten;            /* 1 when open rewrote the file (compaction) */
+} uvmqtt_store_report_t;
+
+/* A storage backend. Every function is called on a thread-pool thread (or,
+ * for the ones uvmqtt_store_new's documentation names, on the loop thread
+ * before the store is used), one at a time. Every function returns 0 or a
+ * negative error (a libuv/errno code or one of uvmqtt's). `self` is the
+ * backend itself; a backend embeds this struct first in its own.
+ *
+ * put:     stores value under key, replacing any value it had. The backend
+ *          copies value before returning. A put need not be durable before
+ *          the next commit.
+ * remove:  removes key; a missing key is not an error.
+ * remove_client: removes every record of one client.
+ * get:     a copy of the value in *value (allocated with the library's
+ *          allocator; the caller frees it with uvmqtt_free from
+ *          uvmqtt/alloc.h), or
+ *          UVMQTT_ENOENT. Sees committed records.
+ * iterate: calls cb for each committed record (any order); stops early and
+ *          returns cb's value when it is not 0.
+ * commit:  makes every put/remove since the last commit durable at the
+ *          given level (see uvmqtt_durability_t). When commit fails, those
+ *          operations MAY be lost but MUST NOT be half applied: a record is
+ *          there whole or not at all.
+ * destroy: releases everything; called once, last. */
+struct uvmqtt_store_backend_s {
+  int (*put)(uvmqtt_store_backend_t *self, const uvmqtt_store_key_t *key,
+             const void *value, size_t len);
+  int (*remove)(uvmqtt_store_backend_t *self, const uvmqtt_store_key_t *key);
+  int (*remove_client)(uvmqtt_store_backend_t *self, const char *client,
+                       size_t client_len);
+  int (*get)(uvmqtt_store_backend_t *self, const uvmqtt_store_key_t *key,
+             void **value, size_t *len);
+  int (*iterate)(uvmqtt_store_backend_t *self, uvmqtt_store_iter_cb cb,
+                 void *arg);
+  int (*commit)(uvmqtt_store_backend_t *self, uvmqtt_durability_t level);
+  void (*destroy)(uvmqtt_store_backend_t *self);
+};
+
+/* Options of the default backend (the append-only log). Zero means the
+ * default for every field. */
+typedef struct {
+  /* The log is rewritten with only its live records once it is larger
+   * than this many bytes and more than twice its live bytes. Default 4 MiB. */
+  uint64_t compact_min_bytes;
+} uvmqtt_store_log_options_t;
+
+/* Opens (creating it when missing) the default backend: one append-only
+ * file at `path` holding every client's records (format in
+ * docs/persistence.md). Reads and checks the whole file: records with a bad
+ * checksum and a torn last record are dropped and counted in *report (may
+ * be NULL); when anything was dropped, the file is rewritten with what is
+ * intact before open returns.
+ *
+ * Blocking: reads the file on the calling thread; call it at start-up (or
+ * from a thread-pool job), not from a busy loop.
+ * Parameters: path (copied), opts (may be NULL), out (the backend, to hand
+ * to uvmqtt_store_new or to destroy with out->destroy), report (may be NULL).
+ * Errors: UVMQTT_EINVAL (NULL path or out), UVMQTT_ENOMEM,
+ * UVMQTT_ESTORE_VERSION (the file is a store of a format version this
+ * library does not know; it is left untouched), UVMQTT_ESTORE_FORMAT (the
+ * file is not a uvmqtt store; left untouched), or an errno/libuv code from
+ * open/read/write (e.g. UV_EACCES). */
+UVMQTT_EXTERN int uvmqtt_store_log_open(const char *path,
+                                        const uvmqtt_store_log_options_t *opts,
+                                        uvmqtt_store_backend_t **out,
+                                        uvmqtt_store_report_t *report);
+
+/* Creates the loop-side store over a backend and takes ownership of the
+ * backend (destroyed by uvmqtt_store_close, or at once when this fails).
+ * Reads every record once through backend->iterate, on the calling thread,
+ * to know what each client will restore.
+ * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM, or what iterate returned. */
+UVMQTT_EXTERN int uvmqtt_store_new(uv_loop_t *loop,
+                                   uvmqtt_store_backend_t *backend,
+                                   uvmqtt_store_t **out);
+
+/* uvmqtt_store_log_open + uvmqtt_store_new: the default store in one call.
+ * report may be NULL. Errors: those of both. Blocking as
+ * uvmqtt_store_log_open. */
+UVMQTT_EXTERN int uvmqtt_store_open(uv_loop_t *loop, const char *path,
+                                    uvmqtt_store_t **out,
+                                    uvmqtt_store_report_t *report);
+
+typedef void (*uvmqtt_store_close_cb)(uvmqtt_store_t *store, void *arg);
+
+/* Writes what is pending, waits for the thread pool, destroys the backend,
+ * then calls cb (may be NULL) on the loop, after which the store's memory
+ * is gone. Every client using the store MUST be closed first.
+ * Errors: UVMQTT_EINVAL (NULL store), UVMQTT_EBUSY (a client still uses
+ * it), UVMQTT_ESTATE (already closing). On error cb is not called. */
+UVMQTT_EXTERN int uvmqtt_store_close(uvmqtt_store_t *store,
+                                     uvmqtt_store_close_cb cb, void *arg);
+
+/* Copies what opening found (zeroed for custom backends). */
+UVMQTT_EXTERN void uvmqtt_store_get_report(const uvmqtt_store_t *store,
+                                           uvmqtt_store_report_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

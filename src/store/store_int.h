@@ -1,0 +1,79 @@
+/* The store's internal interface: what the client and session persistence
+ * code use (attach a client, put and remove its records with a completion
+ * once they are durable), and shared helpers of src/store/.
+ *
+ * Contract. Every function here MUST be called on the store's loop thread.
+ * A put/remove/clear returning 0 fires its callback (when not NULL) exactly
+ * once, on the loop thread, after the batch it went into was committed at
+ * the client's durability level (status 0) or failed (negative status);
+ * only a detach before that drops the callback (it is then never called,
+ * the operation itself still reaches the backend). Operations of one client
+ * reach the backend in the order they were made. */
+#ifndef UVMQTT_SRC_STORE_INT_H
+#define UVMQTT_SRC_STORE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "uvmqtt/store.h"
+
+/* CRC-32C of data, continuing from crc (0 to start). */
+uint32_t uvmqtt__crc32c(uint32_t crc, const void *data, size_t len);
+
+typedef struct uvmqtt__store_client_s uvmqtt__store_client_t;
+
+/* Record id 0 of every client holds its identity; the library's own
+ * records use ids >= 1. */
+#define UVMQTT__STORE_ID_IDENTITY 0
+
+/* Who a client's records belong to. broker may be NULL or empty when it is
+ * not known yet: it then matches any broker (and is recorded once known,
+ * by a later attach that knows it). */
+typedef struct {
+  int protocol; /* 3, 4 or 5 */
+  const char *broker;
+} uvmqtt__store_identity_t;
+
+/* A record handed back at attach; value is owned by the caller
+ * (uvmqtt__free), as is the array. */
+typedef struct {
+  uint64_t id;
+  void *value;
+  size_t len;
+} uvmqtt__store_rec_t;
+
+typedef void (*uvmqtt__store_cb)(void *arg, int status);
+
+/* Attaches a client to the store and hands over what the store held for
+ * it (ids >= 1, ascending), once per process: a later attach of the same
+ * client id gets nothing (its state lives in memory by then).
+ * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM, UVMQTT_ESTATE (store closing),
+ * UVMQTT_EEXIST (that client id is attached already),
+ * UVMQTT_ESTORE_IDENTITY (the records belong to another protocol version
+ * or broker; nothing is handed over or changed). */
+int uvmqtt__store_attach(uvmqtt_store_t *s, const char *client_id, size_t len,
+                         const uvmqtt__store_identity_t *identity,
+                         uvmqtt_durability_t level,
+                         uvmqtt__store_client_t **out,
+                         uvmqtt__store_rec_t **recs, size_t *nrecs);
+
+/* Detaches: pending operations still reach the backend, their callbacks
+ * are dropped. c is gone afterwards. */
+void uvmqtt__store_detach(uvmqtt__store_client_t *c);
+
+/* Stores value (the concatenation of n buffers, copied) under id >= 1.
+ * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM. */
+int uvmqtt__store_put(uvmqtt__store_client_t *c, uint64_t id,
+                      const void *const *bufs, const size_t *lens, size_t n,
+                      uvmqtt__store_cb cb, void *arg);
+int uvmqtt__store_remove(uvmqtt__store_client_t *c, uint64_t id,
+                         uvmqtt__store_cb cb, void *arg);
+/* Removes every record of the client but its identity. */
+int uvmqtt__store_clear(uvmqtt__store_client_t *c, uvmqtt__store_cb cb,
+                        void *arg);
+
+/* Batches committed and operations handed to the backend so far. */
+void uvmqtt__store_stats(const uvmqtt_store_t *s, uint64_t *batches,
+                         uint64_t *ops);
+
+#endif
