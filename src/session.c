@@ -44,7 +44,8 @@ struct uvmqtt_smsg_s {
   uint8_t state;
   bool retain;
   bool dup;
-  bool done; /* completed; freed once no batch references it */
+  bool done;   /* completed; freed once no batch references it */
+  bool stored; /* durable in the store, or not persisted (see pump) */
   uint16_t refs;
   int status;
   uint8_t reason;
@@ -176,10 +177,22 @@ struct uvmqtt_session_s {
   bool server_retain : 1; /* v5 Retain Available (true unless 0) */
   bool ping_outstanding : 1;
   bool embedded : 1; /* in the owner's memory: uvmqtt__session_init() */
+  bool persist : 1;  /* reports state changes through ev_->on_persist */
+  bool freeing : 1;  /* in uvmqtt__session_free: nothing leaves the store */
 };
 
 /* Outgoing aliases are looked up by a linear scan; keep the table small. */
 #define ALIAS_OUT_MAX 64
+
+/* ---- persistence hooks (see session.h, on_persist) ----------------------- */
+
+static int persist_ev(uvmqtt_session_t *s, int op, uvmqtt_smsg_t *m,
+                      uint16_t id) {
+  if (!s->persist || s->freeing)
+    return 0;
+  return s->ev_->on_persist ? s->ev_->on_persist(s->ud, op, m, id)
+                            : UVMQTT_EINVAL;
+}
 
 /* ---- logging ----------------------------------------------------------- */
 
@@ -788,12 +801,14 @@ static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m,
  * valid until then). */
 static void msg_finish_ack(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
                            uint8_t reason, const uvmqtt_props_t *props) {
-  if (m->qos > 0)
+  if (m->qos > 0) {
     idset_del(&s->out_ids, m->packet_id);
+    (void)persist_ev(s, UVMQTT_PERSIST_DONE, m, m->packet_id);
+  }
   m->status = status;
   m->reason = reason;
   m->done = true;
-  if (m->refs == 0)
+  if (m->refs == 0 && (m->stored || s->freeing))
     msg_fire(s, m, props);
 }
 
@@ -845,6 +860,8 @@ static bool expired(const uvmqtt_smsg_t *m, uint64_t now) {
 static void pump(uvmqtt_session_t *s, uint64_t now) {
   while (s->state == UVMQTT_SS_CONNECTED && s->q_head) {
     uvmqtt_smsg_t *m = s->q_head;
+    if (!m->stored)
+      return; /* not durable yet: nothing after it goes before it */
     if (expired(m, now)) {
       queue_unlink(s, m);
       msg_finish(s, m, UVMQTT_EEXPIRED, 0);
@@ -908,6 +925,7 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
     m->state = MSG_WAIT_ACK;
     list_append(&s->f_head, &s->f_tail, m);
     s->f_count++;
+    (void)persist_ev(s, UVMQTT_PERSIST_SENT, m, m->packet_id);
   }
 }
 
@@ -970,6 +988,7 @@ static int session_setup(uvmqtt_session_t *s,
   s->ping_timeout_pct = cfg->ping_timeout_pct ? cfg->ping_timeout_pct : 40;
   s->topic_alias_max_in = cfg->topic_alias_max_in;
   s->topic_alias_auto = cfg->topic_alias_auto;
+  s->persist = cfg->persist;
   s->ev_ = ev;
   s->ud = ud;
   s->next_id = 1;
@@ -986,7 +1005,7 @@ static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
                               0, NULL);
   for (size_t i = 0; i < b->nrefs; i++) {
     uvmqtt_smsg_t *m = b->refs[i];
-    if (--m->refs == 0 && m->done) {
+    if (--m->refs == 0 && m->done && (m->stored || s->freeing)) {
       if (m->qos == 0)
         m->status = status;
       msg_fire(s, m, NULL);
@@ -1033,6 +1052,7 @@ static void fail_requests(uvmqtt_session_t *s, int status) {
 void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
   if (!s)
     return;
+  s->freeing = true; /* what is pending stays in the store for a restart */
   s->state = UVMQTT_SS_DISCONNECTED;
   if (s->cur) {
     uvmqtt_out_batch_t *b = s->cur;
@@ -1213,6 +1233,45 @@ static int check_size(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
   return 0;
 }
 
+/* A message object holding a copy of the topic and (unless zero-copy) of
+ * the payload and properties; on no list yet, no packet id. */
+static int msg_new(uvmqtt_session_t *s, uint64_t now,
+                   const uvmqtt_session_pub_t *p, uvmqtt_session_fn cb,
+                   void *arg, uvmqtt_smsg_t **out) {
+  size_t extra = p->topic_len + (p->zero_copy ? 0 : p->payload_len);
+  uvmqtt_smsg_t *m = uvmqtt__malloc(sizeof(*m) + extra);
+  if (!m)
+    return UVMQTT_ENOMEM;
+  memset(m, 0, sizeof(*m));
+  m->topic = (char *)(m + 1);
+  memcpy(m->topic, p->topic, p->topic_len);
+  m->topic_len = p->topic_len;
+  if (p->zero_copy) {
+    m->payload = p->payload;
+  } else {
+    uint8_t *pl = (uint8_t *)m->topic + p->topic_len;
+    if (p->payload_len)
+      memcpy(pl, p->payload, p->payload_len);
+    m->payload = pl;
+  }
+  m->payload_len = p->payload_len;
+  m->qos = p->qos;
+  m->retain = p->retain;
+  m->cb = cb;
+  m->arg = arg;
+  m->queued_at = now;
+  m->expiry_s = p->expiry_s;
+  if (p->props && s->version == UVMQTT_V5) {
+    int rc = uvmqtt__props_dup(p->props, &m->props);
+    if (rc < 0) {
+      uvmqtt__free(m);
+      return rc;
+    }
+  }
+  *out = m;
+  return 0;
+}
+
 int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
                             const uvmqtt_session_pub_t *p, uvmqtt_session_fn cb,
                             void *arg) {
@@ -1280,36 +1339,10 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
     msg_finish(s, old, UVMQTT_EDROPPED, 0);
   }
 
-  size_t extra = p->topic_len + (p->zero_copy ? 0 : p->payload_len);
-  uvmqtt_smsg_t *m = uvmqtt__malloc(sizeof(*m) + extra);
-  if (!m)
-    return UVMQTT_ENOMEM;
-  memset(m, 0, sizeof(*m));
-  m->topic = (char *)(m + 1);
-  memcpy(m->topic, p->topic, p->topic_len);
-  m->topic_len = p->topic_len;
-  if (p->zero_copy) {
-    m->payload = p->payload;
-  } else {
-    uint8_t *pl = (uint8_t *)m->topic + p->topic_len;
-    if (p->payload_len)
-      memcpy(pl, p->payload, p->payload_len);
-    m->payload = pl;
-  }
-  m->payload_len = p->payload_len;
-  m->qos = p->qos;
-  m->retain = p->retain;
-  m->cb = cb;
-  m->arg = arg;
-  m->queued_at = now;
-  m->expiry_s = p->expiry_s;
-  if (p->props && s->version == UVMQTT_V5) {
-    rc = uvmqtt__props_dup(p->props, &m->props);
-    if (rc < 0) {
-      uvmqtt__free(m);
-      return rc;
-    }
-  }
+  uvmqtt_smsg_t *m;
+  rc = msg_new(s, now, p, cb, arg, &m);
+  if (rc < 0)
+    return rc;
   if (m->qos > 0) {
     rc = alloc_id(s, &m->packet_id);
     if (rc < 0) {
@@ -1317,10 +1350,22 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
       return rc;
     }
   }
+  m->stored = !(s->persist && m->qos > 0);
   list_append(&s->q_head, &s->q_tail, m);
   s->q_count++;
   s->q_bytes += bytes;
   int id = m->packet_id;
+  if (!m->stored) {
+    /* pump() holds it back until uvmqtt__session_stored() says it is
+     * durable. A failure to queue the write is this call's error. */
+    rc = persist_ev(s, UVMQTT_PERSIST_PUT, m, m->packet_id);
+    if (rc < 0) {
+      queue_unlink(s, m);
+      idset_del(&s->out_ids, m->packet_id);
+      msg_free(m);
+      return rc;
+    }
+  }
   /* pump() may send it at once. If that fails, the error is returned here
    * and its callback never fires (see session.h). A publish from inside a
    * callback of pump() nests, hence the saved outer state. */
@@ -1432,6 +1477,7 @@ static int unexpected(uvmqtt_session_t *s, const char *what, unsigned id) {
 static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
   if (!present) {
     idset_clear(&s->in_ids);
+    (void)persist_ev(s, UVMQTT_PERSIST_IN_CLEAR, NULL, 0);
     /* Walk from the tail so that prepending keeps the original order. */
     uvmqtt_smsg_t *m = s->f_tail;
     while (m) {
@@ -1451,6 +1497,7 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
              m->packet_id);
         m->dup = false;
         m->state = MSG_QUEUED;
+        (void)persist_ev(s, UVMQTT_PERSIST_REQUEUED, m, m->packet_id);
         list_prepend(&s->q_head, &s->q_tail, m);
         s->q_count++;
         s->q_bytes += m->payload_len + m->topic_len;
@@ -1549,6 +1596,7 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
       int rc = idset_add(&s->in_ids, pub->packet_id);
       if (rc < 0)
         return rc;
+      (void)persist_ev(s, UVMQTT_PERSIST_IN_ADD, NULL, pub->packet_id);
       if (s->ev_->on_message)
         s->ev_->on_message(s->ud, pub);
     }
@@ -1575,12 +1623,15 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
     }
     if (ack->reason_code < 0x80) {
       m->state = MSG_WAIT_COMP;
+      (void)persist_ev(s, UVMQTT_PERSIST_PUBREC, m, id);
       return out_ack(s, UVMQTT_PUBREL, id, 0);
     }
     break;
   case UVMQTT_PUBREL: {
     bool known = idset_has(s->in_ids, id);
     idset_del(&s->in_ids, id);
+    if (known)
+      (void)persist_ev(s, UVMQTT_PERSIST_IN_DEL, NULL, id);
     return out_ack(s, UVMQTT_PUBCOMP, id,
                    (!known && s->version == UVMQTT_V5) ? 0x92 : 0);
   }
@@ -1812,4 +1863,89 @@ uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s) {
 }
 uint16_t uvmqtt__session_server_alias_max(const uvmqtt_session_t *s) {
   return s->server_alias_max;
+}
+
+/* ---- persistence (see session.h) ------------------------------------------
+ */
+
+void uvmqtt__session_stored(uvmqtt_session_t *s, uvmqtt_smsg_t *m, uint64_t now,
+                            int status) {
+  m->stored = true;
+  if (m->done) { /* completed while its write was under way */
+    if (m->refs == 0)
+      msg_fire(s, m, NULL);
+    return;
+  }
+  if (status < 0) {
+    /* Never sent (pump() held it back): it is still in the queue. */
+    queue_unlink(s, m);
+    slog(s, LOG_ERROR, "cannot store message %u: %s", m->packet_id,
+         uvmqtt_strerror(status));
+    msg_finish(s, m, status, 0);
+    return;
+  }
+  pump(s, now);
+}
+
+void uvmqtt__smsg_view(const uvmqtt_smsg_t *m, uvmqtt_publish_t *pub,
+                       uint32_t *expiry_s, int *state) {
+  msg_to_publish(m, pub);
+  pub->dup = false;
+  *expiry_s = m->expiry_s;
+  *state = m->state == MSG_WAIT_COMP ? 2 : m->state == MSG_WAIT_ACK ? 1 : 0;
+}
+
+int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
+                                const uvmqtt_publish_t *pub, uint32_t expiry_s,
+                                int state, uvmqtt_session_fn cb, void *arg) {
+  uvmqtt_session_pub_t p;
+  uvmqtt_smsg_t *m;
+  if (s->state != UVMQTT_SS_DISCONNECTED)
+    return UVMQTT_ESTATE;
+  if (!pub || pub->qos == 0 || pub->qos > 2 || pub->packet_id == 0 ||
+      state < 0 || state > 2 || (state == 2 && pub->qos != 2) ||
+      !pub->topic.len)
+    return UVMQTT_EINVAL;
+  if (idset_has(s->out_ids, pub->packet_id))
+    return UVMQTT_EEXIST;
+  memset(&p, 0, sizeof(p));
+  p.topic = pub->topic.data;
+  p.topic_len = pub->topic.len;
+  p.payload = pub->payload.data;
+  p.payload_len = pub->payload.len;
+  p.qos = pub->qos;
+  p.retain = pub->retain;
+  p.props = &pub->props;
+  p.expiry_s = expiry_s;
+  int rc = msg_new(s, now, &p, cb, arg, &m);
+  if (rc < 0)
+    return rc;
+  if (m->props) /* kept in the record, not a property to send twice */
+    m->props->present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
+  rc = idset_add(&s->out_ids, pub->packet_id);
+  if (rc < 0) {
+    msg_free(m);
+    return rc;
+  }
+  m->packet_id = pub->packet_id;
+  m->stored = true;
+  if (state == 0) {
+    list_append(&s->q_head, &s->q_tail, m);
+    s->q_count++;
+    s->q_bytes += m->payload_len + m->topic_len;
+  } else {
+    m->state = state == 2 ? MSG_WAIT_COMP : MSG_WAIT_ACK;
+    m->dup = true;
+    list_append(&s->f_head, &s->f_tail, m);
+    s->f_count++;
+  }
+  return 0;
+}
+
+int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id) {
+  if (s->state != UVMQTT_SS_DISCONNECTED)
+    return UVMQTT_ESTATE;
+  if (id == 0)
+    return UVMQTT_EPACKETID;
+  return idset_add(&s->in_ids, id);
 }

@@ -62,7 +62,33 @@ typedef struct {
   void (*on_output)(void *ud);
   /* A log line (level as UVMQTT_LOG_*). */
   void (*on_log)(void *ud, int level, const char *msg);
+  /* Persistence (sessions configured with `persist` only): a state change
+   * to write to the store, op one of uvmqtt_persist_op_t; m is the message
+   * (NULL for the incoming ids), id its packet id. Returns 0 or an error;
+   * only UVMQTT_PERSIST_PUT's is used (it fails the publish call), the
+   * owner reports the others. MUST NOT call back into the session. */
+  int (*on_persist)(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id);
 } uvmqtt_session_events_t;
+
+/* What on_persist reports. Outgoing QoS 1/2 messages: PUT (accepted by
+ * publish; the session sends it only after uvmqtt__session_stored()),
+ * SENT (first PUBLISH written: resend with DUP from now on), PUBREC (QoS 2:
+ * PUBREL from now on), REQUEUED (session lost: a QoS 1 message goes back
+ * to the queue as new), DONE (completed, failed, dropped or expired: forget
+ * it). Incoming QoS 2 ids: IN_ADD (received, not released), IN_DEL
+ * (released by PUBREL), IN_CLEAR (session lost: forget them all). Nothing
+ * is reported from inside uvmqtt__session_free(): what is pending then
+ * stays in the store for the next process. */
+typedef enum {
+  UVMQTT_PERSIST_PUT = 1,
+  UVMQTT_PERSIST_SENT,
+  UVMQTT_PERSIST_PUBREC,
+  UVMQTT_PERSIST_REQUEUED,
+  UVMQTT_PERSIST_DONE,
+  UVMQTT_PERSIST_IN_ADD,
+  UVMQTT_PERSIST_IN_DEL,
+  UVMQTT_PERSIST_IN_CLEAR
+} uvmqtt_persist_op_t;
 
 typedef struct {
   uint8_t version;             /* UVMQTT_V31, UVMQTT_V311, UVMQTT_V5 */
@@ -75,6 +101,7 @@ typedef struct {
   unsigned ping_timeout_pct;   /* % of keepalive to wait for PINGRESP */
   uint16_t topic_alias_max_in; /* v5: aliases the server may use (ours) */
   bool topic_alias_auto;       /* v5: assign outgoing aliases (LRU) */
+  bool persist;                /* report state changes (on_persist) */
 } uvmqtt_session_config_t;
 
 typedef enum {
@@ -193,5 +220,37 @@ uint16_t uvmqtt__session_server_alias_max(const uvmqtt_session_t *s);
  * no DISCONNECT should be sent for it. */
 uint8_t uvmqtt__session_disconnect_reason(int err);
 void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds);
+
+/* ---- persistence (sessions configured with `persist`) ----------------------
+ * The owner writes what on_persist reports to its store and calls back: */
+
+/* The PUT of m finished: status 0, m is durable and may be sent (the
+ * queue is pumped); status < 0, m could not be stored and completes with
+ * that status (unless it completed already). Either way m MUST NOT be used
+ * by the owner afterwards. Every PUT MUST be answered exactly once, before
+ * uvmqtt__session_free() or not at all (free releases unanswered ones). */
+void uvmqtt__session_stored(uvmqtt_session_t *s, uvmqtt_smsg_t *m, uint64_t now,
+                            int status);
+
+/* What the store needs of a message: the PUBLISH (DUP clear; views into
+ * the message, valid while it lives), its expiry (0 none) and its state:
+ * 0 queued, 1 sent, 2 PUBREC received. */
+void uvmqtt__smsg_view(const uvmqtt_smsg_t *m, uvmqtt_publish_t *pub,
+                       uint32_t *expiry_s, int *state);
+
+/* Before the first connect, puts back a message read from the store, in
+ * the order they were first published: state 0 goes to the queue, 1 and
+ * 2 in flight (resent with DUP, or PUBREL, after a CONNACK with session
+ * present; the session-loss rule otherwise). The message is copied; it
+ * counts as stored; it completes through on_publish_done with cb/arg.
+ * expiry_s is what remains of its lifetime from `now` (0: none).
+ * Errors: UVMQTT_ESTATE (connected or connecting), UVMQTT_EINVAL (QoS 0,
+ * bad state), UVMQTT_EEXIST (packet id in use), UVMQTT_ENOMEM. */
+int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
+                                const uvmqtt_publish_t *pub, uint32_t expiry_s,
+                                int state, uvmqtt_session_fn cb, void *arg);
+/* Before the first connect, puts back an incoming QoS 2 id that waits for
+ * PUBREL. Errors: UVMQTT_ESTATE, UVMQTT_EPACKETID (0), UVMQTT_ENOMEM. */
+int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id);
 
 #endif

@@ -152,9 +152,14 @@ static void ev_log(void *ud, int level, const char *msg) {
   snprintf(H.lastlog, sizeof(H.lastlog), "%s", msg);
 }
 
+static int ev_persist(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id) {
+  assert_ptr_equal(ud, &H);
+  return H.persist_hook ? H.persist_hook(op, m, id) : 0;
+}
+
 static const uvmqtt_session_events_t events = {
-    ev_connack,    ev_message, ev_publish_done, ev_sub_done,
-    ev_disconnect, ev_auth,    ev_output,       ev_log};
+    ev_connack, ev_message, ev_publish_done, ev_sub_done, ev_disconnect,
+    ev_auth,    ev_output,  ev_log,          ev_persist};
 
 /* ---- lifecycle ----------------------------------------------------------- */
 

@@ -98,6 +98,10 @@ typedef struct {
   /* The server side of outgoing topic aliases (v5), checked on decode. */
   char alias[65][128];
 
+  /* Persistence: called for on_persist (sessions with cfg.persist); set
+   * after h_init(). */
+  int (*persist_hook)(int op, uvmqtt_smsg_t *m, uint16_t id);
+
   bool tracing;
   char *trace;
   size_t tlen, tcap;
