@@ -357,6 +357,19 @@ UVMQTT_EXTERN int uvmqtt_options_set_auth(uvmqtt_options_t *o,
  * (default on; the redirect callback may veto each one). */
 UVMQTT_EXTERN int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o,
                                                       bool on);
+/* Persistence (docs/persistence.md): the client keeps its outgoing QoS 1/2
+ * messages (queued or in flight, with their state) and its incoming QoS 2
+ * ids awaiting PUBREL in `store`, under its client id, and restores them
+ * when created. `store` (uvmqtt/store.h) is shared by any number of
+ * clients on its loop and MUST outlive them; it is not copied. level:
+ * UVMQTT_DURABLE_PROCESS (survives kill -9) or UVMQTT_DURABLE_POWER
+ * (survives power loss). With a store, a QoS 1/2 message is sent only once
+ * it is durable; uvmqtt_client_on_stored() tells when. A random client id
+ * makes a store pointless: set one. NULL store: no persistence.
+ * Errors: UVMQTT_EINVAL (bad level), UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_options_set_store(uvmqtt_options_t *o,
+                                           uvmqtt_store_t *store,
+                                           uvmqtt_durability_t level);
 
 /* ---- client lifecycle -----------------------------------------------------
  */
@@ -431,6 +444,44 @@ typedef int (*uvmqtt_redirect_cb)(uvmqtt_client_t *c, uint8_t reason,
                                   const char *reference, void *arg);
 UVMQTT_EXTERN int uvmqtt_client_on_redirect(uvmqtt_client_t *c,
                                             uvmqtt_redirect_cb cb, void *arg);
+
+/* ---- persistence (clients created with uvmqtt_options_set_store) ----------
+ *
+ * At creation the client takes back what the store held for its client id
+ * (uvmqtt_client_new fails with UVMQTT_ESTORE_IDENTITY when those records
+ * belong to another protocol version, and connecting fails with it when
+ * they belong to another broker). Restored messages carry no callback
+ * across processes: list them with uvmqtt_client_restored() before
+ * connecting, and learn their outcome through the callback set with
+ * uvmqtt_client_on_restored_done() (the publish callback shape; QoS 1 on
+ * PUBACK, QoS 2 on PUBCOMP, UVMQTT_ESESSION for a QoS 2 message the
+ * broker lost with its session, UVMQTT_EEXPIRED...). They resume on the
+ * first CONNACK exactly as after a reconnect. */
+
+/* A restored message still pending: the PUBLISH (views valid during the
+ * call) and its state: 0 queued, 1 sent (resent with DUP), 2 PUBREC
+ * received (PUBREL next). */
+typedef void (*uvmqtt_restored_cb)(uvmqtt_client_t *c,
+                                   const uvmqtt_publish_t *pub, int state,
+                                   void *arg);
+/* Calls cb for each restored message still pending, in flight first, then
+ * queued, in publish order. Returns how many (0 without a store). */
+UVMQTT_EXTERN int uvmqtt_client_restored(uvmqtt_client_t *c,
+                                         uvmqtt_restored_cb cb, void *arg);
+/* The completion of every restored message (cb may be NULL: none).
+ * Errors: UVMQTT_EINVAL, UVMQTT_ENOTSUP (no store). */
+UVMQTT_EXTERN int uvmqtt_client_on_restored_done(uvmqtt_client_t *c,
+                                                 uvmqtt_publish_cb cb,
+                                                 void *arg);
+/* "Stored": a QoS 1/2 publish of this client is durable at the client's
+ * level (status 0) — after that a crash does not lose it — or could not
+ * be stored (status < 0: its publish callback fires with that status too).
+ * Fires before the message is sent, in publish order. cb NULL: none.
+ * Errors: UVMQTT_EINVAL, UVMQTT_ENOTSUP (no store). */
+typedef void (*uvmqtt_stored_cb)(uvmqtt_client_t *c, int status,
+                                 uint16_t packet_id, void *arg);
+UVMQTT_EXTERN int uvmqtt_client_on_stored(uvmqtt_client_t *c,
+                                          uvmqtt_stored_cb cb, void *arg);
 
 /* ---- what the next CONNECT carries ----------------------------------------
  * These change the client's copy of the options for the next connection

@@ -1476,8 +1476,13 @@ static int unexpected(uvmqtt_session_t *s, const char *what, unsigned id) {
  * rule (see session.h). */
 static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
   if (!present) {
+    if (s->persist) /* rare (a session lost): a scan of the id space */
+      for (uint32_t id = 1; id <= 65535 && idset_count(s->in_ids); id++)
+        if (idset_has(s->in_ids, (uint16_t)id)) {
+          idset_del(&s->in_ids, (uint16_t)id);
+          (void)persist_ev(s, UVMQTT_PERSIST_IN_DEL, NULL, (uint16_t)id);
+        }
     idset_clear(&s->in_ids);
-    (void)persist_ev(s, UVMQTT_PERSIST_IN_CLEAR, NULL, 0);
     /* Walk from the tail so that prepending keeps the original order. */
     uvmqtt_smsg_t *m = s->f_tail;
     while (m) {
@@ -1947,5 +1952,15 @@ int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id) {
     return UVMQTT_ESTATE;
   if (id == 0)
     return UVMQTT_EPACKETID;
-  return idset_add(&s->in_ids, id);
+  return idset_has(s->in_ids, id) ? 0 : idset_add(&s->in_ids, id);
+}
+
+void uvmqtt__session_each_msg(uvmqtt_session_t *s,
+                              void (*fn)(void *ctx, uvmqtt_smsg_t *m,
+                                         uvmqtt_session_fn cb, void *arg),
+                              void *ctx) {
+  for (uvmqtt_smsg_t *m = s->f_head; m; m = m->next)
+    fn(ctx, m, m->cb, m->arg);
+  for (uvmqtt_smsg_t *m = s->q_head; m; m = m->next)
+    fn(ctx, m, m->cb, m->arg);
 }

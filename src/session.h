@@ -76,7 +76,7 @@ typedef struct {
  * PUBREL from now on), REQUEUED (session lost: a QoS 1 message goes back
  * to the queue as new), DONE (completed, failed, dropped or expired: forget
  * it). Incoming QoS 2 ids: IN_ADD (received, not released), IN_DEL
- * (released by PUBREL), IN_CLEAR (session lost: forget them all). Nothing
+ * (released by PUBREL, or forgotten with a lost session). Nothing
  * is reported from inside uvmqtt__session_free(): what is pending then
  * stays in the store for the next process. */
 typedef enum {
@@ -86,8 +86,7 @@ typedef enum {
   UVMQTT_PERSIST_REQUEUED,
   UVMQTT_PERSIST_DONE,
   UVMQTT_PERSIST_IN_ADD,
-  UVMQTT_PERSIST_IN_DEL,
-  UVMQTT_PERSIST_IN_CLEAR
+  UVMQTT_PERSIST_IN_DEL
 } uvmqtt_persist_op_t;
 
 typedef struct {
@@ -252,5 +251,12 @@ int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
 /* Before the first connect, puts back an incoming QoS 2 id that waits for
  * PUBREL. Errors: UVMQTT_ESTATE, UVMQTT_EPACKETID (0), UVMQTT_ENOMEM. */
 int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id);
+
+/* Visits the outgoing QoS 1/2 messages still pending, in flight first,
+ * each with its completion. fn MUST NOT change the session. */
+void uvmqtt__session_each_msg(uvmqtt_session_t *s,
+                              void (*fn)(void *ctx, uvmqtt_smsg_t *m,
+                                         uvmqtt_session_fn cb, void *arg),
+                              void *ctx);
 
 #endif

@@ -102,6 +102,7 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   sc.receive_maximum = CX(c)->receive_max;
   sc.topic_alias_max_in = CX(c)->topic_alias_in;
   sc.topic_alias_auto = CX(c)->topic_alias_auto;
+  sc.persist = CX(c)->store != NULL;
   if ((rc = uvmqtt__session_init((char *)c + soff, &sc, &uvmqtt__client_events,
                                  c, &c->session)) < 0) {
     uvmqtt__copts_free(&c->o);
@@ -109,12 +110,14 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     uvmqtt__free(c);
     return rc;
   }
-  if (!(c->lc = uvmqtt__loop_acquire(loop))) {
+  if ((CX(c)->store && (rc = uvmqtt__persist_open(c, loop)) < 0) ||
+      (!(c->lc = uvmqtt__loop_acquire(loop)) && (rc = UVMQTT_ENOMEM))) {
+    uvmqtt__persist_close(c);
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     uvmqtt__copts_free(&c->o);
     uvmqtt__free(c->rare);
     uvmqtt__free(c);
-    return UVMQTT_ENOMEM;
+    return rc;
   }
   *out = c;
   return 0;
@@ -160,6 +163,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
   if (!c->freed_session) {
     c->freed_session = true;
     ENTER(c);
+    uvmqtt__persist_close(c);
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     c->session = NULL;
     uvmqtt__subs_cancel_all(c);

@@ -77,6 +77,8 @@ typedef struct {
   bool topic_alias_auto;
   bool request_response_info;
   bool follow_redirects;
+  uint8_t durability;    /* uvmqtt_durability_t, with store */
+  uvmqtt_store_t *store; /* shared, not owned */
 } opt_ext_t;
 
 /* Every rarely set option at its default (options.c). */
@@ -204,7 +206,8 @@ typedef struct {
   const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
   int tls_err; /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
-  unsigned redirects; /* in a row, to stop loops */
+  unsigned redirects;        /* in a row, to stop loops */
+  struct persist_s *persist; /* clients with a store (persist.c) */
 } rare_t;
 
 /* Routes: the table and the values it does not free, allocated with the
@@ -385,6 +388,18 @@ void uvmqtt__subs_free(uvmqtt_client_t *c);
 /* 0, or an error of uvmqtt_tls_config_new / _set_ca_default. */
 int uvmqtt__tls_default_acquire(const uvmqtt_tls_config_t **out);
 void uvmqtt__tls_default_release(void);
+/* ---- persist.c: a client's records in its store */
+/* At creation, with CX(c)->store: attaches to the store and restores the
+ * session. Errors: those of the store's attach, UVMQTT_ENOMEM. On error
+ * nothing is left attached. */
+int uvmqtt__persist_open(uvmqtt_client_t *c, uv_loop_t *loop);
+/* Before the session is freed: detaches (pending writes still happen) and
+ * frees the client's persistence state. No-op without one. */
+void uvmqtt__persist_close(uvmqtt_client_t *c);
+/* At connect: the broker's identity, checked against the store. */
+int uvmqtt__persist_check_broker(uvmqtt_client_t *c);
+/* The session's on_persist. */
+int uvmqtt__persist_event(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id);
 
 /* ---- routes.c */
 /* True when a route took m. */

@@ -24,6 +24,13 @@ static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
   c->nservers = (uint16_t)n;
   c->cur_server = 0;
   c->srv_mode = srv;
+  int rc = uvmqtt__persist_check_broker(c);
+  if (rc < 0) { /* the stored session belongs to another broker */
+    uvmqtt__servers_free(c);
+    c->nservers = 0;
+    c->srv_mode = false;
+    return rc;
+  }
   c->srv_done = false;
   c->user_disconnect = false;
   c->attempt = 0;

@@ -145,4 +145,5 @@ const uvmqtt_session_events_t uvmqtt__client_events = {
     .on_auth = ev_auth,
     .on_output = ev_output,
     .on_log = ev_log,
+    .on_persist = uvmqtt__persist_event,
 };

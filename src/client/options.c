@@ -534,6 +534,21 @@ int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o, bool on) {
   return 0;
 }
 
+int uvmqtt_options_set_store(uvmqtt_options_t *o, uvmqtt_store_t *store,
+                             uvmqtt_durability_t level) {
+  if (!o || (store && level != UVMQTT_DURABLE_PROCESS &&
+             level != UVMQTT_DURABLE_POWER))
+    return UVMQTT_EINVAL;
+  if (!store && !o->k.x)
+    return 0;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->store = store;
+  x->durability = (uint8_t)level;
+  return 0;
+}
+
 /* Copies the options a client keeps, with deep copies of the rare ones. */
 int uvmqtt__copts_copy(copts_t *d, const copts_t *s) {
   *d = *s;

@@ -46,8 +46,10 @@ struct uvmqtt__store_client_s {
   uvmqtt_store_t *store;
   uvmqtt__store_client_t *next, *prev;
   uvmqtt_durability_t level;
+  void *data;
+  uint8_t *ident; /* the identity record's value */
+  size_t ident_len;
   size_t name_len;
-  size_t ident_len; /* the identity record's bytes follow the name */
   char name[];
 };
 
@@ -213,7 +215,7 @@ static void after_work_cb(uv_work_t *req, int status) {
   for (size_t i = 0; i < b->n; i++) {
     op_t *o = &b->ops[i];
     if (o->client && o->cb)
-      o->cb(o->arg, status < 0 ? status : o->status);
+      o->cb(o->client, o->arg, status < 0 ? status : o->status);
   }
   s->busy = 0;
   b->n = 0;
@@ -339,9 +341,47 @@ static size_t encode_identity(uint8_t *p, const uvmqtt__store_identity_t *idn) {
 
 static int put_identity(uvmqtt__store_client_t *c, uvmqtt__store_cb cb,
                         void *arg) {
-  const void *buf = c->name + c->name_len;
+  const void *buf = c->ident;
   return enqueue(c, OP_PUT, UVMQTT__STORE_ID_IDENTITY, &buf, &c->ident_len, 1,
                  cb, arg);
+}
+
+void uvmqtt__store_set_data(uvmqtt__store_client_t *c, void *data) {
+  c->data = data;
+}
+
+void *uvmqtt__store_data(const uvmqtt__store_client_t *c) {
+  return c->data;
+}
+
+int uvmqtt__store_set_broker(uvmqtt__store_client_t *c, const char *broker) {
+  if (!c || !broker || strlen(broker) > 0xffff)
+    return UVMQTT_EINVAL;
+  size_t blen = (size_t)c->ident[2] | (size_t)c->ident[3] << 8;
+  if (blen) {
+    if (blen != strlen(broker) || memcmp(c->ident + 4, broker, blen) != 0)
+      return UVMQTT_ESTORE_IDENTITY;
+    return 0;
+  }
+  uvmqtt__store_identity_t idn = {c->ident[1], broker};
+  size_t ilen = encode_identity(NULL, &idn);
+  uint8_t *p = uvmqtt__malloc(ilen);
+  if (!p)
+    return UVMQTT_ENOMEM;
+  encode_identity(p, &idn);
+  uint8_t *old = c->ident;
+  size_t old_len = c->ident_len;
+  c->ident = p;
+  c->ident_len = ilen;
+  int rc = put_identity(c, NULL, NULL);
+  if (rc < 0) {
+    c->ident = old;
+    c->ident_len = old_len;
+    uvmqtt__free(p);
+    return rc;
+  }
+  uvmqtt__free(old);
+  return 0;
 }
 
 /* 0 match, 1 match but the record lacks the broker, or the error. */
@@ -385,31 +425,44 @@ int uvmqtt__store_attach(uvmqtt_store_t *s, const char *client_id, size_t len,
       return UVMQTT_EEXIST;
 
   restore_range(s, client_id, len, &lo, &hi);
+  const rrec_t *stored = NULL;
   if (lo < hi && s->restore[lo].id == UVMQTT__STORE_ID_IDENTITY) {
     rc = check_identity(&s->restore[lo], identity);
     if (rc < 0)
       return rc;
     need_identity = rc == 1;
+    stored = &s->restore[lo];
   }
   if (hi > lo) {
     v = uvmqtt__malloc((hi - lo) * sizeof *v);
     if (!v)
       return UVMQTT_ENOMEM;
   }
-  size_t ilen = encode_identity(NULL, identity);
-  uvmqtt__store_client_t *c = uvmqtt__malloc(sizeof *c + len + ilen);
-  if (!c) {
+  /* Our identity, or the stored one when it knows more (the broker). */
+  int keep = stored && !need_identity;
+  size_t ilen = keep ? stored->len : encode_identity(NULL, identity);
+  uvmqtt__store_client_t *c = uvmqtt__malloc(sizeof *c + len);
+  uint8_t *ident = uvmqtt__malloc(ilen);
+  if (!c || !ident) {
+    uvmqtt__free(c);
+    uvmqtt__free(ident);
     uvmqtt__free(v);
     return UVMQTT_ENOMEM;
   }
   c->store = s;
   c->level = level;
+  c->data = NULL;
   c->name_len = len;
+  c->ident = ident;
   c->ident_len = ilen;
   if (len)
     memcpy(c->name, client_id, len);
-  encode_identity((uint8_t *)c->name + len, identity);
+  if (keep)
+    memcpy(ident, stored->value, ilen);
+  else
+    encode_identity(ident, identity);
   if (need_identity && (rc = put_identity(c, NULL, NULL)) < 0) {
+    uvmqtt__free(ident);
     uvmqtt__free(c);
     uvmqtt__free(v);
     return rc;
@@ -458,6 +511,40 @@ int uvmqtt__store_clear(uvmqtt__store_client_t *c, uvmqtt__store_cb cb,
   return rc;
 }
 
+/* Keeps a detaching client's identity in the restore set, so that a later
+ * attach in this process is checked against it as a new process would be.
+ * Best effort: without memory the check falls back to the file's. */
+static void remember_identity(uvmqtt_store_t *s, uvmqtt__store_client_t *c) {
+  size_t lo, hi;
+  restore_range(s, c->name, c->name_len, &lo, &hi);
+  uint8_t *v = uvmqtt__memdup(c->ident, c->ident_len);
+  if (!v)
+    return;
+  if (lo < hi && s->restore[lo].id == UVMQTT__STORE_ID_IDENTITY) {
+    uvmqtt__free(s->restore[lo].value);
+    s->restore[lo].value = v;
+    s->restore[lo].len = c->ident_len;
+    return;
+  }
+  char *name = uvmqtt__memdup(c->name, c->name_len ? c->name_len : 1);
+  rrec_t *r = uvmqtt__realloc(s->restore, (s->nrestore + 1) * sizeof *r);
+  if (!name || !r) {
+    uvmqtt__free(name);
+    uvmqtt__free(v);
+    if (r)
+      s->restore = r;
+    return;
+  }
+  s->restore = r;
+  memmove(r + lo + 1, r + lo, (s->nrestore - lo) * sizeof *r);
+  r[lo].name = name;
+  r[lo].name_len = c->name_len;
+  r[lo].id = UVMQTT__STORE_ID_IDENTITY;
+  r[lo].value = v;
+  r[lo].len = c->ident_len;
+  s->nrestore++;
+}
+
 static void drop_callbacks(batch_t *b, uvmqtt__store_client_t *c) {
   for (size_t i = 0; i < b->n; i++)
     if (b->ops[i].client == c)
@@ -470,12 +557,14 @@ void uvmqtt__store_detach(uvmqtt__store_client_t *c) {
   uvmqtt_store_t *s = c->store;
   drop_callbacks(&s->pending, c);
   drop_callbacks(&s->inflight, c);
+  remember_identity(s, c);
   if (c->prev)
     c->prev->next = c->next;
   else
     s->clients = c->next;
   if (c->next)
     c->next->prev = c->prev;
+  uvmqtt__free(c->ident);
   uvmqtt__free(c);
 }
 

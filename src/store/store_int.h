@@ -42,7 +42,8 @@ typedef struct {
   size_t len;
 } uvmqtt__store_rec_t;
 
-typedef void (*uvmqtt__store_cb)(void *arg, int status);
+typedef void (*uvmqtt__store_cb)(uvmqtt__store_client_t *c, void *arg,
+                                 int status);
 
 /* Attaches a client to the store and hands over what the store held for
  * it (ids >= 1, ascending), once per process: a later attach of the same
@@ -60,6 +61,15 @@ int uvmqtt__store_attach(uvmqtt_store_t *s, const char *client_id, size_t len,
 /* Detaches: pending operations still reach the backend, their callbacks
  * are dropped. c is gone afterwards. */
 void uvmqtt__store_detach(uvmqtt__store_client_t *c);
+
+/* The owner's pointer, NULL until set. */
+void uvmqtt__store_set_data(uvmqtt__store_client_t *c, void *data);
+void *uvmqtt__store_data(const uvmqtt__store_client_t *c);
+
+/* The broker, once known (connect time): UVMQTT_ESTORE_IDENTITY when the
+ * client's records belong to another broker; recorded when they name none
+ * yet. Errors also UVMQTT_EINVAL, UVMQTT_ENOMEM. */
+int uvmqtt__store_set_broker(uvmqtt__store_client_t *c, const char *broker);
 
 /* Stores value (the concatenation of n buffers, copied) under id >= 1.
  * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM. */

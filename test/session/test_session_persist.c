@@ -105,11 +105,6 @@ static int hook(int op, uvmqtt_smsg_t *m, uint16_t id) {
   case UVMQTT_PERSIST_IN_DEL:
     rec_del(UVMQTT__REC_IN(id));
     return 0;
-  case UVMQTT_PERSIST_IN_CLEAR:
-    for (size_t i = nrecs; i-- > 0;)
-      if (UVMQTT__REC_KIND(recs[i].id) == 3)
-        rec_del(recs[i].id);
-    return 0;
   default:
     fail();
   }

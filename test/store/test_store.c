@@ -41,7 +41,8 @@ static int teardown(void **state) {
 static const uvmqtt__store_identity_t v5_broker = {5, "mqtt://b:1883"};
 
 static int done_count, last_status;
-static void count_cb(void *arg, int status) {
+static void count_cb(uvmqtt__store_client_t *c, void *arg, int status) {
+  (void)c;
   (void)arg;
   done_count++;
   if (status < 0)
@@ -184,6 +185,27 @@ static void identity(void **state) {
   assert_int_equal(uvmqtt__store_attach(s, "a", 1, &other,
                                         UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
                    UVMQTT_ESTORE_IDENTITY);
+  /* Broker unknown at attach, known at connect: checked then. */
+  assert_int_equal(uvmqtt__store_attach(s, "a", 1, &no_broker,
+                                        UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
+                   0);
+  free_recs(recs, n);
+  assert_int_equal(uvmqtt__store_set_broker(c, "mqtt://other:1883"),
+                   UVMQTT_ESTORE_IDENTITY);
+  assert_int_equal(uvmqtt__store_set_broker(c, "mqtt://b:1883"), 0);
+  uvmqtt__store_detach(c);
+  /* A client stored without a broker records the first one it meets. */
+  assert_int_equal(uvmqtt__store_attach(s, "new", 3, &no_broker,
+                                        UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
+                   0);
+  assert_int_equal(uvmqtt__store_set_broker(c, "mqtt://third:1"), 0);
+  assert_int_equal(uvmqtt__store_set_broker(c, "mqtt://third:1"), 0);
+  uvmqtt__store_detach(c);
+  close_store(s);
+  s = open_store();
+  assert_int_equal(uvmqtt__store_attach(s, "new", 3, &v5_broker,
+                                        UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
+                   UVMQTT_ESTORE_IDENTITY);
   close_store(s);
 }
 
@@ -238,7 +260,8 @@ static void clear_keeps_identity(void **state) {
 /* Callbacks that queue more work: it goes into the next batch. */
 static uvmqtt__store_client_t *chain_client;
 static int chain_left;
-static void chain_cb(void *arg, int status) {
+static void chain_cb(uvmqtt__store_client_t *c, void *arg, int status) {
+  assert_ptr_equal(c, chain_client);
   (void)arg;
   assert_int_equal(status, 0);
   done_count++;
