@@ -451,6 +451,18 @@ int tool_parse_common(tool_cfg_t *cfg, int argc, char **argv, int *i) {
     cfg->clean = false;
     return 1;
   }
+  if (!strcmp(a, "--store")) {
+    if (*i + 1 >= argc) {
+      tool_err(cfg, "--store needs a file (see --help)");
+      return -1;
+    }
+    cfg->store_path = argv[++*i];
+    return 1;
+  }
+  if (!strcmp(a, "--store-sync")) {
+    cfg->store_sync = true;
+    return 1;
+  }
   if (!strcmp(a, "-S")) {
     cfg->srv = true;
     return 1;
@@ -499,6 +511,11 @@ int tool_cfg_finish(tool_cfg_t *cfg) {
   }
   if (cfg->id && cfg->id_prefix) {
     tool_err(cfg, "-i and -I cannot be used together");
+    return -1;
+  }
+  if ((cfg->store_path || cfg->store_sync) && (!cfg->id || cfg->id_prefix)) {
+    tool_err(cfg, "--store needs a client id given with -i (the store keeps "
+                  "the session under it)");
     return -1;
   }
   if (cfg->id_prefix) {
@@ -734,10 +751,31 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
       goto fail;
     }
   }
+  if (cfg->store_path) {
+    uvmqtt_store_report_t r;
+    step = "--store";
+    if ((rc = uvmqtt_store_open(loop, cfg->store_path, &cfg->store, &r)) < 0) {
+      uvmqtt_options_del(o);
+      tool_err(cfg, "cannot open the store %s: %s", cfg->store_path,
+               uvmqtt_strerror(rc));
+      return -1;
+    }
+    if (r.dropped_records)
+      tool_err(cfg,
+               "store %s was damaged: %llu record(s), %llu byte(s) dropped",
+               cfg->store_path, (unsigned long long)r.dropped_records,
+               (unsigned long long)r.dropped_bytes);
+    if ((rc = uvmqtt_options_set_store(
+             o, cfg->store,
+             cfg->store_sync ? UVMQTT_DURABLE_POWER : UVMQTT_DURABLE_PROCESS)) <
+        0)
+      goto fail;
+  }
   rc = uvmqtt_client_new(loop, o, out);
   uvmqtt_options_del(o);
   if (rc < 0) {
     tool_err(cfg, "cannot create the client: %s", uvmqtt_strerror(rc));
+    tool_store_close(cfg, loop);
     return -1;
   }
   uvmqtt_client_on_log(*out, on_log, cfg,
@@ -746,7 +784,16 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
 fail:
   uvmqtt_options_del(o);
   tool_err(cfg, "%s: %s", step, uvmqtt_strerror(rc));
+  tool_store_close(cfg, loop);
   return -1;
+}
+
+void tool_store_close(tool_cfg_t *cfg, uv_loop_t *loop) {
+  if (!cfg->store)
+    return;
+  if (uvmqtt_store_close(cfg->store, NULL, NULL) == 0)
+    uv_run(loop, UV_RUN_DEFAULT);
+  cfg->store = NULL;
 }
 
 static void where(const tool_cfg_t *cfg, char *buf, size_t cap) {
@@ -822,6 +869,10 @@ void tool_usage_common(FILE *out) {
       "  -k keepalive     seconds (default 60, 5..65535)\n"
       "  -V 31|311|5      protocol version (also mqttv31, mqttv311, mqttv5)\n"
       "  -c               clean session off (needs -i)\n"
+      "  --store file     keep the session (messages in flight, QoS 2 state)\n"
+      "                   in this file and resume it on the next run (needs\n"
+      "                   -i; use with -c); survives kill -9\n"
+      "  --store-sync     with --store: fdatasync, survives power loss too\n"
       "  -x seconds       v5 session expiry interval (-1: never)\n"
       "  -q qos           0, 1 or 2\n"
       "  --connect-timeout seconds  time allowed to connect (default 10)\n"

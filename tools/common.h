@@ -86,6 +86,10 @@ typedef struct {
   bool insecure;
   bool os_certs;
   uvmqtt_tls_config_t *tls;
+  /* persistence: --store PATH [--store-sync] */
+  const char *store_path;
+  bool store_sync;
+  uvmqtt_store_t *store;
 } tool_cfg_t;
 
 /* Sets the defaults. */
@@ -104,6 +108,9 @@ int tool_cfg_finish(tool_cfg_t *cfg);
 /* Builds the TLS configuration when asked for and creates the client.
  * Returns 0 or -1 with a message printed. */
 int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out);
+/* After the client has closed and the loop has stopped: closes the store
+ * (--store) and runs the loop until it has. */
+void tool_store_close(tool_cfg_t *cfg, uv_loop_t *loop);
 /* Starts connecting (host/port, URL or SRV). 0 or -1 with a message. */
 int tool_connect(tool_cfg_t *cfg, uvmqtt_client_t *c);
 

@@ -519,12 +519,23 @@ int main(int argc, char **argv) {
     return TOOL_EXIT_ERR;
   }
   uvmqtt_client_on_connect(p.c, on_connect, &p);
+  if (p.cfg.store) {
+    int n = uvmqtt_client_restored(p.c, NULL, NULL);
+    /* Messages a previous run left: resumed on connect, pending until
+     * they complete, as this run's own. */
+    uvmqtt_client_on_restored_done(p.c, on_published, &p);
+    p.pending += (size_t)n;
+    if (n > 0 && !p.cfg.quiet)
+      fprintf(stderr, "uvmqtt-pub: resuming %d message(s) from %s\n", n,
+              p.cfg.store_path);
+  }
   uv_timer_init(p.loop, &p.delay);
   p.delay.data = &p;
   p.delay_open = true;
   if ((p.mode == M_LINES && in_open(&p) < 0) || tool_connect(&p.cfg, p.c) < 0)
     finish(&p, TOOL_EXIT_ERR);
   uv_run(p.loop, UV_RUN_DEFAULT);
+  tool_store_close(&p.cfg, p.loop);
   int code = p.exit_code;
   if (uv_loop_close(p.loop) != 0 && code == 0) {
     tool_err(&p.cfg, "internal error: handles left open");

@@ -522,6 +522,7 @@ int main(int argc, char **argv) {
   if (tool_connect(&s.cfg, s.c) < 0)
     finish(&s, TOOL_EXIT_ERR);
   uv_run(s.loop, UV_RUN_DEFAULT);
+  tool_store_close(&s.cfg, s.loop);
   code = s.exit_code;
   if (uv_loop_close(s.loop) != 0 && code == 0) {
     tool_err(&s.cfg, "internal error: handles left open");

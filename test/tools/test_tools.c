@@ -399,6 +399,64 @@ static void case_persistent(void) {
   CHECK(rc == 0, "-U exit %d", rc);
 }
 
+static void case_store(void) {
+  /* --store: a publisher killed mid-stream resumes what it had accepted
+   * (stderr says so), then leaves nothing behind; bad uses are refused. */
+  char store[512], err[512];
+  path(store, sizeof(store), "pub.store");
+  path(err, sizeof(err), "store.err");
+  pid_t p = spawn("exec \"%s\" -p %d -c -i storer --store \"%s\" -q 1 -t st "
+                  "-m x --repeat 1000000 2>/dev/null",
+                  pub, broker.port, store);
+  CHECK(p > 0, "pub");
+  usleep(400000);
+  kill(p, SIGKILL);
+  reap(p, 5000);
+  int rc = run(10000,
+               "\"%s\" -p %d -c -i storer --store \"%s\" -q 1 -t st -m y "
+               "2>\"%s\"",
+               pub, broker.port, store, err);
+  CHECK(rc == 0, "resuming pub exit %d", rc);
+  char *text = slurp(err, NULL);
+  CHECK(text && strstr(text, "resuming "), "no resume reported: '%s'",
+        text ? text : "(none)");
+  free(text);
+  rc = run(10000,
+           "\"%s\" -p %d -c -i storer --store \"%s\" -q 1 -t st -m z "
+           "2>\"%s\"",
+           pub, broker.port, store, err);
+  CHECK(rc == 0, "third pub exit %d", rc);
+  text = slurp(err, NULL);
+  CHECK(text && !strstr(text, "resuming "), "left over: '%s'",
+        text ? text : "(none)");
+  free(text);
+  /* A store needs a client id; a file that is not a store is refused. */
+  rc = run(10000, "\"%s\" -p %d --store \"%s\" -t st -m x 2>/dev/null", pub,
+           broker.port, store);
+  CHECK(rc != 0, "--store without -i accepted");
+  char foreign[512];
+  CHECK(tu_write_file(broker.dir, "foreign.txt", "not a store at all\n",
+                      foreign, sizeof(foreign)) == 0,
+        "write");
+  rc = run(10000, "\"%s\" -p %d -i storer --store \"%s\" -t st -m x 2>\"%s\"",
+           pub, broker.port, foreign, err);
+  CHECK(rc != 0, "a foreign file taken for a store");
+  text = slurp(err, NULL);
+  CHECK(text && strstr(text, "not a uvmqtt store"), "got '%s'",
+        text ? text : "(none)");
+  free(text);
+  /* The same store for a v5 client of the same id: refused. */
+  rc = run(10000,
+           "\"%s\" -V 5 -p %d -c -i storer --store \"%s\" -q 1 -t st -m x "
+           "2>\"%s\"",
+           pub, broker.port, store, err);
+  CHECK(rc != 0, "v5 client took a v3.1.1 store");
+  text = slurp(err, NULL);
+  CHECK(text && strstr(text, "another client id, broker or protocol"),
+        "identity error not explained: '%s'", text ? text : "(none)");
+  free(text);
+}
+
 typedef struct {
   const char *name;
   void (*fn)(void);
@@ -448,6 +506,7 @@ static const tcase_t cases[] = {
     {"errors", case_errors},
     {"v5_props", case_v5_props},
     {"persistent", case_persistent},
+    {"store", case_store},
     {"ws", case_ws},
 };
 
