@@ -1514,6 +1514,8 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
   for (uvmqtt_smsg_t *m = s->f_head; m; m = m->next) {
     int rc;
     if (m->state == MSG_WAIT_COMP) {
+      if (!m->stored)
+        continue; /* PUBREL once its state is durable (see on_ack) */
       rc = out_ack(s, UVMQTT_PUBREL, m->packet_id, 0);
     } else {
       uvmqtt_publish_t pub;
@@ -1628,7 +1630,15 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
     }
     if (ack->reason_code < 0x80) {
       m->state = MSG_WAIT_COMP;
-      (void)persist_ev(s, UVMQTT_PERSIST_PUBREC, m, id);
+      if (s->persist && !s->freeing) {
+        /* PUBREL waits until "PUBREC received" is durable: a restart
+         * that still believes it sent only the PUBLISH resends it, and
+         * after a PUBREL the broker would take that for a new message. */
+        m->stored = false;
+        if (persist_ev(s, UVMQTT_PERSIST_PUBREC, m, id) == 0)
+          return 0;
+        m->stored = true; /* cannot store it: carry on as without */
+      }
       return out_ack(s, UVMQTT_PUBREL, id, 0);
     }
     break;
@@ -1879,6 +1889,16 @@ void uvmqtt__session_stored(uvmqtt_session_t *s, uvmqtt_smsg_t *m, uint64_t now,
   if (m->done) { /* completed while its write was under way */
     if (m->refs == 0)
       msg_fire(s, m, NULL);
+    return;
+  }
+  if (m->state == MSG_WAIT_COMP) {
+    /* "PUBREC received" is durable (or could not be stored: go on). */
+    if (status < 0)
+      slog(s, LOG_ERROR, "cannot store the state of message %u: %s",
+           m->packet_id, uvmqtt_strerror(status));
+    if (s->state == UVMQTT_SS_CONNECTED &&
+        out_ack(s, UVMQTT_PUBREL, m->packet_id, 0) < 0)
+      slog(s, LOG_ERROR, "cannot queue PUBREL %u", m->packet_id);
     return;
   }
   if (status < 0) {

@@ -73,7 +73,9 @@ typedef struct {
 /* What on_persist reports. Outgoing QoS 1/2 messages: PUT (accepted by
  * publish; the session sends it only after uvmqtt__session_stored()),
  * SENT (first PUBLISH written: resend with DUP from now on), PUBREC (QoS 2:
- * PUBREL from now on), REQUEUED (session lost: a QoS 1 message goes back
+ * PUBREL from now on; the PUBREL itself waits for uvmqtt__session_stored()
+ * too, as a restart must not resend the PUBLISH after the broker got a
+ * PUBREL), REQUEUED (session lost: a QoS 1 message goes back
  * to the queue as new), DONE (completed, failed, dropped or expired: forget
  * it). Incoming QoS 2 ids: IN_ADD (received, not released), IN_DEL
  * (released by PUBREL, or forgotten with a lost session). Nothing
@@ -223,11 +225,13 @@ void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds);
 /* ---- persistence (sessions configured with `persist`) ----------------------
  * The owner writes what on_persist reports to its store and calls back: */
 
-/* The PUT of m finished: status 0, m is durable and may be sent (the
- * queue is pumped); status < 0, m could not be stored and completes with
- * that status (unless it completed already). Either way m MUST NOT be used
- * by the owner afterwards. Every PUT MUST be answered exactly once, before
- * uvmqtt__session_free() or not at all (free releases unanswered ones). */
+/* The PUT (or PUBREC state) of m finished: status 0, m is durable and may
+ * be sent (the queue is pumped), or its PUBREL may; status < 0, a PUT
+ * could not be stored and m completes with that status (unless it
+ * completed already), a PUBREC state failure is logged and PUBREL goes.
+ * Either way m MUST NOT be used by the owner afterwards. Every PUT and
+ * PUBREC MUST be answered exactly once, before uvmqtt__session_free() or
+ * not at all (free releases unanswered ones). */
 void uvmqtt__session_stored(uvmqtt_session_t *s, uvmqtt_smsg_t *m, uint64_t now,
                             int status);
 

@@ -126,6 +126,15 @@ static void put_done(uvmqtt__store_client_t *sc, void *arg, int status) {
   LEAVE(c);
 }
 
+/* The "PUBREC received" state is durable: PUBREL may go. */
+static void state_done(uvmqtt__store_client_t *sc, void *arg, int status) {
+  uvmqtt_client_t *c = uvmqtt__store_data(sc);
+  ENTER(c);
+  if (c->session)
+    uvmqtt__session_stored(c->session, arg, uvmqtt__client_now(c), status);
+  LEAVE(c);
+}
+
 static void write_failed(uvmqtt__store_client_t *sc, void *arg, int status) {
   uvmqtt_client_t *c = uvmqtt__store_data(sc);
   (void)arg;
@@ -158,10 +167,14 @@ int uvmqtt__persist_event(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id) {
     return rc;
   }
   case UVMQTT_PERSIST_SENT:
-  case UVMQTT_PERSIST_PUBREC:
-    b = op == UVMQTT_PERSIST_SENT ? &sent : &pubrec;
+    b = &sent;
     rc = uvmqtt__store_put(p->sc, UVMQTT__REC_STATE(id), &b, &one, 1,
                            write_failed, NULL);
+    break;
+  case UVMQTT_PERSIST_PUBREC:
+    b = &pubrec;
+    rc = uvmqtt__store_put(p->sc, UVMQTT__REC_STATE(id), &b, &one, 1,
+                           state_done, m);
     break;
   case UVMQTT_PERSIST_REQUEUED:
     rc = uvmqtt__store_remove(p->sc, UVMQTT__REC_STATE(id), write_failed, NULL);

@@ -90,6 +90,7 @@ static int hook(int op, uvmqtt_smsg_t *m, uint16_t id) {
   case UVMQTT_PERSIST_PUBREC:
     b = &pubrec;
     rec_put(UVMQTT__REC_STATE(id), &b, &l, 1);
+    unstored[nunstored++] = m; /* PUBREL waits for it */
     return 0;
   case UVMQTT_PERSIST_REQUEUED:
     rec_del(UVMQTT__REC_STATE(id));
@@ -190,7 +191,12 @@ static void every_state_session_present(uint8_t version) {
   all_stored(2);
   assert_int_equal(h_flush(2), 3);
   assert_int_equal(h_count_sent(UVMQTT_PUBLISH, 0), 3);
+  h_clear();
   assert_int_equal(h_feed_ack(3, UVMQTT_PUBREC, 2, 0), 0);
+  assert_int_equal(h_flush(3), 0); /* no PUBREL before the state is stored */
+  all_stored(3);
+  assert_int_equal(h_flush(3), 1);
+  assert_int_equal(H.sent[0].type, UVMQTT_PUBREL);
   assert_int_equal(h_feed_publish(3, "in/7", "seven", 2, 7, false), 0);
   assert_int_equal(h_feed_publish(3, "in/8", "eight", 2, 8, false), 0);
   assert_int_equal(h_feed_ack(3, UVMQTT_PUBREL, 8, 0), 0);
