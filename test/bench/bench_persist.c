@@ -3,7 +3,8 @@
  * mosquitto: QoS 1 and QoS 2, 100-byte payloads, a window of 64 messages
  * in flight and 128 handed to the client. Also the loop's lag while
  * persisting at full rate (a 1 ms timer: p99 and max of how late it
- * fires). Prints one line per row.
+ * fires). Prints one line per row; then, when bench_paho_persist was
+ * built beside it, Paho C with its file persistence on the same broker.
  *
  * Run by hand: build/test/bench/bench_persist [messages per run] [dir]
  * [repetitions] (dir: where the stores go, on the disk to measure;
@@ -215,6 +216,20 @@ int main(int argc, char **argv) {
              rate[level][m], rate[level][m] / base, p99[level][m], worst);
       fflush(stdout);
     }
+  }
+  /* Paho C with its file persistence, same broker and workload, when
+   * built beside this program. */
+  char cmd[1024], out[4096];
+  const char *slash = strrchr(argv[0], '/');
+  snprintf(cmd, sizeof cmd, "%.*sbench_paho_persist",
+           slash ? (int)(slash - argv[0] + 1) : 0, argv[0]);
+  if (access(cmd, X_OK) == 0) {
+    snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), " %d %ld %s", b.port,
+             total, dir);
+    if (tu_run_cmd(cmd, 600, out, sizeof out) == 0)
+      fputs(out, stdout);
+    else
+      fprintf(stderr, "bench_paho_persist failed\n");
   }
   tu_loop_close(&loop, 5000);
   tu_broker_stop(&b);
