@@ -364,9 +364,10 @@ UVMQTT_EXTERN int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o,
  * clients on its loop and MUST outlive them; it is not copied. level:
  * UVMQTT_DURABLE_PROCESS (survives kill -9) or UVMQTT_DURABLE_POWER
  * (survives power loss). With a store, a QoS 1/2 message is sent only once
- * it is durable; uvmqtt_client_on_stored() tells when. A random client id
- * makes a store pointless: set one. NULL store: no persistence.
- * Errors: UVMQTT_EINVAL (bad level), UVMQTT_ENOMEM. */
+ * it is durable; uvmqtt_client_on_stored() tells when. The client id MUST
+ * be set (uvmqtt_client_new fails with UVMQTT_ECLIENTID for a random or
+ * empty one, whose session nobody could take back). NULL store: no
+ * persistence. Errors: UVMQTT_EINVAL (bad level), UVMQTT_ENOMEM. */
 UVMQTT_EXTERN int uvmqtt_options_set_store(uvmqtt_options_t *o,
                                            uvmqtt_store_t *store,
                                            uvmqtt_durability_t level);
@@ -376,7 +377,10 @@ UVMQTT_EXTERN int uvmqtt_options_set_store(uvmqtt_options_t *o,
 
 /* Creates a client on `loop`, copying `opts` (NULL: defaults). On failure
  * nothing is left to clean up. Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM,
- * UVMQTT_ECLIENTID. */
+ * UVMQTT_ECLIENTID (an empty id without a clean session before v5, or no
+ * id of its own with a store); with a store also UVMQTT_EEXIST (a client
+ * of that id uses the store already) and UVMQTT_ESTORE_IDENTITY (the
+ * store's records of that id are of another protocol version). */
 UVMQTT_EXTERN int uvmqtt_client_new(uv_loop_t *loop,
                                     const uvmqtt_options_t *opts,
                                     uvmqtt_client_t **out);

@@ -57,6 +57,10 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   const copts_t *k = &opts->k;
   if (k->version != UVMQTT_V5 && k->empty_id && !k->clean)
     return UVMQTT_ECLIENTID;
+  /* A store keeps a session under its client id: a random or empty one
+   * would leave it behind, unreachable, at every start. */
+  if (OX(k)->store && (!opts->client_id || !opts->client_id[0]))
+    return UVMQTT_ECLIENTID;
   /* The id lives after the struct, in the same allocation. */
   char rid[40];
   const char *id = opts->client_id;

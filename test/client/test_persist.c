@@ -204,6 +204,13 @@ static void persist_identity(void **state) {
   ct_wait_connected(&pub, 1);
   ct_close(&pub);
   ct_client_free(&pub);
+  /* No client id of its own: refused (nobody could take the session back). */
+  uvmqtt_options_t *anon = ct_opts(UVMQTT_V311, NULL, true);
+  assert_int_equal(uvmqtt_options_set_store(anon, s, UVMQTT_DURABLE_PROCESS),
+                   0);
+  assert_int_equal(uvmqtt_client_new(&loop, anon, &c), UVMQTT_ECLIENTID);
+  assert_int_equal(uvmqtt_options_set_store(anon, s, 7), UVMQTT_EINVAL);
+  uvmqtt_options_del(anon);
   /* Same id, same store, v5: refused at creation. */
   uvmqtt_options_t *o5 = pub_opts(UVMQTT_V5, s);
   assert_int_equal(uvmqtt_client_new(&loop, o5, &c), UVMQTT_ESTORE_IDENTITY);
