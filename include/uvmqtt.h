@@ -519,7 +519,10 @@ UVMQTT_EXTERN int uvmqtt_client_set_ws_headers(uvmqtt_client_t *c,
 /* Starts connecting to host:port over plain TCP (or TLS when the options
  * say use_for_tcp); port 0 means 1883 (8883 with TLS). Returns at once;
  * the result comes to the connect callback. Errors: UVMQTT_EINVAL,
- * UVMQTT_EBUSY (already connecting or connected), UVMQTT_ECLOSED. */
+ * UVMQTT_EBUSY (already connecting or connected), UVMQTT_ECLOSED, and with
+ * a store UVMQTT_ESTORE_IDENTITY (the stored session belongs to another
+ * broker: the first server's host:port, or the SRV domain, is compared
+ * with the one recorded at the first connect). */
 UVMQTT_EXTERN int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host,
                                         int port);
 /* Connects by URI: mqtt://[user[:pass]@]host[:port] (1883),
