@@ -12,7 +12,8 @@
  *     is acknowledged. RATE: messages per second at most (0: no limit).
  *   persist_crash_peer sub PORT STORE OUT QOS [sync]
  *     subscribes to crash/# (persistent session) and appends each payload
- *     it is handed, with a newline, to OUT (write(2)), until killed.
+ *     it is handed and its DUP flag ("17 0") to OUT (write(2)), until
+ *     killed.
  *
  * The client ids are crash-pub-QOS and crash-sub-QOS; MQTT 3.1.1; a window
  * of 20 (mosquitto's max_inflight_messages). */
@@ -141,11 +142,11 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
                        void *arg) {
   (void)c;
   (void)arg;
-  char line[64];
-  size_t n = m->payload_len < 60 ? m->payload_len : 60;
-  memcpy(line, m->payload, n);
-  line[n++] = '\n';
-  append(line, n);
+  char line[80];
+  int n = snprintf(line, sizeof line, "%.*s %d\n",
+                   (int)(m->payload_len < 60 ? m->payload_len : 60),
+                   (const char *)m->payload, m->dup ? 1 : 0);
+  append(line, (size_t)n);
 }
 
 static void on_sub_connect(uvmqtt_client_t *c, int status,
