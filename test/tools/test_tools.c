@@ -409,7 +409,10 @@ static void case_store(void) {
                   "-m x --repeat 1000000 2>/dev/null",
                   pub, broker.port, store);
   CHECK(p > 0, "pub");
-  usleep(400000);
+  /* Mid-stream: connected and publishing (a window is always pending). */
+  CHECK(wait_log("Received PUBLISH from storer", 5000) == 0,
+        "pub never published");
+  usleep(200000);
   kill(p, SIGKILL);
   reap(p, 5000);
   int rc = run(10000,
