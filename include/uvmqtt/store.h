@@ -160,6 +160,15 @@ typedef void (*uvmqtt_store_close_cb)(uvmqtt_store_t *store, void *arg);
 UVMQTT_EXTERN int uvmqtt_store_close(uvmqtt_store_t *store,
                                      uvmqtt_store_close_cb cb, void *arg);
 
+/* Removes every record of a client id that no client uses now (a gateway
+ * retiring a device, or records a client will never come back for): they
+ * go with the next batch (durable as UVMQTT_DURABLE_PROCESS); a client
+ * attaching with that id later in this process finds nothing either.
+ * Errors: UVMQTT_EINVAL, UVMQTT_EBUSY (a client of that id uses the store),
+ * UVMQTT_ESTATE (closing), UVMQTT_ENOMEM. Loop thread only. */
+UVMQTT_EXTERN int uvmqtt_store_forget(uvmqtt_store_t *store,
+                                      const char *client_id);
+
 /* Copies what opening found (zeroed for custom backends). */
 UVMQTT_EXTERN void uvmqtt_store_get_report(const uvmqtt_store_t *store,
                                            uvmqtt_store_report_t *out);

@@ -568,6 +568,40 @@ void uvmqtt__store_detach(uvmqtt__store_client_t *c) {
   uvmqtt__free(c);
 }
 
+int uvmqtt_store_forget(uvmqtt_store_t *s, const char *client_id) {
+  if (!s || !client_id || strlen(client_id) > 0xffff)
+    return UVMQTT_EINVAL;
+  size_t len = strlen(client_id), lo, hi;
+  if (s->closing)
+    return UVMQTT_ESTATE;
+  for (uvmqtt__store_client_t *c = s->clients; c; c = c->next)
+    if (c->name_len == len && memcmp(c->name, client_id, len) == 0)
+      return UVMQTT_EBUSY;
+  batch_t *b = &s->pending;
+  if (batch_reserve(b, len) < 0)
+    return UVMQTT_ENOMEM;
+  op_t *o = &b->ops[b->n++];
+  memset(o, 0, sizeof *o);
+  o->type = OP_CLEAR;
+  o->level = UVMQTT_DURABLE_PROCESS;
+  o->name_off = b->dlen;
+  o->name_len = len;
+  o->val_off = b->dlen + len;
+  memcpy(b->data + b->dlen, client_id, len);
+  b->dlen += len;
+  arm(s);
+  /* Nor does a later attach in this process find anything. */
+  restore_range(s, client_id, len, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    uvmqtt__free(s->restore[i].name);
+    uvmqtt__free(s->restore[i].value);
+  }
+  memmove(s->restore + lo, s->restore + hi,
+          (s->nrestore - hi) * sizeof *s->restore);
+  s->nrestore -= hi - lo;
+  return 0;
+}
+
 void uvmqtt__store_stats(const uvmqtt_store_t *s, uint64_t *batches,
                          uint64_t *ops) {
   if (batches)

@@ -319,6 +319,52 @@ static void detach_drops_callbacks_and_chains(void **state) {
   close_store(s);
 }
 
+/* Forgetting a client id: refused while it is attached, then its records
+ * and identity are gone, now and after a reopen; others stay. */
+static void forget(void **state) {
+  (void)state;
+  uvmqtt_store_t *s = open_store();
+  uvmqtt__store_client_t *c, *d;
+  uvmqtt__store_rec_t *recs;
+  size_t n;
+  assert_int_equal(uvmqtt__store_attach(s, "old", 3, &v5_broker,
+                                        UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
+                   0);
+  assert_int_equal(uvmqtt__store_attach(s, "keep", 4, &v5_broker,
+                                        UVMQTT_DURABLE_PROCESS, &d, &recs, &n),
+                   0);
+  assert_int_equal(put_str(c, 1, "x"), 0);
+  assert_int_equal(put_str(d, 1, "y"), 0);
+  assert_int_equal(uvmqtt_store_forget(s, "old"), UVMQTT_EBUSY);
+  uvmqtt__store_detach(c);
+  uvmqtt__store_detach(d);
+  close_store(s);
+  s = open_store();
+  assert_int_equal(uvmqtt_store_forget(s, "old"), 0);
+  uvmqtt__store_identity_t v3 = {3, NULL};
+  assert_int_equal(uvmqtt__store_attach(s, "old", 3, &v3,
+                                        UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
+                   0); /* no identity left to refuse it */
+  assert_int_equal(n, 0);
+  uvmqtt__store_detach(c);
+  assert_int_equal(uvmqtt_store_forget(s, "never-seen"), 0);
+  assert_int_equal(uvmqtt_store_forget(s, NULL), UVMQTT_EINVAL);
+  close_store(s);
+  s = open_store();
+  assert_int_equal(uvmqtt__store_attach(s, "keep", 4, &v5_broker,
+                                        UVMQTT_DURABLE_PROCESS, &d, &recs, &n),
+                   0);
+  assert_int_equal(n, 1);
+  free_recs(recs, n);
+  uvmqtt__store_detach(d);
+  assert_int_equal(uvmqtt__store_attach(s, "old", 3, &v3,
+                                        UVMQTT_DURABLE_PROCESS, &c, &recs, &n),
+                   0);
+  assert_int_equal(n, 0);
+  uvmqtt__store_detach(c);
+  close_store(s);
+}
+
 /* A close with writes pending writes them first. */
 static void close_flushes(void **state) {
   (void)state;
@@ -350,6 +396,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(detach_drops_callbacks_and_chains, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(close_flushes, setup, teardown),
+      cmocka_unit_test_setup_teardown(forget, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
