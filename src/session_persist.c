@@ -11,22 +11,6 @@
 
 #define MSG_FORMAT 1
 
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) {
-  return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 int uvmqtt__persist_msg_encode(const uvmqtt_smsg_t *m, uint8_t version,
                                uint64_t seq, uint64_t wall_ms,
                                uvmqtt__persist_msg_t *out) {
@@ -53,9 +37,9 @@ int uvmqtt__persist_msg_encode(const uvmqtt_smsg_t *m, uint8_t version,
   h[0] = MSG_FORMAT;
   h[1] = version;
   h[2] = h[3] = 0;
-  put32(h + 4, expiry);
-  put64(h + 8, seq);
-  put64(h + 16, wall_ms);
+  uvmqtt__le_put32(h + 4, expiry);
+  uvmqtt__le_put64(h + 8, seq);
+  uvmqtt__le_put64(h + 16, wall_ms);
   rc = uvmqtt_encode_publish_head(&pkt, version, h + UVMQTT__MSG_HDR,
                                   head - UVMQTT__MSG_HDR, NULL);
   if (rc < 0) {
@@ -103,9 +87,9 @@ static int decode_msg(const uvmqtt__store_rec_t *r, uint8_t version,
       pkt.u.publish.packet_id != UVMQTT__REC_PID(r->id))
     return UVMQTT_ESTORE_RECORD;
   *pub = pkt.u.publish;
-  *expiry = get32(v + 4);
-  *seq = get64(v + 8);
-  *wall = get64(v + 16);
+  *expiry = uvmqtt__le_get32(v + 4);
+  *seq = uvmqtt__le_get64(v + 8);
+  *wall = uvmqtt__le_get64(v + 16);
   return 0;
 }
 

@@ -71,31 +71,6 @@ typedef struct {
   size_t wlen, wcap;
 } logstore_t;
 
-/* ---- little-endian helpers ---------------------------------------------- */
-
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-}
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint16_t get16(const uint8_t *p) {
-  return (uint16_t)(p[0] | p[1] << 8);
-}
-static uint32_t get32(const uint8_t *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-         (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) {
-  return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 static uint64_t hash_bytes(const char *s, size_t n) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
   for (size_t i = 0; i < n; i++)
@@ -285,10 +260,10 @@ static void slot_delete(logstore_t *ls, slot_t *s) {
 
 /* Applies one whole, checked record found at `off` to the index. */
 static int apply(logstore_t *ls, const uint8_t *rec, uint64_t off) {
-  uint32_t len = get32(rec + 4);
+  uint32_t len = uvmqtt__le_get32(rec + 4);
   const uint8_t *b = rec + REC_HDR;
-  uint16_t clen = get16(b + 2);
-  uint64_t id = get64(b + 4);
+  uint16_t clen = uvmqtt__le_get16(b + 2);
+  uint64_t id = uvmqtt__le_get64(b + 4);
   const char *name = (const char *)b + BODY_FIXED;
   uint32_t client;
   slot_t *s;
@@ -345,14 +320,14 @@ static int apply(logstore_t *ls, const uint8_t *rec, uint64_t off) {
 static int rec_valid(const uint8_t *p, uint64_t avail) {
   if (avail < REC_HDR + BODY_FIXED)
     return 0;
-  uint32_t len = get32(p + 4);
+  uint32_t len = uvmqtt__le_get32(p + 4);
   if (len < BODY_FIXED || len > MAX_BODY || len > avail - REC_HDR)
     return 0;
   const uint8_t *b = p + REC_HDR;
   if (b[0] < REC_PUT || b[0] > REC_DEL_CLIENT || b[1] != 0 ||
-      get16(b + 2) > len - BODY_FIXED)
+      uvmqtt__le_get16(b + 2) > len - BODY_FIXED)
     return 0;
-  return uvmqtt__crc32c(0, p + 4, (size_t)len + 4) == get32(p);
+  return uvmqtt__crc32c(0, p + 4, (size_t)len + 4) == uvmqtt__le_get32(p);
 }
 
 /* ---- appending -------------------------------------------------------------
@@ -375,16 +350,16 @@ static int append(logstore_t *ls, int type, const uvmqtt_store_key_t *key,
     ls->wcap = cap;
   }
   uint8_t *p = ls->wbuf + ls->wlen, *b = p + REC_HDR;
-  put32(p + 4, (uint32_t)len);
+  uvmqtt__le_put32(p + 4, (uint32_t)len);
   b[0] = (uint8_t)type;
   b[1] = 0;
-  put16(b + 2, (uint16_t)key->client_len);
-  put64(b + 4, key->id);
+  uvmqtt__le_put16(b + 2, (uint16_t)key->client_len);
+  uvmqtt__le_put64(b + 4, key->id);
   if (key->client_len)
     memcpy(b + BODY_FIXED, key->client, key->client_len);
   if (vlen)
     memcpy(b + BODY_FIXED + key->client_len, value, vlen);
-  put32(p, uvmqtt__crc32c(0, p + 4, len + 4));
+  uvmqtt__le_put32(p, uvmqtt__crc32c(0, p + 4, len + 4));
   ls->wlen += REC_HDR + len;
   return 0;
 }
@@ -468,9 +443,9 @@ static int live_in_order(logstore_t *ls, slot_t ***out, size_t *n) {
 static void make_header(uint8_t *h) {
   memset(h, 0, HDR_SIZE);
   memcpy(h, magic, 8);
-  put32(h + 8, FORMAT_VERSION);
-  put32(h + 12, HDR_SIZE);
-  put32(h + 28, uvmqtt__crc32c(0, h, 28));
+  uvmqtt__le_put32(h + 8, FORMAT_VERSION);
+  uvmqtt__le_put32(h + 12, HDR_SIZE);
+  uvmqtt__le_put32(h + 28, uvmqtt__crc32c(0, h, 28));
 }
 
 /* Writes the live records into path.tmp, flushes it, renames it over the
@@ -577,7 +552,7 @@ static int log_commit(uvmqtt_store_backend_t *self, uvmqtt_durability_t level) {
       return rc;
     }
     for (size_t pos = 0; pos < ls->wlen;) {
-      uint32_t len = get32(ls->wbuf + pos + 4);
+      uint32_t len = uvmqtt__le_get32(ls->wbuf + pos + 4);
       if ((rc = apply(ls, ls->wbuf + pos, ls->size + pos)) < 0) {
         ls->wlen = 0;
         return rc;
@@ -695,7 +670,7 @@ static int replay(logstore_t *ls, const uint8_t *data, uint64_t size,
       if (rc < 0)
         return rc;
       r->records++;
-      pos += REC_HDR + get32(data + pos + 4);
+      pos += REC_HDR + uvmqtt__le_get32(data + pos + 4);
       continue;
     }
     /* Damage: skip to the next whole record, or to the end. Every step
@@ -746,11 +721,11 @@ static int check_header(const uint8_t *d, uint64_t size) {
   }
   if (memcmp(d, magic, 8) != 0)
     return UVMQTT_ESTORE_FORMAT;
-  if (uvmqtt__crc32c(0, d, 28) != get32(d + 28))
+  if (uvmqtt__crc32c(0, d, 28) != uvmqtt__le_get32(d + 28))
     return UVMQTT_ESTORE_FORMAT;
-  if (get32(d + 8) != FORMAT_VERSION)
+  if (uvmqtt__le_get32(d + 8) != FORMAT_VERSION)
     return UVMQTT_ESTORE_VERSION;
-  if (get32(d + 12) != HDR_SIZE)
+  if (uvmqtt__le_get32(d + 12) != HDR_SIZE)
     return UVMQTT_ESTORE_FORMAT;
   return 0;
 }

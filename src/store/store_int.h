@@ -20,6 +20,31 @@
 /* CRC-32C of data, continuing from crc (0 to start). */
 uint32_t uvmqtt__crc32c(uint32_t crc, const void *data, size_t len);
 
+/* Little-endian integers of the store's formats (the log, its records). */
+static inline void uvmqtt__le_put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static inline void uvmqtt__le_put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void uvmqtt__le_put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t uvmqtt__le_get16(const uint8_t *p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
+static inline uint32_t uvmqtt__le_get32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+static inline uint64_t uvmqtt__le_get64(const uint8_t *p) {
+  return (uint64_t)uvmqtt__le_get32(p) | (uint64_t)uvmqtt__le_get32(p + 4)
+                                             << 32;
+}
+
 typedef struct uvmqtt__store_client_s uvmqtt__store_client_t;
 
 /* Record id 0 of every client holds its identity; the library's own
