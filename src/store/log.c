@@ -72,7 +72,7 @@ typedef struct {
 } logstore_t;
 
 static uint64_t hash_bytes(const char *s, size_t n) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  uint64_t h = 14695981039346656037ull; /* FNV-1a */
   for (size_t i = 0; i < n; i++)
     h = (h ^ (uint8_t)s[i]) * 1099511628211ull;
   return h;
