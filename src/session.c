@@ -114,6 +114,39 @@ typedef struct {
   struct out_alias e[];
 } alias_out_t;
 
+/* An incoming QoS 1/2 message delivered in manual mode, waiting for the
+ * application's acknowledgement or for the earlier ones (acks go out in
+ * arrival order). */
+typedef struct {
+  uvmqtt_props_t *props; /* v5 ack properties, copied; NULL when none */
+  uint32_t bytes;        /* payload bytes (saturated) */
+  uint16_t packet_id;
+  uint8_t qos;
+  uint8_t reason;
+  bool acked;
+} in_ack_t;
+
+/* The incoming flow, allocated when first needed (manual
+ * acknowledgement, a hold): most sessions never have one. Handles are
+ * sequence numbers that never repeat; ring[head] has handle `base`. */
+typedef struct {
+  in_ack_t *ring;
+  uint32_t cap, head, count;
+  uint32_t unacked; /* entries the application has not acknowledged */
+  size_t unacked_bytes;
+  uint64_t base;       /* handle of ring[head] */
+  uint64_t next;       /* the next handle (> 0) */
+  uint64_t conn_first; /* first handle of the current connection */
+  uint64_t cur;        /* handle being delivered, 0 outside on_message */
+  uint32_t max_msgs;   /* hold at this many unacknowledged (0: none) */
+  size_t max_bytes;
+  uint8_t *held; /* input kept while holding, from a packet boundary */
+  size_t held_len, held_cap;
+  bool manual;
+  bool user_hold; /* the application paused */
+  bool auto_hold; /* the limits above */
+} inflow_t;
+
 /* Laid out to be small (no holes, narrow types where values are bounded):
  * thousands of idle connections each hold one. Everything else a session
  * needs only while busy (a partly received packet, packet ids in use,
@@ -139,6 +172,8 @@ struct uvmqtt_session_s {
    * after it; NULL between packets (see uvmqtt__session_input()). */
   uvmqtt_parser_t *in;
   uint64_t in_offset; /* bytes received on this connection */
+
+  inflow_t *flow; /* NULL until needed */
 
   /* v5 topic aliases. Incoming: alias -> topic, sized by our maximum. */
   uvmqtt_str_t *alias_in;
@@ -179,7 +214,14 @@ struct uvmqtt_session_s {
   bool embedded : 1; /* in the owner's memory: uvmqtt__session_init() */
   bool persist : 1;  /* reports state changes through ev_->on_persist */
   bool freeing : 1;  /* in uvmqtt__session_free: nothing leaves the store */
+  bool halted : 1;   /* input stopped for good: uvmqtt__session_halt_input() */
 };
+
+static bool holding(const uvmqtt_session_t *s);
+static void acks_forget(uvmqtt_session_t *s);
+static void hold_changed(uvmqtt_session_t *s, uint64_t now, bool was);
+static int out_reason_packet(uvmqtt_session_t *s, uvmqtt_packet_t *pkt,
+                             uvmqtt_props_t *props);
 
 /* Outgoing aliases are looked up by a linear scan; keep the table small. */
 #define ALIAS_OUT_MAX 64
@@ -1077,6 +1119,13 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
   aliases_reset(s);
   idset_clear(&s->out_ids);
   idset_clear(&s->in_ids);
+  if (s->flow) {
+    s->flow->unacked = 0; /* no warning: the application closed */
+    acks_forget(s);
+    uvmqtt__free(s->flow->ring);
+    uvmqtt__free(s->flow->held);
+    uvmqtt__free(s->flow);
+  }
   if (!s->embedded)
     uvmqtt__free(s);
 }
@@ -1090,6 +1139,8 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
     batch_release(s, b, UVMQTT_ENOTCONN);
   }
   drop_parser(s);
+  acks_forget(s);
+  s->halted = false;
   s->in_error = 0;
   s->in_offset = 0;
   s->server_receive_max = 0;
@@ -1115,13 +1166,16 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
 }
 
 void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status) {
+  bool was = holding(s);
   s->state = UVMQTT_SS_DISCONNECTED;
+  hold_changed(s, s->last_recv, was);
   if (s->cur) {
     uvmqtt_out_batch_t *b = s->cur;
     s->cur = NULL;
     batch_release(s, b, status);
   }
   drop_parser(s);
+  acks_forget(s);
   fail_requests(s, status);
   s->ping_outstanding = false;
 }
@@ -1155,7 +1209,14 @@ int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
   pkt.u.disconnect.reason_code = reason;
   if (props)
     pkt.u.disconnect.props = *props;
-  return out_reason_packet(s, &pkt, &pkt.u.disconnect.props);
+  int rc = out_reason_packet(s, &pkt, &pkt.u.disconnect.props);
+  if (rc == 0) {
+    /* Nothing may follow DISCONNECT: acknowledgements still waiting for
+     * the application are left to the broker's redelivery. */
+    s->halted = true;
+    acks_forget(s);
+  }
+  return rc;
 }
 
 int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
@@ -1182,14 +1243,19 @@ static uint64_t silence_limit(const uvmqtt_session_t *s) {
 int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
   if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_ms == 0)
     return 0;
-  if (now - s->last_recv >= silence_limit(s)) {
+  bool held = holding(s);
+  /* While input is held the broker's silence means nothing: we are not
+   * reading. Our PINGREQs keep the broker from judging us. */
+  if (!held && now - s->last_recv >= silence_limit(s)) {
     slog(s, LOG_WARN, "no answer from the broker for %llu ms",
          (unsigned long long)(now - s->last_recv));
     return UVMQTT_EKEEPALIVE;
   }
-  if (s->state == UVMQTT_SS_CONNECTED && !s->ping_outstanding &&
-      (now - s->last_send >= s->keepalive_ms ||
-       now - s->last_recv >= s->keepalive_ms)) {
+  bool due =
+      held ? now - s->last_send >= s->keepalive_ms
+           : !s->ping_outstanding && (now - s->last_send >= s->keepalive_ms ||
+                                      now - s->last_recv >= s->keepalive_ms);
+  if (s->state == UVMQTT_SS_CONNECTED && due) {
     uvmqtt_packet_t pkt;
     memset(&pkt, 0, sizeof(pkt));
     pkt.type = UVMQTT_PINGREQ;
@@ -1204,6 +1270,8 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
 uint64_t uvmqtt__session_deadline(const uvmqtt_session_t *s) {
   if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_ms == 0)
     return UINT64_MAX;
+  if (holding(s))
+    return s->last_send + s->keepalive_ms;
   uint64_t d = s->last_recv + silence_limit(s);
   if (s->state == UVMQTT_SS_CONNECTED && !s->ping_outstanding) {
     uint64_t p = s->last_send + s->keepalive_ms;
@@ -1464,6 +1532,284 @@ int uvmqtt__session_unsubscribe(uvmqtt_session_t *s,
   return send_request(s, r, &pkt);
 }
 
+/* ---- incoming flow: halt, hold, manual acknowledgement --------------------
+ */
+
+static inflow_t *flow_get(uvmqtt_session_t *s) {
+  if (!s->flow) {
+    s->flow = uvmqtt__calloc(1, sizeof(*s->flow));
+    if (s->flow)
+      s->flow->next = s->flow->base = s->flow->conn_first = 1;
+  }
+  return s->flow;
+}
+
+static bool holding(const uvmqtt_session_t *s) {
+  const inflow_t *f = s->flow;
+  return f && !s->halted && s->state == UVMQTT_SS_CONNECTED &&
+         (f->user_hold || f->auto_hold);
+}
+
+/* Reports a change of holding() since `was`; the end of a hold gives the
+ * broker a fresh keepalive period (we were not reading). */
+static void hold_changed(uvmqtt_session_t *s, uint64_t now, bool was) {
+  bool is = holding(s);
+  if (is == was)
+    return;
+  if (!is) {
+    s->last_recv = now;
+    s->ping_outstanding = false;
+  }
+  if (s->ev_->on_hold)
+    s->ev_->on_hold(s->ud, is);
+}
+
+static void auto_hold_update(uvmqtt_session_t *s) {
+  inflow_t *f = s->flow;
+  f->auto_hold = (f->max_msgs && f->unacked >= f->max_msgs) ||
+                 (f->max_bytes && f->unacked_bytes >= f->max_bytes);
+}
+
+static in_ack_t *ring_at(inflow_t *f, uint64_t handle) {
+  return &f->ring[(f->head + (uint32_t)(handle - f->base)) % f->cap];
+}
+
+/* Forgets every message waiting for its acknowledgement: its connection
+ * ended (or is ending), so the broker sends it again. */
+static void acks_forget(uvmqtt_session_t *s) {
+  inflow_t *f = s->flow;
+  if (!f)
+    return;
+  if (f->unacked)
+    slog(s, LOG_WARN,
+         "%u delivered message(s) not acknowledged when the connection "
+         "ended: the broker will send them again",
+         (unsigned)f->unacked);
+  while (f->count) {
+    uvmqtt__free(f->ring[f->head].props);
+    f->head = (f->head + 1) % f->cap;
+    f->count--;
+  }
+  f->unacked = 0;
+  f->unacked_bytes = 0;
+  f->auto_hold = false;
+  f->base = f->conn_first = f->next;
+  f->held_len = 0;
+}
+
+static int out_ack_props(uvmqtt_session_t *s, uint8_t type, uint16_t id,
+                         uint8_t reason, const uvmqtt_props_t *props) {
+  uvmqtt_packet_t pkt;
+  memset(&pkt, 0, sizeof(pkt));
+  pkt.type = type;
+  pkt.u.ack.packet_id = id;
+  pkt.u.ack.reason_code = reason;
+  if (props && s->version == UVMQTT_V5)
+    pkt.u.ack.props = *props;
+  return out_reason_packet(s, &pkt, &pkt.u.ack.props);
+}
+
+/* Sends the acknowledgements at the head of the ring that may go now. */
+static int acks_flush(uvmqtt_session_t *s) {
+  inflow_t *f = s->flow;
+  while (f->count && f->ring[f->head].acked) {
+    in_ack_t *e = &f->ring[f->head];
+    /* A PUBREC starts the wait for PUBREL: the id is then a duplicate
+     * filter (and, with a store, recorded), as in automatic mode. */
+    bool add =
+        e->qos == 2 && e->reason < 0x80 && !idset_has(s->in_ids, e->packet_id);
+    if (add) {
+      int rc = idset_add(&s->in_ids, e->packet_id);
+      if (rc < 0)
+        return rc;
+    }
+    int rc = out_ack_props(s, e->qos == 2 ? UVMQTT_PUBREC : UVMQTT_PUBACK,
+                           e->packet_id, e->reason, e->props);
+    if (rc < 0) {
+      if (add)
+        idset_del(&s->in_ids, e->packet_id);
+      return rc;
+    }
+    if (add)
+      (void)persist_ev(s, UVMQTT_PERSIST_IN_ADD, NULL, e->packet_id);
+    uvmqtt__free(e->props);
+    e->props = NULL;
+    f->head = (f->head + 1) % f->cap;
+    f->count--;
+    f->base++;
+  }
+  return 0;
+}
+
+/* Records a message about to be delivered in manual mode. */
+static int acks_push(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
+  inflow_t *f = s->flow;
+  if (f->count == f->cap) {
+    uint32_t cap = f->cap ? f->cap * 2 : 16;
+    in_ack_t *r = uvmqtt__malloc(cap * sizeof(*r));
+    if (!r)
+      return UVMQTT_ENOMEM;
+    for (uint32_t i = 0; i < f->count; i++)
+      r[i] = f->ring[(f->head + i) % f->cap];
+    uvmqtt__free(f->ring);
+    f->ring = r;
+    f->cap = cap;
+    f->head = 0;
+  }
+  in_ack_t *e = &f->ring[(f->head + f->count) % f->cap];
+  e->props = NULL;
+  e->bytes =
+      pub->payload.len > UINT32_MAX ? UINT32_MAX : (uint32_t)pub->payload.len;
+  e->packet_id = pub->packet_id;
+  e->qos = pub->qos;
+  e->reason = 0;
+  e->acked = false;
+  f->count++;
+  f->unacked++;
+  f->unacked_bytes += e->bytes;
+  f->cur = f->next++;
+  return 0;
+}
+
+/* A QoS 1/2 message the broker sent again while its first copy waits for
+ * the application's acknowledgement (same connection): the pending
+ * acknowledgement answers both. */
+static bool acks_pending_id(const inflow_t *f, uint16_t id) {
+  for (uint32_t i = 0; i < f->count; i++) {
+    const in_ack_t *e = &f->ring[(f->head + i) % f->cap];
+    if (e->packet_id == id && !e->acked)
+      return true;
+  }
+  return false;
+}
+
+void uvmqtt__session_halt_input(uvmqtt_session_t *s) {
+  bool was = holding(s);
+  s->halted = true;
+  hold_changed(s, s->last_recv, was); /* the owner reads again, to drain */
+}
+
+bool uvmqtt__session_halted(const uvmqtt_session_t *s) {
+  return s->halted;
+}
+
+int uvmqtt__session_set_manual_ack(uvmqtt_session_t *s, uint32_t max_msgs,
+                                   size_t max_bytes) {
+  inflow_t *f = flow_get(s);
+  if (!f)
+    return UVMQTT_ENOMEM;
+  f->manual = true;
+  f->max_msgs = max_msgs;
+  f->max_bytes = max_bytes;
+  return 0;
+}
+
+uint64_t uvmqtt__session_msg_handle(const uvmqtt_session_t *s) {
+  return s->flow ? s->flow->cur : 0;
+}
+
+size_t uvmqtt__session_unacked(const uvmqtt_session_t *s, size_t *bytes) {
+  if (bytes)
+    *bytes = s->flow ? s->flow->unacked_bytes : 0;
+  return s->flow ? s->flow->unacked : 0;
+}
+
+static bool ack_reason_ok(uint8_t r) {
+  static const uint8_t ok[] = {0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x97, 0x99};
+  return memchr(ok, r, sizeof(ok)) != NULL;
+}
+
+int uvmqtt__session_ack(uvmqtt_session_t *s, uint64_t now, uint64_t handle,
+                        uint8_t reason, const uvmqtt_props_t *props) {
+  inflow_t *f = s->flow;
+  if (handle == 0)
+    return 0;
+  if (!f || !f->manual || handle >= f->next)
+    return UVMQTT_EINVAL;
+  if (handle < f->conn_first)
+    return UVMQTT_ESTALE;
+  if (handle < f->base || ring_at(f, handle)->acked)
+    return UVMQTT_EACKED;
+  if (s->version != UVMQTT_V5 && (reason != 0 || props))
+    return UVMQTT_ENOTSUP;
+  if (!ack_reason_ok(reason))
+    return UVMQTT_EINVAL;
+  in_ack_t *e = ring_at(f, handle);
+  if (props) {
+    int rc = uvmqtt__props_dup(props, &e->props);
+    if (rc < 0)
+      return rc;
+  }
+  bool was = holding(s);
+  e->acked = true;
+  e->reason = reason;
+  f->unacked--;
+  f->unacked_bytes -= e->bytes;
+  auto_hold_update(s);
+  /* A failure to queue leaves the ack at the head, sent by the next
+   * flush; the connection is in trouble anyway (out of memory). */
+  int rc = acks_flush(s);
+  if (rc < 0)
+    slog(s, LOG_ERROR, "cannot queue an acknowledgement: %s",
+         uvmqtt_strerror(rc));
+  hold_changed(s, now, was);
+  return 0;
+}
+
+int uvmqtt__session_hold(uvmqtt_session_t *s, uint64_t now, bool on) {
+  inflow_t *f = flow_get(s);
+  if (!f)
+    return UVMQTT_ENOMEM;
+  bool was = holding(s);
+  f->user_hold = on;
+  hold_changed(s, now, was);
+  return 0;
+}
+
+bool uvmqtt__session_holding(const uvmqtt_session_t *s) {
+  return holding(s);
+}
+
+size_t uvmqtt__session_held(const uvmqtt_session_t *s) {
+  return s->flow ? s->flow->held_len : 0;
+}
+
+/* Keeps input that arrives while holding. */
+static int held_append(uvmqtt_session_t *s, const uint8_t *data, size_t len) {
+  inflow_t *f = s->flow;
+  if (f->held_len + len > f->held_cap) {
+    size_t cap = f->held_cap ? f->held_cap : 4096;
+    while (cap < f->held_len + len)
+      cap *= 2;
+    uint8_t *b = uvmqtt__realloc(f->held, cap);
+    if (!b)
+      return UVMQTT_ENOMEM;
+    f->held = b;
+    f->held_cap = cap;
+  }
+  memcpy(f->held + f->held_len, data, len);
+  f->held_len += len;
+  return 0;
+}
+
+static int input_run(uvmqtt_session_t *s, uint64_t now, const uint8_t *data,
+                     size_t len);
+
+int uvmqtt__session_release_input(uvmqtt_session_t *s, uint64_t now) {
+  inflow_t *f = s->flow;
+  if (!f || f->held_len == 0 || holding(s) || s->halted)
+    return 0;
+  /* Handled from a buffer of its own: a new hold keeps the rest in a
+   * fresh one. */
+  uint8_t *b = f->held;
+  size_t len = f->held_len;
+  f->held = NULL;
+  f->held_len = f->held_cap = 0;
+  int rc = input_run(s, now, b, len);
+  uvmqtt__free(b);
+  return rc;
+}
+
 /* ---- input
  * ------------------------------------------------------------------- */
 
@@ -1547,6 +1893,8 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
      * old one is not to be believed. */
     return unexpected(s, "CONNACK with session present after clean start", 0);
   s->state = UVMQTT_SS_CONNECTED;
+  if (holding(s) && s->ev_->on_hold)
+    s->ev_->on_hold(s->ud, true); /* paused before this connection */
   if (s->version == UVMQTT_V5) {
     const uvmqtt_props_t *p = &ack->props;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_RECEIVE_MAXIMUM))
@@ -1574,6 +1922,43 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
   return 0;
 }
 
+/* v5: QoS 1/2 messages the broker has in flight towards us may not
+ * exceed our Receive Maximum: those waiting for our PUBACK / PUBREC
+ * (manual acknowledgement) and QoS 2 ones waiting for PUBREL. */
+static int recv_max_check(uvmqtt_session_t *s) {
+  uint16_t rmax = s->receive_maximum ? s->receive_maximum : 65535;
+  size_t n = idset_count(s->in_ids) + (s->flow ? s->flow->count : 0);
+  if (s->version == UVMQTT_V5 && n >= rmax) {
+    slog(s, LOG_ERROR, "broker exceeded our receive maximum %u", rmax);
+    return UVMQTT_ERECVMAX;
+  }
+  return 0;
+}
+
+/* Manual mode: delivers with a handle; the ack waits for the application. */
+static int on_publish_manual(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
+  inflow_t *f = s->flow;
+  if (pub->qos == 2 && idset_has(s->in_ids, pub->packet_id))
+    return out_ack(s, UVMQTT_PUBREC, pub->packet_id, 0); /* acked before */
+  if (pub->dup && acks_pending_id(f, pub->packet_id)) {
+    slog(s, LOG_DEBUG, "message %u sent again before we acknowledged it",
+         pub->packet_id);
+    return 0;
+  }
+  int rc = recv_max_check(s);
+  if (rc == 0)
+    rc = acks_push(s, pub);
+  if (rc < 0)
+    return rc;
+  bool was = holding(s);
+  auto_hold_update(s);
+  hold_changed(s, s->last_recv, was);
+  if (s->ev_->on_message)
+    s->ev_->on_message(s->ud, pub);
+  f->cur = 0;
+  return 0;
+}
+
 static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
   uvmqtt_publish_t resolved = *in, *pub = &resolved;
   if (s->version == UVMQTT_V5) {
@@ -1584,23 +1969,25 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
     slog(s, LOG_ERROR, "broker sent a PUBLISH without a topic");
     return UVMQTT_EPROTOCOL;
   }
+  if (pub->qos > 0 && s->flow && s->flow->manual)
+    return on_publish_manual(s, pub);
   switch (pub->qos) {
   case 0:
     if (s->ev_->on_message)
       s->ev_->on_message(s->ud, pub);
     return 0;
   case 1:
+    /* Acknowledged after the callback, also when the application asked
+     * to leave from inside it: the halt takes effect after this packet
+     * and the DISCONNECT is queued after this ack. */
     if (s->ev_->on_message)
       s->ev_->on_message(s->ud, pub);
     return out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
   default:
     if (!idset_has(s->in_ids, pub->packet_id)) {
-      uint16_t rmax = s->receive_maximum ? s->receive_maximum : 65535;
-      if (s->version == UVMQTT_V5 && idset_count(s->in_ids) >= rmax) {
-        slog(s, LOG_ERROR, "broker exceeded our receive maximum %u", rmax);
-        return UVMQTT_ERECVMAX;
-      }
-      int rc = idset_add(&s->in_ids, pub->packet_id);
+      int rc = recv_max_check(s);
+      if (rc == 0)
+        rc = idset_add(&s->in_ids, pub->packet_id);
       if (rc < 0)
         return rc;
       (void)persist_ev(s, UVMQTT_PERSIST_IN_ADD, NULL, pub->packet_id);
@@ -1759,13 +2146,27 @@ static int parser_park(uvmqtt_session_t *s, uvmqtt_parser_t **pp, size_t need) {
 
 int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
                           const uint8_t *data, size_t len) {
+  s->last_recv = now; /* any byte is a sign of life */
+  if (s->in_error)
+    return s->in_error;
+  if (s->halted)
+    return 0;
+  if (s->flow && (s->flow->held_len || holding(s))) {
+    /* Behind bytes already kept: keep these too, in order. */
+    int rc = held_append(s, data, len);
+    if (rc < 0)
+      return rc;
+    return uvmqtt__session_release_input(s, now);
+  }
+  return input_run(s, now, data, len);
+}
+
+static int input_run(uvmqtt_session_t *s, uint64_t now, const uint8_t *data,
+                     size_t len) {
   uvmqtt_parser_t stack, *p = s->in;
   uint8_t gen = s->gen;
   bool broken = false; /* the stream cannot be resumed */
   int rc = 0;
-  s->last_recv = now; /* any byte is a sign of life */
-  if (s->in_error)
-    return s->in_error;
   if (!p) {
     parser_start(s, &stack, s->in_offset);
     p = &stack;
@@ -1790,6 +2191,19 @@ int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
       }
       if (rc < 0 || s->state == UVMQTT_SS_DISCONNECTED)
         break;
+      if (s->halted) {
+        /* The application is leaving: what follows is neither delivered
+         * nor acknowledged (the broker sends it again). */
+        len = 0;
+        break;
+      }
+      if (len > 0 && holding(s)) {
+        rc = held_append(s, data, len);
+        if (rc < 0)
+          broken = true;
+        len = 0;
+        break;
+      }
     } else if (rc == UVMQTT_PARSE_NEED_BUFFER) {
       rc = parser_park(s, &p, p->need);
       if (rc < 0) {
@@ -1808,7 +2222,7 @@ int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
   if (p == &stack) {
     s->in_offset = stack.offset;
     /* A read ending inside a fixed header: keep the bytes seen. */
-    if (!broken && uvmqtt_parser_in_packet(&stack) &&
+    if (!broken && !s->halted && uvmqtt_parser_in_packet(&stack) &&
         (rc = parser_park(s, &p, 0)) < 0)
       broken = true;
   }

@@ -14,6 +14,21 @@
  * window or for a connection, resending after a reconnect, keepalive
  * deadlines, and validation of everything the broker sends.
  *
+ * Incoming flow: by default each QoS 1/2 message is acknowledged right
+ * after its on_message event returns. With manual acknowledgement
+ * (uvmqtt__session_set_manual_ack()) it is acknowledged when the owner
+ * calls uvmqtt__session_ack() with the handle uvmqtt__session_msg_handle()
+ * gave during on_message; PUBACKs and PUBRECs still go out in the order
+ * the PUBLISHes arrived [MQTT-4.6.0-2, -3] (an early ack waits for the
+ * earlier ones), and unacknowledged messages count against our v5 Receive
+ * Maximum. Input can be held (uvmqtt__session_hold(), or automatically
+ * when too much is delivered and not acknowledged): the packet being
+ * handled completes, the rest of the bytes is kept (at most what the
+ * transport delivered before it paused) and handled when the hold ends.
+ * Input can be halted for good (uvmqtt__session_halt_input(), when the
+ * application leaves): the rest is dropped, neither delivered nor
+ * acknowledged, and the broker sends it again.
+ *
  * Session loss (the broker reports no session on reconnect): queued and
  * unacknowledged QoS 1 messages are sent again as new messages (DUP clear;
  * at-least-once still holds). QoS 2 messages that were already sent
@@ -68,6 +83,10 @@ typedef struct {
    * only UVMQTT_PERSIST_PUT's is used (it fails the publish call), the
    * owner reports the others. MUST NOT call back into the session. */
   int (*on_persist)(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id);
+  /* Input holding started (true: the owner SHOULD stop reading) or ended
+   * (false: the owner resumes reading and, from the loop, not from inside
+   * an API call, calls uvmqtt__session_release_input()). May be NULL. */
+  void (*on_hold)(void *ud, bool holding);
 } uvmqtt_session_events_t;
 
 /* What on_persist reports. Outgoing QoS 1/2 messages: PUT (accepted by
@@ -262,5 +281,52 @@ void uvmqtt__session_each_msg(uvmqtt_session_t *s,
                               void (*fn)(void *ctx, uvmqtt_smsg_t *m,
                                          uvmqtt_session_fn cb, void *arg),
                               void *ctx);
+/* ---- incoming flow: halt, hold, manual acknowledgement ------------------ */
+
+/* The application is leaving: uvmqtt__session_input() returns after the
+ * packet it is handling (whose acknowledgement, in automatic mode, is
+ * still queued) and drops every byte after it, now and until the next
+ * uvmqtt__session_connect(). Nothing more is delivered. */
+void uvmqtt__session_halt_input(uvmqtt_session_t *s);
+bool uvmqtt__session_halted(const uvmqtt_session_t *s);
+
+/* Manual acknowledgement of incoming QoS 1/2 messages. `max_msgs` and
+ * `max_bytes` (0: no limit) hold input while that many messages (or
+ * payload bytes) are delivered and not acknowledged. Call before the
+ * first connect. Returns 0 or UVMQTT_ENOMEM. */
+int uvmqtt__session_set_manual_ack(uvmqtt_session_t *s, uint32_t max_msgs,
+                                   size_t max_bytes);
+/* During on_message: the handle of the message being delivered, 0 for
+ * QoS 0 or in automatic mode. Handles are never reused. */
+uint64_t uvmqtt__session_msg_handle(const uvmqtt_session_t *s);
+/* Acknowledges a delivered message (v5: `reason` one of 0x00, 0x10, 0x80,
+ * 0x83, 0x87, 0x90, 0x97, 0x99 and `props`, copied, may be NULL; 3.x:
+ * reason 0 and no props). The PUBACK / PUBREC is queued once every
+ * earlier message is acknowledged. Returns 0 (also for handle 0: nothing
+ * to acknowledge), UVMQTT_EACKED (acknowledged before), UVMQTT_ESTALE (its
+ * connection is gone or leaving: the broker sends it again),
+ * UVMQTT_EINVAL (not a handle of this session, or a reason not allowed),
+ * UVMQTT_ENOTSUP (a reason or props on 3.x), UVMQTT_ENOMEM (nothing
+ * changed). */
+int uvmqtt__session_ack(uvmqtt_session_t *s, uint64_t now, uint64_t handle,
+                        uint8_t reason, const uvmqtt_props_t *props);
+/* Delivered and not yet acknowledged (manual mode), and their payload
+ * bytes. */
+size_t uvmqtt__session_unacked(const uvmqtt_session_t *s, size_t *bytes);
+
+/* Holds input (the application paused reading) or ends that hold.
+ * Holding applies once connected (a CONNACK is always read) and lasts
+ * across reconnects. While input is held the keepalive still sends
+ * PINGREQ on schedule but does not judge the broker's silence (we are not
+ * reading); once the hold ends the broker gets a full keepalive period
+ * again. Returns 0 or UVMQTT_ENOMEM. */
+int uvmqtt__session_hold(uvmqtt_session_t *s, uint64_t now, bool on);
+/* Whether input is held now (by the application or the limits). */
+bool uvmqtt__session_holding(const uvmqtt_session_t *s);
+/* Handles the bytes kept while input was held, when it no longer is.
+ * Returns as uvmqtt__session_input(); events fire from inside. */
+int uvmqtt__session_release_input(uvmqtt_session_t *s, uint64_t now);
+/* Bytes kept while holding. */
+size_t uvmqtt__session_held(const uvmqtt_session_t *s);
 
 #endif

@@ -69,6 +69,10 @@ extern "C" {
   XX(EPEERCLOSED, -20215, "connection closed by the peer")                     \
   XX(EAUTH, -20216, "authentication failed")                                   \
   XX(EPAYLOAD, -20217, "payload too large")                                    \
+  XX(EACKED, -20220, "message already acknowledged")                           \
+  XX(ESTALE, -20221,                                                           \
+     "the message's connection is gone; the broker will send it again")        \
+  XX(EDRAINING, -20222, "client is draining: no new messages accepted")        \
   XX(ETLS, -20300, "TLS error")                                                \
   XX(ETLS_HANDSHAKE, -20301, "TLS handshake failed")                           \
   XX(ETLS_UNTRUSTED, -20302, "TLS peer certificate is not trusted")            \

@@ -88,8 +88,11 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   m->dup = pub->dup;
   m->retain = pub->retain;
   m->id = pub->packet_id;
+  m->handle = uvmqtt__session_msg_handle(H.s);
   trace("msg %s q%u dup%d r%d id%u len%zu sum%08x", m->topic, m->qos, m->dup,
         m->retain, m->id, m->len, sum(m->payload, m->len));
+  if (H.msg_hook)
+    H.msg_hook(pub);
 }
 
 static void ev_publish_done(void *ud, uvmqtt_session_fn cb, void *arg,
@@ -157,9 +160,17 @@ static int ev_persist(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id) {
   return H.persist_hook ? H.persist_hook(op, m, id) : 0;
 }
 
+static void ev_hold(void *ud, bool holding) {
+  assert_ptr_equal(ud, &H);
+  assert_true(holding != H.holding); /* reported on changes only */
+  H.nhold++;
+  H.holding = holding;
+  trace("hold %d", holding);
+}
+
 static const uvmqtt_session_events_t events = {
     ev_connack, ev_message, ev_publish_done, ev_sub_done, ev_disconnect,
-    ev_auth,    ev_output,  ev_log,          ev_persist};
+    ev_auth,    ev_output,  ev_log,          ev_persist,  ev_hold};
 
 /* ---- lifecycle ----------------------------------------------------------- */
 

@@ -71,6 +71,7 @@ typedef struct {
   uint8_t qos;
   bool dup, retain;
   uint16_t id;
+  uint64_t handle; /* uvmqtt__session_msg_handle() during delivery */
 } rmsg_t;
 
 typedef struct {
@@ -94,6 +95,12 @@ typedef struct {
   int noutput;
   int nlog;
   char lastlog[256];
+
+  /* Called at the end of each on_message (may be NULL). */
+  void (*msg_hook)(const uvmqtt_publish_t *pub);
+  /* on_hold events: how many, and the last state reported. */
+  int nhold;
+  bool holding;
 
   /* The server side of outgoing topic aliases (v5), checked on decode. */
   char alias[65][128];
