@@ -51,8 +51,10 @@ enum {
   F_CONNECTING = 16,
   F_POLL_R = 32, /* the events the poll handle watches now */
   F_POLL_W = 64,
-  F_IN_POLL = 128, /* inside on_poll(): it updates the events at the end */
-  F_REPLY = 256    /* the reader has a reply queued: uvmqtt__tcp_reply() */
+  F_IN_POLL = 128,     /* inside on_poll(): it updates the events at the end */
+  F_REPLY = 256,       /* the reader has a reply queued: uvmqtt__tcp_reply() */
+  F_SHUT_WANTED = 512, /* shutdown(): half-close once the queue is sent */
+  F_SHUT = 1024        /* our side is half-closed (FIN sent) */
 };
 /* A connect error reported through open_cb on the next loop turn (as
  * uv_tcp_connect() does for ECONNREFUSED and a bind's EADDRINUSE) is kept
@@ -160,6 +162,17 @@ static int advance(tcp_write_t *w, size_t n) {
   return 1;
 }
 
+/* The half-close asked for by shutdown(), once every queued byte is in
+ * the kernel (which sends the FIN after them). */
+static void maybe_shut(tcp_stream_t *t) {
+  tcp_write_t *tail = t->u.wq_tail;
+  if (!has(t, F_SHUT_WANTED) || has(t, F_SHUT) || has(t, F_CONNECTING) ||
+      closing(t) || (tail && tail->cur < tail->nbufs))
+    return;
+  set(t, F_SHUT, 1);
+  (void)shutdown(fd_of(t), SHUT_WR); /* an error: the peer is gone anyway */
+}
+
 /* Writes queued bytes until the socket is full; a failed request is done
  * with its error. */
 static void send_queued(tcp_stream_t *t) {
@@ -180,8 +193,10 @@ static void send_queued(tcp_stream_t *t) {
         advance(w, (size_t)r);
       }
     }
-    if (w == tail)
+    if (w == tail) {
+      maybe_shut(t);
       return;
+    }
     w = w->next;
   }
 }
@@ -325,6 +340,8 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
     return UV_ECANCELED;
   if (has(t, F_CONNECTING))
     return UV_ENOTCONN;
+  if (has(t, F_SHUT_WANTED))
+    return UV_EPIPE; /* nothing may follow the half-close */
   tcp_write_t *w = uvmqtt__malloc(sizeof(*w) + (size_t)n * sizeof(uv_buf_t));
   if (!w)
     return UVMQTT_ENOMEM;
@@ -355,6 +372,8 @@ static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (closing(t))
     return UV_ECANCELED;
+  if (has(t, F_SHUT_WANTED))
+    return UV_EPIPE;
   /* Like uv_try_write(): nothing while connecting or with writes queued. */
   if (has(t, F_CONNECTING) || t->u.wq_tail)
     return 0;
@@ -367,8 +386,17 @@ static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
   return (int)r;
 }
 
+/* Half-closes: the FIN follows every byte already written (at once when
+ * nothing is queued). Reading goes on until the peer's EOF, which is what
+ * a graceful goodbye needs: closing with unread bytes in the receive
+ * buffer makes Linux send a reset, and the peer may throw away what we
+ * wrote just before. */
 static void tcp_shutdown(uvmqtt_stream_t *s) {
-  (void)s; /* TCP needs no goodbye beyond close. */
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (closing(t) || has(t, F_SHUT_WANTED))
+    return;
+  set(t, F_SHUT_WANTED, 1);
+  maybe_shut(t);
 }
 
 /* ---- opening ------------------------------------------------------------- */

@@ -48,8 +48,15 @@
  *   free anything the owner hangs off s->data. s itself is freed by the
  *   layer after cb returns; the owner MUST NOT use s after calling close().
  *   close() is idempotent only in the sense that calling it twice is a bug.
- * - A graceful layer-level goodbye (TLS close_notify, WebSocket close frame)
- *   is attempted best-effort by shutdown(); close() never waits for a peer.
+ * - shutdown() is the graceful goodbye, best effort: each layer sends its
+ *   own (TLS close_notify, WebSocket close frame) after every byte already
+ *   written, then shuts the layer below down; tcp half-closes (FIN after
+ *   the queued bytes). Nothing may be written after it (write() fails).
+ *   Reading goes on: the owner SHOULD read (and may discard) until
+ *   nread < 0 (UV_EOF once the peer closed too), bounded by a timeout of
+ *   its own, before close(): closing with unread bytes makes the kernel
+ *   send a reset, and the peer may discard what we wrote just before.
+ *   close() never waits for a peer.
  *
  * Threading: all calls on the loop thread. Allocation through uvmqtt__malloc
  * and friends (src/alloc.h).
@@ -84,7 +91,7 @@ typedef struct {
                uvmqtt_stream_write_cb cb, void *arg);
   int (*read_start)(uvmqtt_stream_t *s);
   int (*read_stop)(uvmqtt_stream_t *s);
-  /* Best-effort goodbye (TLS close_notify, WS close frame). May be NULL. */
+  /* Graceful goodbye and half-close (see Closing above). May be NULL. */
   void (*shutdown)(uvmqtt_stream_t *s);
   void (*close)(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb);
   /* Optional (NULL where a layer cannot do it; last in the struct so

@@ -2,7 +2,8 @@
  * against a plain libuv server in the same loop: connect and refusal,
  * bind, write order and completion, back-pressure with a paused reader,
  * try_write, EOF, cancelled writes on close, a write to a vanished peer
- * (an error, never SIGPIPE). Every wait is bounded by tu_run_until(). */
+ * (an error, never SIGPIPE), the half-close of shutdown(). Every wait is
+ * bounded by tu_run_until(). */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -376,6 +377,41 @@ static void test_write_to_gone_peer(void **state) {
   assert_true(failed == UV_EPIPE || failed == UV_ECONNRESET);
 }
 
+/* shutdown() half-closes after the bytes already queued: the peer reads
+ * them all, then EOF; writing after it is refused; and the stream still
+ * reads what the peer sends until the peer closes too (the drain a
+ * graceful disconnect needs). */
+static void test_shutdown_half_close(void **state) {
+  fx_t *f = *state;
+  connect_ok(f, NULL);
+  uv_read_stop((uv_stream_t *)&f->peer);
+  write_pattern(f, 0, BIG, NULL);
+  write_pattern(f, BIG, BIG, NULL);
+  f->s->ops->shutdown(f->s);
+  f->s->ops->shutdown(f->s); /* once only */
+  uv_buf_t b = uv_buf_init((char *)pattern, 1);
+  assert_int_equal(uvmqtt__stream_write(f->s, &b, 1, on_written, NULL),
+                   UV_EPIPE);
+  assert_int_equal(f->s->ops->try_write(f->s, &b, 1), UV_EPIPE);
+  assert_int_equal(
+      uv_read_start((uv_stream_t *)&f->peer, peer_alloc, peer_read), 0);
+  assert_int_equal(tu_run_until(&f->loop, &f->peer_eof, WAIT_MS), 0);
+  assert_int_equal(f->peer_got, 2 * (size_t)BIG);
+  assert_false(f->peer_bad);
+  wait_done(f, 2);
+  /* The peer still talks, then closes: all of it is read, then EOF. */
+  static uv_write_t w;
+  uv_buf_t m = uv_buf_init("late", 4);
+  assert_int_equal(uv_write(&w, (uv_stream_t *)&f->peer, &m, 1, NULL), 0);
+  close_peer(f);
+  uint64_t end = uv_now(&f->loop) + WAIT_MS;
+  while (!f->eof && uv_now(&f->loop) < end)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->got, 4);
+  assert_memory_equal(f->first, "late", 4);
+  assert_int_equal(f->eof, UV_EOF);
+}
+
 int main(void) {
   pattern = malloc((size_t)NBIG * BIG + 64);
   if (!pattern)
@@ -394,6 +430,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_close_cancels_writes, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_write_to_gone_peer, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shutdown_half_close, setup,
+                                      teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   free(pattern);
