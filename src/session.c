@@ -1263,6 +1263,9 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
     if (rc < 0)
       return rc;
     s->ping_outstanding = true;
+    /* It goes out in this loop iteration: the next one is due a period
+     * from now (while held, nothing else moves the deadline). */
+    s->last_send = now;
   }
   return 0;
 }
@@ -1929,7 +1932,10 @@ static int recv_max_check(uvmqtt_session_t *s) {
   uint16_t rmax = s->receive_maximum ? s->receive_maximum : 65535;
   size_t n = idset_count(s->in_ids) + (s->flow ? s->flow->count : 0);
   if (s->version == UVMQTT_V5 && n >= rmax) {
-    slog(s, LOG_ERROR, "broker exceeded our receive maximum %u", rmax);
+    slog(s, LOG_ERROR,
+         "broker exceeded our receive maximum %u (%zu QoS 1/2 messages in "
+         "flight towards us)",
+         rmax, n + 1);
     return UVMQTT_ERECVMAX;
   }
   return 0;
