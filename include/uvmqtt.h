@@ -61,6 +61,41 @@ typedef enum {
                                   UVMQTT_EDROPPED */
 } uvmqtt_queue_policy_t;
 
+/* ---- the delivery contract -------------------------------------------------
+ * What uvmqtt promises about messages, in one place.
+ *
+ * Outgoing (publish): a publish that returns >= 0 is queued; its callback
+ * fires exactly once: QoS 0 when written, QoS 1 on PUBACK, QoS 2 on
+ * PUBCOMP, or with the reason it did not complete (rejected, dropped by the
+ * queue policy, expired, UVMQTT_ESESSION, UVMQTT_ECLOSED at close).
+ * Messages survive lost connections (resent with DUP on a resumed session,
+ * see uvmqtt_options_set_clean_session).
+ *
+ * Incoming QoS 1 is at least once, QoS 2 exactly once, across reconnects
+ * of a persistent session (clean session off).
+ * - Automatic acknowledgement (the default): a QoS 1/2 message is
+ *   acknowledged (PUBACK / PUBREC) when its message callback returns. A
+ *   process that dies inside the callback has not acknowledged it: the
+ *   broker sends it again to the resumed session.
+ * - Leaving: uvmqtt_client_disconnect() and uvmqtt_client_close(), also
+ *   from inside a message callback, stop delivery at once: no message
+ *   callback fires after either call. Every message already handed to the
+ *   application is acknowledged on the wire before the DISCONNECT;
+ *   messages received but not yet handed over are neither delivered nor
+ *   acknowledged (the broker sends them again). The goodbye is graceful:
+ * pending acknowledgements, PUBRELs and PUBCOMPs, then DISCONNECT, then a
+ * half-close (TLS close_notify, WebSocket close handshake, TCP FIN), then
+ * whatever the broker still sends is read and discarded until it closes, at
+ * most the linger time (uvmqtt_options_set_linger, default 2 s); only then is
+ * the socket closed, so no reset makes the broker drop our last
+ * acknowledgements. The disconnect callback (or the close callback) fires after
+ * that.
+ * - A crash, a lost connection or a closed socket without DISCONNECT:
+ *   whatever was not acknowledged on the wire is sent again by the broker
+ *   to the resumed session (QoS 1: possibly a second time; QoS 2: the
+ *   broker does not send a message again once it has our PUBREC).
+ */
+
 /* An incoming application message. Everything is valid only during the
  * callback that receives it (keep a copy with uvmqtt_message_copy). */
 typedef struct uvmqtt_message_s {
@@ -352,6 +387,13 @@ UVMQTT_EXTERN int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o,
 UVMQTT_EXTERN int uvmqtt_options_set_auth(uvmqtt_options_t *o,
                                           const char *method, const void *data,
                                           size_t len);
+/* How long a graceful disconnect or close waits, after DISCONNECT and the
+ * half-close, for the broker to close the connection (reading and
+ * discarding what it still sends) before closing the socket anyway:
+ * default 2000 ms, at most 600000; 0 closes at once (the broker may then
+ * drop the acknowledgements and the DISCONNECT just written). */
+UVMQTT_EXTERN int uvmqtt_options_set_linger(uvmqtt_options_t *o, unsigned ms);
+
 /* Follow a server redirect (v5 reason 0x9C use another server / 0x9D
  * server moved, with a Server Reference) on CONNACK or DISCONNECT
  * (default on; the redirect callback may veto each one). */
@@ -385,12 +427,15 @@ UVMQTT_EXTERN int uvmqtt_client_new(uv_loop_t *loop,
                                     const uvmqtt_options_t *opts,
                                     uvmqtt_client_t **out);
 
-/* Closes the client: stops reconnecting, sends DISCONNECT when connected
- * (best effort, not waited for), completes every pending publish, subscribe
- * and unsubscribe callback with UVMQTT_ECLOSED, closes every handle and
- * then calls cb (may be NULL). The client's memory is freed after cb
- * returns. Calling it from inside a client callback is allowed; it takes
- * effect once that callback returns. Calling it twice is a no-op. */
+/* Closes the client: stops reconnecting and delivering (no message
+ * callback fires after this call); when connected, leaves gracefully as
+ * uvmqtt_client_disconnect() does (acknowledgements, DISCONNECT,
+ * half-close, drain for at most the linger time); then completes every
+ * pending publish, subscribe and unsubscribe callback with UVMQTT_ECLOSED,
+ * closes every handle and calls cb (may be NULL). The client's memory is
+ * freed after cb returns. Calling it from inside a client callback is
+ * allowed; it takes effect once that callback returns. Calling it twice is
+ * a no-op. */
 UVMQTT_EXTERN void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb);
 
 /* The application's pointer (libuv's handle->data); the client never
@@ -547,9 +592,14 @@ UVMQTT_EXTERN int uvmqtt_client_connect_uris(uvmqtt_client_t *c,
 UVMQTT_EXTERN int uvmqtt_client_connect_srv(uvmqtt_client_t *c,
                                             const char *domain);
 
-/* Sends DISCONNECT and closes the connection without closing the client;
- * automatic reconnect stops until the next connect call. Queued messages
- * stay queued. Errors: UVMQTT_ENOTCONN. */
+/* Leaves gracefully without closing the client (see the delivery
+ * contract): delivery stops at once; once the callbacks under way have
+ * returned, pending acknowledgements then DISCONNECT are written, the
+ * connection is half-closed and drained for at most the linger time, and
+ * the disconnect callback fires with status 0. Automatic reconnect stops
+ * until the next connect call. Queued messages stay queued. Returns 0
+ * (also when already leaving), UVMQTT_ENOTCONN, UVMQTT_ECLOSED,
+ * UVMQTT_ENOMEM (nothing changed). */
 UVMQTT_EXTERN int uvmqtt_client_disconnect(uvmqtt_client_t *c);
 
 /* As uvmqtt_client_disconnect, with a v5 reason code and properties (for

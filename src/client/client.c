@@ -136,6 +136,26 @@ static void on_handle_closed(uv_handle_t *h) {
 /* Idempotent: advances the teardown as far as it can; called again as
  * each asynchronous close completes. */
 void uvmqtt__client_close_now(uvmqtt_client_t *c) {
+  leave_t *l = uvmqtt__leave_of(c);
+  if (c->state == C_LEAVING && l && !l->done) {
+    l->close = true; /* closes once the goodbye is over */
+    return;
+  }
+  if (c->state == C_CONNECTED && c->stream && CX(c)->linger_ms &&
+      uvmqtt__leave_ask(c, 0, NULL) == 0) {
+    /* What was delivered is acknowledged, then DISCONNECT, half-close
+     * and drain, as uvmqtt_client_disconnect() does; the close goes on
+     * when that is over. */
+    l = uvmqtt__leave_of(c);
+    l->close = true;
+    c->depth++;
+    bool waiting = uvmqtt__leave_start(c);
+    c->depth--;
+    if (waiting && !c->drop_requested)
+      return;
+    c->drop_requested = false;
+  }
+  c->close_requested = false;
   if (c->state != C_CLOSING) {
     bool connected = c->state == C_CONNECTED;
     bool attempting = c->state == C_RESOLVING || c->state == C_TRANSPORT ||
@@ -154,6 +174,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
       uvmqtt__session_connection_lost(c->session, UVMQTT_ECLOSED);
       uvmqtt__client_close_stream(c);
     }
+    uvmqtt__leave_free(c);
     if (attempting && c->connect_cb)
       /* The attempt in progress ends: reported as cancelled. */
       c->connect_cb(c, UVMQTT_ECLOSED, NULL, c->connect_arg);
@@ -205,9 +226,12 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
 }
 
 void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb) {
-  if (!c || c->state == C_CLOSING || c->close_requested)
+  if (!c || c->state == C_CLOSING || c->close_requested ||
+      (uvmqtt__leave_of(c) && uvmqtt__leave_of(c)->close))
     return;
   c->close_cb = cb;
+  /* No message is delivered after this call. */
+  uvmqtt__session_halt_input(c->session);
   if (c->depth > 0) {
     c->close_requested = true;
     return;
@@ -336,17 +360,20 @@ int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
     return UVMQTT_EUTF8;
   if (c->state == C_CLOSING)
     return UVMQTT_ECLOSED;
-  c->user_disconnect = true;
+  if (c->state == C_LEAVING)
+    return 0; /* already leaving */
   if (c->state == C_WAIT || c->state == C_IDLE) {
     bool was = c->state == C_WAIT;
+    c->user_disconnect = true;
     uvmqtt__client_timer_stop(c);
     c->state = C_IDLE;
     return was ? 0 : UVMQTT_ENOTCONN;
   }
-  if (c->state == C_CONNECTED) {
-    uvmqtt__session_disconnect(c->session, reason, props);
-    uvmqtt__client_flush(c);
-  }
+  /* Delivery stops now; DISCONNECT follows the acknowledgements of what
+   * was delivered, from LEAVE (uvmqtt__client_drop -> do_drop). */
+  if (c->state == C_CONNECTED && uvmqtt__leave_ask(c, reason, props) < 0)
+    return UVMQTT_ENOMEM;
+  c->user_disconnect = true;
   ENTER(c);
   /* An attempt still in progress ends as cancelled: the connect callback
    * must never see status 0 without a CONNACK. */

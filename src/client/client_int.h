@@ -67,6 +67,7 @@ typedef struct {
   size_t auth_data_len;
   uint32_t session_expiry;
   unsigned dns_timeout;
+  unsigned linger_ms; /* graceful disconnect: wait for the broker's close */
   int will_qos;
   uint16_t topic_alias_in;
   uint16_t receive_max;
@@ -173,6 +174,7 @@ enum cstate {
   C_TRANSPORT, /* tcp connect, TLS / WebSocket handshakes */
   C_MQTT,      /* CONNECT sent */
   C_CONNECTED, /* CONNACK accepted */
+  C_LEAVING,   /* DISCONNECT sent, half-closed, draining (leave_t) */
   C_CLOSING,
 };
 
@@ -190,6 +192,19 @@ typedef struct {
   int http_status; /* of the last refused WebSocket upgrade */
 } attempt_t;
 
+/* A graceful goodbye (delivery.c): asked for (input halted at once), then
+ * started once the callbacks under way have returned (DISCONNECT queued
+ * after their acknowledgements, our side half-closed), then read and
+ * discarded until the broker closes or the linger time runs out. */
+typedef struct {
+  uvmqtt_props_t *props; /* v5 DISCONNECT properties (copied) */
+  uint64_t deadline;
+  uint8_t reason;
+  bool started;
+  bool done;  /* the stream may close */
+  bool close; /* uvmqtt_client_close() waits for it */
+} leave_t;
+
 /* What few clients use, allocated on first use: an SRV domain, v5 request
  * / response, redirects, the TLS state, and the redirect and auth hooks
  * (allocated with every v5 client, the only ones where these hooks can
@@ -204,6 +219,7 @@ typedef struct {
   uvmqtt_redirect_cb redirect_cb;
   void *redirect_arg;
   const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
+  leave_t *leave;
   int tls_err; /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects;        /* in a row, to stop loops */
@@ -400,6 +416,18 @@ void uvmqtt__persist_close(uvmqtt_client_t *c);
 int uvmqtt__persist_check_broker(uvmqtt_client_t *c);
 /* The session's on_persist. */
 int uvmqtt__persist_event(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id);
+/* ---- delivery.c: graceful leave, drain, acknowledgement, pause */
+leave_t *uvmqtt__leave_of(const uvmqtt_client_t *c);
+void uvmqtt__leave_free(uvmqtt_client_t *c);
+/* The application asks to leave: delivery stops at once; the goodbye
+ * starts from LEAVE. 0 or UVMQTT_ENOMEM. */
+int uvmqtt__leave_ask(uvmqtt_client_t *c, uint8_t reason,
+                      const uvmqtt_props_t *props);
+/* DISCONNECT after what is queued, half-close, drain. False when there is
+ * nothing to wait for (close at once). */
+bool uvmqtt__leave_start(uvmqtt_client_t *c);
+/* The broker closed (UV_EOF), an error, or UVMQTT_ETIMEDOUT. */
+void uvmqtt__leave_finish(uvmqtt_client_t *c, int status);
 
 /* ---- routes.c */
 /* True when a route took m. */

@@ -85,7 +85,12 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
                             const uint8_t *buf) {
   uvmqtt_client_t *c = s->data;
   ENTER(c);
-  if (nread < 0) {
+  if (c->state == C_LEAVING) {
+    /* Draining after our DISCONNECT: read and discarded, never
+     * delivered, until the broker closes. */
+    if (nread < 0)
+      uvmqtt__leave_finish(c, (int)nread);
+  } else if (nread < 0) {
     uvmqtt__client_drop(c, nread == UV_EOF ? UVMQTT_EPEERCLOSED : (int)nread);
   } else if (!c->drop_requested && c->state != C_CLOSING) {
     int rc = uvmqtt__session_input(c->session, uvmqtt__client_now(c), buf,
@@ -109,6 +114,9 @@ void uvmqtt__client_arm_timer(uvmqtt_client_t *c) {
     return;
   if (c->state == C_RESOLVING || c->state == C_TRANSPORT || c->state == C_MQTT)
     due = c->at ? c->at->deadline : UINT64_MAX;
+  const leave_t *l = uvmqtt__leave_of(c);
+  if (c->state == C_LEAVING && l && !l->done)
+    due = l->deadline;
   if (c->state == C_MQTT || c->state == C_CONNECTED) {
     uint64_t k = uvmqtt__session_deadline(c->session);
     if (k < due)
@@ -137,6 +145,12 @@ void uvmqtt__client_on_timer(uvmqtt_client_t *c) {
     int rc = uvmqtt__session_tick(c->session, now);
     if (rc < 0)
       uvmqtt__client_drop(c, rc);
+    else
+      uvmqtt__client_arm_timer(c);
+  } else if (c->state == C_LEAVING) {
+    const leave_t *l = uvmqtt__leave_of(c);
+    if (l && !l->done && now >= l->deadline)
+      uvmqtt__leave_finish(c, UVMQTT_ETIMEDOUT);
     else
       uvmqtt__client_arm_timer(c);
   }

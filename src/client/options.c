@@ -26,8 +26,8 @@ void uvmqtt__options_defaults(uvmqtt_options_t *o) {
   o->k.resubscribe = true;
 }
 
-const opt_ext_t uvmqtt__opt_ext_defaults = {.dns_timeout = 5000,
-                                            .follow_redirects = true};
+const opt_ext_t uvmqtt__opt_ext_defaults = {
+    .dns_timeout = 5000, .linger_ms = 2000, .follow_redirects = true};
 
 /* The rarely set options, allocated with their defaults on first use. */
 static opt_ext_t *ext_get(copts_t *k) {
@@ -546,6 +546,16 @@ int uvmqtt_options_set_store(uvmqtt_options_t *o, uvmqtt_store_t *store,
     return UVMQTT_ENOMEM;
   x->store = store;
   x->durability = (uint8_t)level;
+  return 0;
+}
+
+int uvmqtt_options_set_linger(uvmqtt_options_t *o, unsigned ms) {
+  if (!o || ms > 600000)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->linger_ms = ms;
   return 0;
 }
 

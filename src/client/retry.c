@@ -151,13 +151,19 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
 
 static void do_drop(uvmqtt_client_t *c) {
   int status = c->drop_status;
-  bool was_connected = c->state == C_CONNECTED;
+  bool was_connected = c->state == C_CONNECTED || c->state == C_LEAVING;
   bool refused = status == UVMQTT_EREFUSED;
   uint8_t reason = c->last_reason;
   c->drop_requested = false;
   c->drop_status = 0;
   if (c->state == C_CLOSING || c->state == C_IDLE || c->state == C_WAIT)
     return;
+  leave_t *l = uvmqtt__leave_of(c);
+  if (c->state == C_CONNECTED && status == 0 && l && !l->started &&
+      uvmqtt__leave_start(c))
+    return; /* done when the broker closes, or the linger time ends */
+  if (l && c->state == C_LEAVING)
+    uvmqtt__leave_free(c);
   uint8_t dr =
       c->o.version == UVMQTT_V5 ? uvmqtt__session_disconnect_reason(status) : 0;
   if (dr && c->stream && (c->state == C_MQTT || c->state == C_CONNECTED) &&

@@ -1,0 +1,303 @@
+/* The delivery contract against mosquitto: what a subscriber was handed is
+ * acknowledged before it leaves (disconnect or close from inside a message
+ * callback), and nothing is delivered twice or lost across a resume. */
+#include "ctest.h"
+#include "uvmqtt_config.h"
+
+#define N_TOTAL 2000
+#define N_STOP 1000
+
+/* mosquitto keeps the whole backlog for the offline session, and its
+ * window towards us stays what our publisher's is (see the brief's
+ * pitfalls: QoS 2 on 3.1.1 needs them consistent). */
+static const char *broker_conf = "max_queued_messages 10000\n"
+                                 "max_inflight_messages 20\n";
+
+/* A subscriber that counts each payload index it is handed. */
+typedef struct {
+  uvmqtt_client_t *c;
+  uv_loop_t *loop;
+  const char *name;
+  uint16_t seen[N_TOTAL];
+  size_t delivered;   /* message callbacks */
+  size_t after_leave; /* message callbacks after it asked to leave */
+  size_t stop_at;     /* leave from inside the callback of this one */
+  int leave_how;      /* 0 none, 1 disconnect, 2 close */
+  bool left;          /* asked to leave */
+  int connected;
+  int disconnects;
+  int closed;
+  int bad_payloads;
+} sub_t;
+
+static void sub_on_connect(uvmqtt_client_t *c, int status,
+                           const uvmqtt_connack_t *ack, void *arg) {
+  sub_t *s = arg;
+  (void)c;
+  (void)ack;
+  if (status == 0)
+    s->connected++;
+}
+
+static void sub_on_disconnect(uvmqtt_client_t *c, int status,
+                              const uvmqtt_reason_t *r, void *arg) {
+  sub_t *s = arg;
+  (void)c;
+  (void)status;
+  (void)r;
+  s->disconnects++;
+}
+
+static void sub_on_log(uvmqtt_client_t *c, int level, const char *msg,
+                       void *arg) {
+  sub_t *s = arg;
+  (void)c;
+  fprintf(stderr, "[%s] log %d: %s\n", s->name, level, msg);
+}
+
+static void sub_on_closed(uvmqtt_client_t *c) {
+  sub_t *s = uvmqtt_client_get_data(c);
+  s->closed = 1;
+}
+
+static int payload_index(const uvmqtt_message_t *m) {
+  char buf[16];
+  if (m->payload_len == 0 || m->payload_len >= sizeof(buf))
+    return -1;
+  memcpy(buf, m->payload, m->payload_len);
+  buf[m->payload_len] = '\0';
+  int i = atoi(buf);
+  return i >= 0 && i < N_TOTAL ? i : -1;
+}
+
+static void sub_on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                           void *arg) {
+  sub_t *s = arg;
+  if (s->left)
+    s->after_leave++;
+  s->delivered++;
+  int i = payload_index(m);
+  if (i < 0) {
+    s->bad_payloads++;
+    return;
+  }
+  s->seen[i]++;
+  if (s->leave_how && !s->left && s->delivered == s->stop_at) {
+    s->left = true;
+    if (s->leave_how == 1)
+      assert_int_equal(uvmqtt_client_disconnect(c), 0);
+    else
+      uvmqtt_client_close(c, sub_on_closed);
+  }
+}
+
+static void sub_init(sub_t *s, uv_loop_t *loop, int version, const char *id,
+                     const char *name) {
+  memset(s, 0, sizeof(*s));
+  s->loop = loop;
+  s->name = name;
+  uvmqtt_options_t *o = ct_opts(version, id, false);
+  uvmqtt_options_set_reconnect(o, false, 100, 500, 0);
+  assert_int_equal(uvmqtt_client_new(loop, o, &s->c), 0);
+  uvmqtt_options_del(o);
+  uvmqtt_client_set_data(s->c, s);
+  uvmqtt_client_on_connect(s->c, sub_on_connect, s);
+  uvmqtt_client_on_disconnect(s->c, sub_on_disconnect, s);
+  uvmqtt_client_on_message(s->c, sub_on_message, s);
+  if (getenv("CT_VERBOSE"))
+    uvmqtt_client_on_log(s->c, sub_on_log, s, UVMQTT_LOG_DEBUG);
+}
+
+static void sub_close(sub_t *s) {
+  if (s->closed || (s->left && s->leave_how == 2)) {
+    assert_int_equal(ct_wait_int(s->loop, &s->closed, 1, CT_WAIT_MS), 0);
+    return;
+  }
+  uvmqtt_client_close(s->c, sub_on_closed);
+  assert_int_equal(ct_wait_int(s->loop, &s->closed, 1, CT_WAIT_MS), 0);
+}
+
+/* Subscribes and waits for the SUBACK, which must grant `qos`. */
+static void sub_subscribe(sub_t *s, const char *filter, int qos) {
+  ct_sub_t sa;
+  memset(&sa, 0, sizeof(sa));
+  assert_true(uvmqtt_subscribe(s->c, filter, qos, ct_sub_cb, &sa) > 0);
+  assert_int_equal(ct_wait_int(s->loop, &sa.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(sa.status, 0);
+  assert_int_equal(sa.codes[0], qos);
+}
+
+/* Connects over TCP (ws_port 0) or WebSocket. */
+static void sub_connect(sub_t *s, int port, int ws_port) {
+  if (!ws_port) {
+    assert_int_equal(uvmqtt_client_connect(s->c, "127.0.0.1", port), 0);
+    return;
+  }
+  char uri[64];
+  snprintf(uri, sizeof(uri), "ws://127.0.0.1:%d/mqtt", ws_port);
+  assert_int_equal(uvmqtt_client_connect_uri(s->c, uri), 0);
+}
+
+static tu_broker_t *broker_with_ws(int *ws_port) {
+  char extra[512];
+  *ws_port = tu_free_port();
+  snprintf(extra, sizeof(extra),
+           "%slistener %d 127.0.0.1\nprotocol websockets\n", broker_conf,
+           *ws_port);
+  tu_broker_t *b = ct_broker(extra);
+  assert_int_equal(tu_wait_port(*ws_port, 5000), 0);
+  return b;
+}
+
+static bool sub_quiet_since(sub_t *s, size_t *last, uint64_t *since,
+                            unsigned quiet_ms) {
+  uint64_t now = tu_now_ms();
+  if (s->delivered != *last) {
+    *last = s->delivered;
+    *since = now;
+  }
+  return now - *since >= quiet_ms;
+}
+
+/* Runs until `s` has seen every index at least once and nothing new came
+ * for quiet_ms (late duplicates would still show), or timeout_ms. */
+static void wait_all_then_quiet(sub_t *s, const uint16_t *before,
+                                unsigned quiet_ms, unsigned timeout_ms) {
+  uint64_t end = tu_now_ms() + timeout_ms, since = tu_now_ms();
+  size_t last = s->delivered;
+  while (tu_now_ms() < end) {
+    uv_run(s->loop, UV_RUN_NOWAIT);
+    bool all = true;
+    for (int i = 0; i < N_TOTAL && all; i++)
+      all = before[i] + s->seen[i] > 0;
+    if (all && sub_quiet_since(s, &last, &since, quiet_ms))
+      return;
+    if (!all)
+      sub_quiet_since(s, &last, &since, quiet_ms);
+    uv_sleep(1);
+  }
+}
+
+static void publish_all(uv_loop_t *loop, int port, int version, int qos,
+                        const char *prefix) {
+  ct_client_t p;
+  uvmqtt_options_t *o = ct_opts(version, NULL, true);
+  ct_client_init(&p, loop, o, "pub");
+  uvmqtt_options_del(o);
+  ct_connect(&p, port);
+  ct_wait_connected(&p, 1);
+  static ct_pub_t pubs[N_TOTAL];
+  memset(pubs, 0, sizeof(pubs));
+  char topic[64];
+  snprintf(topic, sizeof(topic), "%s/x", prefix);
+  for (int i = 0; i < N_TOTAL; i++) {
+    char payload[16];
+    int n = snprintf(payload, sizeof(payload), "%d", i);
+    assert_true(uvmqtt_publish(p.c, topic, payload, (size_t)n, qos, false,
+                               ct_pub_cb, &pubs[i]) > 0);
+  }
+  for (int i = 0; i < N_TOTAL; i++) {
+    assert_int_equal(ct_wait_int(loop, &pubs[i].calls, 1, CT_WAIT_MS), 0);
+    assert_int_equal(pubs[i].status, 0);
+  }
+  ct_close(&p);
+  ct_client_free(&p);
+}
+
+/* Queues N_TOTAL messages for a persistent session; a first subscriber
+ * takes N_STOP and leaves from inside the callback of the last one; a
+ * second one resumes the session. Counts what came twice and what never
+ * came. */
+static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
+  int ws_port = 0;
+  tu_broker_t *b = ws ? broker_with_ws(&ws_port) : ct_broker(broker_conf);
+  uv_loop_t loop;
+  char id[64], filter[64], prefix[32];
+  assert_int_equal(uv_loop_init(&loop), 0);
+  snprintf(prefix, sizeof(prefix), "dl%d%d%d%d", version, qos, leave_how, ws);
+  snprintf(id, sizeof(id), "%s-sub", prefix);
+  snprintf(filter, sizeof(filter), "%s/#", prefix);
+
+  static sub_t s1, s2;
+  sub_init(&s1, &loop, version, id, "s1");
+  sub_connect(&s1, b->port, ws_port);
+  assert_int_equal(ct_wait_int(&loop, &s1.connected, 1, CT_WAIT_MS), 0);
+  sub_subscribe(&s1, filter, qos);
+  assert_int_equal(uvmqtt_client_disconnect(s1.c), 0);
+  assert_int_equal(ct_wait_int(&loop, &s1.disconnects, 1, CT_WAIT_MS), 0);
+
+  publish_all(&loop, b->port, version, qos, prefix);
+
+  s1.stop_at = N_STOP;
+  s1.leave_how = leave_how;
+  sub_connect(&s1, b->port, ws_port);
+  if (leave_how == 1)
+    assert_int_equal(ct_wait_int(&loop, &s1.disconnects, 2, CT_WAIT_MS), 0);
+  else
+    assert_int_equal(ct_wait_int(&loop, &s1.closed, 1, CT_WAIT_MS), 0);
+  sub_close(&s1);
+
+  sub_init(&s2, &loop, version, id, "s2");
+  sub_connect(&s2, b->port, ws_port);
+  assert_int_equal(ct_wait_int(&loop, &s2.connected, 1, CT_WAIT_MS), 0);
+  wait_all_then_quiet(&s2, s1.seen, 300, 8000);
+  size_t twice = 0, lost = 0;
+  for (int i = 0; i < N_TOTAL; i++) {
+    unsigned n = s1.seen[i] + s2.seen[i];
+    if (n == 0)
+      lost++;
+    else
+      twice += n - 1;
+  }
+  fprintf(stderr,
+          "stop-resume%s %s qos%d %s: first %zu (%zu after leaving), second "
+          "%zu, delivered twice %zu, lost %zu\n",
+          ws ? " (ws)" : "", version == UVMQTT_V5 ? "v5" : "v311", qos,
+          leave_how == 1 ? "disconnect" : "close", s1.delivered, s1.after_leave,
+          s2.delivered, twice, lost);
+  sub_close(&s2);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  assert_int_equal(s1.bad_payloads + s2.bad_payloads, 0);
+  assert_int_equal(s1.after_leave, 0);
+  assert_int_equal(s1.delivered, N_STOP);
+  assert_int_equal(twice, 0);
+  assert_int_equal(lost, 0);
+}
+
+#define STOP_CASE(v, vname, q, how, hname)                                     \
+  static void stop_##vname##_q##q##_##hname(void **state) {                    \
+    (void)state;                                                               \
+    run_stop_resume(v, q, how, false);                                         \
+  }
+STOP_CASE(UVMQTT_V311, v311, 1, 1, disconnect)
+STOP_CASE(UVMQTT_V311, v311, 2, 1, disconnect)
+STOP_CASE(UVMQTT_V5, v5, 1, 1, disconnect)
+STOP_CASE(UVMQTT_V5, v5, 2, 1, disconnect)
+STOP_CASE(UVMQTT_V311, v311, 1, 2, close)
+STOP_CASE(UVMQTT_V311, v311, 2, 2, close)
+STOP_CASE(UVMQTT_V5, v5, 1, 2, close)
+STOP_CASE(UVMQTT_V5, v5, 2, 2, close)
+
+/* The same over WebSocket: the close handshake goes before the drain. */
+#ifdef UVMQTT_HAVE_WS
+static void stop_ws_v311_q1_disconnect(void **state) {
+  (void)state;
+  run_stop_resume(UVMQTT_V311, 1, 1, true);
+}
+static void stop_ws_v5_q2_close(void **state) {
+  (void)state;
+  run_stop_resume(UVMQTT_V5, 2, 2, true);
+}
+#endif
+
+static const struct CMUnitTest tests[] = {
+    CT_TEST(stop_v311_q1_disconnect),    CT_TEST(stop_v311_q2_disconnect),
+    CT_TEST(stop_v5_q1_disconnect),      CT_TEST(stop_v5_q2_disconnect),
+    CT_TEST(stop_v311_q1_close),         CT_TEST(stop_v311_q2_close),
+    CT_TEST(stop_v5_q1_close),           CT_TEST(stop_v5_q2_close),
+#ifdef UVMQTT_HAVE_WS
+    CT_TEST(stop_ws_v311_q1_disconnect), CT_TEST(stop_ws_v5_q2_close),
+#endif
+};
+
+CT_MAIN(tests)
