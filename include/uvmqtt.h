@@ -77,23 +77,43 @@ typedef enum {
  *   acknowledged (PUBACK / PUBREC) when its message callback returns. A
  *   process that dies inside the callback has not acknowledged it: the
  *   broker sends it again to the resumed session.
+ * - Manual acknowledgement (uvmqtt_options_set_manual_ack): a QoS 1/2
+ *   message is acknowledged when the application calls uvmqtt_ack() with
+ *   msg->ack_handle, from any callback on the loop thread, at any later
+ *   time. Acknowledgements go out in the order the messages arrived, as
+ *   MQTT requires, whatever order the application acks in (an early ack
+ *   waits for the earlier ones). v5: messages not yet acknowledged count
+ *   against the Receive Maximum we announce, so the broker sends no more.
+ *   Messages not acknowledged when the connection ends are sent again by
+ *   the broker (and logged); their handles then return UVMQTT_ESTALE.
  * - Leaving: uvmqtt_client_disconnect() and uvmqtt_client_close(), also
  *   from inside a message callback, stop delivery at once: no message
  *   callback fires after either call. Every message already handed to the
- *   application is acknowledged on the wire before the DISCONNECT;
- *   messages received but not yet handed over are neither delivered nor
- *   acknowledged (the broker sends them again). The goodbye is graceful:
- * pending acknowledgements, PUBRELs and PUBCOMPs, then DISCONNECT, then a
- * half-close (TLS close_notify, WebSocket close handshake, TCP FIN), then
- * whatever the broker still sends is read and discarded until it closes, at
- * most the linger time (uvmqtt_options_set_linger, default 2 s); only then is
- * the socket closed, so no reset makes the broker drop our last
- * acknowledgements. The disconnect callback (or the close callback) fires after
- * that.
+ *   application is acknowledged on the wire before the DISCONNECT
+ *   (automatic mode; manual: every one the application acknowledged before
+ *   the call returned to the loop); messages received but not yet handed
+ *   over are neither delivered nor acknowledged (the broker sends them
+ *   again). The goodbye is graceful: pending acknowledgements, PUBRELs and
+ *   PUBCOMPs, then DISCONNECT, then a half-close (TLS close_notify,
+ *   WebSocket close handshake, TCP FIN), then whatever the broker still
+ *   sends is read and discarded until it closes, at most the linger time
+ *   (uvmqtt_options_set_linger, default 2 s); only then is the socket
+ *   closed, so no reset makes the broker drop our last acknowledgements.
+ *   The disconnect callback (or the close callback) fires after that.
  * - A crash, a lost connection or a closed socket without DISCONNECT:
  *   whatever was not acknowledged on the wire is sent again by the broker
  *   to the resumed session (QoS 1: possibly a second time; QoS 2: the
  *   broker does not send a message again once it has our PUBREC).
+ * - Back-pressure: uvmqtt_client_pause() stops reading (no message
+ *   callback fires until uvmqtt_client_resume()); with manual
+ *   acknowledgement, reading also pauses by itself while too many messages
+ *   (or payload bytes) are delivered and not acknowledged. The broker then
+ *   sees a full TCP window (3.1.1) or, in v5, also our Receive Maximum.
+ *   Bytes already read when the pause began (at most one read, 64 KiB) are
+ *   kept and delivered after it. While paused, PINGREQ still goes out on
+ *   schedule and the broker's silence is not held against it (we are not
+ *   reading); once reading resumes the broker has a full keepalive period
+ *   to be heard from again.
  */
 
 /* An incoming application message. Everything is valid only during the
@@ -108,6 +128,10 @@ typedef struct uvmqtt_message_s {
   bool dup;
   uint16_t packet_id;          /* 0 for QoS 0 */
   const uvmqtt_props_t *props; /* v5 properties; NULL for 3.x */
+  /* Manual acknowledgement: the handle to pass to uvmqtt_ack(), valid
+   * after the callback (a number, not a pointer). 0 for QoS 0 and with
+   * automatic acknowledgement. */
+  uint64_t ack_handle;
 } uvmqtt_message_t;
 
 /* Keeps a message past its callback: copies `src` (topic, payload and v5
@@ -387,6 +411,14 @@ UVMQTT_EXTERN int uvmqtt_options_set_request_response_info(uvmqtt_options_t *o,
 UVMQTT_EXTERN int uvmqtt_options_set_auth(uvmqtt_options_t *o,
                                           const char *method, const void *data,
                                           size_t len);
+/* Manual acknowledgement of incoming QoS 1/2 messages (see the delivery
+ * contract above): each is acknowledged when the application calls
+ * uvmqtt_ack() with msg->ack_handle. `max_unacked` / `max_unacked_bytes`
+ * (0: no limit) pause reading while that many messages / payload bytes are
+ * delivered and not acknowledged, and resume below it. Default off. */
+UVMQTT_EXTERN int uvmqtt_options_set_manual_ack(uvmqtt_options_t *o, bool on,
+                                                uint32_t max_unacked,
+                                                size_t max_unacked_bytes);
 /* How long a graceful disconnect or close waits, after DISCONNECT and the
  * half-close, for the broker to close the connection (reading and
  * discarding what it still sends) before closing the socket anyway:
@@ -607,6 +639,37 @@ UVMQTT_EXTERN int uvmqtt_client_disconnect(uvmqtt_client_t *c);
 UVMQTT_EXTERN int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c,
                                               uint8_t reason,
                                               const uvmqtt_props_t *props);
+
+/* Manual acknowledgement (uvmqtt_options_set_manual_ack): acknowledges the
+ * message whose msg->ack_handle is `handle`, from any callback on the loop
+ * thread. The PUBACK / PUBREC goes out once every message that arrived
+ * before it is acknowledged too. uvmqtt_ack_ex adds a v5 reason code
+ * (0x00 success, 0x10 no matching subscribers, 0x80 unspecified error,
+ * 0x83 implementation specific error, 0x87 not authorized, 0x90 topic
+ * name invalid, 0x97 quota exceeded, 0x99 payload format invalid; with
+ * QoS 2 a code >= 0x80 ends the exchange) and properties (copied). No
+ * callback fires from inside. Returns 0 (also for handle 0: QoS 0, nothing
+ * to acknowledge), UVMQTT_EACKED (acknowledged before), UVMQTT_ESTALE (the
+ * connection it came on is gone or leaving: the broker sends it again),
+ * UVMQTT_ECLOSED (the client is closing), UVMQTT_EINVAL (not a handle of
+ * this client, or a reason not allowed), UVMQTT_ENOTSUP (a reason or
+ * properties before v5), UVMQTT_EUTF8, UVMQTT_ENOMEM (nothing changed). */
+UVMQTT_EXTERN int uvmqtt_ack(uvmqtt_client_t *c, uint64_t handle);
+UVMQTT_EXTERN int uvmqtt_ack_ex(uvmqtt_client_t *c, uint64_t handle,
+                                uint8_t reason, const uvmqtt_props_t *props);
+/* Messages delivered and not yet acknowledged (manual acknowledgement). */
+UVMQTT_EXTERN size_t uvmqtt_client_unacked(const uvmqtt_client_t *c);
+
+/* Incoming back-pressure: pause stops reading from the broker (no message
+ * callback fires until resume), resume reads again and delivers what was
+ * kept, from the loop (never from inside resume). The pause lasts across
+ * reconnects (a CONNACK is still read). Keepalive while paused: see the
+ * delivery contract. Returns 0, UVMQTT_EINVAL, UVMQTT_ECLOSED or
+ * UVMQTT_ENOMEM. is_paused: reading is paused now (by pause or by the
+ * manual-ack limit) on a live connection. */
+UVMQTT_EXTERN int uvmqtt_client_pause(uvmqtt_client_t *c);
+UVMQTT_EXTERN int uvmqtt_client_resume(uvmqtt_client_t *c);
+UVMQTT_EXTERN bool uvmqtt_client_is_paused(const uvmqtt_client_t *c);
 
 /* Accessors: a NULL client gives false, NULL or 0. */
 UVMQTT_EXTERN bool uvmqtt_client_is_connected(const uvmqtt_client_t *c);

@@ -108,7 +108,12 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   sc.topic_alias_auto = CX(c)->topic_alias_auto;
   sc.persist = CX(c)->store != NULL;
   if ((rc = uvmqtt__session_init((char *)c + soff, &sc, &uvmqtt__client_events,
-                                 c, &c->session)) < 0) {
+                                 c, &c->session)) < 0 ||
+      (CX(c)->manual_ack &&
+       (rc = uvmqtt__session_set_manual_ack(c->session, CX(c)->max_unacked,
+                                            CX(c)->max_unacked_bytes)) < 0)) {
+    if (c->session)
+      uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     uvmqtt__copts_free(&c->o);
     uvmqtt__free(c->rare);
     uvmqtt__free(c);

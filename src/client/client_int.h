@@ -67,7 +67,9 @@ typedef struct {
   size_t auth_data_len;
   uint32_t session_expiry;
   unsigned dns_timeout;
-  unsigned linger_ms; /* graceful disconnect: wait for the broker's close */
+  unsigned linger_ms;   /* graceful disconnect: wait for the broker's close */
+  uint32_t max_unacked; /* manual ack: hold reading at this many */
+  size_t max_unacked_bytes;
   int will_qos;
   uint16_t topic_alias_in;
   uint16_t receive_max;
@@ -80,6 +82,7 @@ typedef struct {
   bool follow_redirects;
   uint8_t durability;    /* uvmqtt_durability_t, with store */
   uvmqtt_store_t *store; /* shared, not owned */
+  bool manual_ack;
 } opt_ext_t;
 
 /* Every rarely set option at its default (options.c). */
@@ -428,6 +431,8 @@ int uvmqtt__leave_ask(uvmqtt_client_t *c, uint8_t reason,
 bool uvmqtt__leave_start(uvmqtt_client_t *c);
 /* The broker closed (UV_EOF), an error, or UVMQTT_ETIMEDOUT. */
 void uvmqtt__leave_finish(uvmqtt_client_t *c, int status);
+/* The session's on_hold event: stop / resume reading. */
+void uvmqtt__client_on_hold(void *ud, bool holding);
 
 /* ---- routes.c */
 /* True when a route took m. */

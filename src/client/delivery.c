@@ -1,7 +1,9 @@
 /* The client's side of the delivery contract (include/uvmqtt.h): leaving
  * gracefully (delivery stops at once, DISCONNECT after the pending
  * acknowledgements, half-close, drain until the broker closes or the
- * linger time ends). */
+ * linger time ends), manual acknowledgement and pausing the reading (the
+ * session keeps the rest of a read; this file stops and restarts the stream).
+ */
 #include "alloc.h"
 #include "props.h"
 #include "client/client_int.h"
@@ -84,4 +86,68 @@ void uvmqtt__leave_finish(uvmqtt_client_t *c, int status) {
     c->close_requested = true;
   else
     uvmqtt__client_drop(c, 0);
+}
+
+/* ---- manual acknowledgement, pausing ------------------------------------- */
+
+/* Input held (pause, or too much delivered and not acknowledged): stop
+ * reading, so the kernel's window pushes back on the broker. Released:
+ * read again, and handle the bytes the session kept from the loop (the
+ * flush handle), never from inside the API call that released them. */
+void uvmqtt__client_on_hold(void *ud, bool holding) {
+  uvmqtt_client_t *c = ud;
+  if (!c->stream || c->state == C_CLOSING || c->state == C_LEAVING)
+    return;
+  if (holding) {
+    (void)c->stream->ops->read_stop(c->stream);
+  } else {
+    (void)c->stream->ops->read_start(c->stream);
+    if (uvmqtt__session_held(c->session))
+      uvmqtt__client_flush_later(c);
+  }
+  uvmqtt__client_arm_timer(c); /* the keepalive deadlines change */
+}
+
+int uvmqtt_ack_ex(uvmqtt_client_t *c, uint64_t handle, uint8_t reason,
+                  const uvmqtt_props_t *props) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested ||
+      (uvmqtt__leave_of(c) && uvmqtt__leave_of(c)->close))
+    return handle ? UVMQTT_ECLOSED : 0;
+  if (props && uvmqtt__props_utf8_ok(props) < 0)
+    return UVMQTT_EUTF8;
+  /* Queues output (flushed from the loop) and may end a hold: no
+   * callback fires from inside. */
+  return uvmqtt__session_ack(c->session, uvmqtt__client_now(c), handle, reason,
+                             props);
+}
+
+int uvmqtt_ack(uvmqtt_client_t *c, uint64_t handle) {
+  return uvmqtt_ack_ex(c, handle, 0, NULL);
+}
+
+size_t uvmqtt_client_unacked(const uvmqtt_client_t *c) {
+  return c && c->state != C_CLOSING ? uvmqtt__session_unacked(c->session, NULL)
+                                    : 0;
+}
+
+static int set_paused(uvmqtt_client_t *c, bool on) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  return uvmqtt__session_hold(c->session, uvmqtt__client_now(c), on);
+}
+
+int uvmqtt_client_pause(uvmqtt_client_t *c) {
+  return set_paused(c, true);
+}
+
+int uvmqtt_client_resume(uvmqtt_client_t *c) {
+  return set_paused(c, false);
+}
+
+bool uvmqtt_client_is_paused(const uvmqtt_client_t *c) {
+  return c && c->state != C_CLOSING && uvmqtt__session_holding(c->session);
 }

@@ -77,6 +77,7 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   m.dup = pub->dup;
   m.packet_id = pub->packet_id;
   m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
+  m.ack_handle = uvmqtt__session_msg_handle(c->session);
   if (c->rare && c->rare->reqs && uvmqtt__request_answer(c, &m))
     return;
   if (c->rt && uvmqtt__routes_dispatch(c, &m))
@@ -146,4 +147,5 @@ const uvmqtt_session_events_t uvmqtt__client_events = {
     .on_output = ev_output,
     .on_log = ev_log,
     .on_persist = uvmqtt__persist_event,
+    .on_hold = uvmqtt__client_on_hold,
 };

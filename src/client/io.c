@@ -29,6 +29,13 @@ void uvmqtt__client_flush_ex(uvmqtt_client_t *c, bool sync_ok) {
   const uvmqtt_iov_t *iov;
   uvmqtt_out_batch_t *batch;
   ENTER(c);
+  if (sync_ok && c->state == C_CONNECTED && uvmqtt__session_held(c->session) &&
+      !uvmqtt__session_holding(c->session)) {
+    /* Input kept while held, now released (uvmqtt__client_on_hold). */
+    int rc = uvmqtt__session_release_input(c->session, uvmqtt__client_now(c));
+    if (rc < 0)
+      uvmqtt__client_drop(c, rc);
+  }
   size_t n = uvmqtt__session_take_output(c->session, uvmqtt__client_now(c),
                                          &iov, &batch);
   if (n > 0) {

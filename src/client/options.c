@@ -549,6 +549,20 @@ int uvmqtt_options_set_store(uvmqtt_options_t *o, uvmqtt_store_t *store,
   return 0;
 }
 
+int uvmqtt_options_set_manual_ack(uvmqtt_options_t *o, bool on,
+                                  uint32_t max_unacked,
+                                  size_t max_unacked_bytes) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->manual_ack = on;
+  x->max_unacked = on ? max_unacked : 0;
+  x->max_unacked_bytes = on ? max_unacked_bytes : 0;
+  return 0;
+}
+
 int uvmqtt_options_set_linger(uvmqtt_options_t *o, unsigned ms) {
   if (!o || ms > 600000)
     return UVMQTT_EINVAL;

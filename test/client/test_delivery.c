@@ -1,6 +1,7 @@
 /* The delivery contract against mosquitto: what a subscriber was handed is
  * acknowledged before it leaves (disconnect or close from inside a message
- * callback), and nothing is delivered twice or lost across a resume. */
+ * callback), nothing is delivered twice or lost across a resume, manual
+ * acknowledgement, pausing and back-pressure. */
 #include "ctest.h"
 #include "uvmqtt_config.h"
 
@@ -28,6 +29,13 @@ typedef struct {
   int disconnects;
   int closed;
   int bad_payloads;
+  /* manual acknowledgement */
+  bool manual;
+  uint64_t *pending; /* handles not yet acknowledged */
+  size_t npending, cappending;
+  size_t max_unacked_seen;
+  int paused_seen;
+  int ack_errors;
 } sub_t;
 
 static void sub_on_connect(uvmqtt_client_t *c, int status,
@@ -82,6 +90,20 @@ static void sub_on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
     return;
   }
   s->seen[i]++;
+  if (s->manual && m->qos > 0) {
+    assert_true(m->ack_handle != 0);
+    if (s->npending == s->cappending) {
+      s->cappending = s->cappending ? s->cappending * 2 : 256;
+      s->pending = realloc(s->pending, s->cappending * sizeof(uint64_t));
+      assert_non_null(s->pending);
+    }
+    s->pending[s->npending++] = m->ack_handle;
+    size_t un = uvmqtt_client_unacked(c);
+    if (un > s->max_unacked_seen)
+      s->max_unacked_seen = un;
+  } else {
+    assert_int_equal(m->ack_handle, 0);
+  }
   if (s->leave_how && !s->left && s->delivered == s->stop_at) {
     s->left = true;
     if (s->leave_how == 1)
@@ -91,13 +113,19 @@ static void sub_on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   }
 }
 
-static void sub_init(sub_t *s, uv_loop_t *loop, int version, const char *id,
-                     const char *name) {
+static void sub_init_ex(sub_t *s, uv_loop_t *loop, int version, const char *id,
+                        const char *name, uint32_t manual_max, uint16_t rmax) {
   memset(s, 0, sizeof(*s));
   s->loop = loop;
   s->name = name;
   uvmqtt_options_t *o = ct_opts(version, id, false);
   uvmqtt_options_set_reconnect(o, false, 100, 500, 0);
+  if (manual_max != UINT32_MAX) {
+    s->manual = true;
+    assert_int_equal(uvmqtt_options_set_manual_ack(o, true, manual_max, 0), 0);
+  }
+  if (rmax)
+    assert_int_equal(uvmqtt_options_set_receive_maximum(o, rmax), 0);
   assert_int_equal(uvmqtt_client_new(loop, o, &s->c), 0);
   uvmqtt_options_del(o);
   uvmqtt_client_set_data(s->c, s);
@@ -106,6 +134,16 @@ static void sub_init(sub_t *s, uv_loop_t *loop, int version, const char *id,
   uvmqtt_client_on_message(s->c, sub_on_message, s);
   if (getenv("CT_VERBOSE"))
     uvmqtt_client_on_log(s->c, sub_on_log, s, UVMQTT_LOG_DEBUG);
+}
+
+static void sub_init(sub_t *s, uv_loop_t *loop, int version, const char *id,
+                     const char *name) {
+  sub_init_ex(s, loop, version, id, name, UINT32_MAX, 0);
+}
+
+static void sub_free(sub_t *s) {
+  free(s->pending);
+  s->pending = NULL;
 }
 
 static void sub_close(sub_t *s) {
@@ -256,6 +294,8 @@ static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
           leave_how == 1 ? "disconnect" : "close", s1.delivered, s1.after_leave,
           s2.delivered, twice, lost);
   sub_close(&s2);
+  sub_free(&s1);
+  sub_free(&s2);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);
   assert_int_equal(s1.bad_payloads + s2.bad_payloads, 0);
   assert_int_equal(s1.after_leave, 0);
@@ -290,14 +330,301 @@ static void stop_ws_v5_q2_close(void **state) {
 }
 #endif
 
+/* ---- manual acknowledgement --------------------------------------------- */
+
+/* Acks a few pending handles, picked at random, on each tick. */
+typedef struct {
+  uv_timer_t t;
+  sub_t *s;
+  unsigned per_tick;
+  unsigned seed;
+} acker_t;
+
+static void acker_tick(uv_timer_t *t) {
+  acker_t *a = t->data;
+  sub_t *s = a->s;
+  if (uvmqtt_client_is_paused(s->c))
+    s->paused_seen++;
+  for (unsigned k = 0; k < a->per_tick && s->npending; k++) {
+    size_t j = (size_t)rand_r(&a->seed) % s->npending;
+    uint64_t h = s->pending[j];
+    s->pending[j] = s->pending[--s->npending];
+    int rc = uvmqtt_ack(s->c, h);
+    if (rc != 0)
+      s->ack_errors++;
+    else if (uvmqtt_ack(s->c, h) != UVMQTT_EACKED)
+      s->ack_errors++; /* twice: refused */
+  }
+}
+
+static void acker_start(acker_t *a, uv_loop_t *loop, sub_t *s, unsigned period,
+                        unsigned per_tick) {
+  memset(a, 0, sizeof(*a));
+  a->s = s;
+  a->per_tick = per_tick;
+  a->seed = 12345;
+  assert_int_equal(uv_timer_init(loop, &a->t), 0);
+  a->t.data = a;
+  assert_int_equal(uv_timer_start(&a->t, acker_tick, period, period), 0);
+}
+
+static void acker_stop(acker_t *a) {
+  uv_close((uv_handle_t *)&a->t, NULL);
+}
+
+static bool all_seen(sub_t *s) {
+  for (int i = 0; i < N_TOTAL; i++)
+    if (!s->seen[i])
+      return false;
+  return true;
+}
+
+static bool acked_all(void *arg) {
+  sub_t *s = arg;
+  return all_seen(s) && s->npending == 0 && uvmqtt_client_unacked(s->c) == 0;
+}
+
+/* A manual-ack subscriber acks every message after a timer delay, in
+ * random order, with at most `limit` unacknowledged (the automatic
+ * pause); it leaves once all are acknowledged, and a resumed session gets
+ * nothing again. (The Receive Maximum counting is tested in
+ * test/session/test_flow.c: mosquitto 2.0.11 itself exceeds a small
+ * Receive Maximum when several PUBACKs release queued messages, and we
+ * then disconnect with 0x93, as the spec says.) */
+static void run_manual(int version, int qos, uint32_t limit, uint16_t rmax) {
+  tu_broker_t *b = ct_broker(broker_conf);
+  uv_loop_t loop;
+  char id[64], filter[64], prefix[32];
+  assert_int_equal(uv_loop_init(&loop), 0);
+  snprintf(prefix, sizeof(prefix), "ma%d%d%u", version, qos, (unsigned)limit);
+  snprintf(id, sizeof(id), "%s-sub", prefix);
+  snprintf(filter, sizeof(filter), "%s/#", prefix);
+  static sub_t s1, s2;
+  sub_init_ex(&s1, &loop, version, id, "s1", limit, rmax);
+  sub_connect(&s1, b->port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s1.connected, 1, CT_WAIT_MS), 0);
+  sub_subscribe(&s1, filter, qos);
+  acker_t a;
+  acker_start(&a, &loop, &s1, 1, 8);
+  publish_all(&loop, b->port, version, qos, prefix);
+  assert_int_equal(ct_run_while_not(&loop, acked_all, &s1, 20000), 0);
+  assert_true(uvmqtt_client_is_connected(s1.c));
+  assert_int_equal(s1.ack_errors, 0);
+  size_t bound = limit ? limit : rmax;
+  if (bound)
+    assert_true(s1.max_unacked_seen <= bound);
+  fprintf(stderr,
+          "manual v%d qos%d limit %u rmax %u: %zu delivered, at most %zu "
+          "unacked, paused at %d ticks\n",
+          version == UVMQTT_V5 ? 5 : 311, qos, (unsigned)limit, rmax,
+          s1.delivered, s1.max_unacked_seen, s1.paused_seen);
+  /* Leaving: a handle of the old connection is stale afterwards. */
+  assert_int_equal(uvmqtt_client_disconnect(s1.c), 0);
+  assert_int_equal(ct_wait_int(&loop, &s1.disconnects, 1, CT_WAIT_MS), 0);
+  acker_stop(&a);
+  sub_close(&s1);
+
+  sub_init(&s2, &loop, version, id, "s2");
+  sub_connect(&s2, b->port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s2.connected, 1, CT_WAIT_MS), 0);
+  tu_run_for(&loop, 300);
+  size_t twice = 0, lost = 0;
+  for (int i = 0; i < N_TOTAL; i++) {
+    unsigned n = s1.seen[i] + s2.seen[i];
+    if (n == 0)
+      lost++;
+    else
+      twice += n - 1;
+  }
+  sub_close(&s2);
+  sub_free(&s1);
+  sub_free(&s2);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  assert_int_equal(s2.delivered, 0);
+  assert_int_equal(twice, 0);
+  assert_int_equal(lost, 0);
+  if (limit)
+    assert_true(s1.paused_seen > 0); /* the limit did pause reading */
+}
+
+static void manual_v311_q1(void **state) {
+  (void)state;
+  run_manual(UVMQTT_V311, 1, 0, 0);
+}
+static void manual_v5_q2(void **state) {
+  (void)state;
+  run_manual(UVMQTT_V5, 2, 0, 0);
+}
+static void manual_v311_q2_limit(void **state) {
+  (void)state;
+  run_manual(UVMQTT_V311, 2, 50, 0);
+}
+static void manual_v5_q1_limit(void **state) {
+  (void)state;
+  run_manual(UVMQTT_V5, 1, 50, 0);
+}
+
+/* The handle errors against a live client: acknowledged twice, after its
+ * connection is gone, after close, and the v5 reason checks. */
+static void on_leave_msg(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                         void *arg) {
+  sub_t *s = arg;
+  s->delivered++;
+  if (s->npending < 4) {
+    if (!s->pending)
+      s->pending = calloc(4, sizeof(uint64_t));
+    s->pending[s->npending++] = m->ack_handle;
+  }
+  (void)c;
+}
+
+static void manual_errors(void **state) {
+  (void)state;
+  tu_broker_t *b = ct_broker(broker_conf);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  static sub_t s;
+  sub_init_ex(&s, &loop, UVMQTT_V5, "me-sub", "s", 0, 0);
+  uvmqtt_client_on_message(s.c, on_leave_msg, &s);
+  sub_connect(&s, b->port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s.connected, 1, CT_WAIT_MS), 0);
+  sub_subscribe(&s, "me/#", 1);
+  for (int i = 0; i < 3; i++)
+    assert_true(uvmqtt_publish(s.c, "me/x", "p", 1, 1, false, NULL, NULL) > 0);
+  assert_int_equal(ct_wait_size(&loop, &s.delivered, 3, CT_WAIT_MS), 0);
+  uvmqtt_props_t pr;
+  memset(&pr, 0, sizeof(pr));
+  pr.present = UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING);
+  pr.reason_string.data = "db down";
+  pr.reason_string.len = 7;
+  assert_int_equal(uvmqtt_ack_ex(s.c, s.pending[0], 0x04, NULL), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_ack_ex(s.c, s.pending[0], 0x80, &pr), 0);
+  assert_int_equal(uvmqtt_ack(s.c, s.pending[0]), UVMQTT_EACKED);
+  assert_int_equal(uvmqtt_ack(s.c, 0), 0);
+  assert_int_equal(uvmqtt_ack(s.c, s.pending[2] + 1000), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_client_unacked(s.c), 2);
+  /* Left unacknowledged: stale once the connection is gone. */
+  assert_int_equal(uvmqtt_client_disconnect(s.c), 0);
+  assert_int_equal(uvmqtt_ack(s.c, s.pending[1]), UVMQTT_ESTALE);
+  assert_int_equal(ct_wait_int(&loop, &s.disconnects, 1, CT_WAIT_MS), 0);
+  assert_int_equal(uvmqtt_client_unacked(s.c), 0);
+  uvmqtt_client_close(s.c, sub_on_closed);
+  assert_int_equal(uvmqtt_ack(s.c, s.pending[2]), UVMQTT_ECLOSED);
+  assert_int_equal(ct_wait_int(&loop, &s.closed, 1, CT_WAIT_MS), 0);
+  sub_free(&s);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+}
+
+/* ---- back-pressure --------------------------------------------------------
+ */
+
+/* A fast publisher, a subscriber that acks ~2000 messages/s with a limit
+ * of 100 unacknowledged: reading pauses (the TCP window pushes back on
+ * the broker), nothing is lost, and at most the limit is ever held. */
+static void run_backpressure(int version) {
+  tu_broker_t *b = ct_broker(broker_conf);
+  uv_loop_t loop;
+  char id[48], prefix[32], filter[40];
+  assert_int_equal(uv_loop_init(&loop), 0);
+  snprintf(prefix, sizeof(prefix), "bp%d", version);
+  snprintf(id, sizeof(id), "%s-sub", prefix);
+  snprintf(filter, sizeof(filter), "%s/#", prefix);
+  static sub_t s;
+  sub_init_ex(&s, &loop, version, id, "s", 100, 0);
+  sub_connect(&s, b->port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s.connected, 1, CT_WAIT_MS), 0);
+  sub_subscribe(&s, filter, 1);
+  acker_t a;
+  acker_start(&a, &loop, &s, 5, 10);
+  uint64_t t0 = tu_now_ms();
+  publish_all(&loop, b->port, version, 1, prefix);
+  assert_int_equal(ct_run_while_not(&loop, acked_all, &s, 15000), 0);
+  fprintf(stderr,
+          "backpressure v%d: %zu delivered in %llu ms, at most %zu unacked, "
+          "paused at %d of the acker's ticks\n",
+          version == UVMQTT_V5 ? 5 : 311, s.delivered,
+          (unsigned long long)(tu_now_ms() - t0), s.max_unacked_seen,
+          s.paused_seen);
+  assert_true(s.max_unacked_seen <= 100);
+  assert_true(s.paused_seen > 0);
+  assert_int_equal(s.ack_errors, 0);
+  assert_true(uvmqtt_client_is_connected(s.c));
+  acker_stop(&a);
+  sub_close(&s);
+  sub_free(&s);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+}
+
+static void backpressure_v311(void **state) {
+  (void)state;
+  run_backpressure(UVMQTT_V311);
+}
+static void backpressure_v5(void **state) {
+  (void)state;
+  run_backpressure(UVMQTT_V5);
+}
+
+/* pause() for three keepalive periods while messages arrive: no message
+ * callback while paused, the connection survives (our PINGREQs keep the
+ * broker content, its silence is not held against it), and resume
+ * delivers everything. */
+static void pause_keepalive(void **state) {
+  (void)state;
+  tu_broker_t *b = ct_broker(broker_conf);
+  uv_loop_t loop;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  static sub_t s;
+  memset(&s, 0, sizeof(s));
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V311, "pk-sub", false);
+  assert_int_equal(uvmqtt_options_set_keepalive(o, 1), 0);
+  s.loop = &loop;
+  assert_int_equal(uvmqtt_client_new(&loop, o, &s.c), 0);
+  uvmqtt_options_del(o);
+  uvmqtt_client_set_data(s.c, &s);
+  uvmqtt_client_on_connect(s.c, sub_on_connect, &s);
+  uvmqtt_client_on_disconnect(s.c, sub_on_disconnect, &s);
+  uvmqtt_client_on_message(s.c, sub_on_message, &s);
+  sub_connect(&s, b->port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s.connected, 1, CT_WAIT_MS), 0);
+  sub_subscribe(&s, "pk/#", 1);
+  assert_int_equal(uvmqtt_client_pause(s.c), 0);
+  assert_true(uvmqtt_client_is_paused(s.c));
+  publish_all(&loop, b->port, UVMQTT_V311, 1, "pk");
+  tu_run_for(&loop, 3000);
+  assert_int_equal(s.delivered, 0);
+  assert_int_equal(s.disconnects, 0);
+  assert_true(uvmqtt_client_is_connected(s.c));
+  assert_int_equal(uvmqtt_client_resume(s.c), 0);
+  assert_int_equal(s.delivered, 0); /* not from inside resume */
+  assert_int_equal(ct_wait_size(&loop, &s.delivered, N_TOTAL, CT_WAIT_MS), 0);
+  assert_true(all_seen(&s));
+  assert_int_equal(s.disconnects, 0);
+  assert_int_equal(s.connected, 1);
+  sub_close(&s);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+}
+
 static const struct CMUnitTest tests[] = {
-    CT_TEST(stop_v311_q1_disconnect),    CT_TEST(stop_v311_q2_disconnect),
-    CT_TEST(stop_v5_q1_disconnect),      CT_TEST(stop_v5_q2_disconnect),
-    CT_TEST(stop_v311_q1_close),         CT_TEST(stop_v311_q2_close),
-    CT_TEST(stop_v5_q1_close),           CT_TEST(stop_v5_q2_close),
+    CT_TEST(stop_v311_q1_disconnect),
+    CT_TEST(stop_v311_q2_disconnect),
+    CT_TEST(stop_v5_q1_disconnect),
+    CT_TEST(stop_v5_q2_disconnect),
+    CT_TEST(stop_v311_q1_close),
+    CT_TEST(stop_v311_q2_close),
+    CT_TEST(stop_v5_q1_close),
+    CT_TEST(stop_v5_q2_close),
 #ifdef UVMQTT_HAVE_WS
-    CT_TEST(stop_ws_v311_q1_disconnect), CT_TEST(stop_ws_v5_q2_close),
+    CT_TEST(stop_ws_v311_q1_disconnect),
+    CT_TEST(stop_ws_v5_q2_close),
 #endif
+    CT_TEST(manual_v311_q1),
+    CT_TEST(manual_v5_q2),
+    CT_TEST(manual_v311_q2_limit),
+    CT_TEST(manual_v5_q1_limit),
+    CT_TEST(manual_errors),
+    CT_TEST(backpressure_v311),
+    CT_TEST(backpressure_v5),
+    CT_TEST(pause_keepalive),
 };
 
 CT_MAIN(tests)
