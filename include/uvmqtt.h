@@ -69,7 +69,8 @@ typedef enum {
  * PUBCOMP, or with the reason it did not complete (rejected, dropped by the
  * queue policy, expired, UVMQTT_ESESSION, UVMQTT_ECLOSED at close).
  * Messages survive lost connections (resent with DUP on a resumed session,
- * see uvmqtt_options_set_clean_session).
+ * see uvmqtt_options_set_clean_session). uvmqtt_client_disconnect_drain()
+ * waits for all of them before leaving.
  *
  * Incoming QoS 1 is at least once, QoS 2 exactly once, across reconnects
  * of a persistent session (clean session off).
@@ -640,6 +641,23 @@ UVMQTT_EXTERN int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c,
                                               uint8_t reason,
                                               const uvmqtt_props_t *props);
 
+/* Graceful drain: new publishes are refused from now on
+ * (UVMQTT_EDRAINING, no callback); once every queued and in-flight
+ * message has completed (each publish callback fires once, as always),
+ * or after timeout_ms (0: no limit), the client leaves as
+ * uvmqtt_client_disconnect() does, then cb fires once: status 0 when
+ * everything completed, UVMQTT_ETIMEDOUT when messages were still pending
+ * (they stay queued; uvmqtt_client_close() completes them with
+ * UVMQTT_ECLOSED), UVMQTT_ECLOSED when the client was closed first.
+ * Connection losses meanwhile are handled as usual (automatic reconnect
+ * goes on while draining). Returns 0, UVMQTT_EINVAL, UVMQTT_EBUSY (a drain
+ * is under way), UVMQTT_ENOTCONN (neither connected nor reconnecting),
+ * UVMQTT_ECLOSED or UVMQTT_ENOMEM. */
+typedef void (*uvmqtt_drain_cb)(uvmqtt_client_t *c, int status, void *arg);
+UVMQTT_EXTERN int uvmqtt_client_disconnect_drain(uvmqtt_client_t *c,
+                                                 unsigned timeout_ms,
+                                                 uvmqtt_drain_cb cb, void *arg);
+
 /* Manual acknowledgement (uvmqtt_options_set_manual_ack): acknowledges the
  * message whose msg->ack_handle is `handle`, from any callback on the loop
  * thread. The PUBACK / PUBREC goes out once every message that arrived
@@ -701,6 +719,7 @@ UVMQTT_EXTERN int uvmqtt_client_get_tls_error(const uvmqtt_client_t *c,
  * UVMQTT_EQUEUEFULL, UVMQTT_ENOPKTID (65535 messages in use),
  * UVMQTT_ETOOBIG (larger than the server's maximum packet size),
  * UVMQTT_ENOTSUP (retained, and the v5 server has no Retain Available),
+ * UVMQTT_EDRAINING (uvmqtt_client_disconnect_drain under way),
  * UVMQTT_ECLOSED, UVMQTT_ENOMEM; with uvmqtt_publish_ex also UVMQTT_EUTF8
  * (a property string), UVMQTT_EPROPBAD (a Subscription Identifier) and
  * UVMQTT_ETOPICALIAS (alias 0, above the server's maximum, or set by hand

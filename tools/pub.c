@@ -1,5 +1,7 @@
 /* uvmqtt-pub: publish messages from the command line (mosquitto_pub's
- * options). Exits 0 only once every message is complete at its QoS. */
+ * options). Exits 0 only once every message is complete at its QoS: once
+ * the last one is handed to the client, uvmqtt_client_disconnect_drain()
+ * waits for all of them (through reconnects) and leaves gracefully. */
 #include <signal.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -29,6 +31,8 @@ typedef struct {
   size_t limit; /* messages handed to the client and not complete */
   int exit_code;
   bool started, finishing;
+  bool drain_tried; /* every message handed over */
+  bool draining;    /* uvmqtt_client_disconnect_drain() under way */
 
   uv_timer_t delay;
   bool delay_open, delay_ok;
@@ -257,6 +261,30 @@ static void delay_fired(uv_timer_t *t) {
   pump(p);
 }
 
+static void drained(uvmqtt_client_t *c, int status, void *arg) {
+  pub_t *p = arg;
+  (void)c;
+  if (status < 0 && status != UVMQTT_ECLOSED)
+    tool_err(&p->cfg, "messages not complete: %s", uvmqtt_strerror(status));
+  finish(p, status == 0 ? TOOL_EXIT_OK : TOOL_EXIT_ERR);
+}
+
+/* Every message is handed to the client: drain, then leave. */
+static void all_handed(pub_t *p) {
+  if (p->finishing || p->draining)
+    return;
+  if (!p->drain_tried) {
+    p->drain_tried = true;
+    p->draining = uvmqtt_client_disconnect_drain(p->c, 0, drained, p) == 0;
+    if (p->draining)
+      return;
+  }
+  /* No drain (the client is not connected nor reconnecting): wait for
+   * the completions ourselves. */
+  if (p->pending == 0)
+    finish(p, TOOL_EXIT_OK);
+}
+
 static void pump(pub_t *p) {
   if (p->finishing || !p->started)
     return;
@@ -283,8 +311,8 @@ static void pump(pub_t *p) {
     bool have_line =
         p->lpos < p->llen && memchr(p->lbuf + p->lpos, '\n', p->llen - p->lpos);
     in_want(p, !have_line && p->pending < p->limit);
-    if (p->eof && p->lpos >= p->llen && p->pending == 0)
-      finish(p, TOOL_EXIT_OK);
+    if (p->eof && p->lpos >= p->llen)
+      all_handed(p);
     return;
   }
   while (p->sent < p->repeat && p->pending < p->limit && !p->finishing) {
@@ -300,8 +328,8 @@ static void pump(pub_t *p) {
     if (publish_one(p, p->msg, p->msg_len) < 0)
       return;
   }
-  if (!p->finishing && p->sent >= p->repeat && p->pending == 0)
-    finish(p, TOOL_EXIT_OK);
+  if (!p->finishing && p->sent >= p->repeat)
+    all_handed(p);
 }
 
 /* ---- lifecycle ----------------------------------------------------------- */

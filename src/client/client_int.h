@@ -223,7 +223,15 @@ typedef struct {
   void *redirect_arg;
   const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
   leave_t *leave;
-  int tls_err; /* raw mbedTLS error of the last failed handshake */
+  /* uvmqtt_client_disconnect_drain() (delivery.c) */
+  uvmqtt_drain_cb drain_cb;
+  void *drain_arg;
+  uv_timer_t *drain_timer;
+  uint64_t drain_deadline; /* 0: none */
+  int drain_status;
+  bool draining;      /* publishes refused */
+  bool drain_leaving; /* done waiting: leaving, cb fires after */
+  int tls_err;        /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects;        /* in a row, to stop loops */
   struct persist_s *persist; /* clients with a store (persist.c) */
@@ -431,6 +439,9 @@ int uvmqtt__leave_ask(uvmqtt_client_t *c, uint8_t reason,
 bool uvmqtt__leave_start(uvmqtt_client_t *c);
 /* The broker closed (UV_EOF), an error, or UVMQTT_ETIMEDOUT. */
 void uvmqtt__leave_finish(uvmqtt_client_t *c, int status);
+/* Drain of publishes: leaves once nothing is pending; ends with cb. */
+void uvmqtt__drain_check(uvmqtt_client_t *c);
+void uvmqtt__drain_end(uvmqtt_client_t *c, int status);
 /* The session's on_hold event: stop / resume reading. */
 void uvmqtt__client_on_hold(void *ud, bool holding);
 

@@ -1,9 +1,9 @@
 /* The client's side of the delivery contract (include/uvmqtt.h): leaving
  * gracefully (delivery stops at once, DISCONNECT after the pending
  * acknowledgements, half-close, drain until the broker closes or the
- * linger time ends), manual acknowledgement and pausing the reading (the
- * session keeps the rest of a read; this file stops and restarts the stream).
- */
+ * linger time ends), the graceful drain of publishes, manual
+ * acknowledgement and pausing the reading (the session keeps the rest of
+ * a read; this file stops and restarts the stream). */
 #include "alloc.h"
 #include "props.h"
 #include "client/client_int.h"
@@ -86,6 +86,94 @@ void uvmqtt__leave_finish(uvmqtt_client_t *c, int status) {
     c->close_requested = true;
   else
     uvmqtt__client_drop(c, 0);
+}
+
+/* ---- graceful drain of publishes ----------------------------------------- */
+
+void uvmqtt__drain_end(uvmqtt_client_t *c, int status) {
+  rare_t *r = c->rare;
+  uvmqtt_drain_cb cb = r->drain_cb;
+  void *arg = r->drain_arg;
+  r->draining = r->drain_leaving = false;
+  r->drain_cb = NULL;
+  r->drain_deadline = 0;
+  if (r->drain_timer)
+    uv_timer_stop(r->drain_timer);
+  if (cb)
+    cb(c, status, arg);
+}
+
+static void on_drain_timer(uv_timer_t *t) {
+  uvmqtt_client_t *c = t->data;
+  rare_t *r = c->rare;
+  ENTER(c);
+  uvmqtt__drain_check(c);
+  if (r->draining && !r->drain_leaving && r->drain_deadline) {
+    uint64_t now = uvmqtt__client_now(c);
+    uv_timer_start(t, on_drain_timer,
+                   r->drain_deadline > now ? r->drain_deadline - now : 0, 0);
+  }
+  LEAVE(c);
+}
+
+void uvmqtt__drain_check(uvmqtt_client_t *c) {
+  rare_t *r = c->rare;
+  if (!r->draining || r->drain_leaving || c->state == C_CLOSING)
+    return;
+  size_t left =
+      uvmqtt__session_inflight(c->session) + uvmqtt__session_queued(c->session);
+  bool late = r->drain_deadline && uvmqtt__client_now(c) >= r->drain_deadline;
+  if (left && !late)
+    return;
+  r->drain_leaving = true;
+  r->drain_status = left ? UVMQTT_ETIMEDOUT : 0;
+  if (left)
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN,
+                       "drain timed out with %zu message(s) pending", left);
+  if (c->state == C_CONNECTED) {
+    /* uvmqtt__drain_end() runs once the goodbye is over (do_drop). */
+    if (uvmqtt_client_disconnect(c) == 0)
+      return;
+  } else if (c->state != C_LEAVING) {
+    (void)uvmqtt_client_disconnect(c); /* stops reconnecting */
+  } else {
+    return; /* already leaving: do_drop ends the drain */
+  }
+  uvmqtt__drain_end(c, r->drain_status);
+}
+
+int uvmqtt_client_disconnect_drain(uvmqtt_client_t *c, unsigned timeout_ms,
+                                   uvmqtt_drain_cb cb, void *arg) {
+  if (!c)
+    return UVMQTT_EINVAL;
+  if (c->state == C_CLOSING || c->close_requested ||
+      (uvmqtt__leave_of(c) && uvmqtt__leave_of(c)->close))
+    return UVMQTT_ECLOSED;
+  if (c->rare && c->rare->draining)
+    return UVMQTT_EBUSY;
+  if (c->state == C_IDLE || c->state == C_LEAVING)
+    return UVMQTT_ENOTCONN;
+  rare_t *r = uvmqtt__client_rare(c);
+  if (!r)
+    return UVMQTT_ENOMEM;
+  if (!r->drain_timer) {
+    if (!(r->drain_timer = uvmqtt__malloc(sizeof(*r->drain_timer))))
+      return UVMQTT_ENOMEM;
+    uv_timer_init(c->lc->loop, r->drain_timer);
+    r->drain_timer->data = c;
+  }
+  r->draining = true;
+  r->drain_leaving = false;
+  r->drain_cb = cb;
+  r->drain_arg = arg;
+  r->drain_deadline = timeout_ms ? uvmqtt__client_now(c) + timeout_ms : 0;
+  uvmqtt__client_log(c, UVMQTT_LOG_INFO, "draining: %zu in flight, %zu queued",
+                     uvmqtt__session_inflight(c->session),
+                     uvmqtt__session_queued(c->session));
+  /* The first check runs from the loop (cb never fires from inside this
+   * call); the timer then stands for the deadline. */
+  uv_timer_start(r->drain_timer, on_drain_timer, 0, 0);
+  return 0;
 }
 
 /* ---- manual acknowledgement, pausing ------------------------------------- */

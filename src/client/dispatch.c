@@ -91,10 +91,12 @@ static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
                             const uvmqtt_props_t *props) {
   uvmqtt_client_t *c = ud;
   uvmqtt_publish_cb cb = (uvmqtt_publish_cb)fn;
-  if (!cb)
-    return;
-  uvmqtt_pub_result_t r = {status, id, reason, props};
-  cb(c, &r, arg);
+  if (cb) {
+    uvmqtt_pub_result_t r = {status, id, reason, props};
+    cb(c, &r, arg);
+  }
+  if (c->rare && c->rare->draining)
+    uvmqtt__drain_check(c);
 }
 
 static void ev_sub_done(void *ud, int type, uvmqtt_session_fn fn, void *arg,

@@ -11,6 +11,8 @@ int uvmqtt_publish_ex(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *po,
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;
+  if (c->rare && c->rare->draining)
+    return UVMQTT_EDRAINING;
   if (po->qos < 0 || po->qos > 2)
     return UVMQTT_EQOS;
   size_t tlen = po->topic_len ? po->topic_len : strlen(po->topic);
