@@ -153,6 +153,8 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
      * when that is over. */
     l = uvmqtt__leave_of(c);
     l->close = true;
+    /* A disconnect asked for in the same callback is this goodbye. */
+    c->drop_requested = false;
     c->depth++;
     bool waiting = uvmqtt__leave_start(c);
     c->depth--;

@@ -26,7 +26,7 @@ typedef struct {
   size_t delivered;   /* message callbacks */
   size_t after_leave; /* message callbacks after it asked to leave */
   size_t stop_at;     /* leave from inside the callback of this one */
-  int leave_how;      /* 0 none, 1 disconnect, 2 close */
+  int leave_how;      /* 0 none, 1 disconnect, 2 close, 3 both */
   bool left;          /* asked to leave */
   int connected;
   int disconnects;
@@ -109,9 +109,9 @@ static void sub_on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   }
   if (s->leave_how && !s->left && s->delivered == s->stop_at) {
     s->left = true;
-    if (s->leave_how == 1)
+    if (s->leave_how != 2)
       assert_int_equal(uvmqtt_client_disconnect(c), 0);
-    else
+    if (s->leave_how != 1)
       uvmqtt_client_close(c, sub_on_closed);
   }
 }
@@ -150,7 +150,7 @@ static void sub_free(sub_t *s) {
 }
 
 static void sub_close(sub_t *s) {
-  if (s->closed || (s->left && s->leave_how == 2)) {
+  if (s->closed || (s->left && s->leave_how >= 2)) {
     assert_int_equal(ct_wait_int(s->loop, &s->closed, 1, CT_WAIT_MS), 0);
     return;
   }
@@ -294,8 +294,10 @@ static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
           "stop-resume%s %s qos%d %s: first %zu (%zu after leaving), second "
           "%zu, delivered twice %zu, lost %zu\n",
           ws ? " (ws)" : "", version == UVMQTT_V5 ? "v5" : "v311", qos,
-          leave_how == 1 ? "disconnect" : "close", s1.delivered, s1.after_leave,
-          s2.delivered, twice, lost);
+          leave_how == 1   ? "disconnect"
+          : leave_how == 2 ? "close"
+                           : "disconnect+close",
+          s1.delivered, s1.after_leave, s2.delivered, twice, lost);
   sub_close(&s2);
   sub_free(&s1);
   sub_free(&s2);
@@ -320,6 +322,9 @@ STOP_CASE(UVMQTT_V311, v311, 1, 2, close)
 STOP_CASE(UVMQTT_V311, v311, 2, 2, close)
 STOP_CASE(UVMQTT_V5, v5, 1, 2, close)
 STOP_CASE(UVMQTT_V5, v5, 2, 2, close)
+/* disconnect() then close() in the same callback, as the tools do. */
+STOP_CASE(UVMQTT_V311, v311, 1, 3, both)
+STOP_CASE(UVMQTT_V5, v5, 2, 3, both)
 
 /* The same over WebSocket: the close handshake goes before the drain. */
 #ifdef UVMQTT_HAVE_WS
@@ -782,6 +787,8 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(stop_v311_q2_close),
     CT_TEST(stop_v5_q1_close),
     CT_TEST(stop_v5_q2_close),
+    CT_TEST(stop_v311_q1_both),
+    CT_TEST(stop_v5_q2_both),
 #ifdef UVMQTT_HAVE_WS
     CT_TEST(stop_ws_v311_q1_disconnect),
     CT_TEST(stop_ws_v5_q2_close),
