@@ -700,6 +700,9 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
     step = "-M max inflight";
     goto fail;
   }
+  if (cfg->manual_ack &&
+      (rc = uvmqtt_options_set_manual_ack(o, true, 0, 0)) < 0)
+    goto fail;
   if ((rc = uvmqtt_options_set_clean_session(o, cfg->clean)) < 0 ||
       (rc = uvmqtt_options_set_keepalive(o, cfg->keepalive)) < 0 ||
       (rc = uvmqtt_options_set_connect_timeout(o, cfg->conn_timeout_ms)) < 0)

@@ -66,6 +66,7 @@ typedef struct {
   bool debug;
   bool quiet;
   bool connected_once; /* set by the tool on its first CONNACK */
+  bool manual_ack;     /* uvmqtt-sub --ack-after-write */
 
   /* will */
   const char *will_topic;

@@ -43,7 +43,12 @@ static void usage(FILE *out) {
         "  -t filter        subscribe to a filter (repeatable)\n"
         "  -T filter        do not print topics matching this filter\n"
         "  -U filter        unsubscribe from a filter first (repeatable)\n"
-        "  -C count         exit after this many messages\n"
+        "  -C count         exit after this many messages (each acknowledged\n"
+        "                   to the broker before the tool leaves)\n"
+        "  --ack-after-write  acknowledge a QoS 1/2 message only once it is\n"
+        "                   written to stdout (and flushed); on a write error\n"
+        "                   exit unacknowledged, so that the broker sends it\n"
+        "                   again to the resumed session (-c)\n"
         "  -W seconds       exit with status 27 after this long\n"
         "  -E               exit once the subscriptions are acknowledged\n"
         "  -R               do not print retained (stale) messages\n"
@@ -160,7 +165,9 @@ static void put_format(const sub_t *s, const uvmqtt_message_t *m) {
   }
 }
 
-static void print_message(const sub_t *s, const uvmqtt_message_t *m) {
+/* Returns false when stdout could not take it (then it is not
+ * acknowledged with --ack-after-write). */
+static bool print_message(const sub_t *s, const uvmqtt_message_t *m) {
   if (s->format) {
     put_format(s, m);
   } else {
@@ -172,7 +179,7 @@ static void print_message(const sub_t *s, const uvmqtt_message_t *m) {
   }
   if (s->eol)
     putchar('\n');
-  fflush(stdout);
+  return fflush(stdout) == 0 && !ferror(stdout);
 }
 
 /* ---- --remove-retained -----------------------------------------------------
@@ -214,15 +221,15 @@ static void quiet_fired(uv_timer_t *t) {
 /* ---- events ----------------------------------------------------------------
  */
 
-static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
-                       void *arg) {
-  sub_t *s = arg;
+/* Handles a message; false when it must not be acknowledged. */
+static bool handle_message(sub_t *s, uvmqtt_client_t *c,
+                           const uvmqtt_message_t *m) {
   if (s->finishing)
-    return;
+    return true;
   for (size_t i = 0; i < s->nouts; i++)
     if (uvmqtt_topic_matches(s->outs[i], strlen(s->outs[i]), m->topic,
                              m->topic_len))
-      return;
+      return true;
   if (s->remove_retained) {
     if (m->retain && m->payload_len > 0) {
       char *topic = strndup(m->topic, m->topic_len);
@@ -233,25 +240,44 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
         tool_err(&s->cfg, "cannot clear a retained message: %s",
                  uvmqtt_strerror(rc));
         finish(s, TOOL_EXIT_ERR);
-        return;
+        return true;
       }
       s->pending_clears++;
       s->removed++;
       if (!s->collecting_done)
         uv_timer_start(&s->quiet, quiet_fired, QUIET_MS, 0);
     } else if (!m->retain && m->payload_len == 0) {
-      return; /* the echo of a clear */
+      return true; /* the echo of a clear */
     }
   }
   if (s->no_retain && m->retain)
-    return;
+    return true;
   if (s->retained_only && !m->retain) {
     finish(s, TOOL_EXIT_OK);
-    return;
+    return false; /* not shown: the broker keeps it */
   }
-  print_message(s, m);
+  if (!print_message(s, m)) {
+    tool_err(&s->cfg, "cannot write to stdout");
+    finish(s, TOOL_EXIT_ERR);
+    return false;
+  }
   s->received++;
-  if (s->count && s->received >= s->count)
+  return true;
+}
+
+static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                       void *arg) {
+  sub_t *s = arg;
+  bool ok = handle_message(s, c, m);
+  /* --ack-after-write: written, so acknowledged (in automatic mode the
+   * handle is 0 and this does nothing). Leaving (-C) comes after: the
+   * DISCONNECT follows this acknowledgement. */
+  if (ok && m->ack_handle) {
+    int rc = uvmqtt_ack(c, m->ack_handle);
+    if (rc < 0)
+      tool_err(&s->cfg, "cannot acknowledge: %s", uvmqtt_strerror(rc));
+  }
+  if (ok && s->count && s->received >= s->count)
     finish(s, TOOL_EXIT_OK);
 }
 
@@ -470,6 +496,8 @@ static int parse_args(sub_t *s, int argc, char **argv) {
       s->exit_after_sub = true;
     } else if (!strcmp(a, "--remove-retained")) {
       s->remove_retained = true;
+    } else if (!strcmp(a, "--ack-after-write")) {
+      s->cfg.manual_ack = true;
     } else {
       tool_err(&s->cfg, "unknown option '%s' (see --help)", a);
       return -1;

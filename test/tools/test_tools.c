@@ -460,6 +460,68 @@ static void case_store(void) {
   free(text);
 }
 
+/* -C N leaves with every delivered message acknowledged, with and
+ * without --ack-after-write: 2000 messages queued for a persistent
+ * session, a first uvmqtt-sub takes 1000, a second one gets exactly the
+ * other 1000 (none again, none lost). */
+static void stop_resume(int qos, const char *ver, const char *ack_flag) {
+  char out1[512], out2[512], out3[512];
+  path(out1, sizeof(out1), "sr1.out");
+  path(out2, sizeof(out2), "sr2.out");
+  path(out3, sizeof(out3), "sr3.out");
+  int rc = run(10000, "\"%s\" %s -p %d -c -i sr-sub -q %d -t sr/# -E", sub, ver,
+               broker.port, qos);
+  CHECK(rc == 0, "first sub exit %d", rc);
+  rc = run(20000, "seq 0 1999 | \"%s\" %s -p %d -q %d -t sr/x -l", pub, ver,
+           broker.port, qos);
+  CHECK(rc == 0, "pub exit %d", rc);
+  rc = run(20000,
+           "\"%s\" %s -p %d -c -i sr-sub -q %d -t sr/# -C 1000 %s "
+           ">\"%s\"",
+           sub, ver, broker.port, qos, ack_flag, out1);
+  CHECK(rc == 0, "sub -C 1000 exit %d", rc);
+  rc = run(20000,
+           "\"%s\" %s -p %d -c -i sr-sub -q %d -t sr/# -C 1000 -W 5 "
+           ">\"%s\"",
+           sub, ver, broker.port, qos, out2);
+  CHECK(rc == 0, "second sub exit %d", rc);
+  /* Nothing more: a third one times out with no output. */
+  rc = run(20000, "\"%s\" %s -p %d -c -i sr-sub -q %d -t sr/# -W 1 >\"%s\"",
+           sub, ver, broker.port, qos, out3);
+  CHECK(rc == 27, "third sub exit %d", rc);
+  static int seen[2000];
+  memset(seen, 0, sizeof(seen));
+  const char *files[3] = {out1, out2, out3};
+  size_t lines = 0;
+  for (int f = 0; f < 3; f++) {
+    char *text = slurp(files[f], NULL);
+    CHECK(text, "no output %s", files[f]);
+    for (char *t = strtok(text, "\n"); t; t = strtok(NULL, "\n")) {
+      int i = atoi(t);
+      CHECK(i >= 0 && i < 2000, "bad line '%s'", t);
+      seen[i]++;
+      lines++;
+    }
+    free(text);
+  }
+  int twice = 0, lost = 0;
+  for (int i = 0; i < 2000; i++) {
+    if (seen[i] == 0)
+      lost++;
+    else if (seen[i] > 1)
+      twice += seen[i] - 1;
+  }
+  fprintf(stderr, "stop_resume q%d %s %s: %zu lines, twice %d, lost %d\n", qos,
+          ver, ack_flag, lines, twice, lost);
+  CHECK(twice == 0 && lost == 0, "twice %d lost %d", twice, lost);
+}
+
+static void case_stop_resume(void) {
+  stop_resume(1, "-V 311", "--ack-after-write");
+  run(10000, "\"%s\" -p %d -c -i sr-sub -U sr/#", sub, broker.port);
+  stop_resume(2, "-V 5", "");
+}
+
 typedef struct {
   const char *name;
   void (*fn)(void);
@@ -510,6 +572,7 @@ static const tcase_t cases[] = {
     {"v5_props", case_v5_props},
     {"persistent", case_persistent},
     {"store", case_store},
+    {"stop_resume", case_stop_resume},
     {"ws", case_ws},
 };
 
