@@ -4,8 +4,16 @@
  * acknowledgement, back-pressure and the graceful drain of publishes. */
 #include "ctest.h"
 #include "uvmqtt_config.h"
+#ifdef DELIVERY_TLS
+#include "certs.h" /* built from test/tls/meson.build with its certificates */
+#endif
 
 #include <signal.h>
+
+/* The transport of the stop-and-resume cases. */
+enum { T_TCP = 0, T_WS, T_TLS };
+static int g_transport;
+static uvmqtt_tls_config_t *g_tls; /* T_TLS: trusts the test CA */
 
 #define N_TOTAL 2000
 #define N_STOP 1000
@@ -123,6 +131,8 @@ static void sub_init_ex(sub_t *s, uv_loop_t *loop, int version, const char *id,
   s->name = name;
   uvmqtt_options_t *o = ct_opts(version, id, false);
   uvmqtt_options_set_reconnect(o, false, 100, 500, 0);
+  if (g_tls)
+    assert_int_equal(uvmqtt_options_set_tls(o, g_tls, false), 0);
   if (manual_max != UINT32_MAX) {
     s->manual = true;
     assert_int_equal(uvmqtt_options_set_manual_ack(o, true, manual_max, 0), 0);
@@ -168,14 +178,17 @@ static void sub_subscribe(sub_t *s, const char *filter, int qos) {
   assert_int_equal(sa.codes[0], qos);
 }
 
-/* Connects over TCP (ws_port 0) or WebSocket. */
-static void sub_connect(sub_t *s, int port, int ws_port) {
-  if (!ws_port) {
+/* Connects over TCP (tport 0) or the case's transport on tport. */
+static void sub_connect(sub_t *s, int port, int tport) {
+  if (!tport) {
     assert_int_equal(uvmqtt_client_connect(s->c, "127.0.0.1", port), 0);
     return;
   }
   char uri[64];
-  snprintf(uri, sizeof(uri), "ws://127.0.0.1:%d/mqtt", ws_port);
+  snprintf(uri, sizeof(uri),
+           g_transport == T_TLS ? "mqtts://127.0.0.1:%d"
+                                : "ws://127.0.0.1:%d/mqtt",
+           tport);
   assert_int_equal(uvmqtt_client_connect_uri(s->c, uri), 0);
 }
 
@@ -189,6 +202,29 @@ static tu_broker_t *broker_with_ws(int *ws_port) {
   assert_int_equal(tu_wait_port(*ws_port, 5000), 0);
   return b;
 }
+
+#ifdef DELIVERY_TLS
+/* mosquitto with one TLS listener (server.crt, for 127.0.0.1) beside the
+ * plain one, and a client configuration that trusts its CA. */
+static char g_cert_dir[256];
+
+static tu_broker_t *broker_with_tls(int *tls_port) {
+  char extra[2048];
+  assert_int_equal(tt_certs_make(g_cert_dir, sizeof(g_cert_dir)), 0);
+  *tls_port = tu_free_port();
+  snprintf(extra, sizeof(extra),
+           "%slistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n",
+           broker_conf, *tls_port, tt_path(g_cert_dir, "ca.crt"),
+           tt_path(g_cert_dir, "server.crt"),
+           tt_path(g_cert_dir, "server.key"));
+  tu_broker_t *b = ct_broker(extra);
+  assert_int_equal(tu_wait_port(*tls_port, 5000), 0);
+  assert_int_equal(uvmqtt_tls_config_new(&g_tls), 0);
+  assert_int_equal(
+      uvmqtt_tls_config_set_ca_file(g_tls, tt_path(g_cert_dir, "ca.crt")), 0);
+  return b;
+}
+#endif
 
 static bool sub_quiet_since(sub_t *s, size_t *last, uint64_t *since,
                             unsigned quiet_ms) {
@@ -249,13 +285,20 @@ static void publish_all(uv_loop_t *loop, int port, int version, int qos,
  * takes N_STOP and leaves from inside the callback of the last one; a
  * second one resumes the session. Counts what came twice and what never
  * came. */
-static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
+static void run_stop_resume(int version, int qos, int leave_how, int tr) {
   int ws_port = 0;
-  tu_broker_t *b = ws ? broker_with_ws(&ws_port) : ct_broker(broker_conf);
+  g_transport = tr;
+  tu_broker_t *b;
+#ifdef DELIVERY_TLS
+  if (tr == T_TLS)
+    b = broker_with_tls(&ws_port);
+  else
+#endif
+    b = tr == T_WS ? broker_with_ws(&ws_port) : ct_broker(broker_conf);
   uv_loop_t loop;
   char id[64], filter[64], prefix[32];
   assert_int_equal(uv_loop_init(&loop), 0);
-  snprintf(prefix, sizeof(prefix), "dl%d%d%d%d", version, qos, leave_how, ws);
+  snprintf(prefix, sizeof(prefix), "dl%d%d%d%d", version, qos, leave_how, tr);
   snprintf(id, sizeof(id), "%s-sub", prefix);
   snprintf(filter, sizeof(filter), "%s/#", prefix);
 
@@ -293,7 +336,10 @@ static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
   fprintf(stderr,
           "stop-resume%s %s qos%d %s: first %zu (%zu after leaving), second "
           "%zu, delivered twice %zu, lost %zu\n",
-          ws ? " (ws)" : "", version == UVMQTT_V5 ? "v5" : "v311", qos,
+          tr == T_WS    ? " (ws)"
+          : tr == T_TLS ? " (tls)"
+                        : "",
+          version == UVMQTT_V5 ? "v5" : "v311", qos,
           leave_how == 1   ? "disconnect"
           : leave_how == 2 ? "close"
                            : "disconnect+close",
@@ -302,6 +348,13 @@ static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
   sub_free(&s1);
   sub_free(&s2);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);
+#ifdef DELIVERY_TLS
+  if (g_tls) { /* after the clients' close callbacks */
+    uvmqtt_tls_config_free(g_tls);
+    g_tls = NULL;
+    tt_certs_remove(g_cert_dir);
+  }
+#endif
   assert_int_equal(s1.bad_payloads + s2.bad_payloads, 0);
   assert_int_equal(s1.after_leave, 0);
   assert_int_equal(s1.delivered, N_STOP);
@@ -312,7 +365,7 @@ static void run_stop_resume(int version, int qos, int leave_how, bool ws) {
 #define STOP_CASE(v, vname, q, how, hname)                                     \
   static void stop_##vname##_q##q##_##hname(void **state) {                    \
     (void)state;                                                               \
-    run_stop_resume(v, q, how, false);                                         \
+    run_stop_resume(v, q, how, T_TCP);                                         \
   }
 STOP_CASE(UVMQTT_V311, v311, 1, 1, disconnect)
 STOP_CASE(UVMQTT_V311, v311, 2, 1, disconnect)
@@ -330,11 +383,24 @@ STOP_CASE(UVMQTT_V5, v5, 2, 3, both)
 #ifdef UVMQTT_HAVE_WS
 static void stop_ws_v311_q1_disconnect(void **state) {
   (void)state;
-  run_stop_resume(UVMQTT_V311, 1, 1, true);
+  run_stop_resume(UVMQTT_V311, 1, 1, T_WS);
 }
 static void stop_ws_v5_q2_close(void **state) {
   (void)state;
-  run_stop_resume(UVMQTT_V5, 2, 2, true);
+  run_stop_resume(UVMQTT_V5, 2, 2, T_WS);
+}
+#endif
+
+/* And over TLS: close_notify goes first (test/tls/meson.build builds this
+ * file again with its certificates). */
+#ifdef DELIVERY_TLS
+static void stop_tls_v311_q1_disconnect(void **state) {
+  (void)state;
+  run_stop_resume(UVMQTT_V311, 1, 1, T_TLS);
+}
+static void stop_tls_v5_q2_close(void **state) {
+  (void)state;
+  run_stop_resume(UVMQTT_V5, 2, 2, T_TLS);
 }
 #endif
 
@@ -792,6 +858,10 @@ static const struct CMUnitTest tests[] = {
 #ifdef UVMQTT_HAVE_WS
     CT_TEST(stop_ws_v311_q1_disconnect),
     CT_TEST(stop_ws_v5_q2_close),
+#endif
+#ifdef DELIVERY_TLS
+    CT_TEST(stop_tls_v311_q1_disconnect),
+    CT_TEST(stop_tls_v5_q2_close),
 #endif
     CT_TEST(manual_v311_q1),
     CT_TEST(manual_v5_q2),
