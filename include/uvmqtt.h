@@ -676,7 +676,7 @@ UVMQTT_EXTERN int uvmqtt_ack(uvmqtt_client_t *c, uint64_t handle);
 UVMQTT_EXTERN int uvmqtt_ack_ex(uvmqtt_client_t *c, uint64_t handle,
                                 uint8_t reason, const uvmqtt_props_t *props);
 /* Messages delivered and not yet acknowledged (manual acknowledgement). */
-UVMQTT_EXTERN size_t uvmqtt_client_unacked(const uvmqtt_client_t *c);
+UVMQTT_EXTERN size_t uvmqtt_client_get_unacked(const uvmqtt_client_t *c);
 
 /* Incoming back-pressure: pause stops reading from the broker (no message
  * callback fires until resume), resume reads again and delivers what was

@@ -215,7 +215,7 @@ int uvmqtt_ack(uvmqtt_client_t *c, uint64_t handle) {
   return uvmqtt_ack_ex(c, handle, 0, NULL);
 }
 
-size_t uvmqtt_client_unacked(const uvmqtt_client_t *c) {
+size_t uvmqtt_client_get_unacked(const uvmqtt_client_t *c) {
   return c && c->state != C_CLOSING ? uvmqtt__session_unacked(c->session, NULL)
                                     : 0;
 }

@@ -148,7 +148,7 @@ static void sub_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
     s->head = 0;
   }
   s->pending[(s->head + s->npending++) % s->cap] = m->ack_handle;
-  size_t un = uvmqtt_client_unacked(c);
+  size_t un = uvmqtt_client_get_unacked(c);
   if (un > s->max_unacked)
     s->max_unacked = un;
 }
@@ -177,19 +177,16 @@ static void sub_sample(uv_timer_t *t) {
     s->rss_max = s->rss_last;
   printf("t=%3us rss=%ld KiB delivered=%lu acked=%lu unacked=%zu paused=%s\n",
          s->elapsed, s->rss_last, s->delivered, s->acked,
-         uvmqtt_client_unacked(s->c),
+         uvmqtt_client_get_unacked(s->c),
          uvmqtt_client_is_paused(s->c) ? "yes" : "no");
   fflush(stdout);
 }
 
-static void sub_subscribed(uvmqtt_client_t *c, int status, uint16_t id,
-                           const uint8_t *codes, size_t n,
-                           const uvmqtt_props_t *props, void *arg) {
+static void sub_subscribed(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
+                           void *arg) {
   sub_t *s = arg;
   (void)c;
-  (void)id;
-  (void)props;
-  s->subscribed = status == 0 && n == 1 && codes[0] == 1;
+  s->subscribed = r->status == 0 && r->count == 1 && r->codes[0] == 1;
 }
 
 static void sub_connected(uvmqtt_client_t *c, int status,
