@@ -205,11 +205,11 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
         c->open_handles++;
         uv_close((uv_handle_t *)c->rare->req_timer, on_handle_closed);
       }
-      if (c->rare->draining)
-        uvmqtt__drain_end(c, UVMQTT_ECLOSED);
-      if (c->rare->drain_timer) {
+      if (c->rare->drain) {
+        if (c->rare->drain->draining)
+          uvmqtt__drain_end(c, UVMQTT_ECLOSED);
         c->open_handles++;
-        uv_close((uv_handle_t *)c->rare->drain_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&c->rare->drain->timer, on_handle_closed);
       }
     }
     c->depth--;
@@ -229,7 +229,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
   if (c->rare) {
     uvmqtt__free(c->rare->srv_domain);
     uvmqtt__free(c->rare->req_timer);
-    uvmqtt__free(c->rare->drain_timer);
+    uvmqtt__free(c->rare->drain);
     uvmqtt__free(c->rare->redirect_ref);
     if (c->rare->tls_default)
       uvmqtt__tls_default_release();

@@ -208,6 +208,18 @@ typedef struct {
   bool close; /* uvmqtt_client_close() waits for it */
 } leave_t;
 
+/* uvmqtt_client_disconnect_drain() (delivery.c), allocated by the first
+ * drain and kept (with its timer) until the client closes. */
+typedef struct drain_s {
+  uv_timer_t timer; /* the first check, then the deadline */
+  uvmqtt_drain_cb cb;
+  void *arg;
+  uint64_t deadline; /* 0: none */
+  int status;
+  bool draining; /* publishes refused */
+  bool leaving;  /* done waiting: leaving, cb fires after */
+} drain_t;
+
 /* What few clients use, allocated on first use: an SRV domain, v5 request
  * / response, redirects, the TLS state, and the redirect and auth hooks
  * (allocated with every v5 client, the only ones where these hooks can
@@ -223,15 +235,8 @@ typedef struct {
   void *redirect_arg;
   const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
   leave_t *leave;
-  /* uvmqtt_client_disconnect_drain() (delivery.c) */
-  uvmqtt_drain_cb drain_cb;
-  void *drain_arg;
-  uv_timer_t *drain_timer;
-  uint64_t drain_deadline; /* 0: none */
-  int drain_status;
-  bool draining;      /* publishes refused */
-  bool drain_leaving; /* done waiting: leaving, cb fires after */
-  int tls_err;        /* raw mbedTLS error of the last failed handshake */
+  struct drain_s *drain; /* uvmqtt_client_disconnect_drain() */
+  int tls_err;           /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects;        /* in a row, to stop loops */
   struct persist_s *persist; /* clients with a store (persist.c) */
@@ -440,6 +445,9 @@ bool uvmqtt__leave_start(uvmqtt_client_t *c);
 /* The broker closed (UV_EOF), an error, or UVMQTT_ETIMEDOUT. */
 void uvmqtt__leave_finish(uvmqtt_client_t *c, int status);
 /* Drain of publishes: leaves once nothing is pending; ends with cb. */
+static inline bool uvmqtt__draining(const uvmqtt_client_t *c) {
+  return c->rare && c->rare->drain && c->rare->drain->draining;
+}
 void uvmqtt__drain_check(uvmqtt_client_t *c);
 void uvmqtt__drain_end(uvmqtt_client_t *c, int status);
 /* The session's on_hold event: stop / resume reading. */

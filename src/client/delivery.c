@@ -91,42 +91,41 @@ void uvmqtt__leave_finish(uvmqtt_client_t *c, int status) {
 /* ---- graceful drain of publishes ----------------------------------------- */
 
 void uvmqtt__drain_end(uvmqtt_client_t *c, int status) {
-  rare_t *r = c->rare;
-  uvmqtt_drain_cb cb = r->drain_cb;
-  void *arg = r->drain_arg;
-  r->draining = r->drain_leaving = false;
-  r->drain_cb = NULL;
-  r->drain_deadline = 0;
-  if (r->drain_timer)
-    uv_timer_stop(r->drain_timer);
+  drain_t *d = c->rare->drain;
+  uvmqtt_drain_cb cb = d->cb;
+  void *arg = d->arg;
+  d->draining = d->leaving = false;
+  d->cb = NULL;
+  d->deadline = 0;
+  uv_timer_stop(&d->timer);
   if (cb)
     cb(c, status, arg);
 }
 
 static void on_drain_timer(uv_timer_t *t) {
   uvmqtt_client_t *c = t->data;
-  rare_t *r = c->rare;
+  drain_t *d = c->rare->drain;
   ENTER(c);
   uvmqtt__drain_check(c);
-  if (r->draining && !r->drain_leaving && r->drain_deadline) {
+  if (d->draining && !d->leaving && d->deadline) {
     uint64_t now = uvmqtt__client_now(c);
-    uv_timer_start(t, on_drain_timer,
-                   r->drain_deadline > now ? r->drain_deadline - now : 0, 0);
+    uv_timer_start(t, on_drain_timer, d->deadline > now ? d->deadline - now : 0,
+                   0);
   }
   LEAVE(c);
 }
 
 void uvmqtt__drain_check(uvmqtt_client_t *c) {
-  rare_t *r = c->rare;
-  if (!r->draining || r->drain_leaving || c->state == C_CLOSING)
+  drain_t *d = c->rare->drain;
+  if (!d->draining || d->leaving || c->state == C_CLOSING)
     return;
   size_t left =
       uvmqtt__session_inflight(c->session) + uvmqtt__session_queued(c->session);
-  bool late = r->drain_deadline && uvmqtt__client_now(c) >= r->drain_deadline;
+  bool late = d->deadline && uvmqtt__client_now(c) >= d->deadline;
   if (left && !late)
     return;
-  r->drain_leaving = true;
-  r->drain_status = left ? UVMQTT_ETIMEDOUT : 0;
+  d->leaving = true;
+  d->status = left ? UVMQTT_ETIMEDOUT : 0;
   if (left)
     uvmqtt__client_log(c, UVMQTT_LOG_WARN,
                        "drain timed out with %zu message(s) pending", left);
@@ -139,7 +138,7 @@ void uvmqtt__drain_check(uvmqtt_client_t *c) {
   } else {
     return; /* already leaving: do_drop ends the drain */
   }
-  uvmqtt__drain_end(c, r->drain_status);
+  uvmqtt__drain_end(c, d->status);
 }
 
 int uvmqtt_client_disconnect_drain(uvmqtt_client_t *c, unsigned timeout_ms,
@@ -149,30 +148,31 @@ int uvmqtt_client_disconnect_drain(uvmqtt_client_t *c, unsigned timeout_ms,
   if (c->state == C_CLOSING || c->close_requested ||
       (uvmqtt__leave_of(c) && uvmqtt__leave_of(c)->close))
     return UVMQTT_ECLOSED;
-  if (c->rare && c->rare->draining)
+  if (uvmqtt__draining(c))
     return UVMQTT_EBUSY;
   if (c->state == C_IDLE || c->state == C_LEAVING)
     return UVMQTT_ENOTCONN;
   rare_t *r = uvmqtt__client_rare(c);
   if (!r)
     return UVMQTT_ENOMEM;
-  if (!r->drain_timer) {
-    if (!(r->drain_timer = uvmqtt__malloc(sizeof(*r->drain_timer))))
+  if (!r->drain) {
+    if (!(r->drain = uvmqtt__calloc(1, sizeof(*r->drain))))
       return UVMQTT_ENOMEM;
-    uv_timer_init(c->lc->loop, r->drain_timer);
-    r->drain_timer->data = c;
+    uv_timer_init(c->lc->loop, &r->drain->timer);
+    r->drain->timer.data = c;
   }
-  r->draining = true;
-  r->drain_leaving = false;
-  r->drain_cb = cb;
-  r->drain_arg = arg;
-  r->drain_deadline = timeout_ms ? uvmqtt__client_now(c) + timeout_ms : 0;
+  drain_t *d = r->drain;
+  d->draining = true;
+  d->leaving = false;
+  d->cb = cb;
+  d->arg = arg;
+  d->deadline = timeout_ms ? uvmqtt__client_now(c) + timeout_ms : 0;
   uvmqtt__client_log(c, UVMQTT_LOG_INFO, "draining: %zu in flight, %zu queued",
                      uvmqtt__session_inflight(c->session),
                      uvmqtt__session_queued(c->session));
   /* The first check runs from the loop (cb never fires from inside this
    * call); the timer then stands for the deadline. */
-  uv_timer_start(r->drain_timer, on_drain_timer, 0, 0);
+  uv_timer_start(&d->timer, on_drain_timer, 0, 0);
   return 0;
 }
 

@@ -95,7 +95,7 @@ static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
     uvmqtt_pub_result_t r = {status, id, reason, props};
     cb(c, &r, arg);
   }
-  if (c->rare && c->rare->draining)
+  if (uvmqtt__draining(c))
     uvmqtt__drain_check(c);
 }
 

@@ -110,7 +110,7 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
       if (c->stream && uvmqtt__session_has_output(c->session))
         uvmqtt__tcp_reply(c->stream);
       /* Completions of publishes without a callback fire no event. */
-      if (c->rare && c->rare->draining)
+      if (uvmqtt__draining(c))
         uvmqtt__drain_check(c);
       uvmqtt__client_arm_timer(c);
     }

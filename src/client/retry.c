@@ -215,8 +215,8 @@ static void do_drop(uvmqtt_client_t *c) {
   if (c->disconnect_cb && !reported)
     c->disconnect_cb(c, c->user_disconnect ? 0 : status, NULL,
                      c->disconnect_arg);
-  if (c->rare && c->rare->drain_leaving)
-    uvmqtt__drain_end(c, c->rare->drain_status);
+  if (c->rare && c->rare->drain && c->rare->drain->leaving)
+    uvmqtt__drain_end(c, c->rare->drain->status);
   if (stop || c->state != C_WAIT)
     return;
   c->cur_server = 0;

@@ -11,7 +11,7 @@ int uvmqtt_publish_ex(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *po,
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;
-  if (c->rare && c->rare->draining)
+  if (uvmqtt__draining(c))
     return UVMQTT_EDRAINING;
   if (po->qos < 0 || po->qos > 2)
     return UVMQTT_EQOS;
