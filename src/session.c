@@ -1212,8 +1212,10 @@ int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
   int rc = out_reason_packet(s, &pkt, &pkt.u.disconnect.props);
   if (rc == 0) {
     /* Nothing may follow DISCONNECT: acknowledgements still waiting for
-     * the application are left to the broker's redelivery. */
+     * the application are left to the broker's redelivery, and what is
+     * published from now on waits in the queue for the next connection. */
     s->halted = true;
+    s->state = UVMQTT_SS_DISCONNECTED;
     acks_forget(s);
   }
   return rc;

@@ -170,7 +170,11 @@ int uvmqtt__session_input(uvmqtt_session_t *s, uint64_t now,
  * connection. Output not yet taken is dropped (it is rebuilt on
  * reconnect). */
 void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status);
-/* Queues DISCONNECT (reason and props used in v5 only). */
+/* Queues DISCONNECT (reason and props used in v5 only). Nothing follows
+ * it on this connection: the session is disconnected from then on (input
+ * halted, publishes queue, acks still waiting for the application are
+ * left to the broker's redelivery); uvmqtt__session_connection_lost()
+ * still follows once the stream is closed. */
 int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
                                const uvmqtt_props_t *props);
 /* Queues an AUTH packet (v5). */

@@ -24,7 +24,9 @@ static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
  * fires from inside them. */
 void uvmqtt__client_flush_ex(uvmqtt_client_t *c, bool sync_ok) {
   uvmqtt__client_flush_cancel(c);
-  if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING)
+  /* C_LEAVING: DISCONNECT is written, nothing may follow it. */
+  if (!c->stream || c->state < C_MQTT || c->state == C_CLOSING ||
+      c->state == C_LEAVING)
     return;
   const uvmqtt_iov_t *iov;
   uvmqtt_out_batch_t *batch;

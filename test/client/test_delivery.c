@@ -121,6 +121,11 @@ static void sub_on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
       assert_int_equal(uvmqtt_client_disconnect(c), 0);
     if (s->leave_how != 1)
       uvmqtt_client_close(c, sub_on_closed);
+    /* Work asked for while leaving waits: nothing may follow DISCONNECT
+     * on this connection. */
+    if (s->leave_how == 1)
+      assert_true(
+          uvmqtt_publish(c, "late/x", "late", 4, 1, false, NULL, NULL) >= 0);
   }
 }
 
@@ -403,6 +408,53 @@ static void stop_tls_v5_q2_close(void **state) {
   run_stop_resume(UVMQTT_V5, 2, 2, T_TLS);
 }
 #endif
+
+/* ---- the goodbye against a broker that does not close ----------------- */
+
+/* The peer answers CONNACK and never closes: after disconnect() the
+ * client has sent DISCONNECT and its FIN (half-close) at once, keeps
+ * reading (what the peer sends then is not delivered), writes nothing
+ * more (a publish asked for meanwhile waits in the queue), and gives up
+ * at the linger time: the disconnect callback fires then, not before. */
+static void leave_linger(void **state) {
+  static const uint8_t connack[] = {0x20, 0x02, 0x00, 0x00};
+  static const uint8_t publish[] = {0x32, 0x08, 0x00, 0x03, 'a',
+                                    '/',  'b',  0x00, 0x07, 'x'};
+  (void)state;
+  uv_loop_t loop;
+  ct_peer_t p;
+  ct_client_t t;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  ct_peer_start(&loop, &p, connack, sizeof(connack));
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V311, "linger", true);
+  assert_int_equal(uvmqtt_options_set_reconnect(o, false, 100, 500, 0), 0);
+  assert_int_equal(uvmqtt_options_set_linger(o, 600), 0);
+  ct_client_init(&t, &loop, o, "linger");
+  uvmqtt_options_del(o);
+  ct_connect(&t, p.port);
+  ct_wait_connected(&t, 1);
+  size_t before = p.rx_len;
+  uint64_t t0 = tu_now_ms();
+  assert_int_equal(uvmqtt_client_disconnect(t.c), 0);
+  assert_int_equal(ct_wait_int(&loop, &p.client_eof, 1, CT_WAIT_MS), 0);
+  assert_true(tu_now_ms() - t0 < 300); /* the FIN went out at once */
+  assert_int_equal(t.disconnects, 0);  /* still draining */
+  assert_int_equal(p.rx_len, before + 2);
+  assert_int_equal(p.rx[before], 0xE0); /* DISCONNECT, and nothing after */
+  ct_peer_send(&p, publish, sizeof(publish));
+  assert_true(uvmqtt_publish(t.c, "late/x", "x", 1, 1, false, NULL, NULL) >= 0);
+  assert_int_equal(ct_wait_int(&loop, &t.disconnects, 1, CT_WAIT_MS), 0);
+  uint64_t dt = tu_now_ms() - t0;
+  assert_true(dt >= 550 && dt < 1500);
+  assert_int_equal(t.last_disconnect_status, 0);
+  assert_int_equal(t.nmsgs, 0);
+  assert_int_equal(p.rx_len, before + 2);
+  assert_int_equal(uvmqtt_client_get_queued(t.c), 1); /* kept for later */
+  ct_close(&t);
+  ct_peer_stop(&p);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&t);
+}
 
 /* ---- manual acknowledgement --------------------------------------------- */
 
@@ -870,6 +922,7 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(stop_tls_v311_q1_disconnect),
     CT_TEST(stop_tls_v5_q2_close),
 #endif
+    CT_TEST(leave_linger),
     CT_TEST(manual_v311_q1),
     CT_TEST(manual_v5_q2),
     CT_TEST(manual_v311_q2_limit),
