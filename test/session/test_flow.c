@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "uvmqtt/alloc.h"
 
 static int teardown(void **state) {
   (void)state;
@@ -451,6 +452,95 @@ static void test_hold_connack(void **state) {
   assert_int_equal(H.nmsg, 1);
 }
 
+/* ---- allocation failures --------------------------------------------------
+ */
+
+/* Fails the Nth allocation of the scenario below, for every N: each call
+ * returns 0 or UVMQTT_ENOMEM (input: an error after which the owner drops
+ * the connection), nothing crashes, nothing leaks. */
+static long fail_at = -1, nallocs, live;
+
+static void *f_realloc(void *p, size_t n) {
+  if (nallocs++ == fail_at)
+    return NULL;
+  if (!p)
+    live++;
+  return realloc(p, n);
+}
+static void *f_malloc(size_t n) {
+  return f_realloc(NULL, n);
+}
+static void *f_calloc(size_t c, size_t n) {
+  void *p = f_realloc(NULL, c * n);
+  if (p)
+    memset(p, 0, c * n);
+  return p;
+}
+static void f_free(void *p) {
+  if (p)
+    live--;
+  free(p);
+}
+
+static void ok_or_enomem(int rc) {
+  if (rc != 0 && rc != UVMQTT_ENOMEM)
+    fail_msg("unexpected %s (allocation %ld)", uvmqtt_err_name(rc), fail_at);
+}
+
+static void flow_scenario(void) {
+  uvmqtt_session_config_t c = h_cfg(UVMQTT_V5);
+  if (h_try_init(&c) != 0)
+    return;
+  if (uvmqtt__session_set_manual_ack(H.s, 3, 0) != 0) {
+    h_fini(0);
+    return;
+  }
+  if (h_connect(0, 10, true) != 0 || (h_flush(0), 0) ||
+      h_feed_connack(0, false, 0, NULL) != 0) {
+    h_fini(0);
+    return;
+  }
+  uint8_t buf[512];
+  size_t len = script(buf, sizeof(buf), 6, true);
+  int rc = h_feed(1, buf, len);
+  ok_or_enomem(rc);
+  uvmqtt_props_t pr;
+  memset(&pr, 0, sizeof(pr));
+  pr.present = UVMQTT_PROP_BIT(UVMQTT_PROP_REASON_STRING);
+  pr.reason_string.data = "r";
+  pr.reason_string.len = 1;
+  for (size_t i = H.nmsg; i-- > 0;) /* out of order, with properties */
+    ok_or_enomem(uvmqtt__session_ack(H.s, 2, H.msg[i].handle, 0, &pr));
+  ok_or_enomem(uvmqtt__session_release_input(H.s, 3));
+  ok_or_enomem(uvmqtt__session_hold(H.s, 4, true));
+  ok_or_enomem(h_feed(5, buf, len));
+  ok_or_enomem(uvmqtt__session_hold(H.s, 6, false));
+  ok_or_enomem(uvmqtt__session_release_input(H.s, 6));
+  h_flush(7);
+  uvmqtt__session_connection_lost(H.s, UVMQTT_EPEERCLOSED);
+  h_fini(0);
+}
+
+static void test_flow_alloc_sweep(void **state) {
+  (void)state;
+  assert_int_equal(
+      uvmqtt_replace_allocator(f_malloc, f_realloc, f_calloc, f_free), 0);
+  fail_at = -1;
+  nallocs = live = 0;
+  flow_scenario(); /* counts the allocations of a run that succeeds */
+  assert_int_equal(live, 0);
+  long total = nallocs;
+  for (fail_at = 0; fail_at < total + 2; fail_at++) {
+    nallocs = live = 0;
+    flow_scenario();
+    if (live != 0)
+      fail_msg("%ld allocations leaked when allocation %ld failed", live,
+               fail_at);
+  }
+  fail_at = -1;
+  assert_int_equal(uvmqtt_replace_allocator(malloc, realloc, calloc, free), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_halt_every_position, teardown),
@@ -462,6 +552,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_hold_auto_limit, teardown),
       cmocka_unit_test_teardown(test_hold_keepalive, teardown),
       cmocka_unit_test_teardown(test_hold_connack, teardown),
+      cmocka_unit_test_teardown(test_flow_alloc_sweep, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
