@@ -84,7 +84,10 @@ typedef enum {
  *   time. Acknowledgements go out in the order the messages arrived, as
  *   MQTT requires, whatever order the application acks in (an early ack
  *   waits for the earlier ones). v5: messages not yet acknowledged count
- *   against the Receive Maximum we announce, so the broker sends no more.
+ *   against the Receive Maximum we announce, so the broker sends no more
+ *   (a broker that sends more is disconnected with 0x93; mosquitto 2.0.11
+ *   does with a small Receive Maximum and acks out of order: there, bound
+ *   the backlog with max_unacked instead).
  *   Messages not acknowledged when the connection ends are sent again by
  *   the broker (and logged); their handles then return UVMQTT_ESTALE.
  * - Leaving: uvmqtt_client_disconnect() and uvmqtt_client_close(), also
@@ -104,7 +107,9 @@ typedef enum {
  * - A crash, a lost connection or a closed socket without DISCONNECT:
  *   whatever was not acknowledged on the wire is sent again by the broker
  *   to the resumed session (QoS 1: possibly a second time; QoS 2: the
- *   broker does not send a message again once it has our PUBREC).
+ *   broker does not send a message again once it has our PUBREC, and a
+ *   PUBLISH it sends again before that is not delivered twice by the same
+ *   process; across a restart, with a store, see docs/persistence.md).
  * - Back-pressure: uvmqtt_client_pause() stops reading (no message
  *   callback fires until uvmqtt_client_resume()); with manual
  *   acknowledgement, reading also pauses by itself while too many messages
