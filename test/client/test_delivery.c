@@ -14,6 +14,7 @@
 enum { T_TCP = 0, T_WS, T_TLS };
 static int g_transport;
 static uvmqtt_tls_config_t *g_tls; /* T_TLS: trusts the test CA */
+static bool g_reconnect;           /* subscribers reconnect by themselves */
 
 #define N_TOTAL 2000
 #define N_STOP 1000
@@ -135,7 +136,7 @@ static void sub_init_ex(sub_t *s, uv_loop_t *loop, int version, const char *id,
   s->loop = loop;
   s->name = name;
   uvmqtt_options_t *o = ct_opts(version, id, false);
-  uvmqtt_options_set_reconnect(o, false, 100, 500, 0);
+  uvmqtt_options_set_reconnect(o, g_reconnect, 50, 200, 0);
   if (g_tls)
     assert_int_equal(uvmqtt_options_set_tls(o, g_tls, false), 0);
   if (manual_max != UINT32_MAX) {
@@ -454,6 +455,252 @@ static void leave_linger(void **state) {
   ct_peer_stop(&p);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);
   ct_client_free(&t);
+}
+
+/* ---- connection faults ------------------------------------------------- */
+
+/* A TCP forwarder between the subscriber and mosquitto that resets both
+ * connections, mid-packet, each time another `cut_every` bytes went
+ * towards the subscriber (0: never), at most `max_cuts` times. */
+typedef struct proxy_s proxy_t;
+typedef struct {
+  uv_tcp_t in, out;
+  proxy_t *p;
+  int closing;
+  bool up;
+} fwd_t;
+
+struct proxy_s {
+  uv_tcp_t lis;
+  uv_loop_t *loop;
+  int port, target;
+  size_t cut_every, down, next_cut; /* bytes towards the client, in all */
+  int cuts, max_cuts, conns;
+  fwd_t *cur;
+  bool lis_closed;
+};
+
+static void fwd_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  (void)h;
+  b->base = malloc(sz);
+  b->len = b->base ? sz : 0;
+}
+
+static void fwd_closed(uv_handle_t *h) {
+  fwd_t *f = h->data;
+  if (--f->closing == 0) {
+    if (f->p->cur == f)
+      f->p->cur = NULL;
+    free(f);
+  }
+}
+
+static void fwd_kill(fwd_t *f) {
+  if (f->closing)
+    return;
+  f->closing = 2;
+  uv_tcp_close_reset(&f->in, fwd_closed);
+  if (uv_is_active((uv_handle_t *)&f->out) || f->up)
+    uv_tcp_close_reset(&f->out, fwd_closed);
+  else
+    uv_close((uv_handle_t *)&f->out, fwd_closed);
+}
+
+static void fwd_written(uv_write_t *w, int status) {
+  (void)status;
+  free(w->data);
+  free(w);
+}
+
+static void fwd_send(uv_tcp_t *to, const char *data, size_t n) {
+  uv_write_t *w = malloc(sizeof(*w));
+  char *copy = malloc(n);
+  memcpy(copy, data, n);
+  w->data = copy;
+  uv_buf_t b = uv_buf_init(copy, (unsigned)n);
+  if (uv_write(w, (uv_stream_t *)to, &b, 1, fwd_written) != 0) {
+    free(copy);
+    free(w);
+  }
+}
+
+static void fwd_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  fwd_t *f = st->data;
+  bool down = st == (uv_stream_t *)&f->out;
+  if (n < 0 || f->closing) {
+    free(b->base);
+    fwd_kill(f);
+    return;
+  }
+  proxy_t *p = f->p;
+  size_t len = (size_t)n;
+  if (down && p->cut_every && p->cuts < p->max_cuts &&
+      p->down + len >= p->next_cut) {
+    /* Forward part of this read, then reset both sides. */
+    size_t part = p->next_cut - p->down;
+    if (part)
+      fwd_send(&f->in, b->base, part);
+    free(b->base);
+    p->down += part;
+    p->next_cut += p->cut_every;
+    p->cuts++;
+    fwd_kill(f);
+    return;
+  }
+  if (len)
+    fwd_send(down ? &f->in : &f->out, b->base, len);
+  if (down)
+    p->down += len;
+  free(b->base);
+}
+
+static void fwd_connected(uv_connect_t *req, int status) {
+  fwd_t *f = req->data;
+  free(req);
+  if (status < 0 || f->closing) {
+    fwd_kill(f);
+    return;
+  }
+  f->up = true;
+  uv_read_start((uv_stream_t *)&f->in, fwd_alloc, fwd_read);
+  uv_read_start((uv_stream_t *)&f->out, fwd_alloc, fwd_read);
+}
+
+static void proxy_accept(uv_stream_t *lis, int status) {
+  proxy_t *p = lis->data;
+  if (status < 0)
+    return;
+  fwd_t *f = calloc(1, sizeof(*f));
+  f->p = p;
+  uv_tcp_init(p->loop, &f->in);
+  uv_tcp_init(p->loop, &f->out);
+  f->in.data = f->out.data = f;
+  if (uv_accept(lis, (uv_stream_t *)&f->in) != 0) {
+    fwd_kill(f);
+    return;
+  }
+  if (p->cur)
+    fwd_kill(p->cur); /* one client at a time */
+  p->cur = f;
+  p->conns++;
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", p->target, &a);
+  uv_connect_t *req = malloc(sizeof(*req));
+  req->data = f;
+  if (uv_tcp_connect(req, &f->out, (struct sockaddr *)&a, fwd_connected) != 0) {
+    free(req);
+    fwd_kill(f);
+  }
+}
+
+static void proxy_start(proxy_t *p, uv_loop_t *loop, int target) {
+  memset(p, 0, sizeof(*p));
+  p->loop = loop;
+  p->target = target;
+  p->port = tu_free_port();
+  struct sockaddr_in a;
+  uv_ip4_addr("127.0.0.1", p->port, &a);
+  assert_int_equal(uv_tcp_init(loop, &p->lis), 0);
+  p->lis.data = p;
+  assert_int_equal(uv_tcp_bind(&p->lis, (struct sockaddr *)&a, 0), 0);
+  assert_int_equal(uv_listen((uv_stream_t *)&p->lis, 8, proxy_accept), 0);
+}
+
+static void proxy_lis_closed(uv_handle_t *h) {
+  ((proxy_t *)h->data)->lis_closed = true;
+}
+
+static void proxy_stop(proxy_t *p) {
+  if (p->cur)
+    fwd_kill(p->cur);
+  uv_close((uv_handle_t *)&p->lis, proxy_lis_closed);
+}
+
+static bool seen_all(void *arg) {
+  sub_t *s = arg;
+  for (int i = 0; i < N_TOTAL; i++)
+    if (!s->seen[i])
+      return false;
+  return true;
+}
+
+/* The subscriber's connection is reset mid-packet every few KiB while
+ * N_TOTAL messages come through (it reconnects to its session each time):
+ * QoS 2 delivers each exactly once, QoS 1 loses none. Then it stops at the
+ * end, and a resumed session gets nothing again. */
+static void run_faults(int version, int qos) {
+  tu_broker_t *b = ct_broker(broker_conf);
+  uv_loop_t loop;
+  char id[64], filter[64], prefix[32];
+  assert_int_equal(uv_loop_init(&loop), 0);
+  snprintf(prefix, sizeof(prefix), "ft%d%d", version, qos);
+  snprintf(id, sizeof(id), "%s-sub", prefix);
+  snprintf(filter, sizeof(filter), "%s/#", prefix);
+  proxy_t px;
+  proxy_start(&px, &loop, b->port);
+  static sub_t s1, s2;
+  g_reconnect = true;
+  sub_init(&s1, &loop, version, id, "s1");
+  g_reconnect = false;
+  sub_connect(&s1, px.port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s1.connected, 1, CT_WAIT_MS), 0);
+  sub_subscribe(&s1, filter, qos);
+  /* A reset every 7 KB of the stream, mid-packet, 8 times. */
+  px.cut_every = px.next_cut = 7000;
+  px.max_cuts = 8;
+  publish_all(&loop, b->port, version, qos, prefix);
+  int all = ct_run_while_not(&loop, seen_all, &s1, 20000);
+  if (all != 0) {
+    size_t d = 0;
+    for (int i = 0; i < N_TOTAL; i++)
+      d += s1.seen[i] > 0;
+    fprintf(stderr, "faults: %zu of %d seen after %d cuts (%zu delivered)\n", d,
+            N_TOTAL, px.cuts, s1.delivered);
+  }
+  assert_int_equal(all, 0);
+  px.cut_every = 0;
+  tu_run_for(&loop, 300); /* late duplicates would show */
+  size_t twice1 = 0;
+  for (int i = 0; i < N_TOTAL; i++)
+    twice1 += s1.seen[i] > 1 ? s1.seen[i] - 1u : 0;
+  int cuts = px.cuts, connects = s1.connected;
+  assert_int_equal(uvmqtt_client_disconnect(s1.c), 0);
+  assert_int_equal(ct_wait_int(&loop, &s1.disconnects, connects, CT_WAIT_MS),
+                   0);
+  sub_close(&s1);
+  sub_init(&s2, &loop, version, id, "s2");
+  sub_connect(&s2, b->port, 0);
+  assert_int_equal(ct_wait_int(&loop, &s2.connected, 1, CT_WAIT_MS), 0);
+  tu_run_for(&loop, 300);
+  fprintf(stderr,
+          "faults v%d qos%d: %d cuts, %d connections, %zu delivered, %zu "
+          "twice while cut, %zu again after the resume\n",
+          version == UVMQTT_V5 ? 5 : 311, qos, cuts, connects, s1.delivered,
+          twice1, s2.delivered);
+  sub_close(&s2);
+  proxy_stop(&px);
+  sub_free(&s1);
+  sub_free(&s2);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  assert_int_equal(cuts, 8);
+  assert_true(connects >= 9);
+  assert_int_equal(s1.bad_payloads, 0);
+  if (qos == 2)
+    assert_int_equal(twice1, 0);
+  assert_int_equal(s2.delivered, 0);
+}
+
+static void faults_v311_q1(void **state) {
+  (void)state;
+  run_faults(UVMQTT_V311, 1);
+}
+static void faults_v311_q2(void **state) {
+  (void)state;
+  run_faults(UVMQTT_V311, 2);
+}
+static void faults_v5_q2(void **state) {
+  (void)state;
+  run_faults(UVMQTT_V5, 2);
 }
 
 /* ---- manual acknowledgement --------------------------------------------- */
@@ -923,6 +1170,9 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(stop_tls_v5_q2_close),
 #endif
     CT_TEST(leave_linger),
+    CT_TEST(faults_v311_q1),
+    CT_TEST(faults_v311_q2),
+    CT_TEST(faults_v5_q2),
     CT_TEST(manual_v311_q1),
     CT_TEST(manual_v5_q2),
     CT_TEST(manual_v311_q2_limit),
