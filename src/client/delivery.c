@@ -25,22 +25,22 @@ void uvmqtt__leave_free(uvmqtt_client_t *c) {
 
 int uvmqtt__leave_ask(uvmqtt_client_t *c, uint8_t reason,
                       const uvmqtt_props_t *props) {
+  if (!uvmqtt__leave_of(c)) {
+    rare_t *r = uvmqtt__client_rare(c);
+    leave_t *l = r ? uvmqtt__calloc(1, sizeof(*l)) : NULL;
+    if (!l)
+      return UVMQTT_ENOMEM; /* nothing changed */
+    if (props && c->o.version == UVMQTT_V5 &&
+        uvmqtt__props_dup(props, &l->props) < 0) {
+      uvmqtt__free(l);
+      return UVMQTT_ENOMEM;
+    }
+    l->reason = reason;
+    r->leave = l;
+  }
   /* Nothing more is delivered from now on: the rest of a read is dropped
    * and the broker sends it again. */
   uvmqtt__session_halt_input(c->session);
-  if (uvmqtt__leave_of(c))
-    return 0;
-  rare_t *r = uvmqtt__client_rare(c);
-  leave_t *l = r ? uvmqtt__calloc(1, sizeof(*l)) : NULL;
-  if (!l)
-    return UVMQTT_ENOMEM;
-  if (props && c->o.version == UVMQTT_V5 &&
-      uvmqtt__props_dup(props, &l->props) < 0) {
-    uvmqtt__free(l);
-    return UVMQTT_ENOMEM;
-  }
-  l->reason = reason;
-  r->leave = l;
   return 0;
 }
 
