@@ -681,6 +681,40 @@ fail:
   return -1;
 }
 
+typedef struct {
+  tool_cfg_t *cfg;
+  int status;
+  bool done;
+} store_open_t;
+
+static void on_store_open(uvmqtt_store_t *store, int status,
+                          const uvmqtt_store_report_t *r, void *arg) {
+  store_open_t *so = arg;
+  so->done = true;
+  so->status = status;
+  so->cfg->store = store;
+  if (status == 0 && r->dropped_records)
+    tool_err(so->cfg,
+             "store %s was damaged: %llu record(s), %llu byte(s) dropped",
+             so->cfg->store_path, (unsigned long long)r->dropped_records,
+             (unsigned long long)r->dropped_bytes);
+}
+
+/* Opens --store before anything else is on the loop: the file is read on
+ * the thread pool and the loop runs until that is done. */
+static int tool_store_open(tool_cfg_t *cfg, uv_loop_t *loop) {
+  store_open_t so = {cfg, 0, false};
+  int rc = uvmqtt_store_open(loop, cfg->store_path, NULL, on_store_open, &so);
+  while (rc == 0 && !so.done)
+    uv_run(loop, UV_RUN_ONCE);
+  if (rc == 0)
+    rc = so.status;
+  if (rc < 0)
+    tool_err(cfg, "cannot open the store %s: %s", cfg->store_path,
+             uvmqtt_strerror(rc));
+  return rc;
+}
+
 int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
   uvmqtt_options_t *o;
   int rc = uvmqtt_options_new(&o);
@@ -755,19 +789,11 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
     }
   }
   if (cfg->store_path) {
-    uvmqtt_store_report_t r;
     step = "--store";
-    if ((rc = uvmqtt_store_open(loop, cfg->store_path, &cfg->store, &r)) < 0) {
+    if ((rc = tool_store_open(cfg, loop)) < 0) {
       uvmqtt_options_del(o);
-      tool_err(cfg, "cannot open the store %s: %s", cfg->store_path,
-               uvmqtt_strerror(rc));
       return -1;
     }
-    if (r.dropped_records)
-      tool_err(cfg,
-               "store %s was damaged: %llu record(s), %llu byte(s) dropped",
-               cfg->store_path, (unsigned long long)r.dropped_records,
-               (unsigned long long)r.dropped_bytes);
     if ((rc = uvmqtt_options_set_store(
              o, cfg->store,
              cfg->store_sync ? UVMQTT_DURABLE_POWER : UVMQTT_DURABLE_PROCESS)) <

@@ -58,8 +58,8 @@ typedef struct {
 typedef int (*uvmqtt_store_iter_cb)(void *arg, const uvmqtt_store_key_t *key,
                                     const void *value, size_t len);
 
-/* What opening a store found. Filled by the default backend's open; custom
- * backends may leave it zeroed. */
+/* What opening a store found. Filled by the default backend; zeroed for
+ * custom backends. */
 typedef struct {
   uint64_t records;         /* intact records read from the file */
   uint64_t live;            /* records live after replay */
@@ -69,9 +69,9 @@ typedef struct {
   int rewritten;            /* 1 when open rewrote the file (compaction) */
 } uvmqtt_store_report_t;
 
-/* A storage backend. Every function is called on a thread-pool thread (or,
- * for the ones uvmqtt_store_new's documentation names, on the loop thread
- * before the store is used), one at a time. Every function returns 0 or a
+/* A storage backend. Every function is called on a thread-pool thread, one
+ * at a time (destroy may also run on the loop thread when a store cannot
+ * be created). Every function returns 0 or a
  * negative error (a libuv/errno code or one of uvmqtt's). `self` is the
  * backend itself; a backend embeds this struct first in its own.
  *
@@ -113,42 +113,53 @@ typedef struct {
   uint64_t compact_min_bytes;
 } uvmqtt_store_log_options_t;
 
-/* Opens (creating it when missing) the default backend: one append-only
- * file at `path` holding every client's records (format in
- * docs/persistence.md). Reads and checks the whole file: records with a bad
- * checksum and a torn last record are dropped and counted in *report (may
- * be NULL); when anything was dropped, the file is rewritten with what is
- * intact before open returns.
- *
- * Blocking: reads the file on the calling thread; call it at start-up (or
- * from a thread-pool job), not from a busy loop.
- * Parameters: path (copied), opts (may be NULL), out (the backend, to hand
- * to uvmqtt_store_new or to destroy with out->destroy), report (may be NULL).
- * Errors: UVMQTT_EINVAL (NULL path or out), UVMQTT_ENOMEM,
- * UVMQTT_ESTORE_VERSION (the file is a store of a format version this
- * library does not know; it is left untouched), UVMQTT_ESTORE_FORMAT (the
- * file is not a uvmqtt store; left untouched), or an errno/libuv code from
- * open/read/write (e.g. UV_EACCES). */
-UVMQTT_EXTERN int uvmqtt_store_log_open(const char *path,
-                                        const uvmqtt_store_log_options_t *opts,
-                                        uvmqtt_store_backend_t **out,
-                                        uvmqtt_store_report_t *report);
+/* Called once a store is open (status 0, `store` ready for clients) or
+ * failed to open (status < 0, `store` NULL: nothing to close). `report`
+ * tells what opening found (see uvmqtt_store_report_t; zeroed for custom
+ * backends and for failures before the file was read); valid during the
+ * call only. Runs on the loop thread. */
+typedef void (*uvmqtt_store_open_cb)(uvmqtt_store_t *store, int status,
+                                     const uvmqtt_store_report_t *report,
+                                     void *arg);
 
-/* Creates the loop-side store over a backend and takes ownership of the
- * backend (destroyed by uvmqtt_store_close, or at once when this fails).
- * Reads every record once through backend->iterate, on the calling thread,
- * to know what each client will restore.
- * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM, or what iterate returned. */
+/* Opens the default store: one append-only file at `path` (created when
+ * missing) holding every client's records (format in docs/persistence.md).
+ * Never blocks: the file is read, checked and replayed on libuv's thread
+ * pool, then `cb` fires on the loop thread (never from inside this call).
+ * Records with a bad checksum and a torn last record are dropped and
+ * counted in the report; when anything was dropped, the file is rewritten
+ * with what is intact before cb fires. A store exists only from its
+ * callback on: create the clients that use it there (or, in a program
+ * that has nothing else on its loop yet, run the loop until cb fired:
+ * uv_run(loop, UV_RUN_DEFAULT) returns once it has).
+ *
+ * Parameters: loop; path (copied); opts (copied; may be NULL: defaults);
+ * cb (required); arg (passed to cb).
+ * Returns 0 (cb fires exactly once) or, with cb never called:
+ * UVMQTT_EINVAL (NULL loop, path or cb, or an empty path), UVMQTT_ENOMEM.
+ * Statuses cb can get: 0; UVMQTT_ENOMEM; UVMQTT_ESTORE_VERSION (the file
+ * is a store of a format version this library does not know; it is left
+ * untouched); UVMQTT_ESTORE_FORMAT (the file is not a uvmqtt store; left
+ * untouched); UVMQTT_ESTORE_RECORD (the file changed under us while it was
+ * read); or an errno/libuv code from open/read/write/fsync (e.g. UV_EACCES,
+ * UV_ENOENT for a missing directory, UV_ENOSPC).
+ * Threading: loop thread. */
+UVMQTT_EXTERN int uvmqtt_store_open(uv_loop_t *loop, const char *path,
+                                    const uvmqtt_store_log_options_t *opts,
+                                    uvmqtt_store_open_cb cb, void *arg);
+
+/* Creates a store over a custom backend and takes ownership of it (it is
+ * destroyed by uvmqtt_store_close, when opening fails, or at once when
+ * this call fails). Every record is read once through backend->iterate on
+ * the thread pool, to know what each client will restore; cb then fires on
+ * the loop thread as for uvmqtt_store_open (the report is zeroed).
+ * Returns 0 (cb fires exactly once) or, with cb never called:
+ * UVMQTT_EINVAL (NULL loop, backend or cb, or a backend function other
+ * than get missing), UVMQTT_ENOMEM. Statuses cb can get: 0, UVMQTT_ENOMEM,
+ * or what iterate returned. Threading: loop thread. */
 UVMQTT_EXTERN int uvmqtt_store_new(uv_loop_t *loop,
                                    uvmqtt_store_backend_t *backend,
-                                   uvmqtt_store_t **out);
-
-/* uvmqtt_store_log_open + uvmqtt_store_new: the default store in one call.
- * report may be NULL. Errors: those of both. Blocking as
- * uvmqtt_store_log_open. */
-UVMQTT_EXTERN int uvmqtt_store_open(uv_loop_t *loop, const char *path,
-                                    uvmqtt_store_t **out,
-                                    uvmqtt_store_report_t *report);
+                                   uvmqtt_store_open_cb cb, void *arg);
 
 typedef void (*uvmqtt_store_close_cb)(uvmqtt_store_t *store, void *arg);
 

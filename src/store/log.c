@@ -730,10 +730,10 @@ static int check_header(const uint8_t *d, uint64_t size) {
   return 0;
 }
 
-int uvmqtt_store_log_open(const char *path,
-                          const uvmqtt_store_log_options_t *opts,
-                          uvmqtt_store_backend_t **out,
-                          uvmqtt_store_report_t *report) {
+int uvmqtt__store_log_open(const char *path,
+                           const uvmqtt_store_log_options_t *opts,
+                           uvmqtt_store_backend_t **out,
+                           uvmqtt_store_report_t *report) {
   uvmqtt_store_report_t r;
   logstore_t *ls;
   struct stat st;

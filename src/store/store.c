@@ -115,12 +115,18 @@ static int collect(void *arg, const uvmqtt_store_key_t *key, const void *value,
   return 0;
 }
 
-static void restore_free(uvmqtt_store_t *s) {
-  for (size_t i = 0; i < s->nrestore; i++) {
-    uvmqtt__free(s->restore[i].name);
-    uvmqtt__free(s->restore[i].value);
+static void collect_free(collect_t *c) {
+  for (size_t i = 0; i < c->n; i++) {
+    uvmqtt__free(c->v[i].name);
+    uvmqtt__free(c->v[i].value);
   }
-  uvmqtt__free(s->restore);
+  uvmqtt__free(c->v);
+  memset(c, 0, sizeof *c);
+}
+
+static void restore_free(uvmqtt_store_t *s) {
+  collect_t c = {s->restore, s->nrestore, s->nrestore};
+  collect_free(&c);
   s->restore = NULL;
   s->nrestore = 0;
 }
@@ -613,64 +619,119 @@ void uvmqtt__store_stats(const uvmqtt_store_t *s, uint64_t *batches,
 /* ---- lifetime
  * ---------------------------------------------------------------- */
 
-int uvmqtt_store_new(uv_loop_t *loop, uvmqtt_store_backend_t *backend,
-                     uvmqtt_store_t **out) {
-  collect_t col = {NULL, 0, 0};
-  uvmqtt_store_t *s;
+/* Opening runs on the thread pool: the default backend reads and checks
+ * its file there, and every backend's records are read (iterate) and
+ * sorted there too; the loop only builds the store object and calls back.
+ * The request owns the backend until the store is made. */
+typedef struct {
+  uv_work_t work;
+  uv_loop_t *loop;
+  char *path; /* NULL: the backend was given (uvmqtt_store_new) */
+  uvmqtt_store_log_options_t opts;
+  uvmqtt_store_backend_t *be;
+  uvmqtt_store_open_cb cb;
+  void *arg;
+  collect_t col;
+  uvmqtt_store_report_t report;
   int rc;
+} open_req_t;
 
-  if (!out || !backend)
-    return UVMQTT_EINVAL;
-  *out = NULL;
-  if (!loop || !backend->put || !backend->remove || !backend->remove_client ||
-      !backend->iterate || !backend->commit || !backend->destroy) {
-    if (backend->destroy)
-      backend->destroy(backend);
-    return UVMQTT_EINVAL;
+static void open_work(uv_work_t *w) {
+  open_req_t *q = w->data;
+  if (q->path) {
+    q->rc = uvmqtt__store_log_open(q->path, &q->opts, &q->be, &q->report);
+    if (q->rc < 0)
+      return;
   }
-  s = uvmqtt__calloc(1, sizeof *s);
-  if (!s) {
-    backend->destroy(backend);
-    return UVMQTT_ENOMEM;
+  q->rc = q->be->iterate(q->be, collect, &q->col);
+  if (q->rc < 0) {
+    collect_free(&q->col);
+    q->be->destroy(q->be);
+    q->be = NULL;
+    return;
   }
-  s->loop = loop;
-  s->be = backend;
-  rc = backend->iterate(backend, collect, &col);
-  s->restore = col.v;
-  s->nrestore = col.n;
-  if (rc < 0) {
-    restore_free(s);
-    backend->destroy(backend);
-    uvmqtt__free(s);
-    return rc;
-  }
-  if (s->nrestore)
-    qsort(s->restore, s->nrestore, sizeof *s->restore, rrec_cmp);
-  s->pending.level = s->inflight.level = UVMQTT_DURABLE_PROCESS;
-  uv_check_init(loop, &s->check);
-  uv_idle_init(loop, &s->idle);
-  s->check.data = s->idle.data = s->work.data = s;
-  s->handles_open = 2;
-  *out = s;
-  return 0;
+  if (q->col.n)
+    qsort(q->col.v, q->col.n, sizeof *q->col.v, rrec_cmp);
 }
 
-int uvmqtt_store_open(uv_loop_t *loop, const char *path, uvmqtt_store_t **out,
-                      uvmqtt_store_report_t *report) {
-  uvmqtt_store_backend_t *be;
-  uvmqtt_store_report_t r;
-  int rc;
-  if (!loop || !out)
-    return UVMQTT_EINVAL;
-  rc = uvmqtt_store_log_open(path, NULL, &be, &r);
-  if (report)
-    *report = r;
-  if (rc < 0)
-    return rc;
-  rc = uvmqtt_store_new(loop, be, out);
-  if (rc == 0)
-    (*out)->report = r;
+static void open_done(uv_work_t *w, int status) {
+  open_req_t *q = w->data;
+  uvmqtt_store_t *s = NULL;
+  int rc = status < 0 ? status : q->rc;
+  if (rc == 0) {
+    s = uvmqtt__calloc(1, sizeof *s);
+    if (!s)
+      rc = UVMQTT_ENOMEM;
+  }
+  if (rc < 0) {
+    collect_free(&q->col);
+    if (q->be) /* only when cancelled or out of memory here */
+      q->be->destroy(q->be);
+  } else {
+    s->loop = q->loop;
+    s->be = q->be;
+    s->restore = q->col.v;
+    s->nrestore = q->col.n;
+    s->report = q->report;
+    s->pending.level = s->inflight.level = UVMQTT_DURABLE_PROCESS;
+    uv_check_init(q->loop, &s->check);
+    uv_idle_init(q->loop, &s->idle);
+    s->check.data = s->idle.data = s->work.data = s;
+    s->handles_open = 2;
+  }
+  uvmqtt_store_open_cb cb = q->cb;
+  void *arg = q->arg;
+  uvmqtt_store_report_t report = q->report;
+  uvmqtt__free(q->path);
+  uvmqtt__free(q);
+  cb(s, rc, &report, arg);
+}
+
+static int open_start(uv_loop_t *loop, const char *path,
+                      const uvmqtt_store_log_options_t *opts,
+                      uvmqtt_store_backend_t *be, uvmqtt_store_open_cb cb,
+                      void *arg) {
+  open_req_t *q = uvmqtt__calloc(1, sizeof *q);
+  if (!q)
+    return UVMQTT_ENOMEM;
+  if (path && !(q->path = uvmqtt__strdup(path))) {
+    uvmqtt__free(q);
+    return UVMQTT_ENOMEM;
+  }
+  if (opts)
+    q->opts = *opts;
+  q->loop = loop;
+  q->be = be;
+  q->cb = cb;
+  q->arg = arg;
+  q->work.data = q;
+  int rc = uv_queue_work(loop, &q->work, open_work, open_done);
+  if (rc < 0) {
+    uvmqtt__free(q->path);
+    uvmqtt__free(q);
+  }
   return rc;
+}
+
+int uvmqtt_store_new(uv_loop_t *loop, uvmqtt_store_backend_t *backend,
+                     uvmqtt_store_open_cb cb, void *arg) {
+  if (!backend)
+    return UVMQTT_EINVAL;
+  int rc = UVMQTT_EINVAL;
+  if (loop && cb && backend->put && backend->remove && backend->remove_client &&
+      backend->iterate && backend->commit && backend->destroy)
+    rc = open_start(loop, NULL, NULL, backend, cb, arg);
+  if (rc < 0 && backend->destroy)
+    backend->destroy(backend);
+  return rc;
+}
+
+int uvmqtt_store_open(uv_loop_t *loop, const char *path,
+                      const uvmqtt_store_log_options_t *opts,
+                      uvmqtt_store_open_cb cb, void *arg) {
+  if (!loop || !path || !*path || !cb)
+    return UVMQTT_EINVAL;
+  return open_start(loop, path, opts, NULL, cb, arg);
 }
 
 void uvmqtt_store_get_report(const uvmqtt_store_t *store,

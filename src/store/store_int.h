@@ -45,6 +45,15 @@ static inline uint64_t uvmqtt__le_get64(const uint8_t *p) {
                                              << 32;
 }
 
+/* Opens the default backend (the log) at path, reading and checking the
+ * whole file: BLOCKING, called on the thread pool by uvmqtt_store_open
+ * (and by the backend's own tests). Errors as uvmqtt_store_open's
+ * statuses, and UVMQTT_EINVAL (NULL or empty path, NULL out). */
+int uvmqtt__store_log_open(const char *path,
+                           const uvmqtt_store_log_options_t *opts,
+                           uvmqtt_store_backend_t **out,
+                           uvmqtt_store_report_t *report);
+
 typedef struct uvmqtt__store_client_s uvmqtt__store_client_t;
 
 /* Record id 0 of every client holds its identity; the library's own

@@ -100,6 +100,13 @@ static void on_store_closed(uvmqtt_store_t *s, void *arg) {
   store_closed = 1;
 }
 
+static void on_store_open(uvmqtt_store_t *s, int status,
+                          const uvmqtt_store_report_t *rep, void *arg) {
+  (void)status;
+  (void)rep;
+  *(uvmqtt_store_t **)arg = s;
+}
+
 static int cmp_u32(const void *a, const void *b) {
   uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
   return x < y ? -1 : x > y;
@@ -125,7 +132,10 @@ static double run_one(uv_loop_t *loop, int port, const char *dir, int qos,
   if (level) {
     snprintf(path, sizeof path, "%s/bench-%d-%d.store", dir, qos, level);
     unlink(path);
-    if (uvmqtt_store_open(loop, path, &store, NULL) < 0) {
+    if (uvmqtt_store_open(loop, path, NULL, on_store_open, &store) < 0)
+      exit(1);
+    uv_run(loop, UV_RUN_DEFAULT); /* until it is open: nothing else runs */
+    if (!store) {
       fprintf(stderr, "cannot open %s\n", path);
       exit(1);
     }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "uvmqtt/errors.h"
+#include "store/store_int.h"
 #include "uvmqtt/store.h"
 
 /* ---- LMDB behind the backend interface ------------------------------------
@@ -297,7 +298,7 @@ int main(int argc, char **argv) {
         snprintf(side, sizeof side, "%s-shm", path);
         unlink(side);
         if (e == 0) {
-          if (uvmqtt_store_log_open(path, NULL, &b, NULL) < 0)
+          if (uvmqtt__store_log_open(path, NULL, &b, NULL) < 0)
             return 1;
         } else if (e == 1) {
           b = lmdb_open(path);

@@ -187,6 +187,17 @@ static void on_listed(uvmqtt_client_t *c, const uvmqtt_publish_t *pub,
   append(line, (size_t)len);
 }
 
+static int store_status = 1;
+static void on_store_open(uvmqtt_store_t *s, int status,
+                          const uvmqtt_store_report_t *rep, void *arg) {
+  (void)arg;
+  store = s;
+  store_status = status;
+  if (status == 0 && rep->dropped_records)
+    fprintf(stderr, "persist_crash_peer: store: %llu record(s) dropped\n",
+            (unsigned long long)rep->dropped_records);
+}
+
 int main(int argc, char **argv) {
   if (argc < 6) {
     fprintf(stderr, "usage: see the source\n");
@@ -207,13 +218,12 @@ int main(int argc, char **argv) {
     sync = argc > 6 && !strcmp(argv[6], "sync");
   }
   loop = uv_default_loop();
-  uvmqtt_store_report_t rep;
-  int rc = uvmqtt_store_open(loop, store_path, &store, &rep);
-  if (rc < 0)
+  /* Nothing else is on the loop yet: it runs until the store is open. */
+  int rc = uvmqtt_store_open(loop, store_path, NULL, on_store_open, NULL);
+  if (rc == 0)
+    uv_run(loop, UV_RUN_DEFAULT);
+  if (rc < 0 || (rc = store_status) < 0)
     die("store", rc);
-  if (rep.dropped_records)
-    fprintf(stderr, "persist_crash_peer: store: %llu record(s) dropped\n",
-            (unsigned long long)rep.dropped_records);
   out_fd = open(out, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (out_fd < 0) {
     perror(out);

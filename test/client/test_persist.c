@@ -17,9 +17,20 @@ static void on_store_closed(uvmqtt_store_t *s, void *arg) {
   store_closed++;
 }
 
+static int store_opened;
+static void on_store_opened(uvmqtt_store_t *s, int status,
+                            const uvmqtt_store_report_t *r, void *arg) {
+  (void)r;
+  assert_int_equal(status, 0);
+  *(uvmqtt_store_t **)arg = s;
+  store_opened++;
+}
+
 static uvmqtt_store_t *store_open(uv_loop_t *loop) {
   uvmqtt_store_t *s = NULL;
-  assert_int_equal(uvmqtt_store_open(loop, path, &s, NULL), 0);
+  store_opened = 0;
+  assert_int_equal(uvmqtt_store_open(loop, path, NULL, on_store_opened, &s), 0);
+  assert_int_equal(ct_wait_int(loop, &store_opened, 1, CT_WAIT_MS), 0);
   return s;
 }
 

@@ -21,11 +21,13 @@
 static char dir[256];
 static char path[320];
 static uv_loop_t loop;
+static uv_thread_t main_thread;
 
 static int setup(void **state) {
   (void)state;
   if (tu_tmpdir(dir, sizeof dir) < 0 || uv_loop_init(&loop) < 0)
     return -1;
+  main_thread = uv_thread_self();
   snprintf(path, sizeof path, "%s/store.log", dir);
   return 0;
 }
@@ -56,10 +58,50 @@ static void closed_cb(uvmqtt_store_t *s, void *arg) {
   closed++;
 }
 
+/* Opening: what the callback got, and on which thread it ran. */
+typedef struct {
+  int calls, status;
+  uvmqtt_store_t *store;
+  uvmqtt_store_report_t report;
+  uv_thread_t thread;
+} opened_t;
+
+static void on_opened(uvmqtt_store_t *s, int status,
+                      const uvmqtt_store_report_t *r, void *arg) {
+  opened_t *o = arg;
+  o->calls++;
+  o->status = status;
+  o->store = s;
+  o->report = *r;
+  o->thread = uv_thread_self();
+}
+
+/* Starts opening, checks the callback does not fire from inside the call,
+ * runs the loop until it fired (nothing else is on it) and returns its
+ * status. */
+static int open_wait(const uvmqtt_store_log_options_t *opts, opened_t *o) {
+  memset(o, 0, sizeof *o);
+  int rc = uvmqtt_store_open(&loop, path, opts, on_opened, o);
+  if (rc < 0)
+    return rc;
+  assert_int_equal(o->calls, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(o->calls, 1);
+  assert_true(uv_thread_equal(&o->thread, &main_thread));
+  assert_true((o->status == 0) == (o->store != NULL));
+  return o->status;
+}
+
+static uvmqtt_store_t *open_store_report(uvmqtt_store_report_t *r) {
+  opened_t o;
+  assert_int_equal(open_wait(NULL, &o), 0);
+  if (r)
+    *r = o.report;
+  return o.store;
+}
+
 static uvmqtt_store_t *open_store(void) {
-  uvmqtt_store_t *s = NULL;
-  assert_int_equal(uvmqtt_store_open(&loop, path, &s, NULL), 0);
-  return s;
+  return open_store_report(NULL);
 }
 
 static void close_store(uvmqtt_store_t *s) {
@@ -379,12 +421,126 @@ static void close_flushes(void **state) {
   uvmqtt__store_detach(c);
   close_store(s);
   uvmqtt_store_report_t r;
-  assert_int_equal(uvmqtt_store_open(&loop, path, &s, &r), 0);
+  s = open_store_report(&r);
   assert_int_equal(r.live, 2);
   uvmqtt_store_report_t r2;
   uvmqtt_store_get_report(s, &r2);
   assert_memory_equal(&r, &r2, sizeof r);
   close_store(s);
+}
+
+/* A backend around the log that notes where iterate ran and whether
+ * destroy was called. */
+typedef struct {
+  uvmqtt_store_backend_t base;
+  uvmqtt_store_backend_t *inner;
+  uv_thread_t iter_thread;
+  int iterated, *destroyed;
+} wrap_t;
+
+static int w_put(uvmqtt_store_backend_t *b, const uvmqtt_store_key_t *k,
+                 const void *v, size_t l) {
+  wrap_t *w = (wrap_t *)b;
+  return w->inner->put(w->inner, k, v, l);
+}
+static int w_remove(uvmqtt_store_backend_t *b, const uvmqtt_store_key_t *k) {
+  wrap_t *w = (wrap_t *)b;
+  return w->inner->remove(w->inner, k);
+}
+static int w_remove_client(uvmqtt_store_backend_t *b, const char *c, size_t l) {
+  wrap_t *w = (wrap_t *)b;
+  return w->inner->remove_client(w->inner, c, l);
+}
+static int w_iterate(uvmqtt_store_backend_t *b, uvmqtt_store_iter_cb cb,
+                     void *arg) {
+  wrap_t *w = (wrap_t *)b;
+  w->iter_thread = uv_thread_self();
+  w->iterated++;
+  return w->inner->iterate(w->inner, cb, arg);
+}
+static int w_commit(uvmqtt_store_backend_t *b, uvmqtt_durability_t level) {
+  wrap_t *w = (wrap_t *)b;
+  return w->inner->commit(w->inner, level);
+}
+static void w_destroy(uvmqtt_store_backend_t *b) {
+  wrap_t *w = (wrap_t *)b;
+  w->inner->destroy(w->inner);
+  (*w->destroyed)++;
+}
+
+/* Opening never blocks the loop and never calls back from inside the
+ * call: the file is read on the thread pool, errors come in the callback
+ * (the store is NULL then), bad arguments are refused at once. */
+static void open_async(void **state) {
+  (void)state;
+  opened_t o;
+  int calls = 0;
+  memset(&o, 0, sizeof o);
+  assert_int_equal(uvmqtt_store_open(&loop, path, NULL, NULL, NULL),
+                   UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_store_open(NULL, path, NULL, on_opened, &o),
+                   UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_store_open(&loop, "", NULL, on_opened, &o),
+                   UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_store_open(&loop, NULL, NULL, on_opened, &o),
+                   UVMQTT_EINVAL);
+  assert_int_equal(o.calls, 0);
+
+  /* Not a store: refused in the callback, the file left as it was. */
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fputs("not a store at all, but someone's notes", f);
+  fclose(f);
+  assert_int_equal(open_wait(NULL, &o), UVMQTT_ESTORE_FORMAT);
+  assert_null(o.store);
+  uv_fs_t st;
+  assert_int_equal(uv_fs_stat(NULL, &st, path, NULL), 0);
+  assert_int_equal(st.statbuf.st_size, 39);
+  uv_fs_req_cleanup(&st);
+  remove(path);
+
+  /* A directory that does not exist. */
+  char saved[sizeof path];
+  memcpy(saved, path, sizeof path);
+  snprintf(path, sizeof path, "%s/no/such/dir/store.log", dir);
+  assert_int_equal(open_wait(NULL, &o), UV_ENOENT);
+  memcpy(path, saved, sizeof path);
+
+  /* Options are taken: a small compaction threshold is used. */
+  uvmqtt_store_log_options_t lo = {4096};
+  assert_int_equal(open_wait(&lo, &o), 0);
+  close_store(o.store);
+
+  /* A custom backend: its records are read on the thread pool. */
+  wrap_t w;
+  memset(&w, 0, sizeof w);
+  w.base = (uvmqtt_store_backend_t){w_put,     w_remove, w_remove_client, NULL,
+                                    w_iterate, w_commit, w_destroy};
+  w.destroyed = &calls;
+  assert_int_equal(uvmqtt__store_log_open(path, NULL, &w.inner, NULL), 0);
+  memset(&o, 0, sizeof o);
+  assert_int_equal(uvmqtt_store_new(&loop, &w.base, on_opened, &o), 0);
+  assert_int_equal(o.calls, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(o.calls, 1);
+  assert_int_equal(o.status, 0);
+  assert_int_equal(w.iterated, 1);
+  assert_false(uv_thread_equal(&w.iter_thread, &main_thread));
+  assert_true(uv_thread_equal(&o.thread, &main_thread));
+  assert_int_equal(o.report.records + o.report.live, 0);
+  close_store(o.store);
+  assert_int_equal(calls, 1);
+
+  /* A backend missing a function: refused, destroyed at once. */
+  assert_int_equal(uvmqtt__store_log_open(path, NULL, &w.inner, NULL), 0);
+  w.base.commit = NULL;
+  assert_int_equal(uvmqtt_store_new(&loop, &w.base, on_opened, &o),
+                   UVMQTT_EINVAL);
+  assert_int_equal(calls, 2);
+  w.base.commit = w_commit;
+  assert_int_equal(uvmqtt__store_log_open(path, NULL, &w.inner, NULL), 0);
+  assert_int_equal(uvmqtt_store_new(&loop, &w.base, NULL, NULL), UVMQTT_EINVAL);
+  assert_int_equal(calls, 3);
 }
 
 int main(void) {
@@ -397,6 +553,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(close_flushes, setup, teardown),
       cmocka_unit_test_setup_teardown(forget, setup, teardown),
+      cmocka_unit_test_setup_teardown(open_async, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,7 +59,7 @@ static uvmqtt_store_backend_t *open_ok(uvmqtt_store_report_t *r,
                                        uint64_t compact_min) {
   uvmqtt_store_backend_t *b = NULL;
   uvmqtt_store_log_options_t o = {compact_min};
-  assert_int_equal(uvmqtt_store_log_open(path, &o, &b, r), 0);
+  assert_int_equal(uvmqtt__store_log_open(path, &o, &b, r), 0);
   assert_non_null(b);
   return b;
 }
@@ -342,7 +342,7 @@ static void version_and_foreign_files(void **state) {
   for (int i = 0; i < 4; i++)
     img[28 + i] = (uint8_t)(crc >> (8 * i));
   write_file(img, size);
-  assert_int_equal(uvmqtt_store_log_open(path, NULL, &b, NULL),
+  assert_int_equal(uvmqtt__store_log_open(path, NULL, &b, NULL),
                    UVMQTT_ESTORE_VERSION);
   assert_null(b);
   assert_int_equal(file_size(), size);
@@ -351,12 +351,12 @@ static void version_and_foreign_files(void **state) {
   img[8] = 1;
   img[20] ^= 1;
   write_file(img, size);
-  assert_int_equal(uvmqtt_store_log_open(path, NULL, &b, NULL),
+  assert_int_equal(uvmqtt__store_log_open(path, NULL, &b, NULL),
                    UVMQTT_ESTORE_FORMAT);
 
   /* Some other file. */
   write_file((const uint8_t *)"hello, this is not a store at all", 33);
-  assert_int_equal(uvmqtt_store_log_open(path, NULL, &b, NULL),
+  assert_int_equal(uvmqtt__store_log_open(path, NULL, &b, NULL),
                    UVMQTT_ESTORE_FORMAT);
   assert_int_equal(file_size(), 33);
 
@@ -371,8 +371,8 @@ static void version_and_foreign_files(void **state) {
 
   char bad[340];
   snprintf(bad, sizeof bad, "%s/missing/dir/store", dir);
-  assert_true(uvmqtt_store_log_open(bad, NULL, &b, NULL) < 0);
-  assert_int_equal(uvmqtt_store_log_open(NULL, NULL, &b, NULL), UVMQTT_EINVAL);
+  assert_true(uvmqtt__store_log_open(bad, NULL, &b, NULL) < 0);
+  assert_int_equal(uvmqtt__store_log_open(NULL, NULL, &b, NULL), UVMQTT_EINVAL);
 }
 
 static void compaction(void **state) {
