@@ -673,7 +673,10 @@ UVMQTT_EXTERN int uvmqtt_client_disconnect_drain(uvmqtt_client_t *c,
  * QoS 2 a code >= 0x80 ends the exchange) and properties (copied). No
  * callback fires from inside. Returns 0 (also for handle 0: QoS 0, nothing
  * to acknowledge), UVMQTT_EACKED (acknowledged before), UVMQTT_ESTALE (the
- * connection it came on is gone or leaving: the broker sends it again),
+ * connection it came on is gone or leaving: the broker sends it again;
+ * with a store, also a handle an earlier process of this client gave out,
+ * kept across a restart: handles are numbered per process, so such a
+ * handle never acknowledges another message),
  * UVMQTT_ECLOSED (the client is closing), UVMQTT_EINVAL (not a handle of
  * this client, or a reason not allowed), UVMQTT_ENOTSUP (a reason or
  * properties before v5), UVMQTT_EUTF8, UVMQTT_ENOMEM (nothing changed). */

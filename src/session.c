@@ -1709,6 +1709,15 @@ int uvmqtt__session_set_manual_ack(uvmqtt_session_t *s, uint32_t max_msgs,
   return 0;
 }
 
+int uvmqtt__session_set_handle_base(uvmqtt_session_t *s, uint64_t base) {
+  inflow_t *f = s->flow;
+  if (!f || !f->manual || base == 0 || f->next != 1 ||
+      s->state != UVMQTT_SS_DISCONNECTED)
+    return UVMQTT_ESTATE;
+  f->next = f->base = f->conn_first = base;
+  return 0;
+}
+
 uint64_t uvmqtt__session_msg_handle(const uvmqtt_session_t *s) {
   return s->flow ? s->flow->cur : 0;
 }

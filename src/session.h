@@ -300,6 +300,12 @@ bool uvmqtt__session_halted(const uvmqtt_session_t *s);
  * first connect. Returns 0 or UVMQTT_ENOMEM. */
 int uvmqtt__session_set_manual_ack(uvmqtt_session_t *s, uint32_t max_msgs,
                                    size_t max_bytes);
+/* Manual mode, before the first connect: handles start at `base` (> 0)
+ * instead of 1, so that handles of an earlier process of the same client
+ * (a store numbers the processes) are older than every handle of this one
+ * and refused as stale. Errors: UVMQTT_ESTATE (not in manual mode,
+ * handles given out already, or connecting). */
+int uvmqtt__session_set_handle_base(uvmqtt_session_t *s, uint64_t base);
 /* During on_message: the handle of the message being delivered, 0 for
  * QoS 0 or in automatic mode. Handles are never reused. */
 uint64_t uvmqtt__session_msg_handle(const uvmqtt_session_t *s);

@@ -151,6 +151,8 @@ int uvmqtt__persist_restore(uvmqtt_session_t *s, uint8_t version, uint64_t now,
       if (rc < 0)
         goto out;
       r.in_ids++;
+    } else if (rec->id == UVMQTT__REC_RUN && rec->len == 8) {
+      r.runs = uvmqtt__le_get64(rec->value);
     } else if (kind != 2) {
       BAD(rec->id);
     }

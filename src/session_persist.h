@@ -9,6 +9,10 @@
  *   STATE (2 << 32) | packet id: 1 byte, 1 sent / 2 PUBREC received;
  *                                 absent: queued, never sent
  *   IN    (3 << 32) | packet id: empty, an incoming QoS 2 id not released
+ *   RUN   (4 << 32): u64, how many processes have used this client's
+ *                    records (manual acknowledgement numbers its handles
+ *                    with it, so that a handle of an earlier process is
+ *                    refused instead of acknowledging another message)
  * A MSG value: u8 format (1), u8 protocol version, u16 0, u32 expiry
  * interval (s, 0 none), u64 sequence (publish order), u64 wall-clock ms
  * when published, then the PUBLISH packet as the codec encodes it for that
@@ -25,6 +29,7 @@
 #define UVMQTT__REC_MSG(id) ((1ull << 32) | (uint64_t)(id))
 #define UVMQTT__REC_STATE(id) ((2ull << 32) | (uint64_t)(id))
 #define UVMQTT__REC_IN(id) ((3ull << 32) | (uint64_t)(id))
+#define UVMQTT__REC_RUN (4ull << 32)
 #define UVMQTT__REC_KIND(rid) ((unsigned)((rid) >> 32))
 #define UVMQTT__REC_PID(rid) ((uint16_t)((rid)&0xffff))
 
@@ -54,6 +59,7 @@ typedef struct {
   size_t in_ids;               /* incoming QoS 2 ids put back */
   size_t bad;       /* records not used (undecodable, duplicate packet id) */
   uint64_t max_seq; /* highest sequence seen (0 none) */
+  uint64_t runs;    /* the RUN record (0 none) */
 } uvmqtt__persist_report_t;
 
 /* Called for each message put back, in publish order. */

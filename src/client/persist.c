@@ -40,6 +40,29 @@ static void restored_done(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r,
     p->restored_cb(c, r, p->restored_arg);
 }
 
+static void write_failed(uvmqtt__store_client_t *sc, void *arg, int status);
+
+/* Handle bits of one process: 2^40 handles, then the process number. */
+#define RUN_SHIFT 40
+
+/* This process is one more run of the client's records; with manual
+ * acknowledgement its handles carry the run's number, so that a handle an
+ * earlier process gave out (kept by the application across a restart)
+ * is older than all of ours: uvmqtt_ack() refuses it as stale instead of
+ * acknowledging another message. */
+static int count_run(uvmqtt_client_t *c, persist_t *p, uint64_t runs) {
+  uint8_t v[8];
+  const void *b = v;
+  size_t len = sizeof v;
+  runs = runs + 1 < (1ull << (64 - RUN_SHIFT)) ? runs + 1 : 1;
+  uvmqtt__le_put64(v, runs);
+  int rc = uvmqtt__store_put(p->sc, UVMQTT__REC_RUN, &b, &len, 1, write_failed,
+                             NULL);
+  if (rc == 0 && CX(c)->manual_ack)
+    rc = uvmqtt__session_set_handle_base(c->session, runs << RUN_SHIFT);
+  return rc;
+}
+
 int uvmqtt__persist_open(uvmqtt_client_t *c, uv_loop_t *loop) {
   uvmqtt__store_identity_t idn = {c->o.version, NULL};
   uvmqtt__store_rec_t *recs = NULL;
@@ -64,6 +87,8 @@ int uvmqtt__persist_open(uvmqtt_client_t *c, uv_loop_t *loop) {
                                            uv_now(loop), wall_ms(), recs, n,
                                            (uvmqtt_session_fn)restored_done,
                                            NULL, NULL, NULL, &rep, bad);
+  if (rc == 0)
+    rc = count_run(c, p, rep.runs);
   if (rc == 0) {
     p->seq = rep.max_seq;
     /* What could not be used goes, so it is reported once. */

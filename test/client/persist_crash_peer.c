@@ -10,16 +10,22 @@
  *     highest number that is logged or restored from the store (restored
  *     messages are resent by the library). Exits 0 once every message
  *     is acknowledged. RATE: messages per second at most (0: no limit).
- *   persist_crash_peer sub PORT STORE OUT QOS [sync]
+ *   persist_crash_peer sub PORT STORE OUT QOS [sync|manual]
  *     subscribes to crash/# (persistent session) and appends each payload
  *     it is handed and its DUP flag ("17 0") to OUT (write(2)), until
- *     killed.
+ *     killed. manual: manual acknowledgement, each message acknowledged
+ *     1 to 20 ms after it was handed over (so that kills land between
+ *     delivery and ack); the last handle handed over is kept in OUT.handle
+ *     and, at the next start, acknowledged late: what uvmqtt_ack() said
+ *     is appended to OUT.late ("late ESTALE").
  *
- * The client ids are crash-pub-QOS and crash-sub-QOS; MQTT 3.1.1; a window
- * of 20 (mosquitto's max_inflight_messages). */
+ * The client ids are crash-pub-QOS and crash-sub-QOS; a window of 20
+ * (mosquitto's max_inflight_messages); MQTT 3.1.1, or 5 when the
+ * environment has UVMQTT_CRASH_PROTO=5. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +144,37 @@ static void on_connect(uvmqtt_client_t *c, int status,
   }
 }
 
+/* Manual acknowledgement: each handle is acknowledged by its own timer. */
+static int manual;
+static char handle_path[400];
+
+typedef struct {
+  uv_timer_t t;
+  uint64_t handle;
+} late_ack_t;
+
+static void ack_freed(uv_handle_t *h) {
+  free(h);
+}
+
+static void on_ack_timer(uv_timer_t *t) {
+  late_ack_t *a = (late_ack_t *)t;
+  int rc = uvmqtt_ack(client, a->handle);
+  if (rc < 0 && rc != UVMQTT_ESTALE) /* stale: the connection went */
+    die("ack", rc);
+  uv_close((uv_handle_t *)t, ack_freed);
+}
+
+/* One pwrite(2) over the same 8 bytes: a kill cannot leave it torn or
+ * empty (truncating first would). */
+static void keep_handle(uint64_t h) {
+  static int fd = -1;
+  if (fd < 0)
+    fd = open(handle_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0 && pwrite(fd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+    die("handle file", UVMQTT_EINVAL);
+}
+
 static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
                        void *arg) {
   (void)c;
@@ -147,6 +184,39 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
                    (int)(m->payload_len < 60 ? m->payload_len : 60),
                    (const char *)m->payload, m->dup ? 1 : 0);
   append(line, (size_t)n);
+  if (manual && m->ack_handle) {
+    keep_handle(m->ack_handle);
+    late_ack_t *a = malloc(sizeof *a);
+    if (!a)
+      die("ack", UVMQTT_ENOMEM);
+    a->handle = m->ack_handle;
+    uv_timer_init(loop, &a->t);
+    uv_timer_start(&a->t, on_ack_timer, 1 + (uint64_t)(rand() % 20), 0);
+  }
+}
+
+/* A handle of the previous process, acknowledged now: must be refused. */
+static void ack_previous(const char *out) {
+  uint64_t h;
+  char late[400], line[64];
+  int fd = open(handle_path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return;
+  ssize_t r = read(fd, &h, sizeof h);
+  close(fd);
+  if (r != (ssize_t)sizeof h)
+    return;
+  int rc = uvmqtt_ack(client, h);
+  snprintf(late, sizeof late, "%s.late", out);
+  fd = open(late, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return;
+  int n = snprintf(line, sizeof line, "late %s\n",
+                   rc < 0 ? uvmqtt_err_name(rc) : "accepted");
+  if (write(fd, line, (size_t)n) != n) {
+    /* the test then finds no line and says so */
+  }
+  close(fd);
 }
 
 static void on_sub_connect(uvmqtt_client_t *c, int status,
@@ -216,6 +286,9 @@ int main(int argc, char **argv) {
   } else {
     qos = atoi(argv[5]);
     sync = argc > 6 && !strcmp(argv[6], "sync");
+    manual = argc > 6 && !strcmp(argv[6], "manual");
+    snprintf(handle_path, sizeof handle_path, "%s.handle", out);
+    srand((unsigned)getpid());
   }
   loop = uv_default_loop();
   /* Nothing else is on the loop yet: it runs until the store is open. */
@@ -234,7 +307,13 @@ int main(int argc, char **argv) {
   snprintf(id, sizeof id, "crash-%s-%d", is_pub ? "pub" : "sub", qos);
   uvmqtt_options_new(&o);
   uvmqtt_options_set_client_id(o, id);
-  uvmqtt_options_set_protocol(o, UVMQTT_V311);
+  const char *proto = getenv("UVMQTT_CRASH_PROTO");
+  bool v5 = proto && !strcmp(proto, "5");
+  uvmqtt_options_set_protocol(o, v5 ? UVMQTT_V5 : UVMQTT_V311);
+  if (v5) /* v5 ends a session at disconnect unless told otherwise */
+    uvmqtt_options_set_session_expiry(o, 3600);
+  if (manual)
+    uvmqtt_options_set_manual_ack(o, true, 0, 0);
   uvmqtt_options_set_clean_session(o, false);
   uvmqtt_options_set_max_inflight(o, 20);
   uvmqtt_options_set_reconnect(o, true, 50, 200, 0.2);
@@ -259,6 +338,8 @@ int main(int argc, char **argv) {
   } else {
     uvmqtt_client_on_connect(client, on_sub_connect, NULL);
     uvmqtt_client_on_message(client, on_message, NULL);
+    if (manual)
+      ack_previous(out);
   }
   if ((rc = uvmqtt_client_connect(client, "127.0.0.1", port)) < 0)
     die("connect", rc);

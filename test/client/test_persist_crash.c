@@ -17,6 +17,7 @@
 
 static const char *peer;
 static long rate;
+static const char *sub_mode; /* "manual", or NULL */
 static char dir[256];
 
 static pid_t start(const char *mode, int port, const char *store,
@@ -33,7 +34,8 @@ static pid_t start(const char *mode, int port, const char *store,
       execl(peer, peer, mode, port_s, store, out, count_s, qos_s, rate_s,
             (char *)NULL);
     else
-      execl(peer, peer, mode, port_s, store, out, qos_s, (char *)NULL);
+      execl(peer, peer, mode, port_s, store, out, qos_s, sub_mode,
+            (char *)NULL);
     _exit(127);
   }
   return pid;
@@ -108,6 +110,22 @@ static long missing(const int *seen, long count) {
 static long env_long(const char *name, long def) {
   const char *v = getenv(name);
   return v && atol(v) > 0 ? atol(v) : def;
+}
+
+/* Lines of the subscriber's late acknowledgements (manual mode): how many,
+ * and how many were refused as stale. */
+static void late_acks(const char *sout, int *lines, int *stale) {
+  char path[400], line[64];
+  snprintf(path, sizeof path, "%s.late", sout);
+  *lines = *stale = 0;
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return;
+  while (fgets(line, sizeof line, f)) {
+    (*lines)++;
+    *stale += strcmp(line, "late UVMQTT_ESTALE\n") == 0;
+  }
+  fclose(f);
 }
 
 /* who: "pub", "sub" or "both" are killed. */
@@ -198,6 +216,18 @@ static void run_crash(int qos, const char *who_default) {
     if (!kill_sub)
       assert_int_equal(twice, 0);
   }
+  if (sub_mode && kill_sub) {
+    /* Each restart acknowledged a handle of the process before it: never
+     * accepted (it would have acknowledged another message). */
+    int lines, stale;
+    late_acks(sout, &lines, &stale);
+    fprintf(stderr,
+            "late acknowledgements after a restart: %d, refused as "
+            "stale: %d\n",
+            lines, stale);
+    assert_true(lines > 0);
+    assert_int_equal(stale, lines);
+  }
   free(fresh);
   free(seen);
   free(durable);
@@ -219,11 +249,37 @@ static void persist_crash_q2_both(void **state) {
   run_crash(2, "both");
 }
 
+/* Manual acknowledgement, each ack 1-20 ms after delivery: the subscriber
+ * is killed between deliveries and their acks. */
+static void persist_crash_q2_manual(void **state) {
+  (void)state;
+  sub_mode = "manual";
+  run_crash(2, "sub");
+  sub_mode = NULL;
+}
+
+static void persist_crash_q1_v5(void **state) {
+  (void)state;
+  setenv("UVMQTT_CRASH_PROTO", "5", 1);
+  run_crash(1, "both");
+  unsetenv("UVMQTT_CRASH_PROTO");
+}
+
+static void persist_crash_q2_v5(void **state) {
+  (void)state;
+  setenv("UVMQTT_CRASH_PROTO", "5", 1);
+  run_crash(2, "both");
+  unsetenv("UVMQTT_CRASH_PROTO");
+}
+
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(persist_crash_q1, teardown),
       cmocka_unit_test_teardown(persist_crash_q2_pub, teardown),
       cmocka_unit_test_teardown(persist_crash_q2_both, teardown),
+      cmocka_unit_test_teardown(persist_crash_q2_manual, teardown),
+      cmocka_unit_test_teardown(persist_crash_q1_v5, teardown),
+      cmocka_unit_test_teardown(persist_crash_q2_v5, teardown),
   };
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
