@@ -302,15 +302,14 @@ static int apply(logstore_t *ls, const uint8_t *rec, uint64_t off) {
     client = client_find(ls, name, clen);
     if (!client || !ls->clients[client - 1].live)
       return 0;
-    for (size_t k = 0; k < ls->cap; k++) {
-      if (ls->slots[k].client == client) {
-        ls->live_bytes -= ls->slots[k].len;
-        ls->slots[k].client = 0;
-        ls->used--;
-      }
-    }
-    ls->clients[client - 1].live = 0;
-    return slots_resize(ls, ls->cap); /* rehash without the holes */
+    /* In place (no allocation, see reserve_index): a deletion shifts later
+     * entries back into the hole, so look at the same slot again. Entries
+     * only move into the hole, which is at k or ahead of it (cyclically),
+     * and those wrapping around are of other clients. */
+    for (size_t k = 0; k < ls->cap; k++)
+      while (ls->slots[k].client == client)
+        slot_delete(ls, &ls->slots[k]);
+    return 0;
   default:
     return UVMQTT_ESTORE_RECORD;
   }
@@ -535,11 +534,34 @@ static int needs_compaction(const logstore_t *ls) {
 /* ---- commit, get, iterate
  * ---------------------------------------------------- */
 
+/* Makes room in the index for every record of the batch before it is
+ * written, so that applying them after the write cannot fail: a batch on
+ * disk is always in the index too (or the commit failed before writing). */
+static int reserve_index(logstore_t *ls) {
+  size_t puts = 0;
+  for (size_t pos = 0; pos < ls->wlen;) {
+    const uint8_t *b = ls->wbuf + pos + REC_HDR;
+    if (b[0] == REC_PUT) {
+      puts++;
+      if (!client_intern(ls, (const char *)b + BODY_FIXED,
+                         uvmqtt__le_get16(b + 2)))
+        return UVMQTT_ENOMEM;
+    }
+    pos += REC_HDR + uvmqtt__le_get32(ls->wbuf + pos + 4);
+  }
+  size_t cap = ls->cap ? ls->cap : 64;
+  while ((ls->used + puts) * 4 > cap * 3)
+    cap *= 2;
+  return cap != ls->cap ? slots_resize(ls, cap) : 0;
+}
+
 static int log_commit(uvmqtt_store_backend_t *self, uvmqtt_durability_t level) {
   logstore_t *ls = (logstore_t *)self;
   int rc;
   if (ls->wlen) {
-    rc = reserve(ls, ls->wlen);
+    rc = reserve_index(ls);
+    if (rc == 0)
+      rc = reserve(ls, ls->wlen);
     if (rc == 0)
       rc = write_at(ls->fd, ls->wbuf, ls->wlen, ls->size);
     if (rc < 0) {
@@ -553,10 +575,7 @@ static int log_commit(uvmqtt_store_backend_t *self, uvmqtt_durability_t level) {
     }
     for (size_t pos = 0; pos < ls->wlen;) {
       uint32_t len = uvmqtt__le_get32(ls->wbuf + pos + 4);
-      if ((rc = apply(ls, ls->wbuf + pos, ls->size + pos)) < 0) {
-        ls->wlen = 0;
-        return rc;
-      }
+      (void)apply(ls, ls->wbuf + pos, ls->size + pos); /* room reserved */
       pos += REC_HDR + len;
     }
     ls->size += ls->wlen;
