@@ -20,9 +20,10 @@ TEST=$BUILD/test/client/test_persist_crash
 [ -x "$TEST" ] || { echo "build first: $TEST is missing" >&2; exit 1; }
 status=0
 for ((r = 1; r <= ROUNDS; r++)); do
-  for t in persist_crash_q1 persist_crash_q2_pub persist_crash_q2_both; do
+  for t in persist_crash_q1 persist_crash_q2_pub persist_crash_q2_both \
+    persist_crash_q2_manual persist_crash_q1_v5 persist_crash_q2_v5; do
     out=$("$TEST" "$t" 2>&1) || status=1
-    grep -E '^QoS [12]:|\[  (FAILED|ERROR)|LINE' <<<"$out" || true
+    grep -E '^QoS [12]:|^late|\[  (FAILED|ERROR)|LINE' <<<"$out" || true
   done
 done
 exit $status
