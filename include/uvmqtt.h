@@ -138,6 +138,15 @@ typedef struct uvmqtt_message_s {
    * after the callback (a number, not a pointer). 0 for QoS 0 and with
    * automatic acknowledgement. */
   uint64_t ack_handle;
+  /* Record first (uvmqtt_options_set_record_first), QoS 2: the message's
+   * delivery id, recorded in the store before the message was handed
+   * over: every copy of one message carries the same id, two messages
+   * never share one (per client id and store). 0 otherwise. */
+  uint64_t delivery_id;
+  /* Record first: true when an earlier process (killed, crashed) may have
+   * handed this message, with this delivery_id, to the application
+   * already; false guarantees it did not (docs/persistence.md). */
+  bool maybe_delivered;
 } uvmqtt_message_t;
 
 /* Keeps a message past its callback: copies `src` (topic, payload and v5
@@ -451,12 +460,28 @@ UVMQTT_EXTERN int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o,
 UVMQTT_EXTERN int uvmqtt_options_set_store(uvmqtt_options_t *o,
                                            uvmqtt_store_t *store,
                                            uvmqtt_durability_t level);
+/* Exactly once for the application across crashes (incoming QoS 2, with a
+ * store and automatic acknowledgement; docs/persistence.md): each new
+ * QoS 2 message is recorded in the store, with a delivery id, before it
+ * is handed to the application (reading waits for that record: one group
+ * commit per message, so incoming QoS 2 goes slower). A message an earlier
+ * process recorded and the broker sends again is handed over with the
+ * same msg->delivery_id and msg->maybe_delivered set; one without the flag
+ * was never handed over before. An application that commits the delivery
+ * id together with its own effect (one transaction) and, for messages
+ * flagged maybe_delivered only, skips the ids it committed, processes
+ * every message exactly once, whenever the process is killed. Default
+ * off. uvmqtt_client_new refuses it (UVMQTT_EINVAL) without a store or
+ * with manual acknowledgement. Errors: UVMQTT_EINVAL (NULL o),
+ * UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_options_set_record_first(uvmqtt_options_t *o, bool on);
 
 /* ---- client lifecycle -----------------------------------------------------
  */
 
 /* Creates a client on `loop`, copying `opts` (NULL: defaults). On failure
- * nothing is left to clean up. Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM,
+ * nothing is left to clean up. Errors: UVMQTT_EINVAL (also: record first
+ * without a store or with manual acknowledgement), UVMQTT_ENOMEM,
  * UVMQTT_ECLIENTID (an empty id without a clean session before v5, or no
  * id of its own with a store); with a store also UVMQTT_EEXIST (a client
  * of that id uses the store already) and UVMQTT_ESTORE_IDENTITY (the

@@ -21,9 +21,10 @@ TEST=$BUILD/test/client/test_persist_crash
 status=0
 for ((r = 1; r <= ROUNDS; r++)); do
   for t in persist_crash_q1 persist_crash_q2_pub persist_crash_q2_both \
-    persist_crash_q2_manual persist_crash_q1_v5 persist_crash_q2_v5; do
+    persist_crash_q2_manual persist_crash_q2_first persist_crash_q1_v5 \
+    persist_crash_q2_v5; do
     out=$("$TEST" "$t" 2>&1) || status=1
-    grep -E '^QoS [12]:|^late|\[  (FAILED|ERROR)|LINE' <<<"$out" || true
+    grep -E '^QoS [12]:|^late|^record first|\[  (FAILED|ERROR)|LINE' <<<"$out" || true
   done
 done
 exit $status

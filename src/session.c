@@ -145,6 +145,24 @@ typedef struct {
   bool manual;
   bool user_hold; /* the application paused */
   bool auto_hold; /* the limits above */
+  /* Record first (exactly-once option, see session.h): a new incoming
+   * QoS 2 message waits, input held, until its record is durable. */
+  bool record_first;
+  bool store_wait;  /* a message waits for its record */
+  bool cur_maybe;   /* during on_message: possibly delivered before */
+  uint8_t wait_gen; /* connection it arrived on */
+  uint16_t wait_pid;
+  uint64_t wait_did;
+  uint8_t *wait_data;         /* its topic, then its payload */
+  uvmqtt_props_t *wait_props; /* v5, copied; NULL when none */
+  uvmqtt_publish_t wait_pub;  /* views into the two above */
+  uint64_t next_did;          /* delivery ids given out: the next one */
+  uint64_t cur_did;           /* during on_message: the message's, 0 none */
+  struct known_in {
+    uint64_t did;
+    uint16_t pid;
+  } * known; /* restored records: possibly delivered by an earlier process */
+  uint32_t nknown, known_cap;
 } inflow_t;
 
 /* Laid out to be small (no holes, narrow types where values are bounded):
@@ -1124,6 +1142,9 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
     acks_forget(s);
     uvmqtt__free(s->flow->ring);
     uvmqtt__free(s->flow->held);
+    uvmqtt__free(s->flow->wait_data);
+    uvmqtt__free(s->flow->wait_props);
+    uvmqtt__free(s->flow->known);
     uvmqtt__free(s->flow);
   }
   if (!s->embedded)
@@ -1552,7 +1573,7 @@ static inflow_t *flow_get(uvmqtt_session_t *s) {
 static bool holding(const uvmqtt_session_t *s) {
   const inflow_t *f = s->flow;
   return f && !s->halted && s->state == UVMQTT_SS_CONNECTED &&
-         (f->user_hold || f->auto_hold);
+         (f->user_hold || f->auto_hold || f->store_wait);
 }
 
 /* Reports a change of holding() since `was`; the end of a hold gives the
@@ -1843,6 +1864,8 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
           (void)persist_ev(s, UVMQTT_PERSIST_IN_DEL, NULL, (uint16_t)id);
         }
     idset_clear(&s->in_ids);
+    if (s->flow)
+      s->flow->nknown = 0;
     /* Walk from the tail so that prepending keeps the original order. */
     uvmqtt_smsg_t *m = s->f_tail;
     while (m) {
@@ -1976,6 +1999,158 @@ static int on_publish_manual(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
   return 0;
 }
 
+/* ---- record first (exactly-once option) --------------------------------- */
+
+static int known_find(const inflow_t *f, uint16_t pid) {
+  for (uint32_t i = 0; i < f->nknown; i++)
+    if (f->known[i].pid == pid)
+      return (int)i;
+  return -1;
+}
+
+static void known_drop(inflow_t *f, int i) {
+  f->known[i] = f->known[--f->nknown];
+}
+
+/* Hands a message to the application with its delivery id. */
+static void deliver_did(uvmqtt_session_t *s, const uvmqtt_publish_t *pub,
+                        uint64_t did, bool maybe) {
+  inflow_t *f = s->flow;
+  f->cur_did = did;
+  f->cur_maybe = maybe;
+  if (s->ev_->on_message)
+    s->ev_->on_message(s->ud, pub);
+  f->cur_did = 0;
+  f->cur_maybe = false;
+}
+
+static void wait_free(inflow_t *f) {
+  uvmqtt__free(f->wait_data);
+  uvmqtt__free(f->wait_props);
+  f->wait_data = NULL;
+  f->wait_props = NULL;
+  f->store_wait = false;
+}
+
+/* Keeps the message until its record is durable. */
+static int wait_keep(inflow_t *f, const uvmqtt_publish_t *pub) {
+  size_t tl = pub->topic.len, pl = pub->payload.len;
+  if (tl + pl < tl)
+    return UVMQTT_ENOMEM;
+  f->wait_data = uvmqtt__malloc(tl + pl);
+  if (!f->wait_data)
+    return UVMQTT_ENOMEM;
+  f->wait_props = NULL;
+  if (pub->props.present &&
+      uvmqtt__props_dup(&pub->props, &f->wait_props) < 0) {
+    uvmqtt__free(f->wait_data);
+    f->wait_data = NULL;
+    return UVMQTT_ENOMEM;
+  }
+  if (tl)
+    memcpy(f->wait_data, pub->topic.data, tl);
+  if (pl)
+    memcpy(f->wait_data + tl, pub->payload.data, pl);
+  f->wait_pub = *pub;
+  f->wait_pub.topic.data = (const char *)f->wait_data;
+  f->wait_pub.payload.data = f->wait_data + tl;
+  if (f->wait_props)
+    f->wait_pub.props = *f->wait_props;
+  return 0;
+}
+
+/* Automatic acknowledgement, record first: a new QoS 2 message is
+ * recorded with its delivery id; input is held until the record is
+ * durable (uvmqtt__session_in_stored), then it is delivered and PUBREC
+ * goes. A message an earlier process recorded is delivered marked as
+ * possibly delivered, with the same id. */
+static int on_publish_first(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
+  inflow_t *f = s->flow;
+  uint16_t pid = pub->packet_id;
+  int k = known_find(f, pid);
+  if (k >= 0) {
+    uint64_t did = f->known[k].did;
+    known_drop(f, k);
+    deliver_did(s, pub, did, true);
+    return out_ack(s, UVMQTT_PUBREC, pid, 0);
+  }
+  if (f->store_wait && f->wait_pid == pid)
+    return 0; /* sent again while its record is written: PUBREC follows */
+  if (idset_has(s->in_ids, pid))
+    return out_ack(s, UVMQTT_PUBREC, pid, 0);
+  int rc = recv_max_check(s);
+  if (rc == 0)
+    rc = idset_add(&s->in_ids, pid);
+  if (rc < 0)
+    return rc;
+  uint64_t did = f->next_did++;
+  bool was = holding(s);
+  if (wait_keep(f, pub) == 0) {
+    f->wait_pid = pid;
+    f->wait_did = did;
+    f->wait_gen = s->gen;
+    f->store_wait = true;
+    if (persist_ev(s, UVMQTT_PERSIST_IN_FIRST, NULL, pid) == 0) {
+      hold_changed(s, s->last_recv, was);
+      return 0;
+    }
+    wait_free(f);
+  }
+  /* Not recorded (no memory): delivered now, as without the option. */
+  slog(s, LOG_ERROR,
+       "cannot record QoS 2 message %u before delivering it: delivered "
+       "without the record-first guarantee",
+       pid);
+  (void)persist_ev(s, UVMQTT_PERSIST_IN_ADD, NULL, pid);
+  deliver_did(s, pub, did, false);
+  return out_ack(s, UVMQTT_PUBREC, pid, 0);
+}
+
+uint64_t uvmqtt__session_in_did(const uvmqtt_session_t *s, bool *maybe) {
+  const inflow_t *f = s->flow;
+  if (maybe)
+    *maybe = f && f->cur_maybe;
+  if (!f)
+    return 0;
+  return f->cur_did ? f->cur_did : f->store_wait ? f->wait_did : 0;
+}
+
+void uvmqtt__session_in_stored(uvmqtt_session_t *s, uint64_t now, uint16_t pid,
+                               int status) {
+  inflow_t *f = s->flow;
+  if (!f || !f->store_wait || f->wait_pid != pid)
+    return;
+  bool was = holding(s);
+  if (status < 0)
+    slog(s, LOG_ERROR,
+         "QoS 2 message %u not recorded (%s): delivered without the "
+         "record-first guarantee",
+         pid, uvmqtt_strerror(status));
+  if (s->halted) {
+    /* The application left: not delivered, and forgotten here so that
+     * the broker's resend is delivered (the record only marks it). */
+    idset_del(&s->in_ids, pid);
+  } else {
+    deliver_did(s, &f->wait_pub, f->wait_did, false);
+    if (s->state == UVMQTT_SS_CONNECTED && s->gen == f->wait_gen &&
+        !s->halted && out_ack(s, UVMQTT_PUBREC, pid, 0) < 0)
+      slog(s, LOG_ERROR, "cannot queue PUBREC %u: the broker resends it", pid);
+  }
+  wait_free(f);
+  hold_changed(s, now, was);
+}
+
+int uvmqtt__session_set_record_first(uvmqtt_session_t *s, uint64_t did_base) {
+  inflow_t *f = flow_get(s);
+  if (!f)
+    return UVMQTT_ENOMEM;
+  if (!s->persist || f->manual || did_base == 0)
+    return UVMQTT_EINVAL;
+  f->record_first = true;
+  f->next_did = did_base;
+  return 0;
+}
+
 static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
   uvmqtt_publish_t resolved = *in, *pub = &resolved;
   if (s->version == UVMQTT_V5) {
@@ -2001,6 +2176,8 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
       s->ev_->on_message(s->ud, pub);
     return out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
   default:
+    if (s->flow && s->flow->record_first)
+      return on_publish_first(s, pub);
     if (!idset_has(s->in_ids, pub->packet_id)) {
       int rc = recv_max_check(s);
       if (rc == 0)
@@ -2048,6 +2225,11 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
     break;
   case UVMQTT_PUBREL: {
     bool known = idset_has(s->in_ids, id);
+    if (s->flow && s->flow->nknown) { /* released: it had been delivered */
+      int k = known_find(s->flow, id);
+      if (k >= 0)
+        known_drop(s->flow, k);
+    }
     idset_del(&s->in_ids, id);
     if (known)
       (void)persist_ev(s, UVMQTT_PERSIST_IN_DEL, NULL, id);
@@ -2398,11 +2580,31 @@ int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
   return 0;
 }
 
-int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id) {
+int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id,
+                                  uint64_t did) {
   if (s->state != UVMQTT_SS_DISCONNECTED)
     return UVMQTT_ESTATE;
   if (id == 0)
     return UVMQTT_EPACKETID;
+  if (did) {
+    inflow_t *f = flow_get(s);
+    if (!f)
+      return UVMQTT_ENOMEM;
+    int k = known_find(f, id);
+    if (k < 0) {
+      if (f->nknown == f->known_cap) {
+        uint32_t cap = f->known_cap ? f->known_cap * 2 : 8;
+        struct known_in *v = uvmqtt__realloc(f->known, cap * sizeof(*v));
+        if (!v)
+          return UVMQTT_ENOMEM;
+        f->known = v;
+        f->known_cap = cap;
+      }
+      k = (int)f->nknown++;
+      f->known[k].pid = id;
+    }
+    f->known[k].did = did;
+  }
   return idset_has(s->in_ids, id) ? 0 : idset_add(&s->in_ids, id);
 }
 

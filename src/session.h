@@ -97,7 +97,10 @@ typedef struct {
  * PUBREL), REQUEUED (session lost: a QoS 1 message goes back
  * to the queue as new), DONE (completed, failed, dropped or expired: forget
  * it). Incoming QoS 2 ids: IN_ADD (received, not released), IN_DEL
- * (released by PUBREL, or forgotten with a lost session). Nothing
+ * (released by PUBREL, or forgotten with a lost session), IN_FIRST
+ * (record first: received, to be delivered once the record, with the
+ * delivery id uvmqtt__session_in_did() gives during the call, is durable;
+ * answered by uvmqtt__session_in_stored()). Nothing
  * is reported from inside uvmqtt__session_free(): what is pending then
  * stays in the store for the next process. */
 typedef enum {
@@ -107,7 +110,8 @@ typedef enum {
   UVMQTT_PERSIST_REQUEUED,
   UVMQTT_PERSIST_DONE,
   UVMQTT_PERSIST_IN_ADD,
-  UVMQTT_PERSIST_IN_DEL
+  UVMQTT_PERSIST_IN_DEL,
+  UVMQTT_PERSIST_IN_FIRST
 } uvmqtt_persist_op_t;
 
 typedef struct {
@@ -276,8 +280,29 @@ int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
                                 const uvmqtt_publish_t *pub, uint32_t expiry_s,
                                 int state, uvmqtt_session_fn cb, void *arg);
 /* Before the first connect, puts back an incoming QoS 2 id that waits for
- * PUBREL. Errors: UVMQTT_ESTATE, UVMQTT_EPACKETID (0), UVMQTT_ENOMEM. */
-int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id);
+ * PUBREL; did != 0: recorded first (with that delivery id), so possibly
+ * never delivered: a resend of it is delivered, marked as possibly
+ * delivered before, with that id. Errors: UVMQTT_ESTATE, UVMQTT_EPACKETID
+ * (0), UVMQTT_ENOMEM. */
+int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id,
+                                  uint64_t did);
+
+/* Record first (the exactly-once option; automatic acknowledgement and
+ * `persist` only): a new incoming QoS 2 message is reported with IN_FIRST
+ * and held, input with it, until uvmqtt__session_in_stored(); then it is
+ * delivered and PUBREC goes. Delivery ids start at did_base (> 0) and
+ * are never reused. Before the first connect. Errors: UVMQTT_EINVAL
+ * (no persist, manual acknowledgement, did_base 0), UVMQTT_ENOMEM. */
+int uvmqtt__session_set_record_first(uvmqtt_session_t *s, uint64_t did_base);
+/* The IN_FIRST record of packet id pid is durable (status 0) or failed
+ * (delivered anyway, logged). Delivers the message, queues PUBREC and
+ * ends the hold. */
+void uvmqtt__session_in_stored(uvmqtt_session_t *s, uint64_t now, uint16_t pid,
+                               int status);
+/* During on_message (record first): the message's delivery id (0 for
+ * others) and whether an earlier process may have delivered it; during
+ * on_persist(IN_FIRST): the id to record. */
+uint64_t uvmqtt__session_in_did(const uvmqtt_session_t *s, bool *maybe);
 
 /* Visits the outgoing QoS 1/2 messages still pending, in flight first,
  * each with its completion. fn MUST NOT change the session. */

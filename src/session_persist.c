@@ -146,8 +146,11 @@ int uvmqtt__persist_restore(uvmqtt_session_t *s, uint8_t version, uint64_t now,
       msgs[nmsgs].seq = seq;
       msgs[nmsgs].state = states[UVMQTT__REC_PID(rec->id)];
       nmsgs++;
-    } else if (kind == 3 && rec->len == 0 && UVMQTT__REC_PID(rec->id)) {
-      rc = uvmqtt__session_restore_in_id(s, UVMQTT__REC_PID(rec->id));
+    } else if (kind == 3 && (rec->len == 0 || rec->len == 8) &&
+               UVMQTT__REC_PID(rec->id)) {
+      /* 8 bytes: recorded first, with its delivery id */
+      uint64_t did = rec->len ? uvmqtt__le_get64(rec->value) : 0;
+      rc = uvmqtt__session_restore_in_id(s, UVMQTT__REC_PID(rec->id), did);
       if (rc < 0)
         goto out;
       r.in_ids++;

@@ -8,7 +8,9 @@
  *   MSG   (1 << 32) | packet id: the message, written once when accepted
  *   STATE (2 << 32) | packet id: 1 byte, 1 sent / 2 PUBREC received;
  *                                 absent: queued, never sent
- *   IN    (3 << 32) | packet id: empty, an incoming QoS 2 id not released
+ *   IN    (3 << 32) | packet id: empty, an incoming QoS 2 id not released;
+ *                    or u64 delivery id: recorded before delivery (record
+ *                    first), so possibly not delivered yet
  *   RUN   (4 << 32): u64, how many processes have used this client's
  *                    records (manual acknowledgement numbers its handles
  *                    with it, so that a handle of an earlier process is

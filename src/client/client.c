@@ -61,6 +61,9 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
    * would leave it behind, unreachable, at every start. */
   if (OX(k)->store && (!opts->client_id || !opts->client_id[0]))
     return UVMQTT_ECLIENTID;
+  /* Record first needs a store, and automatic acknowledgement. */
+  if (OX(k)->record_first && (!OX(k)->store || OX(k)->manual_ack))
+    return UVMQTT_EINVAL;
   /* The id lives after the struct, in the same allocation. */
   char rid[40];
   const char *id = opts->client_id;

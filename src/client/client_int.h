@@ -83,6 +83,7 @@ typedef struct {
   uint8_t durability;    /* uvmqtt_durability_t, with store */
   uvmqtt_store_t *store; /* shared, not owned */
   bool manual_ack;
+  bool record_first; /* QoS 2 recorded before delivery (with store) */
 } opt_ext_t;
 
 /* Every rarely set option at its default (options.c). */

@@ -78,6 +78,7 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   m.packet_id = pub->packet_id;
   m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
   m.ack_handle = uvmqtt__session_msg_handle(c->session);
+  m.delivery_id = uvmqtt__session_in_did(c->session, &m.maybe_delivered);
   if (c->rare && c->rare->reqs && uvmqtt__request_answer(c, &m))
     return;
   if (c->rt && uvmqtt__routes_dispatch(c, &m))

@@ -563,6 +563,16 @@ int uvmqtt_options_set_manual_ack(uvmqtt_options_t *o, bool on,
   return 0;
 }
 
+int uvmqtt_options_set_record_first(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->record_first = on;
+  return 0;
+}
+
 int uvmqtt_options_set_linger(uvmqtt_options_t *o, unsigned ms) {
   if (!o || ms > 600000)
     return UVMQTT_EINVAL;

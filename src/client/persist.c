@@ -60,6 +60,9 @@ static int count_run(uvmqtt_client_t *c, persist_t *p, uint64_t runs) {
                              NULL);
   if (rc == 0 && CX(c)->manual_ack)
     rc = uvmqtt__session_set_handle_base(c->session, runs << RUN_SHIFT);
+  /* Delivery ids too: unique across the processes of this client id. */
+  if (rc == 0 && CX(c)->record_first)
+    rc = uvmqtt__session_set_record_first(c->session, runs << RUN_SHIFT);
   return rc;
 }
 
@@ -160,6 +163,16 @@ static void state_done(uvmqtt__store_client_t *sc, void *arg, int status) {
   LEAVE(c);
 }
 
+/* Record first: the incoming message's record is durable, deliver it. */
+static void in_first_done(uvmqtt__store_client_t *sc, void *arg, int status) {
+  uvmqtt_client_t *c = uvmqtt__store_data(sc);
+  ENTER(c);
+  if (c->session)
+    uvmqtt__session_in_stored(c->session, uvmqtt__client_now(c),
+                              (uint16_t)(uintptr_t)arg, status);
+  LEAVE(c);
+}
+
 static void write_failed(uvmqtt__store_client_t *sc, void *arg, int status) {
   uvmqtt_client_t *c = uvmqtt__store_data(sc);
   (void)arg;
@@ -213,6 +226,15 @@ int uvmqtt__persist_event(void *ud, int op, uvmqtt_smsg_t *m, uint16_t id) {
     rc = uvmqtt__store_put(p->sc, UVMQTT__REC_IN(id), NULL, NULL, 0,
                            write_failed, NULL);
     break;
+  case UVMQTT_PERSIST_IN_FIRST: {
+    uint8_t did[8];
+    const void *db = did;
+    size_t dl = sizeof did;
+    uvmqtt__le_put64(did, uvmqtt__session_in_did(c->session, NULL));
+    rc = uvmqtt__store_put(p->sc, UVMQTT__REC_IN(id), &db, &dl, 1,
+                           in_first_done, (void *)(uintptr_t)id);
+    break;
+  }
   case UVMQTT_PERSIST_IN_DEL:
     rc = uvmqtt__store_remove(p->sc, UVMQTT__REC_IN(id), write_failed, NULL);
     break;

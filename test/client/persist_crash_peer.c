@@ -17,7 +17,9 @@
  *     1 to 20 ms after it was handed over (so that kills land between
  *     delivery and ack); the last handle handed over is kept in OUT.handle
  *     and, at the next start, acknowledged late: what uvmqtt_ack() said
- *     is appended to OUT.late ("late ESTALE").
+ *     is appended to OUT.late ("late ESTALE"). first: record first
+ *     (uvmqtt_options_set_record_first): each line also carries the
+ *     delivery id and the maybe-delivered flag ("17 0 1099511627777 0").
  *
  * The client ids are crash-pub-QOS and crash-sub-QOS; a window of 20
  * (mosquitto's max_inflight_messages); MQTT 3.1.1, or 5 when the
@@ -145,7 +147,7 @@ static void on_connect(uvmqtt_client_t *c, int status,
 }
 
 /* Manual acknowledgement: each handle is acknowledged by its own timer. */
-static int manual;
+static int manual, first;
 static char handle_path[400];
 
 typedef struct {
@@ -180,9 +182,11 @@ static void on_message(uvmqtt_client_t *c, const uvmqtt_message_t *m,
   (void)c;
   (void)arg;
   char line[80];
-  int n = snprintf(line, sizeof line, "%.*s %d\n",
-                   (int)(m->payload_len < 60 ? m->payload_len : 60),
-                   (const char *)m->payload, m->dup ? 1 : 0);
+  int n =
+      snprintf(line, sizeof line, "%.*s %d %llu %d\n",
+               (int)(m->payload_len < 40 ? m->payload_len : 40),
+               (const char *)m->payload, m->dup ? 1 : 0,
+               (unsigned long long)m->delivery_id, m->maybe_delivered ? 1 : 0);
   append(line, (size_t)n);
   if (manual && m->ack_handle) {
     keep_handle(m->ack_handle);
@@ -287,6 +291,7 @@ int main(int argc, char **argv) {
     qos = atoi(argv[5]);
     sync = argc > 6 && !strcmp(argv[6], "sync");
     manual = argc > 6 && !strcmp(argv[6], "manual");
+    first = argc > 6 && !strcmp(argv[6], "first");
     snprintf(handle_path, sizeof handle_path, "%s.handle", out);
     srand((unsigned)getpid());
   }
@@ -314,6 +319,8 @@ int main(int argc, char **argv) {
     uvmqtt_options_set_session_expiry(o, 3600);
   if (manual)
     uvmqtt_options_set_manual_ack(o, true, 0, 0);
+  if (first)
+    uvmqtt_options_set_record_first(o, true);
   uvmqtt_options_set_clean_session(o, false);
   uvmqtt_options_set_max_inflight(o, 20);
   uvmqtt_options_set_reconnect(o, true, 50, 200, 0.2);

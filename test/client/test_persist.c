@@ -222,6 +222,15 @@ static void persist_identity(void **state) {
   assert_int_equal(uvmqtt_client_new(&loop, anon, &c), UVMQTT_ECLIENTID);
   assert_int_equal(uvmqtt_options_set_store(anon, s, 7), UVMQTT_EINVAL);
   uvmqtt_options_del(anon);
+  /* Record first needs a store and automatic acknowledgement. */
+  uvmqtt_options_t *rf = ct_opts(UVMQTT_V311, "rf", false);
+  assert_int_equal(uvmqtt_options_set_record_first(NULL, true), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_options_set_record_first(rf, true), 0);
+  assert_int_equal(uvmqtt_client_new(&loop, rf, &c), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_options_set_store(rf, s, UVMQTT_DURABLE_PROCESS), 0);
+  assert_int_equal(uvmqtt_options_set_manual_ack(rf, true, 0, 0), 0);
+  assert_int_equal(uvmqtt_client_new(&loop, rf, &c), UVMQTT_EINVAL);
+  uvmqtt_options_del(rf);
   /* Same id, same store, v5: refused at creation. */
   uvmqtt_options_t *o5 = pub_opts(UVMQTT_V5, s);
   assert_int_equal(uvmqtt_client_new(&loop, o5, &c), UVMQTT_ESTORE_IDENTITY);

@@ -106,6 +106,14 @@ static int hook(int op, uvmqtt_smsg_t *m, uint16_t id) {
   case UVMQTT_PERSIST_IN_DEL:
     rec_del(UVMQTT__REC_IN(id));
     return 0;
+  case UVMQTT_PERSIST_IN_FIRST: {
+    uint8_t v[8];
+    l = 8;
+    b = v;
+    uvmqtt__le_put64(v, uvmqtt__session_in_did(H.s, NULL));
+    rec_put(UVMQTT__REC_IN(id), &b, &l, 1);
+    return 0;
+  }
   default:
     fail();
   }
@@ -380,6 +388,104 @@ static void bad_records(void **state) {
   assert_int_equal(restored_report.bad, 4);
 }
 
+/* ---- record first ------------------------------------------------------ */
+
+static uint64_t got_did[16];
+static bool got_maybe[16];
+static void note_did(const uvmqtt_publish_t *pub) {
+  (void)pub;
+  assert_true(H.nmsg <= 16);
+  got_did[H.nmsg - 1] = uvmqtt__session_in_did(H.s, &got_maybe[H.nmsg - 1]);
+}
+
+static uint64_t rec_did(uint16_t pid) {
+  for (size_t i = 0; i < nrecs; i++)
+    if (recs[i].id == UVMQTT__REC_IN(pid))
+      return recs[i].len == 8 ? uvmqtt__le_get64(recs[i].v) : 0;
+  return 0;
+}
+
+static void feed_two(uint64_t now, uint16_t q2, uint16_t q1, bool dup) {
+  uint8_t buf[128];
+  size_t n = b_publish(buf, sizeof buf, "in/a", "first", 5, 2, q2, dup);
+  n += b_publish(buf + n, sizeof buf - n, "in/b", "second", 6, 1, q1, false);
+  assert_int_equal(h_feed(now, buf, n), 0);
+}
+
+/* A new QoS 2 message is recorded with its delivery id before it is
+ * handed over, input held meanwhile; after a crash the broker's resend is
+ * handed over with the same id, flagged maybe-delivered; a PUBREL instead
+ * forgets it, and a new message on that packet id gets a new id. */
+static void record_first(void **state) {
+  (void)state;
+  start(UVMQTT_V311);
+  assert_int_equal(uvmqtt__session_set_record_first(H.s, 0), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt__session_set_record_first(H.s, 1000), 0);
+  H.msg_hook = note_did;
+  h_up(0);
+  feed_two(1, 7, 8, false);
+  assert_int_equal(H.nmsg, 0); /* waits for its record */
+  assert_true(H.holding);
+  assert_int_equal(rec_did(7), 1000);
+  assert_int_equal(h_flush(1), 0); /* no PUBREC yet */
+  uvmqtt__session_in_stored(H.s, 2, 7, 0);
+  assert_int_equal(H.nmsg, 1);
+  assert_string_equal(H.msg[0].topic, "in/a");
+  assert_int_equal(got_did[0], 1000);
+  assert_false(got_maybe[0]);
+  assert_false(H.holding);
+  assert_int_equal(uvmqtt__session_release_input(H.s, 2), 0);
+  assert_int_equal(H.nmsg, 2); /* the QoS 1 message behind it */
+  assert_int_equal(got_did[1], 0);
+  assert_int_equal(h_flush(2), 2);
+  assert_int_equal(H.sent[0].type, UVMQTT_PUBREC);
+  assert_int_equal(H.sent[1].type, UVMQTT_PUBACK);
+
+  /* Killed before the broker got the PUBREC: it sends the message again. */
+  crash_and_restore(UVMQTT_V311);
+  assert_int_equal(uvmqtt__session_set_record_first(H.s, 2000), 0);
+  H.msg_hook = note_did;
+  assert_int_equal(h_connect(3, 0, false), 0);
+  h_flush(3);
+  assert_int_equal(h_feed_connack(3, true, 0, NULL), 0);
+  h_clear();
+  assert_int_equal(h_feed_publish(4, "in/a", "first", 2, 7, true), 0);
+  assert_int_equal(H.nmsg, 1); /* at once: its record exists */
+  assert_int_equal(got_did[0], 1000);
+  assert_true(got_maybe[0]);
+  assert_int_equal(h_feed_publish(4, "in/a", "first", 2, 7, true), 0);
+  assert_int_equal(H.nmsg, 1); /* handed over in this process already */
+  assert_int_equal(h_feed_ack(5, UVMQTT_PUBREL, 7, 0), 0);
+  assert_false(rec_has(UVMQTT__REC_IN(7)));
+  assert_int_equal(h_flush(5), 3);
+
+  /* A new message: recorded first again, a new id. */
+  h_clear();
+  assert_int_equal(h_feed_publish(6, "in/c", "third", 2, 9, false), 0);
+  assert_int_equal(H.nmsg, 0);
+  assert_int_equal(rec_did(9), 2000);
+
+  /* Killed after the broker got the PUBREC: PUBREL, never the message. */
+  uvmqtt__session_in_stored(H.s, 7, 9, 0);
+  assert_int_equal(H.nmsg, 1);
+  crash_and_restore(UVMQTT_V311);
+  assert_int_equal(uvmqtt__session_set_record_first(H.s, 3000), 0);
+  H.msg_hook = note_did;
+  assert_int_equal(h_connect(8, 0, false), 0);
+  h_flush(8);
+  assert_int_equal(h_feed_connack(8, true, 0, NULL), 0);
+  h_clear();
+  assert_int_equal(h_feed_ack(9, UVMQTT_PUBREL, 9, 0), 0);
+  assert_false(rec_has(UVMQTT__REC_IN(9)));
+  assert_int_equal(h_feed_publish(9, "in/d", "fourth", 2, 9, false), 0);
+  assert_int_equal(H.nmsg, 0);
+  assert_int_equal(rec_did(9), 3000); /* not the old message's id */
+  uvmqtt__session_in_stored(H.s, 10, 9, 0);
+  assert_int_equal(H.nmsg, 1);
+  assert_int_equal(got_did[0], 3000);
+  assert_false(got_maybe[0]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(every_state_v311, teardown),
@@ -387,6 +493,7 @@ int main(void) {
       cmocka_unit_test_teardown(session_lost_after_restore, teardown),
       cmocka_unit_test_teardown(store_failures_and_close, teardown),
       cmocka_unit_test_teardown(bad_records, teardown),
+      cmocka_unit_test_teardown(record_first, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
