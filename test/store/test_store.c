@@ -1,6 +1,7 @@
 /* Unit tests of the loop-side store: group commit (one batch per loop
  * iteration), completion callbacks, restore handed to each client once,
- * identity checks, clearing, detaching and closing. Files in a temporary
+ * identity checks, clearing, detaching, closing, and opening on the thread
+ * pool (callbacks, errors, custom backends). Files in a temporary
  * directory, a private loop. */
 #include <setjmp.h>
 #include <stdarg.h>
