@@ -1782,6 +1782,8 @@ size_t uvmqtt__session_held(const uvmqtt_session_t *s) {
 /* Keeps input that arrives while holding. */
 static int held_append(uvmqtt_session_t *s, const uint8_t *data, size_t len) {
   inflow_t *f = s->flow;
+  if (len == 0)
+    return 0; /* nothing to keep (and no buffer yet, maybe: no memcpy) */
   if (f->held_len + len > f->held_cap) {
     size_t cap = f->held_cap ? f->held_cap : 4096;
     while (cap < f->held_len + len)
