@@ -1,11 +1,12 @@
 /* One-shot publishing and subscribing, the thread-safe bridge and the
- * loop thread (include/uvmqtt/helpers.h). Built only on the public client
- * API. */
+ * loop thread (include/uvmqtt/helpers.h). Built on the public client API,
+ * and the session's one call for a thread that ends. */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "session.h"
 #include "uvmqtt.h"
 #include "uvmqtt/helpers.h"
 
@@ -619,6 +620,9 @@ static void thread_main(void *arg) {
       uv_run(t->loop, UV_RUN_NOWAIT);
   }
   current_thread = NULL;
+  /* The loop goes back to the caller, and the closes may end there: what
+   * the sessions left in this thread's pool goes now. */
+  uvmqtt__session_thread_end();
 }
 
 int uvmqtt_thread_start(uv_loop_t *loop, uvmqtt_thread_t **out) {

@@ -177,6 +177,9 @@ struct uvmqtt_session_s {
   uvmqtt_smsg_t *f_head, *f_tail; /* in flight, in send order */
   uvmqtt_sreq_t *reqs;
   uvmqtt_out_batch_t *cur; /* being filled */
+  /* The batch_pool it is counted in (its thread's; compared, never
+   * dereferenced), NULL before its first output. */
+  const void *pool_home;
 
   /* The message of the uvmqtt__session_publish() call under way: pump()
    * leaves a failure to send it in fresh_rc, for the call to return,
@@ -225,7 +228,6 @@ struct uvmqtt_session_s {
   uint8_t gen;   /* counts connections: input stops when one ends */
   uint8_t server_max_qos;
   bool topic_alias_auto : 1;
-  bool pooled : 1;        /* counted in its thread's batch_pool */
   bool clean_start : 1;   /* of the CONNECT in progress */
   bool server_retain : 1; /* v5 Retain Available (true unless 0) */
   bool ping_outstanding : 1;
@@ -560,8 +562,9 @@ static void batch_free(uvmqtt_out_batch_t *b) {
  * a thread (a loop) share their spare batches instead of keeping two
  * each: thousands of idle connections hold no output memory at all. The
  * pool is emptied when the thread's last session is freed, so nothing
- * stays allocated once every session is gone. Sessions are used on one
- * thread only (the loop's), which is what makes this safe. */
+ * stays allocated once every session is gone. A session is used on one
+ * thread at a time (its loop's), which is what makes this safe; a loop
+ * that moves to another thread is handled in pool_join(). */
 static _Thread_local struct {
   uvmqtt_out_batch_t *head;
   size_t n;
@@ -579,12 +582,21 @@ static void batch_pool_drain(void) {
 
 /* A session joins the pool of the thread that first uses it for output
  * (the loop's thread), not of the thread that created it: a client may be
- * created before its loop runs on another thread. */
+ * created before its loop runs on another thread. A loop may also move to
+ * another thread (uvmqtt_thread_stop() hands it back, and the closes end
+ * there): the session is then counted in that thread's pool from its
+ * next use on. The pool it left is never touched from here (its thread
+ * may be gone); its spares go when that thread ends
+ * (uvmqtt__session_thread_end()) or with its last session. */
 static void pool_join(uvmqtt_session_t *s) {
-  if (!s->pooled) {
-    s->pooled = true;
+  if (s->pool_home != (const void *)&batch_pool) {
+    s->pool_home = &batch_pool;
     batch_pool.sessions++;
   }
+}
+
+void uvmqtt__session_thread_end(void) {
+  batch_pool_drain();
 }
 
 static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
@@ -1131,7 +1143,9 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
     queue_unlink(s, m);
     msg_finish(s, m, status, 0);
   }
-  if (s->pooled && --batch_pool.sessions == 0)
+  /* Only the pool of this thread is counted down: a session last used on
+   * another thread is not counted here. */
+  if (s->pool_home == (const void *)&batch_pool && --batch_pool.sessions == 0)
     batch_pool_drain();
   drop_parser(s);
   aliases_reset(s);
@@ -1812,6 +1826,8 @@ size_t uvmqtt__session_held(const uvmqtt_session_t *s) {
 /* Keeps input that arrives while holding. */
 static int held_append(uvmqtt_session_t *s, const uint8_t *data, size_t len) {
   inflow_t *f = s->flow;
+  if (len == 0)
+    return 0; /* nothing to keep (and no buffer yet, maybe: no memcpy) */
   if (f->held_len + len > f->held_cap) {
     size_t cap = f->held_cap ? f->held_cap : 4096;
     while (cap < f->held_len + len)
@@ -2482,6 +2498,9 @@ size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
 }
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
   return s->cur != NULL;
+}
+size_t uvmqtt__session_spare_batches(void) {
+  return batch_pool.n;
 }
 uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s) {
   return s->server_keepalive;

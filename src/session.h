@@ -158,6 +158,14 @@ int uvmqtt__session_init(void *mem, const uvmqtt_session_config_t *cfg,
  * have been returned with uvmqtt__session_output_done() first. */
 void uvmqtt__session_free(uvmqtt_session_t *s, int status);
 
+/* Frees the spare output batches of the calling thread. Output batches are
+ * shared by the sessions of a thread and go with the thread's last
+ * session; a thread that ran a loop and ends while its sessions live on
+ * (the loop handed to another thread, where they are freed) calls this
+ * last, or the spares are lost with the thread. No session may be in use
+ * on the calling thread afterwards. */
+void uvmqtt__session_thread_end(void);
+
 /* Starts a connection: resets per-connection state and queues CONNECT.
  * The session copies nothing from `pkt` beyond this call. Errors as
  * uvmqtt_encode(). */
@@ -238,6 +246,8 @@ uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s);
 size_t uvmqtt__session_inflight(const uvmqtt_session_t *s);
 size_t uvmqtt__session_queued(const uvmqtt_session_t *s);
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
+/* Spare output batches kept for the sessions of the calling thread. */
+size_t uvmqtt__session_spare_batches(void);
 /* Server limits learnt from the v5 CONNACK (0 when not given). */
 uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s);
 uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s);
