@@ -2493,6 +2493,9 @@ uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s) {
 size_t uvmqtt__session_inflight(const uvmqtt_session_t *s) {
   return s->f_count;
 }
+size_t uvmqtt__session_in_pending(const uvmqtt_session_t *s) {
+  return idset_count(s->in_ids);
+}
 size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
   return s->q_count;
 }

@@ -245,6 +245,8 @@ void uvmqtt__session_output_done(uvmqtt_session_t *s, uvmqtt_out_batch_t *batch,
 uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s);
 size_t uvmqtt__session_inflight(const uvmqtt_session_t *s);
 size_t uvmqtt__session_queued(const uvmqtt_session_t *s);
+/* Incoming QoS 2 messages acknowledged with PUBREC, awaiting PUBREL. */
+size_t uvmqtt__session_in_pending(const uvmqtt_session_t *s);
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
 /* Spare output batches kept for the sessions of the calling thread. */
 size_t uvmqtt__session_spare_batches(void);

@@ -321,6 +321,7 @@ typedef struct loop_ctx_s {
   uvmqtt_client_t *flush, *running, *closing;
   uvmqtt_client_t *last; /* completes after the handles closed */
   int handles_open;
+  uint32_t in_msgs; /* messages delivered on this loop (wraps): per read */
 } loop_ctx_t;
 
 #define ENTER(c) ((c)->depth++)

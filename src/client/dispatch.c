@@ -68,6 +68,7 @@ static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
 static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   uvmqtt_client_t *c = ud;
   uvmqtt_message_t m;
+  c->lc->in_msgs++;
   m.topic = pub->topic.data;
   m.topic_len = pub->topic.len;
   m.payload = pub->payload.data;

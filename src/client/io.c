@@ -6,6 +6,28 @@
 #include "alloc.h"
 #include "client/client_int.h"
 
+/* Under load, more input is certainly on its way: a window of our
+ * publishes awaits acknowledgements, a window of incoming QoS 2 messages
+ * awaits PUBRELs, or a read carried several incoming messages. Then, after the
+ * reply, the tcp layer waits a little for 16 acknowledgements (4 bytes each) or
+ * 16 more messages of the size just read to pile up before the next read
+ * (uvmqtt__tcp_coalesce()). The round trip of a single message (one or two in
+ * flight, one message per read) stays below both thresholds: light load keeps
+ * immediate I/O. */
+#define COALESCE_INFLIGHT 8
+#define COALESCE_MSGS 2
+#define COALESCE_BATCH 16
+
+static unsigned coalesce_want(uvmqtt_client_t *c, size_t nread, uint32_t msgs) {
+  size_t want = 0;
+  if (uvmqtt__session_inflight(c->session) >= COALESCE_INFLIGHT ||
+      uvmqtt__session_in_pending(c->session) >= COALESCE_INFLIGHT)
+    want = COALESCE_BATCH * 4;
+  if (msgs >= COALESCE_MSGS && COALESCE_BATCH * (nread / msgs) > want)
+    want = COALESCE_BATCH * (nread / msgs);
+  return want > UINT16_MAX ? UINT16_MAX : (unsigned)want;
+}
+
 static void on_written(uvmqtt_stream_t *s, int status, void *arg) {
   uvmqtt_client_t *c = s->data;
   ENTER(c);
@@ -102,15 +124,22 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
   } else if (nread < 0) {
     uvmqtt__client_drop(c, nread == UV_EOF ? UVMQTT_EPEERCLOSED : (int)nread);
   } else if (!c->drop_requested && c->state != C_CLOSING) {
+    uint32_t msgs = c->lc->in_msgs;
     int rc = uvmqtt__session_input(c->session, uvmqtt__client_now(c), buf,
                                    (size_t)nread);
+    msgs = c->lc->in_msgs - msgs;
     if (rc < 0) {
       uvmqtt__client_drop(c, rc);
     } else {
       /* Acknowledgements or new publishes go out in this iteration and
        * carry the TCP ACK: the tcp layer need not send one at once. */
-      if (c->stream && uvmqtt__session_has_output(c->session))
+      if (c->stream && uvmqtt__session_has_output(c->session)) {
         uvmqtt__tcp_reply(c->stream);
+        /* Under load (a window of publishes awaiting acknowledgements,
+         * or a read full of incoming ones) more input is on its way:
+         * let it pile up a little before the next read. */
+        uvmqtt__tcp_coalesce(c->stream, coalesce_want(c, (size_t)nread, msgs));
+      }
       /* Completions of publishes without a callback fire no event. */
       if (uvmqtt__draining(c))
         uvmqtt__drain_check(c);

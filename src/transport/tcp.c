@@ -8,8 +8,10 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
 #include <netinet/in.h>
@@ -58,7 +60,8 @@ enum {
 };
 /* A connect error reported through open_cb on the next loop turn (as
  * uv_tcp_connect() does for ECONNREFUSED and a bind's EADDRINUSE) is kept
- * as a positive errno above the flags. */
+ * as a positive errno above the flags; once connected, the same bits hold
+ * the coalescing threshold of uvmqtt__tcp_coalesce(). */
 #define DELAYED_SHIFT 16
 
 /* A write request, allocated per write() with a copy of the caller's
@@ -367,6 +370,46 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
   return 0;
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* When the last nap of this thread ended, and how long after it another
+ * stream may nap again. */
+#define NAP_GAP_NS 10000u
+static _Thread_local uint64_t nap_end;
+static _Thread_local uint64_t nap_count;
+
+uint64_t uvmqtt__tcp_naps(void) {
+  return nap_count;
+}
+
+/* After a reply went out under load (uvmqtt__tcp_coalesce()): wait a
+ * little before polling again unless enough is queued already, so that
+ * the peer's next segments pile up in the socket instead of each waking
+ * this thread. A sleep on a timer costs the peer nothing, a wake-up
+ * costs it a reschedule: with a single-threaded broker saturated by the
+ * traffic, those wake-ups are what limits throughput. */
+static void maybe_nap(tcp_stream_t *t) {
+  unsigned want = (unsigned)(flags(t) >> DELAYED_SHIFT);
+  if (!want || has(t, F_CONNECTING))
+    return;
+  t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
+  int queued = 0;
+  if (ioctl(fd_of(t), FIONREAD, &queued) != 0 || queued >= (int)want)
+    return;
+  /* Streams flushed one after the other (one loop pass) share one nap:
+   * the loop never sleeps more than one nap per pass. */
+  if (mono_ns() - nap_end < NAP_GAP_NS)
+    return;
+  struct timespec ts = {0, UVMQTT__TCP_NAP_US * 1000};
+  (void)nanosleep(&ts, NULL); /* EINTR: a shorter nap, no harm */
+  nap_end = mono_ns();
+  nap_count++;
+}
+
 static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
                          unsigned n) {
   tcp_stream_t *t = (tcp_stream_t *)s;
@@ -381,6 +424,8 @@ static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
   ssize_t r = send_bufs(fd_of(t), bufs, n);
   if (r == UV_EAGAIN)
     return 0;
+  if (r > 0)
+    maybe_nap(t);
   if (r > INT_MAX)
     r = INT_MAX; /* cannot happen with the client's writes */
   return (int)r;
@@ -502,6 +547,20 @@ void uvmqtt__tcp_reply(uvmqtt_stream_t *s) {
     s = s->lower;
   if (s && s->ops == &tcp_ops)
     set((tcp_stream_t *)s, F_REPLY, 1);
+}
+
+void uvmqtt__tcp_coalesce(uvmqtt_stream_t *s, unsigned want) {
+  while (s && s->lower)
+    s = s->lower;
+  if (!s || s->ops != &tcp_ops)
+    return;
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (has(t, F_CONNECTING))
+    return; /* the bits hold a deferred error then */
+  if (want > 0xffff)
+    want = 0xffff;
+  t->poll.data = (void *)((flags(t) & ((1u << DELAYED_SHIFT) - 1)) |
+                          ((uintptr_t)want << DELAYED_SHIFT));
 }
 
 /* Wraps the non-blocking socket `fd` (not closed on failure). */
