@@ -133,13 +133,13 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
     } else {
       /* Acknowledgements or new publishes go out in this iteration and
        * carry the TCP ACK: the tcp layer need not send one at once. */
-      if (c->stream && uvmqtt__session_has_output(c->session)) {
+      if (c->stream && uvmqtt__session_has_output(c->session))
         uvmqtt__tcp_reply(c->stream);
-        /* Under load (a window of publishes awaiting acknowledgements,
-         * or a read full of incoming ones) more input is on its way:
-         * let it pile up a little before the next read. */
+      /* Under load (a window of publishes awaiting acknowledgements, or a
+       * read full of incoming ones) more input is on its way: let it pile
+       * up a little before the next read. */
+      if (c->stream)
         uvmqtt__tcp_coalesce(c->stream, coalesce_want(c, (size_t)nread, msgs));
-      }
       /* Completions of publishes without a callback fire no event. */
       if (uvmqtt__draining(c))
         uvmqtt__drain_check(c);

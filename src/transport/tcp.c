@@ -264,6 +264,46 @@ static void update_poll(tcp_stream_t *t, int drop_w) {
   set(t, F_POLL_W, (want & UV_WRITABLE) != 0);
 }
 
+static uint64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* When the last nap of this thread ended, and how long after it another
+ * stream may nap again. */
+#define NAP_GAP_NS 10000u
+static _Thread_local uint64_t nap_end;
+static _Thread_local uint64_t nap_count;
+
+uint64_t uvmqtt__tcp_naps(void) {
+  return nap_count;
+}
+
+/* After a reply went out under load (uvmqtt__tcp_coalesce()): wait a
+ * little before polling again unless enough is queued already, so that
+ * the peer's next segments pile up in the socket instead of each waking
+ * this thread. A sleep on a timer costs the peer nothing, a wake-up
+ * costs it a reschedule: with a single-threaded broker saturated by the
+ * traffic, those wake-ups are what limits throughput. */
+static void maybe_nap(tcp_stream_t *t) {
+  unsigned want = (unsigned)(flags(t) >> DELAYED_SHIFT);
+  if (!want || has(t, F_CONNECTING))
+    return;
+  t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
+  int queued = 0;
+  if (ioctl(fd_of(t), FIONREAD, &queued) != 0 || queued >= (int)want)
+    return;
+  /* Streams flushed one after the other (one loop pass) share one nap:
+   * the loop never sleeps more than one nap per pass. */
+  if (mono_ns() - nap_end < NAP_GAP_NS)
+    return;
+  struct timespec ts = {0, UVMQTT__TCP_NAP_US * 1000};
+  (void)nanosleep(&ts, NULL); /* EINTR: a shorter nap, no harm */
+  nap_end = mono_ns();
+  nap_count++;
+}
+
 /* ---- reading ------------------------------------------------------------- */
 
 /* Reads land in one buffer per thread: read_cb consumes everything it is
@@ -340,6 +380,10 @@ static void do_reads(tcp_stream_t *t) {
     (void)answer;
     (void)streamed;
 #endif
+    /* A reader under load with no reply to send (a QoS 0 stream) waits
+     * here; one with a reply waits once the reply is out (try_write). */
+    if (n > 0 && !closing(t) && !has(t, F_REPLY) && !has(t, F_WROTE))
+      maybe_nap(t);
     if (n < (ssize_t)sizeof(shared_read_buf))
       return;
   }
@@ -399,46 +443,6 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
     send_queued(t);
   update_poll(t, 0);
   return 0;
-}
-
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* When the last nap of this thread ended, and how long after it another
- * stream may nap again. */
-#define NAP_GAP_NS 10000u
-static _Thread_local uint64_t nap_end;
-static _Thread_local uint64_t nap_count;
-
-uint64_t uvmqtt__tcp_naps(void) {
-  return nap_count;
-}
-
-/* After a reply went out under load (uvmqtt__tcp_coalesce()): wait a
- * little before polling again unless enough is queued already, so that
- * the peer's next segments pile up in the socket instead of each waking
- * this thread. A sleep on a timer costs the peer nothing, a wake-up
- * costs it a reschedule: with a single-threaded broker saturated by the
- * traffic, those wake-ups are what limits throughput. */
-static void maybe_nap(tcp_stream_t *t) {
-  unsigned want = (unsigned)(flags(t) >> DELAYED_SHIFT);
-  if (!want || has(t, F_CONNECTING))
-    return;
-  t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
-  int queued = 0;
-  if (ioctl(fd_of(t), FIONREAD, &queued) != 0 || queued >= (int)want)
-    return;
-  /* Streams flushed one after the other (one loop pass) share one nap:
-   * the loop never sleeps more than one nap per pass. */
-  if (mono_ns() - nap_end < NAP_GAP_NS)
-    return;
-  struct timespec ts = {0, UVMQTT__TCP_NAP_US * 1000};
-  (void)nanosleep(&ts, NULL); /* EINTR: a shorter nap, no harm */
-  nap_end = mono_ns();
-  nap_count++;
 }
 
 static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
