@@ -348,30 +348,23 @@ repetitions; re-check them when the code changes.)
   code pages first touched by the connection path (~70-80 KiB of ours,
   64-160 KiB of libc with the kernel's 64 KiB fault-around, 16 KiB of
   stack), measured with /proc/self/smaps before and after.
-- **CPU per message** (target 0.5x libmosquitto): met for the QoS 0
-  publisher (0.09-0.10x), not for the others (0.57-0.93x, and 1.19x for the
-  QoS 0 subscriber in `default`, where the broker's Nagle hands it large
-  reads and libmosquitto's cost per message drops too). uvmqtt makes 4-8x
-  fewer system calls and runs 3-6x fewer user-space instructions per
-  message than libmosquitto, but about 90 % of its CPU is kernel time spent
-  going to sleep and being woken (10-20 µs of sys time per sleep on this
-  VM), and messages per wake-up (2-5 at QoS 1/2) are set by the broker's
-  pace. Only delaying reads on purpose would batch more, at the cost of
-  latency; we do not. Counts and the profile: `docs/cpu-per-message.md`.
-- **QoS 1 / QoS 2 throughput** (target 1.3x libmosquitto; 1.23x / 1.05x in
-  `nodelay`, 1.22x / 1.26x in `default`): with uvmqtt's clients the
-  single-threaded broker runs at 82-96 % of a core (68-78 % with
-  libmosquitto's) and the two vCPUs, shared by publisher, subscriber and
-  broker, are 166-184 % busy. Throughput is then the broker's cost per
-  message (QoS 1: 14-15 µs, about the same for both libraries) plus the
-  clients' CPU competing for the same two cores.
-- **QoS 0 64 B in `default`** (target 0.95x the raw ceiling; 0.88x): there
-  the raw ceiling and libmosquitto write with Nagle on and the kernel
-  coalesces their small writes into large segments; uvmqtt sets TCP_NODELAY
-  by default (for latency) and its 100-message batches cost the broker
-  5.6 µs per message against 5.0-5.1. Applications that stream QoS 0 and do
-  not care about latency can turn it off (`uvmqtt_options_set_nodelay(opts,
-  false)`).
+- **CPU per message** (target 0.5x libmosquitto) and **QoS 1 / QoS 2
+  throughput**: about 90 % of a client's CPU at QoS 1/2 is kernel time
+  spent going to sleep and being woken, and each wake-up of a client is
+  also a reschedule the single-threaded broker pays for. Under load uvmqtt
+  therefore coalesces reads as the raw ceiling does: after its reply it
+  naps 50 µs unless a batch (16 acknowledgements or 16 messages) is
+  already queued, and only when more input is certainly coming (8 or more
+  publishes or QoS 2 receipts in flight, or 2 or more messages per read),
+  so single round trips keep immediate I/O. Per-message counts (segments,
+  broker CPU and context switches, client sleeps) for raw, libmosquitto
+  and uvmqtt before and after: `docs/cpu-per-message.md`.
+- **QoS 0 64 B in `default`**: the gap was not uvmqtt's TCP_NODELAY but a
+  sticky TCP_QUICKACK: the quick ACK after the SUBACK took the
+  subscriber's socket out of delayed-ACK mode for good, it then ACKed
+  every segment, and mosquitto's Nagle sent one segment per ACK (1-2
+  messages each instead of a full one). The first read that answers no
+  write of ours now turns delayed ACKs back on (`docs/cpu-per-message.md`).
 - **QoS 0 16 KiB** (0.81x / 0.88x the raw ceiling here, 1.06x / 0.78x in
   the previous full run): noise-bound on this machine. In this run the raw
   ceiling ranged 44-60 k msg/s across repetitions in `nodelay` (uvmqtt
