@@ -280,7 +280,7 @@ uint64_t uvmqtt__tcp_naps(void) {
   return nap_count;
 }
 
-/* After a reply went out under load (uvmqtt__tcp_coalesce()): wait a
+/* Under load (uvmqtt__tcp_coalesce()), after the reply or the read: wait a
  * little before polling again unless enough is queued already, so that
  * the peer's next segments pile up in the socket instead of each waking
  * this thread. A sleep on a timer costs the peer nothing, a wake-up

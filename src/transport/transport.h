@@ -149,17 +149,20 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
  * the reply carries the ACK. */
 void uvmqtt__tcp_reply(uvmqtt_stream_t *s);
 
-/* Called by the reader from inside a read callback when more input is
- * certainly on its way (a full window of publishes awaiting their
- * acknowledgements, or a stream of incoming publishes): after its reply
- * goes out, the bottom tcp stream of `s` waits UVMQTT__TCP_NAP_US
- * (once, before the loop polls again) unless `want` bytes are already
- * queued to read. The peer then writes into a socket whose reader is not
- * waiting, instead of waking it for every segment, and the next read
- * takes them all. `want` 0: no wait (light load: every read is answered
- * and polled for at once). The wait is bounded: one per read, at most
- * one per UVMQTT__TCP_NAP_US per thread, and it delays only reading,
- * never a write. */
+/* Called by the reader from inside each read callback: `want` > 0 when
+ * more input is certainly on its way (a window of publishes awaiting
+ * their acknowledgements, a stream of incoming publishes). Then the
+ * bottom tcp stream of `s` waits UVMQTT__TCP_NAP_US before the loop
+ * polls again, unless `want` bytes are already queued to read: after the
+ * reply goes out (try_write), or right after the read when the reader
+ * has nothing to answer. The peer meanwhile writes into a socket whose
+ * reader is not waiting, instead of waking it for every segment, and the
+ * next read takes them all. `want` 0: no wait (light load: every read is
+ * answered and polled for at once). Bounded: at most one wait per read
+ * (every read clears the request), none within 10 us of the end of the
+ * thread's last one (streams flushed in one loop pass share one), and it
+ * delays only reading, never a write. Over TLS only the wait of a reader
+ * with nothing to answer applies (replies go through write()). */
 #define UVMQTT__TCP_NAP_US 50
 void uvmqtt__tcp_coalesce(uvmqtt_stream_t *s, unsigned want);
 /* How many such waits the calling thread made (tests, diagnostics). */
