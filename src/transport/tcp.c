@@ -264,12 +264,6 @@ static void update_poll(tcp_stream_t *t, int drop_w) {
   set(t, F_POLL_W, (want & UV_WRITABLE) != 0);
 }
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* When the last nap of this thread ended, and how long after it another
  * stream may nap again. */
 #define NAP_GAP_NS 10000u
@@ -296,11 +290,11 @@ static void maybe_nap(tcp_stream_t *t) {
     return;
   /* Streams flushed one after the other (one loop pass) share one nap:
    * the loop never sleeps more than one nap per pass. */
-  if (mono_ns() - nap_end < NAP_GAP_NS)
+  if (uv_hrtime() - nap_end < NAP_GAP_NS)
     return;
   struct timespec ts = {0, UVMQTT__TCP_NAP_US * 1000};
   (void)nanosleep(&ts, NULL); /* EINTR: a shorter nap, no harm */
-  nap_end = mono_ns();
+  nap_end = uv_hrtime();
   nap_count++;
 }
 
