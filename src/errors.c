@@ -79,9 +79,16 @@ int uvmqtt_err_is_retryable(int err) {
   case UVMQTT_ETLS_HOSTNAME:
   case UVMQTT_ETLS_NOCERT:
   case UVMQTT_ETLS_PSK:
+  /* The proxy's verdict on us, or on the configured target. */
+  case UVMQTT_EPROXY_AUTH:
+  case UVMQTT_ESOCKS_NOTALLOWED:
+  case UVMQTT_ESOCKS_CMD:
+  case UVMQTT_ESOCKS_ATYP:
+  case UVMQTT_ESOCKS_METHOD:
   /* Decided by the CONNACK reason code / the HTTP status instead. */
   case UVMQTT_EREFUSED:
   case UVMQTT_EWS_STATUS:
+  case UVMQTT_EPROXY_STATUS:
   /* The fate of one message, not of the connection. */
   case UVMQTT_EDROPPED:
   case UVMQTT_EEXPIRED:

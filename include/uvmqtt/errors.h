@@ -19,7 +19,7 @@ extern "C" {
 #endif
 
 /* XX(name, value, message). Grouped by layer: general, codec, client, TLS,
- * WebSocket, DNS, store. Values never change once released. */
+ * WebSocket, DNS, store, proxies. Values never change once released. */
 #define UVMQTT_ERRNO_MAP(XX)                                                   \
   XX(EINVAL, -20001, "invalid argument")                                       \
   XX(ENOMEM, -20002, "out of memory")                                          \
@@ -100,7 +100,24 @@ extern "C" {
      "store belongs to another client id, broker or protocol version")         \
   XX(ESTORE_VERSION, -20601, "store format version not supported")             \
   XX(ESTORE_FORMAT, -20602, "file is not a uvmqtt store")                      \
-  XX(ESTORE_RECORD, -20603, "store record cannot be decoded")
+  XX(ESTORE_RECORD, -20603, "store record cannot be decoded")                  \
+  XX(EPROXY, -20700, "proxy error")                                            \
+  XX(EPROXY_AUTH, -20701, "proxy authentication required or refused")          \
+  XX(EPROXY_STATUS, -20702, "HTTP proxy refused the CONNECT request")          \
+  XX(EPROXY_PROTOCOL, -20703, "malformed reply from the proxy")                \
+  XX(EPROXY_TOOBIG, -20704, "proxy reply too large")                           \
+  XX(EPROXY_CLOSED, -20705,                                                    \
+     "proxy closed the connection during the handshake")                       \
+  XX(ESOCKS_FAILURE, -20710, "SOCKS proxy: general server failure")            \
+  XX(ESOCKS_NOTALLOWED, -20711,                                                \
+     "SOCKS proxy: connection not allowed by ruleset")                         \
+  XX(ESOCKS_NETUNREACH, -20712, "SOCKS proxy: network unreachable")            \
+  XX(ESOCKS_HOSTUNREACH, -20713, "SOCKS proxy: host unreachable")              \
+  XX(ESOCKS_REFUSED, -20714, "SOCKS proxy: connection refused by the target")  \
+  XX(ESOCKS_TTL, -20715, "SOCKS proxy: TTL expired")                           \
+  XX(ESOCKS_CMD, -20716, "SOCKS proxy: command not supported")                 \
+  XX(ESOCKS_ATYP, -20717, "SOCKS proxy: address type not supported")           \
+  XX(ESOCKS_METHOD, -20718, "SOCKS proxy: no acceptable authentication method")
 
 typedef enum {
 #define UVMQTT_ERR_ENUM_(name, val, msg) UVMQTT_##name = val,

@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__linux__)
@@ -30,6 +31,9 @@
 #endif
 
 typedef struct tcp_write_s tcp_write_t;
+
+/* The stream of a unix-domain socket is the same struct with the same
+ * ops; only its connect differs (uvmqtt__unix_connect). */
 
 /* The base, the poll handle and one pointer, to stay within a smaller
  * malloc size class. The handle's `data` field holds the flag bits below
@@ -658,6 +662,41 @@ static int set_keepalive(int fd, unsigned delay) {
   return rc;
 }
 
+/* Connects the non-blocking socket `fd` to addr (len bytes) and wraps it;
+ * `delayed`: an error already due through open_cb. Closes fd on failure. */
+static int start_connect(uv_loop_t *loop, int fd, const struct sockaddr *addr,
+                         socklen_t len, int delayed, uintptr_t f,
+                         uvmqtt_stream_open_cb open_cb, void *data,
+                         uvmqtt_stream_t **out) {
+  int rc = 0;
+  if (!delayed && connect(fd, addr, len) != 0) {
+    /* As uv_tcp_connect(): a refusal is reported through open_cb like
+     * one that comes later, other errors are returned here. EINTR: the
+     * connect goes on in the background. A unix socket fails at once:
+     * no such file, or a full backlog, are reported the same way. */
+    if (errno == ECONNREFUSED ||
+        (addr->sa_family == AF_UNIX && (errno == ENOENT || errno == EAGAIN)))
+      delayed = errno;
+    else if (errno != EINPROGRESS && errno != EINTR)
+      rc = -errno;
+  }
+  tcp_stream_t *t = NULL;
+  if (rc == 0)
+    rc = tcp_wrap(loop, fd, data, &t);
+  if (rc != 0) {
+    close(fd);
+    return rc;
+  }
+  t->poll.data =
+      (void *)(f | F_CONNECTING | ((uintptr_t)delayed << DELAYED_SHIFT));
+  t->u.open_cb = open_cb;
+  /* Writable once connected or failed; a socket that never connected
+   * (a deferred error) reports a hang-up at once. */
+  update_poll(t, 0);
+  *out = &t->base;
+  return 0;
+}
+
 int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
                         const uvmqtt_tcp_opts_t *opts,
                         uvmqtt_stream_open_cb open_cb, void *data,
@@ -679,30 +718,38 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
     rc = set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   if (rc == 0 && opts && opts->keepalive_s)
     rc = set_keepalive(fd, opts->keepalive_s);
-  if (rc == 0 && !delayed && connect(fd, addr, len) != 0) {
-    /* As uv_tcp_connect(): a refusal is reported through open_cb like
-     * one that comes later, other errors are returned here. EINTR: the
-     * connect goes on in the background. */
-    if (errno == ECONNREFUSED)
-      delayed = ECONNREFUSED;
-    else if (errno != EINPROGRESS && errno != EINTR)
-      rc = -errno;
-  }
-  tcp_stream_t *t = NULL;
-  if (rc == 0)
-    rc = tcp_wrap(loop, fd, data, &t);
   if (rc != 0) {
     close(fd);
     return rc;
   }
-  uintptr_t f = F_CONNECTING | ((uintptr_t)delayed << DELAYED_SHIFT);
-  if (opts && opts->nodelay)
-    f |= F_QUICKACK;
-  t->poll.data = (void *)f;
-  t->u.open_cb = open_cb;
-  /* Writable once connected or failed; a socket that never connected
-   * (a deferred error) reports a hang-up at once. */
-  update_poll(t, 0);
-  *out = &t->base;
-  return 0;
+  return start_connect(loop, fd, addr, len, delayed,
+                       opts && opts->nodelay ? F_QUICKACK : 0, open_cb, data,
+                       out);
+}
+
+int uvmqtt__unix_connect(uv_loop_t *loop, const char *path,
+                         uvmqtt_stream_open_cb open_cb, void *data,
+                         uvmqtt_stream_t **out) {
+  if (!loop || !path || !open_cb || !out)
+    return UVMQTT_EINVAL;
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof(sun));
+  sun.sun_family = AF_UNIX;
+  size_t n = strlen(path);
+  /* A path needs its terminating NUL; an abstract name ("@name", Linux)
+   * is its bytes after a leading NUL, and its length counts exactly. */
+  if (n == 0 || n > sizeof(sun.sun_path) - (path[0] == '@' ? 0 : 1) ||
+      (path[0] == '@' && n == 1))
+    return UVMQTT_EINVAL;
+  memcpy(sun.sun_path, path, n);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  if (path[0] == '@') {
+    sun.sun_path[0] = '\0';
+    len--;
+  }
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  return start_connect(loop, fd, (const struct sockaddr *)&sun, len, 0, 0,
+                       open_cb, data, out);
 }

@@ -1,4 +1,5 @@
-/* The transport stack: byte streams on libuv, stacked tcp -> tls -> ws.
+/* The transport stack: byte streams on libuv, stacked
+ * tcp | unix -> proxy (HTTP CONNECT, SOCKS5) -> tls -> ws.
  *
  * Every layer implements uvmqtt_stream_t. A layer above (the MQTT client or
  * another layer) talks to the layer below only through these operations and
@@ -83,7 +84,7 @@ typedef void (*uvmqtt_stream_log_cb)(uvmqtt_stream_t *s, int level,
                                      const char *msg);
 
 typedef struct {
-  const char *name; /* "tcp", "tls", "ws" */
+  const char *name; /* for log lines: "tcp", "http-proxy", "socks5", ... */
   /* Runs the layer's handshake over the (open) lower stream. tcp has no
    * open(): it is opened by uvmqtt__tcp_connect(). */
   int (*open)(uvmqtt_stream_t *s, uvmqtt_stream_open_cb cb);
@@ -143,6 +144,18 @@ int uvmqtt__tcp_connect(uv_loop_t *loop, const struct sockaddr *addr,
                         uvmqtt_stream_open_cb open_cb, void *data,
                         uvmqtt_stream_t **out);
 
+/* Creates a stream over a unix-domain stream socket and starts connecting
+ * to `path`; a leading '@' names a socket in the Linux abstract namespace
+ * (the rest of the string is the name). No DNS and no TCP options: it is
+ * otherwise a tcp stream (same ops, same contract). open_cb fires once with
+ * 0 or a libuv error (UV_ENOENT: no such socket; UV_ECONNREFUSED: nobody
+ * listens; UV_EAGAIN: the listener's backlog is full). Returns 0,
+ * UVMQTT_EINVAL (empty path, or longer than a sockaddr_un holds) or a
+ * libuv error, with nothing left to clean up. */
+int uvmqtt__unix_connect(uv_loop_t *loop, const char *path,
+                         uvmqtt_stream_open_cb open_cb, void *data,
+                         uvmqtt_stream_t **out);
+
 /* Called by the reader from inside a read callback: a reply to what it
  * just read is queued and goes out in this loop iteration, so the bottom
  * tcp stream of `s` need not acknowledge the read at once (TCP_QUICKACK);
@@ -187,6 +200,56 @@ int uvmqtt__tls_new(uvmqtt_stream_t *lower,
  * of the last failure (for diagnosis; 0 when none). */
 int uvmqtt__tls_last_error(uvmqtt_stream_t *s, int *mbedtls_err,
                            uint32_t *verify_flags);
+
+/* ---- proxies (src/transport/proxy*.c, socks5.c) ------------------------- */
+
+/* What a proxy layer asks its proxy to connect to. */
+typedef struct {
+  const char *host; /* target: a name, or an address literal (no brackets) */
+  uint16_t port;    /* target port, not 0 */
+  const char *user; /* proxy credentials; NULL: none */
+  const char *pass; /* NULL: empty */
+  /* Handshake deadline from open(), 0 = none (the owner's own deadline
+   * then bounds it); UVMQTT_ETIMEDOUT when it passes. */
+  unsigned timeout_ms;
+  size_t max_reply_size; /* HTTP: reply header limit, default 8 KiB */
+} uvmqtt_proxy_opts_t;
+
+/* Create a proxy stream over the open stream `lower` (the connection to
+ * the proxy), which it then owns. The options and strings are copied.
+ * ops->open() runs the handshake; once open_cb(0) fires, bytes pass
+ * through unchanged in both directions, and the handshake's memory is
+ * gone. Bytes of the tunnelled stream that arrive with the proxy's reply
+ * are delivered after open_cb, never lost. Return 0, UVMQTT_EINVAL (bad
+ * options: no host or port, CR/LF in a string, a SOCKS field over 255
+ * bytes, a ':' in an HTTP user name) or UVMQTT_ENOMEM.
+ *
+ * HTTP CONNECT (RFC 9110 section 9.3.6) with Basic authentication when
+ * `user` is set. open_cb errors: UVMQTT_EPROXY_AUTH (407),
+ * UVMQTT_EPROXY_STATUS (any other status than 2xx; the status is readable
+ * with uvmqtt__proxy_reply_code()), UVMQTT_EPROXY_PROTOCOL (not an HTTP
+ * reply), UVMQTT_EPROXY_TOOBIG (header over max_reply_size),
+ * UVMQTT_EPROXY_CLOSED (the proxy closed before its reply ended),
+ * UVMQTT_ETIMEDOUT, or the lower stream's errors. */
+int uvmqtt__http_proxy_new(uvmqtt_stream_t *lower,
+                           const uvmqtt_proxy_opts_t *opts,
+                           uvmqtt_stream_t **out);
+
+/* SOCKS5 (RFC 1928) with no authentication, or username/password (RFC
+ * 1929) when `user` is set. A host name is sent to the proxy to resolve
+ * (socks5h); an address literal as an address (socks5: the owner resolved
+ * the name). open_cb errors: UVMQTT_EPROXY_AUTH (credentials refused, or
+ * required and none given), UVMQTT_ESOCKS_METHOD (no method both sides
+ * know), UVMQTT_ESOCKS_* for the reply codes 1 to 8 (the code is readable
+ * with uvmqtt__proxy_reply_code()), UVMQTT_EPROXY_PROTOCOL (not a SOCKS5
+ * reply), UVMQTT_EPROXY_CLOSED, UVMQTT_ETIMEDOUT, or the lower stream's
+ * errors. */
+int uvmqtt__socks5_new(uvmqtt_stream_t *lower, const uvmqtt_proxy_opts_t *opts,
+                       uvmqtt_stream_t **out);
+
+/* After a failed open of a proxy stream: the proxy's reply code (the HTTP
+ * status, or the SOCKS5 reply code); 0 when none came. */
+int uvmqtt__proxy_reply_code(uvmqtt_stream_t *s);
 
 /* ---- ws (src/transport/ws.c; only when UVMQTT_HAVE_WS) ------------------ */
 

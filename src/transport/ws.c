@@ -17,6 +17,7 @@
 #include <mbedtls/version.h>
 
 #include "../alloc.h"
+#include "http.h"
 #include "transport.h"
 #include "uvmqtt/errors.h"
 
@@ -115,37 +116,19 @@ static void ws_log(ws_stream_t *ws, int level, const char *fmt, ...) {
   ws->base.log_cb(&ws->base, level, msg);
 }
 
-static int lower_ci(int c) {
-  return (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
-}
-
-static int ci_equal(const char *a, size_t alen, const char *b) {
-  size_t blen = strlen(b);
-  if (alen != blen)
-    return 0;
-  for (size_t i = 0; i < alen; i++)
-    if (lower_ci((unsigned char)a[i]) != lower_ci((unsigned char)b[i]))
-      return 0;
-  return 1;
-}
-
-static int is_ows(char c) {
-  return c == ' ' || c == '\t';
-}
-
 /* 1 when the comma-separated list `v` holds `token` (case-insensitive). */
 static int list_has_token(const char *v, size_t len, const char *token) {
   size_t i = 0;
   while (i < len) {
-    while (i < len && (is_ows(v[i]) || v[i] == ','))
+    while (i < len && (uvmqtt__http_is_ows(v[i]) || v[i] == ','))
       i++;
     size_t start = i;
     while (i < len && v[i] != ',')
       i++;
     size_t end = i;
-    while (end > start && is_ows(v[end - 1]))
+    while (end > start && uvmqtt__http_is_ows(v[end - 1]))
       end--;
-    if (end > start && ci_equal(v + start, end - start, token))
+    if (end > start && uvmqtt__http_ci_equal(v + start, end - start, token))
       return 1;
   }
   return 0;
@@ -560,21 +543,6 @@ static void open_done(ws_stream_t *ws, int status) {
     cb(&ws->base, status);
 }
 
-/* Parses "HTTP/1.x NNN ..." in the first line; returns the status or -1. */
-static int parse_status_line(const char *line, size_t len) {
-  if (len < 12 || memcmp(line, "HTTP/1.", 7) != 0 || line[8] != ' ')
-    return -1;
-  int code = 0;
-  for (int i = 9; i < 12; i++) {
-    if (line[i] < '0' || line[i] > '9')
-      return -1;
-    code = code * 10 + (line[i] - '0');
-  }
-  if (len > 12 && line[12] != ' ')
-    return -1;
-  return code;
-}
-
 /* Checks a complete reply header (reply[0 .. len), lines ending in LF or
  * CRLF). Returns 0 or an error, logging why. */
 static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
@@ -593,7 +561,7 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
       continue; /* the status line was checked already */
     if (llen == 0)
       break; /* end of the header */
-    if (is_ows(line[0])) {
+    if (uvmqtt__http_is_ows(line[0])) {
       ws_log(ws, WS_LOG_ERROR, "ws: folded header line in the upgrade reply");
       return UVMQTT_EWS_UPGRADE;
     }
@@ -605,17 +573,17 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
     size_t nlen = (size_t)(colon - line);
     const char *v = colon + 1;
     size_t vlen = llen - nlen - 1;
-    while (vlen && is_ows(*v))
+    while (vlen && uvmqtt__http_is_ows(*v))
       v++, vlen--;
-    while (vlen && is_ows(v[vlen - 1]))
+    while (vlen && uvmqtt__http_is_ows(v[vlen - 1]))
       vlen--;
-    if (ci_equal(line, nlen, "upgrade")) {
+    if (uvmqtt__http_ci_equal(line, nlen, "upgrade")) {
       if (list_has_token(v, vlen, "websocket"))
         upgrade = 1;
-    } else if (ci_equal(line, nlen, "connection")) {
+    } else if (uvmqtt__http_ci_equal(line, nlen, "connection")) {
       if (list_has_token(v, vlen, "upgrade"))
         connection = 1;
-    } else if (ci_equal(line, nlen, "sec-websocket-accept")) {
+    } else if (uvmqtt__http_ci_equal(line, nlen, "sec-websocket-accept")) {
       if (vlen != 28 || memcmp(v, ws->accept, 28) != 0) {
         ws_log(ws, WS_LOG_ERROR,
                "ws: Sec-WebSocket-Accept is \"%.*s\", expected \"%s\"",
@@ -623,15 +591,15 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
         return UVMQTT_EWS_ACCEPT;
       }
       accept = 1;
-    } else if (ci_equal(line, nlen, "sec-websocket-protocol")) {
-      if (!ci_equal(v, vlen, ws->protocol)) {
+    } else if (uvmqtt__http_ci_equal(line, nlen, "sec-websocket-protocol")) {
+      if (!uvmqtt__http_ci_equal(v, vlen, ws->protocol)) {
         ws_log(ws, WS_LOG_ERROR,
                "ws: server chose subprotocol \"%.*s\", asked for \"%s\"",
                (int)(vlen > 64 ? 64 : vlen), v, ws->protocol);
         return UVMQTT_EWS_PROTOCOL;
       }
       protocol = 1;
-    } else if (ci_equal(line, nlen, "sec-websocket-extensions")) {
+    } else if (uvmqtt__http_ci_equal(line, nlen, "sec-websocket-extensions")) {
       if (vlen > 0) {
         /* We asked for none (RFC 6455 section 4.1, point 5). */
         ws_log(ws, WS_LOG_ERROR,
@@ -702,7 +670,7 @@ static void handshake_read(ws_stream_t *ws, const uint8_t *p, size_t n) {
   size_t l1 = (size_t)(nl - ws->reply);
   if (l1 > 0 && ws->reply[l1 - 1] == '\r')
     l1--;
-  int status = parse_status_line(ws->reply, l1);
+  int status = uvmqtt__http_status_line(ws->reply, l1);
   if (status < 0) {
     ws_log(ws, WS_LOG_ERROR, "ws: malformed status line \"%.*s\"",
            (int)(l1 > 80 ? 80 : l1), ws->reply);
@@ -964,7 +932,8 @@ static int valid_opts(const uvmqtt_ws_opts_t *o) {
     return 0;
   for (size_t i = 0; i < o->header_count; i++) {
     const char *h = o->headers[i];
-    if (!h || has_ctl(h) || !strchr(h, ':') || h[0] == ':' || is_ows(h[0]))
+    if (!h || has_ctl(h) || !strchr(h, ':') || h[0] == ':' ||
+        uvmqtt__http_is_ows(h[0]))
       return 0;
   }
   return 1;
