@@ -124,7 +124,8 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
       return UVMQTT_EPROXY_PROTOCOL;
     }
     uvmqtt__proxy_set_code(p, st->status);
-    if (st->status == 407) {
+    /* 401 too: tinyproxy answers wrong credentials with it. */
+    if (st->status == 407 || st->status == 401) {
       uvmqtt__proxy_log(p, P_LOG_ERROR, "http-proxy: %.*s",
                         (int)(keep > 80 ? 80 : keep), l);
       return UVMQTT_EPROXY_AUTH;

@@ -225,7 +225,8 @@ typedef struct {
  * bytes, a ':' in an HTTP user name) or UVMQTT_ENOMEM.
  *
  * HTTP CONNECT (RFC 9110 section 9.3.6) with Basic authentication when
- * `user` is set. open_cb errors: UVMQTT_EPROXY_AUTH (407),
+ * `user` is set. open_cb errors: UVMQTT_EPROXY_AUTH (407, or 401 as
+ * tinyproxy sends for wrong credentials),
  * UVMQTT_EPROXY_STATUS (any other status than 2xx; the status is readable
  * with uvmqtt__proxy_reply_code()), UVMQTT_EPROXY_PROTOCOL (not an HTTP
  * reply), UVMQTT_EPROXY_TOOBIG (header over max_reply_size),
