@@ -401,6 +401,34 @@ UVMQTT_EXTERN int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o,
 /* DNS lookup timeout in ms (default 5000). */
 UVMQTT_EXTERN int uvmqtt_options_set_dns_timeout(uvmqtt_options_t *o,
                                                  unsigned ms);
+/* The proxy every TCP connection of the client goes through (unix-domain
+ * sockets never use one). `url`:
+ *   "http://[user[:pass]@]host[:port]"    HTTP CONNECT (port 80 by default),
+ *                                          Basic authentication with user
+ *   "socks5h://[user[:pass]@]host[:port]" SOCKS5 (port 1080), the broker's
+ *                                          name resolved by the proxy
+ *   "socks5://..."                         SOCKS5, the broker's name
+ *                                          resolved here (its first address)
+ * user and pass are %-decoded. TLS and WebSocket run inside the tunnel
+ * (mqtts:// and wss:// through the proxy, verified against the broker's
+ * name). Every proxy step counts in the connect timeout. NULL or "": no
+ * proxy. Copied. Errors: UVMQTT_EINVAL (o NULL), UVMQTT_EURI (not such a
+ * URL), UVMQTT_ENOMEM. A failed proxy handshake reaches the connect
+ * callback as UVMQTT_EPROXY_AUTH (credentials missing or refused),
+ * UVMQTT_EPROXY_STATUS (the HTTP proxy refused, e.g. 403; 5xx is
+ * retried), UVMQTT_ESOCKS_* (the SOCKS reply code), UVMQTT_EPROXY_PROTOCOL,
+ * UVMQTT_EPROXY_TOOBIG or UVMQTT_EPROXY_CLOSED. */
+UVMQTT_EXTERN int uvmqtt_options_set_proxy(uvmqtt_options_t *o,
+                                           const char *url);
+/* Opt-in (off by default: a library does not change behaviour because of
+ * the environment unless asked): a client without a proxy set by
+ * uvmqtt_options_set_proxy() reads the environment at each connection
+ * attempt: ws:// uses http_proxy, wss:// https_proxy, every scheme then
+ * all_proxy (lower case first, then upper case; a value without a scheme
+ * is an HTTP proxy); no_proxy lists hosts and domains to reach directly
+ * ("*": all). Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_options_set_proxy_from_env(uvmqtt_options_t *o,
+                                                    bool on);
 
 /* ---- MQTT 5 options --------------------------------------------------------
  */
@@ -634,8 +662,12 @@ UVMQTT_EXTERN int uvmqtt_client_set_ws_headers(uvmqtt_client_t *c,
 UVMQTT_EXTERN int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host,
                                         int port);
 /* Connects by URI: mqtt://[user[:pass]@]host[:port] (1883),
- * mqtts:// (8883), ws://host[:port][/path] (80, path /mqtt), wss:// (443).
- * IPv6 literals in brackets. Credentials in the URI override the options.
+ * mqtts:// (8883), ws://host[:port][/path] (80, path /mqtt), wss:// (443),
+ * unix:///path/to/socket (a unix-domain socket; unix://@name for the Linux
+ * abstract namespace; the path is %-decoded), ws+unix:///path/to/socket
+ * (WebSocket over a unix-domain socket, request path from
+ * uvmqtt_options_set_ws, Host "localhost"). IPv6 literals in brackets.
+ * Credentials in the URI override the options.
  * mqtts:// and wss:// use the TLS configuration of the options; without
  * one, the system's trust store (uvmqtt_tls_config_set_ca_default: one
  * configuration shared by the process's clients), with peer and host name

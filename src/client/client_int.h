@@ -22,7 +22,19 @@
 #include "uvmqtt.h"
 #include "uvmqtt_config.h"
 
-enum scheme { S_MQTT = 0, S_MQTTS, S_WS, S_WSS };
+/* Broker schemes, then the proxy schemes uvmqtt_options_set_proxy() takes
+ * (never a broker's). For the unix schemes the host is the socket path. */
+enum scheme {
+  S_MQTT = 0,
+  S_MQTTS,
+  S_WS,
+  S_WSS,
+  S_UNIX,    /* unix:///path, unix://@abstract */
+  S_WS_UNIX, /* ws+unix:///path */
+  S_PROXY_HTTP,
+  S_PROXY_SOCKS5,  /* names resolved here */
+  S_PROXY_SOCKS5H, /* names resolved by the proxy */
+};
 
 /* A server as parsed, and as read back by uvmqtt__server_at(). */
 typedef struct {
@@ -62,6 +74,7 @@ typedef struct {
   char **ws_headers;
   size_t ws_header_count;
   char *dns_servers;
+  char *proxy; /* URL, checked when set; parsed for each attempt */
   char *auth_method;
   uint8_t *auth_data;
   size_t auth_data_len;
@@ -84,6 +97,7 @@ typedef struct {
   uvmqtt_store_t *store; /* shared, not owned */
   bool manual_ack;
   bool record_first; /* QoS 2 recorded before delivery (with store) */
+  bool proxy_env; /* take a proxy from the environment */
 } opt_ext_t;
 
 /* Every rarely set option at its default (options.c). */
@@ -193,7 +207,15 @@ typedef struct {
   uint64_t deadline;
   uint32_t naddrs, cur_addr;
   int last_error;
-  int http_status; /* of the last refused WebSocket upgrade */
+  int http_status; /* of the last refused WebSocket upgrade or CONNECT */
+  /* The transport stack being built (stack.c): the proxy of this server,
+   * if any (strings owned; host NULL: none), the layers still to stack
+   * over the socket, in order, and the one being opened. */
+  server_spec_t proxy;
+  uint8_t plan[4];
+  uint8_t nplan, layer;
+  bool target_resolved; /* socks5: the broker's address is in target */
+  char target[46];      /* INET6_ADDRSTRLEN */
 } attempt_t;
 
 /* A graceful goodbye (delivery.c): asked for (input halted at once), then
@@ -375,10 +397,22 @@ int uvmqtt__parse_uri(const uvmqtt_client_t *c, const char *uri,
                       server_spec_t *sv);
 int uvmqtt__server_ref_parse(const char *ref, char **host, uint16_t *port);
 
+/* ---- stack.c: the transport stack builder */
+/* Decides the current server's proxy (options, then the environment when
+ * asked) and the layers to stack over its socket. 0 or an error. */
+int uvmqtt__stack_plan(uvmqtt_client_t *c);
+/* The attempt's socket (tcp or unix) is open: stacks the planned layers
+ * one at a time, each opened before the next, then sends CONNECT. */
+void uvmqtt__stack_build(uvmqtt_client_t *c, uvmqtt_stream_t *s);
+/* The proxy's default port for its scheme. */
+uint16_t uvmqtt__proxy_port(const server_spec_t *p);
+
 /* ---- connect.c: the connect pipeline */
 void uvmqtt__client_start_attempt(uvmqtt_client_t *c);
 void uvmqtt__client_attempt_end(uvmqtt_client_t *c);
 void uvmqtt__client_close_stream(uvmqtt_client_t *c);
+/* The stack is open: CONNECT goes out. */
+void uvmqtt__client_send_connect(uvmqtt_client_t *c);
 
 /* ---- retry.c: failed attempts, drops, backoff, redirects, LEAVE */
 /* The current attempt failed: try the next address, then the next server,

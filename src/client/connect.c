@@ -1,6 +1,7 @@
 /* The connect pipeline: the connect calls, then for each attempt an SRV
- * lookup when asked, name resolution, TCP to each address in turn, the TLS
- * and WebSocket layers the scheme asks for, and CONNECT. A failure goes to
+ * lookup when asked, name resolution (of the proxy when there is one; of
+ * the broker too for socks5://), TCP to each address in turn or a
+ * unix-domain socket, then stack.c's layers and CONNECT. A failure goes to
  * retry.c; CONNACK is handled in dispatch.c. */
 #include <stdio.h>
 #include <string.h>
@@ -97,6 +98,8 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
   bool need_tls = false;
   for (size_t i = 0; i < count; i++) {
     rc = uris[i] ? uvmqtt__parse_uri(c, uris[i], &sv[i]) : UVMQTT_EURI;
+    if (rc == 0 && sv[i].scheme >= S_PROXY_HTTP)
+      rc = UVMQTT_EURI; /* a proxy's scheme, not a broker's */
     if (rc < 0)
       break;
     need_tls |= sv[i].scheme == S_MQTTS || sv[i].scheme == S_WSS;
@@ -163,6 +166,7 @@ void uvmqtt__client_attempt_end(uvmqtt_client_t *c) {
     uvmqtt__resolver_close(at->resolver, on_resolver_released, c);
   }
   uvmqtt__free(at->addrs);
+  uvmqtt__server_clear(&at->proxy);
   uvmqtt__free(at);
 }
 
@@ -186,7 +190,7 @@ void uvmqtt__client_close_stream(uvmqtt_client_t *c) {
   }
 }
 
-static void send_connect(uvmqtt_client_t *c) {
+void uvmqtt__client_send_connect(uvmqtt_client_t *c) {
   server_spec_t cur;
   const server_spec_t *sv = NULL;
   if (c->nservers) {
@@ -279,116 +283,14 @@ static void send_connect(uvmqtt_client_t *c) {
   uvmqtt__client_flush_ex(c, true);
 }
 
-#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
-static void layer_opened(uvmqtt_stream_t *s, int status);
-#endif
-
-/* Log lines from the transport layers go to the client's log. */
-static void on_layer_log(uvmqtt_stream_t *s, int level, const char *msg) {
-  uvmqtt_client_t *c = s->data;
-  uvmqtt__client_log(c, level, "%s: %s", s->ops->name, msg);
-}
-
-/* Stacks the next layer for the current server, or starts MQTT. */
-static void next_layer(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
-  server_spec_t cur = uvmqtt__server_at(c, c->cur_server);
-  const server_spec_t *sv = &cur;
-  s->log_cb = on_layer_log;
-#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
-  int rc = 0;
-  uvmqtt_stream_t *up = NULL;
-#endif
-  (void)sv;
-#if UVMQTT_HAVE_TLS
-  if ((sv->scheme == S_MQTTS || sv->scheme == S_WSS) &&
-      strcmp(s->ops->name, "tcp") == 0) {
-    rc = uvmqtt__tls_new(s, CX(c)->tls ? CX(c)->tls : c->rare->tls_default,
-                         sv->host, &up);
-    goto stack;
-  }
-#endif
-#if UVMQTT_HAVE_WS
-  if ((sv->scheme == S_WS || sv->scheme == S_WSS) &&
-      strcmp(s->ops->name, "ws") != 0) {
-    char host[300];
-    uint16_t port = sv->port ? sv->port : uvmqtt__default_port(c, sv->scheme);
-    bool v6 = strchr(sv->host, ':') != NULL;
-    if (port == uvmqtt__default_port(c, sv->scheme))
-      snprintf(host, sizeof(host), v6 ? "[%s]" : "%s", sv->host);
-    else
-      snprintf(host, sizeof(host), v6 ? "[%s]:%u" : "%s:%u", sv->host, port);
-    uvmqtt_ws_opts_t wo;
-    memset(&wo, 0, sizeof(wo));
-    wo.host = host;
-    wo.path = sv->path ? sv->path : (CX(c)->ws_path ? CX(c)->ws_path : "/mqtt");
-    wo.protocol = c->o.version == UVMQTT_V31 ? "mqttv3.1" : "mqtt";
-    wo.headers = (const char *const *)CX(c)->ws_headers;
-    wo.header_count = CX(c)->ws_header_count;
-    rc = uvmqtt__ws_new(s, &wo, &up);
-    goto stack;
-  }
-#endif
-  /* The stack is complete. */
-  c->stream = s;
-  c->at->opening = NULL;
-  s->read_cb = uvmqtt__client_on_read;
-  send_connect(c);
-  return;
-#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
-stack:
-  if (rc < 0) {
-    c->at->opening = s;
-    uvmqtt__client_attempt_failed(c, rc);
-    return;
-  }
-  up->data = c;
-  up->read_cb = NULL;
-  up->log_cb = on_layer_log;
-  c->at->opening = up;
-  rc = up->ops->open(up, layer_opened);
-  if (rc < 0)
-    uvmqtt__client_attempt_failed(c, rc);
-#endif
-}
-
-#if UVMQTT_HAVE_TLS || UVMQTT_HAVE_WS
-static void layer_opened(uvmqtt_stream_t *s, int status) {
-  uvmqtt_client_t *c = s->data;
-  ENTER(c);
-  if (status < 0) {
-    attempt_t *at = c->at;
-    at->http_status = 0;
-#if UVMQTT_HAVE_TLS
-    /* A client with a TLS configuration has its rare block. */
-    if (strcmp(s->ops->name, "tls") == 0 && c->rare)
-      uvmqtt__tls_last_error(s, &c->rare->tls_err, &c->rare->tls_flags);
-#endif
-#if UVMQTT_HAVE_WS
-    if (status == UVMQTT_EWS_STATUS && strcmp(s->ops->name, "ws") == 0)
-      at->http_status = uvmqtt__ws_http_status(s);
-#endif
-    if (at->http_status)
-      uvmqtt__client_log(c, UVMQTT_LOG_WARN,
-                         "%s handshake failed: %s (HTTP %d)", s->ops->name,
-                         uvmqtt_strerror(status), at->http_status);
-    else
-      uvmqtt__client_log(c, UVMQTT_LOG_WARN, "%s handshake failed: %s",
-                         s->ops->name, uvmqtt_strerror(status));
-    uvmqtt__client_attempt_failed(c, status);
-  } else {
-    next_layer(c, s);
-  }
-  LEAVE(c);
-}
-#endif
-
 static void try_address(uvmqtt_client_t *c);
 
-static void tcp_opened(uvmqtt_stream_t *s, int status) {
+/* The socket (tcp, or unix with no addresses) is connected or failed. */
+static void socket_opened(uvmqtt_stream_t *s, int status) {
   uvmqtt_client_t *c = s->data;
   ENTER(c);
   if (status < 0) {
-    uvmqtt__client_log(c, UVMQTT_LOG_DEBUG, "tcp connect failed: %s",
+    uvmqtt__client_log(c, UVMQTT_LOG_DEBUG, "connect failed: %s",
                        uvmqtt_strerror(status));
     uvmqtt__client_close_stream(c);
     c->at->cur_addr++;
@@ -402,7 +304,7 @@ static void tcp_opened(uvmqtt_stream_t *s, int status) {
     uvmqtt__free(c->at->addrs);
     c->at->addrs = NULL;
     c->at->naddrs = c->at->cur_addr = 0;
-    next_layer(c, s);
+    uvmqtt__stack_build(c, s);
   }
   LEAVE(c);
 }
@@ -422,7 +324,7 @@ static void try_address(uvmqtt_client_t *c) {
     uvmqtt_stream_t *s;
     int rc = uvmqtt__tcp_connect(c->lc->loop,
                                  (struct sockaddr *)&at->addrs[at->cur_addr],
-                                 &to, tcp_opened, c, &s);
+                                 &to, socket_opened, c, &s);
     if (rc == 0) {
       c->open_handles++;
       at->opening = s;
@@ -483,14 +385,26 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
   LEAVE(c);
 }
 
-static void resolve_server(uvmqtt_client_t *c) {
-  server_spec_t cur = uvmqtt__server_at(c, c->cur_server);
-  const server_spec_t *sv = &cur;
-  uint16_t port = sv->port ? sv->port : uvmqtt__default_port(c, sv->scheme);
+/* Connects to a unix-domain socket: no name, no addresses. */
+static void dial_unix(uvmqtt_client_t *c, const char *path) {
+  uvmqtt_stream_t *s;
+  c->state = C_TRANSPORT;
+  int rc = uvmqtt__unix_connect(c->lc->loop, path, socket_opened, c, &s);
+  if (rc < 0) {
+    uvmqtt__client_attempt_failed(c, rc);
+    return;
+  }
+  c->open_handles++;
+  c->at->opening = s;
+}
+
+/* Resolves host:port (an address literal at once) and connects to each
+ * address in turn. */
+static void dial(uvmqtt_client_t *c, const char *host, uint16_t port) {
   struct sockaddr_storage lit;
   if (!CX(c)->dns_servers &&
-      (uv_ip4_addr(sv->host, port, (struct sockaddr_in *)&lit) == 0 ||
-       uv_ip6_addr(sv->host, port, (struct sockaddr_in6 *)&lit) == 0)) {
+      (uv_ip4_addr(host, port, (struct sockaddr_in *)&lit) == 0 ||
+       uv_ip6_addr(host, port, (struct sockaddr_in6 *)&lit) == 0)) {
     /* An address literal needs no lookup, and no resolver. We run from a
      * timer or another callback here, never from inside an API call. */
     attempt_t *at = c->at;
@@ -511,11 +425,81 @@ static void resolve_server(uvmqtt_client_t *c) {
   int rc = ensure_resolver(c);
   if (rc == 0) {
     c->state = C_RESOLVING;
-    rc = uvmqtt__resolve_addr(c->at->resolver, sv->host, port, on_addrs, c,
+    rc = uvmqtt__resolve_addr(c->at->resolver, host, port, on_addrs, c,
                               &c->at->resolve_req);
   }
   if (rc < 0)
     uvmqtt__client_attempt_failed(c, rc);
+}
+
+/* Dials the proxy when there is one, else the server. */
+static void dial_first_hop(uvmqtt_client_t *c) {
+  attempt_t *at = c->at;
+  if (at->proxy.host) {
+    dial(c, at->proxy.host, uvmqtt__proxy_port(&at->proxy));
+    return;
+  }
+  server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
+  dial(c, sv.host, sv.port ? sv.port : uvmqtt__default_port(c, sv.scheme));
+}
+
+/* socks5:// (not socks5h://): the broker's name resolved here, and its
+ * first address handed to the proxy. */
+static void on_target_addrs(int status, const struct sockaddr_storage *addrs,
+                            size_t n, void *arg) {
+  uvmqtt_client_t *c = arg;
+  ENTER(c);
+  attempt_t *at = c->at;
+  at->resolve_req = NULL;
+  int rc = status < 0 ? status : n == 0 ? UVMQTT_EDNS_NODATA : 0;
+  if (rc == 0) {
+    const struct sockaddr *a = (const struct sockaddr *)&addrs[0];
+    rc = a->sa_family == AF_INET6 ? uv_ip6_name((const struct sockaddr_in6 *)a,
+                                                at->target, sizeof(at->target))
+                                  : uv_ip4_name((const struct sockaddr_in *)a,
+                                                at->target, sizeof(at->target));
+  }
+  if (rc < 0) {
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
+                       uvmqtt__server_at(c, c->cur_server).host,
+                       uvmqtt_strerror(rc));
+    uvmqtt__client_attempt_failed(c, rc);
+  } else {
+    at->target_resolved = true;
+    dial_first_hop(c);
+  }
+  LEAVE(c);
+}
+
+static void resolve_server(uvmqtt_client_t *c) {
+  int rc = uvmqtt__stack_plan(c);
+  if (rc < 0) {
+    uvmqtt__client_attempt_failed(c, rc);
+    return;
+  }
+  attempt_t *at = c->at;
+  server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
+  if (sv.scheme == S_UNIX || sv.scheme == S_WS_UNIX) {
+    dial_unix(c, sv.host);
+    return;
+  }
+  struct sockaddr_storage lit;
+  if (at->proxy.scheme == S_PROXY_SOCKS5 &&
+      uv_ip4_addr(sv.host, 0, (struct sockaddr_in *)&lit) != 0 &&
+      uv_ip6_addr(sv.host, 0, (struct sockaddr_in6 *)&lit) != 0) {
+    rc = ensure_resolver(c);
+    if (rc == 0) {
+      c->state = C_RESOLVING;
+      rc = uvmqtt__resolve_addr(at->resolver, sv.host,
+                                sv.port ? sv.port
+                                        : uvmqtt__default_port(c, sv.scheme),
+                                on_target_addrs, c, &at->resolve_req);
+    }
+    if (rc < 0)
+      uvmqtt__client_attempt_failed(c, rc);
+    return;
+  }
+  dial_first_hop(c);
 }
 
 static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,

@@ -53,6 +53,7 @@ void uvmqtt__copts_free(copts_t *k) {
     uvmqtt__free(x->ws_headers[i]);
   uvmqtt__free(x->ws_headers);
   uvmqtt__free(x->dns_servers);
+  uvmqtt__free(x->proxy);
   uvmqtt__free(x->auth_method);
   uvmqtt__free(x->auth_data);
   uvmqtt__free(x);
@@ -444,6 +445,34 @@ int uvmqtt_client_set_ws_headers(uvmqtt_client_t *c, const char *const *headers,
            : UVMQTT_EINVAL;
 }
 
+int uvmqtt_options_set_proxy(uvmqtt_options_t *o, const char *url) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  if (url && *url) {
+    server_spec_t p;
+    int rc = uvmqtt__parse_uri(NULL, url, &p);
+    if (rc == 0 && p.scheme < S_PROXY_HTTP)
+      rc = UVMQTT_EURI;
+    uvmqtt__server_clear(&p);
+    if (rc < 0)
+      return rc;
+  }
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  return set_str(&x->proxy, url && *url ? url : NULL);
+}
+
+int uvmqtt_options_set_proxy_from_env(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->proxy_env = on;
+  return 0;
+}
+
 int uvmqtt_options_set_dns_servers(uvmqtt_options_t *o, const char *servers) {
   if (!o)
     return UVMQTT_EINVAL;
@@ -595,7 +624,7 @@ int uvmqtt__copts_copy(copts_t *d, const copts_t *s) {
     goto fail;
   *x = *sx;
   x->username = x->will_topic = x->bind = x->ws_path = NULL;
-  x->dns_servers = x->auth_method = NULL;
+  x->dns_servers = x->auth_method = x->proxy = NULL;
   x->password = x->will_payload = x->auth_data = NULL;
   x->will_props = x->connect_props = NULL;
   x->ws_headers = NULL;
@@ -608,6 +637,7 @@ int uvmqtt__copts_copy(copts_t *d, const copts_t *s) {
       set_props(&x->connect_props, sx->connect_props) ||
       set_str(&x->bind, sx->bind) || set_str(&x->ws_path, sx->ws_path) ||
       set_str(&x->dns_servers, sx->dns_servers) ||
+      set_str(&x->proxy, sx->proxy) ||
       set_str(&x->auth_method, sx->auth_method) ||
       set_bin(&x->auth_data, &x->auth_data_len, sx->auth_data,
               sx->auth_data_len))

@@ -26,9 +26,9 @@ static bool config_error(int status) {
 
 /* Whether reconnecting later may help: the library's one retry policy
  * (uvmqtt_err_is_retryable), with the HTTP status of a refused WebSocket
- * upgrade that only the client knows. */
+ * upgrade or proxy CONNECT that only the client knows. */
 static bool attempt_retryable(const uvmqtt_client_t *c, int status) {
-  if (status == UVMQTT_EWS_STATUS) {
+  if (status == UVMQTT_EWS_STATUS || status == UVMQTT_EPROXY_STATUS) {
     int http = c->at ? c->at->http_status : 0;
     return http >= 500 || http == 408 || http == 429;
   }
@@ -127,6 +127,11 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
         tmp[i] = uvmqtt__server_at(c, i);
       tmp[c->cur_server].host = host;
       tmp[c->cur_server].port = port;
+      /* A host and port: a unix socket's broker moves to TCP. */
+      if (tmp[c->cur_server].scheme == S_UNIX)
+        tmp[c->cur_server].scheme = S_MQTT;
+      else if (tmp[c->cur_server].scheme == S_WS_UNIX)
+        tmp[c->cur_server].scheme = S_WS;
       v = uvmqtt__servers_pack(tmp, n);
     }
     if (tmp != &one)

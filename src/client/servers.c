@@ -157,14 +157,25 @@ static int hostport_parse(const char *p, const char *end, bool bare_v6,
   return 0;
 }
 
-/* Parses scheme://[user[:pass]@]host[:port][/path]. */
+/* Parses scheme://[user[:pass]@]host[:port][/path], or unix://path and
+ * ws+unix://path. The proxy schemes parse too: callers check which they
+ * take. */
 int uvmqtt__parse_uri(const uvmqtt_client_t *c, const char *uri,
                       server_spec_t *sv) {
   static const struct {
     const char *name;
     int scheme;
-  } schemes[] = {{"mqtt://", S_MQTT}, {"tcp://", S_MQTT}, {"mqtts://", S_MQTTS},
-                 {"ssl://", S_MQTTS}, {"ws://", S_WS},    {"wss://", S_WSS}};
+  } schemes[] = {{"mqtt://", S_MQTT},
+                 {"tcp://", S_MQTT},
+                 {"mqtts://", S_MQTTS},
+                 {"ssl://", S_MQTTS},
+                 {"ws://", S_WS},
+                 {"wss://", S_WSS},
+                 {"unix://", S_UNIX},
+                 {"ws+unix://", S_WS_UNIX},
+                 {"http://", S_PROXY_HTTP},
+                 {"socks5://", S_PROXY_SOCKS5},
+                 {"socks5h://", S_PROXY_SOCKS5H}};
   memset(sv, 0, sizeof(*sv));
   const char *p = NULL;
   for (size_t i = 0; i < sizeof(schemes) / sizeof(schemes[0]); i++) {
@@ -186,6 +197,19 @@ int uvmqtt__parse_uri(const uvmqtt_client_t *c, const char *uri,
     return UVMQTT_ENOTSUP;
 #endif
   (void)c;
+  if (sv->scheme == S_UNIX || sv->scheme == S_WS_UNIX) {
+    /* The rest is the socket's path ("@name": abstract), %-decoded; no
+     * credentials, port or request path. */
+    sv->host = uvmqtt__strndup(p, strcspn(p, "?#"));
+    if (!sv->host)
+      return UVMQTT_ENOMEM;
+    if (!*sv->host || pct_decode(sv->host)) {
+      uvmqtt__server_clear(sv);
+      memset(sv, 0, sizeof(*sv));
+      return UVMQTT_EURI;
+    }
+    return 0;
+  }
   const char *end = p + strcspn(p, "/?#");
   const char *at = NULL;
   for (const char *q = p; q < end; q++)

@@ -30,22 +30,25 @@ static int write_config(tp_proxy_t *p) {
              p->user[0] ? " " : "", p->pass, p->user[0] ? "\n" : "", p->extra);
     break;
   case TP_DANTE:
-    snprintf(
-        text, sizeof(text),
-        "logoutput: %s\n"
-        "internal: 127.0.0.1 port = %d\n"
-        "external: 127.0.0.1\n"
-        "clientmethod: none\n"
-        "socksmethod: none\n"
-        "%s"
-        "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }\n"
-        "%s"
-        "socks pass { from: 127.0.0.0/8 to: 0.0.0.0/0 command: connect }\n",
-        p->log, p->port,
-        geteuid() == 0 ? "user.privileged: root\n"
-                         "user.unprivileged: nobody\n"
-                       : "",
-        p->extra);
+    snprintf(text, sizeof(text),
+             "logoutput: %s\n"
+             "internal: 127.0.0.1 port = %d\n"
+             "external: 127.0.0.1\n"
+             "clientmethod: none\n"
+             "socksmethod: none\n"
+             "%s"
+             "client pass { from: 127.0.0.0/8 to: 0.0.0.0/0 }\n"
+             "%s"
+             "socks pass {\n"
+             "  from: 127.0.0.0/8 to: 0.0.0.0/0\n"
+             "  command: connect\n"
+             "  log: connect\n"
+             "}\n",
+             p->log, p->port,
+             geteuid() == 0 ? "user.privileged: root\n"
+                              "user.unprivileged: nobody\n"
+                            : "",
+             p->extra);
     break;
   case TP_MICROSOCKS:
     return 0; /* command-line options only */
@@ -170,4 +173,23 @@ const char *tp_url(const tp_proxy_t *p, const char *scheme) {
   else
     snprintf(b, sizeof(bufs[0]), "%s://127.0.0.1:%d", scheme, p->port);
   return b;
+}
+
+int tp_log_count(const tp_proxy_t *p, const char *needle) {
+  FILE *f = fopen(p->log, "r");
+  char line[1024];
+  int n = 0;
+  if (!f)
+    return 0;
+  while (fgets(line, sizeof(line), f))
+    n += strstr(line, needle) != NULL;
+  fclose(f);
+  return n;
+}
+
+int tp_tunnels(const tp_proxy_t *p) {
+  /* What each writes to its log for a tunnel it opened. */
+  return tp_log_count(p, p->kind == TP_TINYPROXY    ? "Established connection"
+                         : p->kind == TP_MICROSOCKS ? "connected to"
+                                                    : "tcp/connect");
 }

@@ -42,6 +42,10 @@ void tp_stop(tp_proxy_t *p);
 int tp_restart(tp_proxy_t *p);
 /* Stops it and removes its directory. */
 void tp_cleanup(tp_proxy_t *p);
+/* Lines of the proxy's log that contain `needle`. */
+int tp_log_count(const tp_proxy_t *p, const char *needle);
+/* How many tunnels the proxy opened to a target, from its log. */
+int tp_tunnels(const tp_proxy_t *p);
 /* "http://[user:pass@]127.0.0.1:port" or "socks5h://...", into a static
  * buffer (one of 4 rotating). */
 const char *tp_url(const tp_proxy_t *p, const char *scheme);
