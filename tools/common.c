@@ -268,10 +268,9 @@ static int parse_url(tool_cfg_t *cfg, const char *url) {
   static const struct {
     const char *pfx;
     bool tls, ws;
-  } schemes[] = {{"mqtt://", false, false},
-                 {"mqtts://", true, false},
-                 {"ws://", false, true},
-                 {"wss://", true, true}};
+  } schemes[] = {{"mqtt://", false, false}, {"mqtts://", true, false},
+                 {"ws://", false, true},    {"wss://", true, true},
+                 {"unix://", false, true},  {"ws+unix://", false, true}};
   const char *rest = NULL;
   bool ws = false;
   for (size_t k = 0; k < sizeof(schemes) / sizeof(schemes[0]); k++) {
@@ -279,13 +278,15 @@ static int parse_url(tool_cfg_t *cfg, const char *url) {
     if (strncasecmp(url, schemes[k].pfx, n) == 0) {
       rest = url + n;
       cfg->url_tls = schemes[k].tls;
-      ws = schemes[k].ws;
+      ws = schemes[k].ws; /* unix: the path is the socket's, not a topic */
     }
   }
-  if (!rest || !*rest || *rest == '/') {
+  bool unix_sock = rest && strstr(url, "unix://") != NULL;
+  if (!rest || !*rest || (*rest == '/' && !unix_sock)) {
     tool_err(cfg,
              "-L: unsupported URL '%s' (mqtt://, mqtts://, ws:// or wss://, "
-             "then [user[:password]@]host[:port]/topic)",
+             "then [user[:password]@]host[:port]/topic; or unix:///path or "
+             "ws+unix:///path)",
              url);
     return -1;
   }
@@ -374,6 +375,8 @@ int tool_parse_common(tool_cfg_t *cfg, int argc, char **argv, int *i) {
   STR("--psk", psk)
   STR("--psk-identity", psk_identity)
   STR("--dns-server", dns)
+  STR("--proxy", proxy)
+  STR("--unix", unix_path)
 #undef STR
   if (!strcmp(a, "-p") || !strcmp(a, "--port")) {
     ARG(1);
@@ -501,6 +504,27 @@ int tool_cfg_finish(tool_cfg_t *cfg) {
   if (cfg->url && (cfg->host || cfg->port || cfg->srv)) {
     tool_err(cfg, "-L cannot be combined with -h, -p or -S");
     return -1;
+  }
+  if (cfg->unix_path &&
+      (cfg->url || cfg->host || cfg->port || cfg->srv || tls_wanted(cfg))) {
+    tool_err(cfg, "--unix cannot be combined with -L, -h, -p, -S or TLS");
+    return -1;
+  }
+  if (cfg->unix_path) {
+    /* unix://path, with what the URI parser would decode encoded. */
+    size_t n = strlen(cfg->unix_path);
+    char *u = malloc(7 + 3 * n + 1), *w = u;
+    if (!u) {
+      tool_err(cfg, "out of memory");
+      return -1;
+    }
+    w += sprintf(w, "unix://");
+    for (const char *r = cfg->unix_path; *r; r++)
+      w += strchr("%?#", *r) ? sprintf(w, "%%%02X", (unsigned char)*r)
+                             : sprintf(w, "%c", *r);
+    free(cfg->url_connect);
+    cfg->url_connect = u;
+    cfg->url = cfg->unix_path;
   }
   if (cfg->url_topic &&
       add_topic(cfg, &cfg->topics, &cfg->ntopics, cfg->url_topic) < 0)
@@ -778,6 +802,10 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
     step = "--dns-server";
     goto fail;
   }
+  if (cfg->proxy && (rc = uvmqtt_options_set_proxy(o, cfg->proxy)) < 0) {
+    step = "--proxy";
+    goto fail;
+  }
   if (tls_wanted(cfg)) {
     if (tls_setup(cfg) < 0) {
       uvmqtt_options_del(o);
@@ -890,6 +918,14 @@ void tool_usage_common(FILE *out) {
       "  -L URL           mqtt[s]://[user[:pass]@]host[:port]/topic or\n"
       "                   ws[s]://[user[:pass]@]host[:port]/path (topics "
       "from -t)\n"
+      "                   unix:///path (a unix socket; unix://@name: "
+      "abstract),\n"
+      "                   ws+unix:///path\n"
+      "  --unix path      connect to the broker's unix-domain socket\n"
+      "  --proxy URL      socks5h://[user[:pass]@]host[:port] (1080), "
+      "socks5://\n"
+      "                   (names resolved here) or http://... (HTTP "
+      "CONNECT)\n"
       "  -S               look up _mqtt._tcp.<host> (DNS SRV)\n"
       "  --dns-server a[:port]  DNS server for -S and name lookups\n"
       "  -A address       bind to this local address\n"

@@ -42,12 +42,14 @@ typedef struct {
   const char *host;
   int port; /* 0: default */
   const char *url;
-  char *url_connect; /* the URL without the topic path (mqtt/mqtts) */
-  char *url_topic;   /* decoded topic from an mqtt(s) URL path */
-  bool url_tls;      /* mqtts:// or wss:// */
-  bool srv;          /* -S */
-  const char *bind;  /* -A */
-  const char *dns;   /* --dns-server */
+  char *url_connect;     /* the URL without the topic path (mqtt/mqtts) */
+  char *url_topic;       /* decoded topic from an mqtt(s) URL path */
+  bool url_tls;          /* mqtts:// or wss:// */
+  bool srv;              /* -S */
+  const char *bind;      /* -A */
+  const char *dns;       /* --dns-server */
+  const char *proxy;     /* --proxy URL */
+  const char *unix_path; /* --unix */
   unsigned conn_timeout_ms;
 
   /* who */

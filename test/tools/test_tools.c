@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proxyutil.h"
 #include "testutil.h"
 
 static const char *pub, *sub;
@@ -561,6 +562,59 @@ static void case_ws(void) {
   CHECK(rc != 0, "ws to the plain port should fail, exit %d", rc);
 }
 
+/* --unix, unix:// with -L, and --proxy through microsocks (SOCKS5 with
+ * username/password) and tinyproxy (HTTP CONNECT with Basic auth). */
+static char unix_sock[320], unix_dir[256];
+
+static void case_reach(void) {
+  char out[512];
+  tp_proxy_t socks, http;
+  path(out, sizeof(out), "reach.out");
+  CHECK(tp_start(&socks, TP_MICROSOCKS, 0, "u", "p", NULL) == 0, "microsocks");
+  if (tp_start(&http, TP_TINYPROXY, 0, "u", "p", NULL) != 0) {
+    tp_cleanup(&socks);
+    CHECK(0, "tinyproxy");
+  }
+  pid_t s = spawn("exec \"%s\" --unix \"%s\" -i reach-sub -q 1 -t reach/t -C 3 "
+                  "-v -W 10 >\"%s\" 2>\"%s.err\"",
+                  sub, unix_sock, out, out);
+  int rc = wait_log("Received SUBSCRIBE from reach-sub", 5000);
+  usleep(50000);
+  if (rc == 0)
+    rc = run(10000, "\"%s\" -L unix://%s -q 1 -t reach/t -m one", pub,
+             unix_sock);
+  if (rc == 0)
+    rc = run(10000,
+             "\"%s\" --proxy socks5h://u:p@127.0.0.1:%d -h localhost -p %d "
+             "-q 1 -t reach/t -m two",
+             pub, socks.port, broker.port);
+  if (rc == 0)
+    rc = run(10000,
+             "\"%s\" --proxy http://u:p@127.0.0.1:%d -h localhost -p %d "
+             "-q 2 -t reach/t -m three",
+             pub, http.port, broker.port);
+  int sub_rc = reap(s, 10000);
+  /* Wrong proxy credentials, and --unix with -h: errors, not hangs. */
+  int bad = run(10000,
+                "\"%s\" --proxy socks5h://u:x@127.0.0.1:%d -h localhost -p %d "
+                "-t reach/t -m x 2>/dev/null",
+                pub, socks.port, broker.port);
+  int both =
+      run(10000, "\"%s\" --unix /x -h y -t reach/t -m x 2>/dev/null", pub);
+  int tunnels = tp_tunnels(&socks) + tp_tunnels(&http);
+  tp_cleanup(&socks);
+  tp_cleanup(&http);
+  CHECK(rc == 0, "pub exit %d", rc);
+  CHECK(sub_rc == 0, "sub exit %d", sub_rc);
+  char *text = slurp(out, NULL);
+  CHECK(text && strcmp(text, "reach/t one\nreach/t two\nreach/t three\n") == 0,
+        "got '%s'", text ? text : "(none)");
+  free(text);
+  CHECK(tunnels == 2, "%d tunnels through the proxies", tunnels);
+  CHECK(bad != 0 && bad != 124, "wrong proxy credentials: exit %d", bad);
+  CHECK(both != 0 && both != 124, "--unix with -h: exit %d", both);
+}
+
 static const tcase_t cases[] = {
     {"roundtrip", case_roundtrip},
     {"retained", case_retained},
@@ -574,6 +628,7 @@ static const tcase_t cases[] = {
     {"store", case_store},
     {"stop_resume", case_stop_resume},
     {"ws", case_ws},
+    {"reach", case_reach},
 };
 
 int main(int argc, char **argv) {
@@ -589,13 +644,20 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
     if (strcmp(only, "all") && strcmp(only, cases[i].name))
       continue;
-    char extra[256] = "max_inflight_messages 20\nmax_queued_messages 0\n";
+    char extra[768] = "max_inflight_messages 20\nmax_queued_messages 0\n";
     if (strcmp(cases[i].name, "ws") == 0) {
       /* Debian's mosquitto starts a websockets listener only beside a
        * plain one, which testutil always configures. */
       ws_port = tu_free_port();
       snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
                "listener %d 127.0.0.1\nprotocol websockets\n", ws_port);
+    }
+    if (strcmp(cases[i].name, "reach") == 0) {
+      if (tu_tmpdir(unix_dir, sizeof(unix_dir)) != 0)
+        return 1;
+      snprintf(unix_sock, sizeof(unix_sock), "%s/mqtt.sock", unix_dir);
+      snprintf(extra + strlen(extra), sizeof(extra) - strlen(extra),
+               "listener 0 %s\n", unix_sock);
     }
     if (tu_broker_start(&broker, 0, extra) != 0) {
       fprintf(stderr, "cannot start mosquitto\n");
@@ -610,6 +672,9 @@ int main(int argc, char **argv) {
     else
       tu_broker_stop(&broker); /* keep the directory for the log */
     ran++;
+    if (unix_dir[0])
+      tu_rmtree(unix_dir);
+    unix_dir[0] = '\0';
   }
   if (!ran) {
     fprintf(stderr, "no case named %s\n", only);
