@@ -7,12 +7,17 @@
  * credentials, a refused target, a proxy that never answers, a proxy
  * restarted under a connected client; mosquitto on a unix socket with a
  * broker restart; the opt-in environment variables. */
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "certs.h"
 #include "ctest.h"
 #include "proxyutil.h"
 #include "uvmqtt_config.h"
+#if UVMQTT_HAVE_WS
+#include "wshelp.h"
+#endif
 
 #define N 12
 
@@ -418,6 +423,159 @@ static void unix_qos_restart(void **state) {
   refused(NULL, uri, UV_ENOENT, false);
 }
 
+/* A scripted broker on a unix socket (mosquitto 2.0.11 listens on
+ * neither an abstract name nor, for WebSocket, a unix socket): it answers
+ * a WebSocket upgrade when asked to, and the first MQTT bytes after it
+ * with a CONNACK. */
+typedef struct {
+  uv_pipe_t lis, conn;
+  int ws, accepted, upgraded, connacked, closed;
+  char req[2048];
+  size_t req_len;
+} ux_t;
+
+static void ux_write_done(uv_write_t *w, int status) {
+  (void)status;
+  free(w);
+}
+
+static void ux_send(ux_t *u, const void *b, size_t n) {
+  uv_write_t *w = malloc(sizeof(*w) + n);
+  assert_non_null(w);
+  memcpy(w + 1, b, n);
+  uv_buf_t buf = uv_buf_init((char *)(w + 1), (unsigned)n);
+  assert_int_equal(uv_write(w, (uv_stream_t *)&u->conn, &buf, 1, ux_write_done),
+                   0);
+}
+
+static void ux_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
+  (void)h;
+  b->base = malloc(sz);
+  b->len = b->base ? sz : 0;
+}
+
+static void ux_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
+  ux_t *u = st->data;
+  static const uint8_t connack[] = {0x20, 2, 0, 0};
+  if (n > 0 && u->ws && !u->upgraded) {
+    size_t take = (size_t)n < sizeof(u->req) - 1 - u->req_len
+                      ? (size_t)n
+                      : sizeof(u->req) - 1 - u->req_len;
+    memcpy(u->req + u->req_len, b->base, take);
+    u->req_len += take;
+    u->req[u->req_len] = '\0';
+#if UVMQTT_HAVE_WS
+    char key[64], accept[29], reply[256];
+    if (strstr(u->req, "\r\n\r\n") &&
+        wh_header(u->req, "Sec-WebSocket-Key", key, sizeof(key)) == 0) {
+      wh_accept(key, strlen(key), accept);
+      int len = snprintf(reply, sizeof(reply),
+                         "HTTP/1.1 101 Switching Protocols\r\n"
+                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Accept: %s\r\n"
+                         "Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+                         accept);
+      ux_send(u, reply, (size_t)len);
+      u->upgraded = 1;
+    }
+#endif
+  } else if (n > 0 && !u->connacked) {
+    u->connacked = 1;
+#if UVMQTT_HAVE_WS
+    if (u->ws) {
+      uint8_t f[16];
+      ux_send(u, f, wh_frame(f, 1, 0x2, connack, sizeof(connack)));
+    } else
+#endif
+      ux_send(u, connack, sizeof(connack));
+  }
+  free(b->base);
+}
+
+static void ux_accept(uv_stream_t *l, int status) {
+  ux_t *u = l->data;
+  assert_int_equal(status, 0);
+  assert_int_equal(u->accepted, 0);
+  assert_int_equal(uv_pipe_init(l->loop, &u->conn, 0), 0);
+  u->conn.data = u;
+  assert_int_equal(uv_accept(l, (uv_stream_t *)&u->conn), 0);
+  assert_int_equal(uv_read_start((uv_stream_t *)&u->conn, ux_alloc, ux_read),
+                   0);
+  u->accepted = 1;
+}
+
+static void ux_closed(uv_handle_t *h) {
+  ((ux_t *)h->data)->closed++;
+}
+
+/* Listens on `path`, or on the abstract `name` when path is NULL. */
+static void ux_start(uv_loop_t *loop, ux_t *u, const char *path,
+                     const char *name) {
+  assert_int_equal(uv_pipe_init(loop, &u->lis, 0), 0);
+  u->lis.data = u;
+  if (path) {
+    assert_int_equal(uv_pipe_bind(&u->lis, path), 0);
+  } else {
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a;
+    memset(&a, 0, sizeof(a));
+    a.sun_family = AF_UNIX;
+    memcpy(a.sun_path + 1, name, strlen(name));
+    assert_int_equal(bind(fd, (struct sockaddr *)&a,
+                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                                      1 + strlen(name))),
+                     0);
+    assert_int_equal(uv_pipe_open(&u->lis, fd), 0);
+  }
+  assert_int_equal(uv_listen((uv_stream_t *)&u->lis, 4, ux_accept), 0);
+}
+
+static void ux_stop(uv_loop_t *loop, ux_t *u) {
+  int want = 1 + u->accepted;
+  uv_close((uv_handle_t *)&u->lis, ux_closed);
+  if (u->accepted)
+    uv_close((uv_handle_t *)&u->conn, ux_closed);
+  assert_int_equal(ct_wait_int(loop, &u->closed, want, CT_WAIT_MS), 0);
+}
+
+/* unix://@name (the Linux abstract namespace) and ws+unix:///path. */
+static void unix_abstract_ws(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  ct_client_t t;
+  ux_t u;
+  char name[64], uri[400];
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&u, 0, sizeof(u));
+  snprintf(name, sizeof(name), "uvmqtt-reach-%d", (int)getpid());
+  ux_start(&loop, &u, NULL, name);
+  snprintf(uri, sizeof(uri), "unix://@%s", name);
+  client(&t, &loop, "abstract", NULL, uri, NULL);
+  ct_wait_connected(&t, 1);
+  ct_close(&t);
+  ux_stop(&loop, &u);
+  assert_int_equal(tu_loop_close(&loop, 3000), 0);
+  ct_client_free(&t);
+#if UVMQTT_HAVE_WS
+  assert_int_equal(uv_loop_init(&loop), 0);
+  memset(&u, 0, sizeof(u));
+  u.ws = 1;
+  assert_int_equal(tu_tmpdir(sockdir, sizeof(sockdir)), 0);
+  char path[320];
+  snprintf(path, sizeof(path), "%s/ws.sock", sockdir);
+  ux_start(&loop, &u, path, NULL);
+  snprintf(uri, sizeof(uri), "ws+unix://%s", path);
+  client(&t, &loop, "ws-unix", NULL, uri, NULL);
+  ct_wait_connected(&t, 1);
+  assert_non_null(strstr(u.req, "GET /mqtt HTTP/1.1\r\n"));
+  assert_non_null(strstr(u.req, "\r\nHost: localhost\r\n"));
+  ct_close(&t);
+  ux_stop(&loop, &u);
+  assert_int_equal(tu_loop_close(&loop, 3000), 0);
+  ct_client_free(&t);
+#endif
+}
+
 /* ---- configuration ------------------------------------------------------- */
 
 static void proxy_env(void **state) {
@@ -493,7 +651,7 @@ int main(int argc, char **argv) {
       T(tinyproxy_qos),  T(tinyproxy_auth_qos),  T(tinyproxy_tls_ws),
       T(microsocks_qos), T(microsocks_auth_qos), T(dante_qos),
       T(proxy_hangs),    T(proxy_restart),       T(unix_qos_restart),
-      T(proxy_env),      T(proxy_urls),
+      T(proxy_env),      T(proxy_urls),          T(unix_abstract_ws),
   };
   ct_install_signal_handlers();
   if (argc > 1)
