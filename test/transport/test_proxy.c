@@ -23,10 +23,42 @@
 
 #include "testutil.h"
 #include "transport/transport.h"
+#include "uvmqtt/alloc.h"
 #include "uvmqtt/errors.h"
 
 #define WAIT_MS 5000
 #define MAX_STEPS 4
+
+/* The library's allocations, counted; the Nth can be made to fail. */
+static long alloc_countdown = -1; /* fail when it reaches 0; -1: never */
+static long alloc_live;
+
+static int fail_now(void) {
+  return alloc_countdown >= 0 && alloc_countdown-- == 0;
+}
+
+static void *t_malloc(size_t n) {
+  void *p = fail_now() ? NULL : malloc(n);
+  alloc_live += p != NULL;
+  return p;
+}
+
+static void *t_calloc(size_t c, size_t n) {
+  void *p = fail_now() ? NULL : calloc(c, n);
+  alloc_live += p != NULL;
+  return p;
+}
+
+static void *t_realloc(void *old, size_t n) {
+  void *p = fail_now() ? NULL : realloc(old, n);
+  alloc_live += p != NULL && old == NULL;
+  return p;
+}
+
+static void t_free(void *p) {
+  alloc_live -= p != NULL;
+  free(p);
+}
 
 typedef struct {
   size_t after;        /* answer once this many request bytes came in all */
@@ -780,6 +812,86 @@ static void unix_errors(void **state) {
   tu_rmtree(dir);
 }
 
+/* ---- allocation failures --------------------------------------------------
+ */
+
+static void on_sweep_written(uvmqtt_stream_t *s, int status, void *arg) {
+  (void)s;
+  *(int *)arg = status == 0 ? 1 : -1;
+}
+
+/* Fails the Nth allocation for every N through a whole session (connect,
+ * handshake with credentials, tunnelled bytes in the reply, a write and
+ * its echo): each failure is an error (UVMQTT_ENOMEM), and closing frees
+ * everything and every handle (the teardown checks the loop). */
+static void sweep(void **state, int socks) {
+  for (long nth = 0; nth < 200; nth++) {
+    setup(state);
+    fx_t *f = *state;
+    f->opts.user = "user";
+    f->opts.pass = "secret";
+    if (socks) {
+      static const uint8_t method[] = {5, 2}, auth_ok[] = {1, 0};
+      static const uint8_t ok[] = {5, 0, 0, 1, 127, 0, 0, 1, 0, 1, 'h', 'i'};
+      script(f, 4, method, 2);
+      script(f, 4 + 13, auth_ok, 2);
+      script(f, 4 + 13 + sizeof(socks_conn), ok, sizeof(ok));
+    } else {
+      script(f, 60, S("HTTP/1.1 200 OK\r\nX: y\r\n\r\nhi"));
+    }
+    long live0 = alloc_live;
+    alloc_countdown = nth;
+    uvmqtt_stream_t *tcp = NULL;
+    f->make = socks ? uvmqtt__socks5_new : uvmqtt__http_proxy_new;
+    int rc = uvmqtt__tcp_connect(&f->loop, (struct sockaddr *)&f->addr, NULL,
+                                 on_lower_open, f, &tcp);
+    if (rc != 0) {
+      assert_int_equal(rc, UVMQTT_ENOMEM);
+    } else {
+      assert_int_equal(tu_run_until(&f->loop, &f->opened, WAIT_MS), 0);
+      if (!f->s) {
+        f->s = tcp;
+        f->s->data = f;
+      }
+      if (f->open_status == 0) {
+        wait_got(f, 2);
+        assert_memory_equal(f->got, "hi", 2);
+        int done = 0;
+        uv_buf_t b = uv_buf_init("abc", 3);
+        rc = uvmqtt__stream_write(f->s, &b, 1, on_sweep_written, &done);
+        if (rc == 0) {
+          assert_int_equal(tu_run_until(&f->loop, &done, WAIT_MS), 0);
+          if (done > 0)
+            wait_got(f, 5);
+        } else {
+          assert_int_equal(rc, UVMQTT_ENOMEM);
+        }
+      } else {
+        assert_int_equal(f->open_status, UVMQTT_ENOMEM);
+      }
+    }
+    int reached_end = alloc_countdown >= 0; /* nothing failed */
+    teardown(state);
+    alloc_countdown = -1;
+    assert_int_equal(alloc_live, live0);
+    if (reached_end) {
+      setup(state); /* for the group's teardown */
+      return;
+    }
+  }
+  fail_msg("the allocation sweep did not finish");
+}
+
+static void http_alloc_failures(void **state) {
+  teardown(state);
+  sweep(state, 0);
+}
+
+static void socks_alloc_failures(void **state) {
+  teardown(state);
+  sweep(state, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(int argc, char **argv) {
@@ -814,7 +926,10 @@ int main(int argc, char **argv) {
       T(unix_abstract),
       T(unix_under_proxy),
       T(unix_errors),
+      T(http_alloc_failures),
+      T(socks_alloc_failures),
   };
+  uvmqtt_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
   return cmocka_run_group_tests(tests, NULL, NULL);
