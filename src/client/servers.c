@@ -193,7 +193,7 @@ int uvmqtt__parse_uri(const uvmqtt_client_t *c, const char *uri,
     return UVMQTT_ENOTSUP;
 #endif
 #if !UVMQTT_HAVE_WS
-  if (sv->scheme == S_WS || sv->scheme == S_WSS)
+  if (sv->scheme == S_WS || sv->scheme == S_WSS || sv->scheme == S_WS_UNIX)
     return UVMQTT_ENOTSUP;
 #endif
   (void)c;

@@ -197,9 +197,13 @@ static int make_tls(uvmqtt_client_t *c, const server_spec_t *sv,
 
 static int tls_failed(uvmqtt_client_t *c, uvmqtt_stream_t *s, int status) {
   (void)status;
+#if UVMQTT_HAVE_TLS
   /* A client with a TLS configuration has its rare block. */
   if (c->rare)
     uvmqtt__tls_last_error(s, &c->rare->tls_err, &c->rare->tls_flags);
+#else
+  (void)c, (void)s;
+#endif
   return 0;
 }
 

@@ -7,8 +7,6 @@
  * credentials, a refused target, a proxy that never answers, a proxy
  * restarted under a connected client; mosquitto on a unix socket with a
  * broker restart; the opt-in environment variables. */
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "certs.h"
@@ -95,15 +93,15 @@ static int teardown(void **state) {
   return rc;
 }
 
+#if UVMQTT_HAVE_TLS && UVMQTT_HAVE_WS
 static uvmqtt_tls_config_t *tls_config(void) {
   uvmqtt_tls_config_t *t = NULL;
-#if UVMQTT_HAVE_TLS
   assert_int_equal(uvmqtt_tls_config_new(&t), 0);
   assert_int_equal(uvmqtt_tls_config_set_ca_file(t, tt_path(certs, "ca.crt")),
                    0);
-#endif
   return t;
 }
+#endif
 
 /* A client through `proxy_url` (NULL: direct) to `uri`, connected. */
 static void client(ct_client_t *t, uv_loop_t *loop, const char *name,
@@ -434,24 +432,8 @@ typedef struct {
   size_t req_len;
 } ux_t;
 
-static void ux_write_done(uv_write_t *w, int status) {
-  (void)status;
-  free(w);
-}
-
 static void ux_send(ux_t *u, const void *b, size_t n) {
-  uv_write_t *w = malloc(sizeof(*w) + n);
-  assert_non_null(w);
-  memcpy(w + 1, b, n);
-  uv_buf_t buf = uv_buf_init((char *)(w + 1), (unsigned)n);
-  assert_int_equal(uv_write(w, (uv_stream_t *)&u->conn, &buf, 1, ux_write_done),
-                   0);
-}
-
-static void ux_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
-  (void)h;
-  b->base = malloc(sz);
-  b->len = b->base ? sz : 0;
+  assert_int_equal(tu_write_copy((uv_stream_t *)&u->conn, b, n), 0);
 }
 
 static void ux_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
@@ -499,7 +481,7 @@ static void ux_accept(uv_stream_t *l, int status) {
   assert_int_equal(uv_pipe_init(l->loop, &u->conn, 0), 0);
   u->conn.data = u;
   assert_int_equal(uv_accept(l, (uv_stream_t *)&u->conn), 0);
-  assert_int_equal(uv_read_start((uv_stream_t *)&u->conn, ux_alloc, ux_read),
+  assert_int_equal(uv_read_start((uv_stream_t *)&u->conn, tu_alloc_cb, ux_read),
                    0);
   u->accepted = 1;
 }
@@ -508,25 +490,13 @@ static void ux_closed(uv_handle_t *h) {
   ((ux_t *)h->data)->closed++;
 }
 
-/* Listens on `path`, or on the abstract `name` when path is NULL. */
-static void ux_start(uv_loop_t *loop, ux_t *u, const char *path,
-                     const char *name) {
+/* Listens on `name`: a path, or "@name" (abstract). */
+static void ux_start(uv_loop_t *loop, ux_t *u, const char *name) {
   assert_int_equal(uv_pipe_init(loop, &u->lis, 0), 0);
   u->lis.data = u;
-  if (path) {
-    assert_int_equal(uv_pipe_bind(&u->lis, path), 0);
-  } else {
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un a;
-    memset(&a, 0, sizeof(a));
-    a.sun_family = AF_UNIX;
-    memcpy(a.sun_path + 1, name, strlen(name));
-    assert_int_equal(bind(fd, (struct sockaddr *)&a,
-                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
-                                      1 + strlen(name))),
-                     0);
-    assert_int_equal(uv_pipe_open(&u->lis, fd), 0);
-  }
+  int fd = tu_unix_bound_socket(name);
+  assert_true(fd >= 0);
+  assert_int_equal(uv_pipe_open(&u->lis, fd), 0);
   assert_int_equal(uv_listen((uv_stream_t *)&u->lis, 4, ux_accept), 0);
 }
 
@@ -547,9 +517,9 @@ static void unix_abstract_ws(void **state) {
   char name[64], uri[400];
   assert_int_equal(uv_loop_init(&loop), 0);
   memset(&u, 0, sizeof(u));
-  snprintf(name, sizeof(name), "uvmqtt-reach-%d", (int)getpid());
-  ux_start(&loop, &u, NULL, name);
-  snprintf(uri, sizeof(uri), "unix://@%s", name);
+  snprintf(name, sizeof(name), "@uvmqtt-reach-%d", (int)getpid());
+  ux_start(&loop, &u, name);
+  snprintf(uri, sizeof(uri), "unix://%s", name);
   client(&t, &loop, "abstract", NULL, uri, NULL);
   ct_wait_connected(&t, 1);
   ct_close(&t);
@@ -563,7 +533,7 @@ static void unix_abstract_ws(void **state) {
   assert_int_equal(tu_tmpdir(sockdir, sizeof(sockdir)), 0);
   char path[320];
   snprintf(path, sizeof(path), "%s/ws.sock", sockdir);
-  ux_start(&loop, &u, path, NULL);
+  ux_start(&loop, &u, path);
   snprintf(uri, sizeof(uri), "ws+unix://%s", path);
   client(&t, &loop, "ws-unix", NULL, uri, NULL);
   ct_wait_connected(&t, 1);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -321,4 +322,83 @@ int tu_run_cmd(const char *cmd, unsigned timeout_s, char *out, size_t cap) {
   if (st == -1)
     return -1;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ---- pieces of scripted servers ----------------------------------------- */
+
+int tu_unix_bound_socket(const char *name) {
+  struct sockaddr_un a;
+  size_t n = strlen(name);
+  int abstract = name[0] == '@';
+  if (n == 0 || n >= sizeof(a.sun_path))
+    return -1;
+  memset(&a, 0, sizeof(a));
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path, name, n);
+  if (abstract)
+    a.sun_path[0] = '\0';
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n +
+                              (abstract ? 0 : 1));
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&a, len) != 0) {
+    fprintf(stderr, "testutil: cannot bind %s: %s\n", name, strerror(errno));
+    close(fd);
+    fd = -1;
+  }
+  return fd;
+}
+
+static void write_copy_done(uv_write_t *w, int status) {
+  (void)status;
+  free(w);
+}
+
+int tu_write_copy(uv_stream_t *s, const void *b, size_t n) {
+  uv_write_t *w = malloc(sizeof(*w) + n);
+  if (!w)
+    return UV_ENOMEM;
+  memcpy(w + 1, b, n);
+  uv_buf_t buf = uv_buf_init((char *)(w + 1), (unsigned)n);
+  int rc = uv_write(w, s, &buf, 1, write_copy_done);
+  if (rc != 0)
+    free(w);
+  return rc;
+}
+
+void tu_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b) {
+  (void)h;
+  b->base = malloc(size);
+  b->len = b->base ? size : 0;
+}
+
+/* ---- a counting allocator with failure injection ------------------------ */
+
+long tu_alloc_countdown = -1;
+long tu_alloc_live;
+
+static int alloc_fails(void) {
+  return tu_alloc_countdown >= 0 && tu_alloc_countdown-- == 0;
+}
+
+void *tu_malloc(size_t n) {
+  void *p = alloc_fails() ? NULL : malloc(n);
+  tu_alloc_live += p != NULL;
+  return p;
+}
+
+void *tu_calloc(size_t count, size_t n) {
+  void *p = alloc_fails() ? NULL : calloc(count, n);
+  tu_alloc_live += p != NULL;
+  return p;
+}
+
+void *tu_realloc(void *old, size_t n) {
+  void *p = alloc_fails() ? NULL : realloc(old, n);
+  tu_alloc_live += p != NULL && old == NULL;
+  return p;
+}
+
+void tu_free(void *p) {
+  tu_alloc_live -= p != NULL;
+  free(p);
 }

@@ -95,6 +95,28 @@ uint64_t tu_now_ms(void);
  * timeout, -1 on failure to run. */
 int tu_run_cmd(const char *cmd, unsigned timeout_s, char *out, size_t cap);
 
+/* Small pieces of scripted servers. */
+/* A unix-domain stream socket bound to `name` (a path, or "@name" in the
+ * Linux abstract namespace), not listening yet (for uv_pipe_open() and
+ * uv_listen(): uv_pipe_bind() of libuv 1.44 knows no abstract names), or
+ * -1. */
+int tu_unix_bound_socket(const char *name);
+/* Writes a copy of n bytes to s, freed once written. 0 or a libuv error. */
+int tu_write_copy(uv_stream_t *s, const void *b, size_t n);
+/* An alloc_cb for uv_read_start(); the read callback frees b->base. */
+void tu_alloc_cb(uv_handle_t *h, size_t size, uv_buf_t *b);
+
+/* A counting allocator with failure injection, for
+ * uvmqtt_replace_allocator(tu_malloc, tu_realloc, tu_calloc, tu_free):
+ * the allocation made when tu_alloc_countdown reaches 0 fails (-1: none);
+ * tu_alloc_live counts the blocks held. */
+extern long tu_alloc_countdown;
+extern long tu_alloc_live;
+void *tu_malloc(size_t n);
+void *tu_calloc(size_t count, size_t n);
+void *tu_realloc(void *old, size_t n);
+void tu_free(void *p);
+
 #ifdef __cplusplus
 }
 #endif

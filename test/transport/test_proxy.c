@@ -14,8 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,37 +26,6 @@
 
 #define WAIT_MS 5000
 #define MAX_STEPS 4
-
-/* The library's allocations, counted; the Nth can be made to fail. */
-static long alloc_countdown = -1; /* fail when it reaches 0; -1: never */
-static long alloc_live;
-
-static int fail_now(void) {
-  return alloc_countdown >= 0 && alloc_countdown-- == 0;
-}
-
-static void *t_malloc(size_t n) {
-  void *p = fail_now() ? NULL : malloc(n);
-  alloc_live += p != NULL;
-  return p;
-}
-
-static void *t_calloc(size_t c, size_t n) {
-  void *p = fail_now() ? NULL : calloc(c, n);
-  alloc_live += p != NULL;
-  return p;
-}
-
-static void *t_realloc(void *old, size_t n) {
-  void *p = fail_now() ? NULL : realloc(old, n);
-  alloc_live += p != NULL && old == NULL;
-  return p;
-}
-
-static void t_free(void *p) {
-  alloc_live -= p != NULL;
-  free(p);
-}
 
 typedef struct {
   size_t after;        /* answer once this many request bytes came in all */
@@ -102,18 +69,8 @@ typedef struct {
 
 /* ---- the scripted proxy -------------------------------------------------- */
 
-static void on_written(uv_write_t *w, int status) {
-  (void)status;
-  free(w);
-}
-
 static void peer_send(fx_t *f, const void *b, size_t n) {
-  uv_write_t *w = malloc(sizeof(*w) + n);
-  assert_non_null(w);
-  memcpy(w + 1, b, n);
-  uv_buf_t buf = uv_buf_init((char *)(w + 1), (unsigned)n);
-  if (uv_write(w, f->peer, &buf, 1, on_written) != 0)
-    free(w);
+  tu_write_copy(f->peer, b, n);
 }
 
 static void on_peer_closed(uv_handle_t *h) {
@@ -158,12 +115,6 @@ static void maybe_answer(fx_t *f) {
   script_sent(f);
 }
 
-static void peer_alloc(uv_handle_t *h, size_t sz, uv_buf_t *b) {
-  (void)h;
-  b->base = malloc(sz);
-  b->len = b->base ? sz : 0;
-}
-
 static void peer_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b) {
   fx_t *f = st->data;
   if (n > 0) {
@@ -195,7 +146,7 @@ static void on_accept(uv_stream_t *l, int status) {
   }
   f->peer->data = f;
   assert_int_equal(uv_accept(l, f->peer), 0);
-  assert_int_equal(uv_read_start(f->peer, peer_alloc, peer_read), 0);
+  assert_int_equal(uv_read_start(f->peer, tu_alloc_cb, peer_read), 0);
   f->accepted = 1;
   maybe_answer(f); /* a step due at once: the proxy speaks first */
 }
@@ -701,24 +652,11 @@ static void unix_listen(fx_t *f, const char *name, int abstract) {
   f->use_pipe = 1;
   assert_int_equal(uv_pipe_init(&f->loop, &f->lis_pipe, 0), 0);
   f->lis_pipe.data = f;
-  if (!abstract) {
-    assert_int_equal(uv_pipe_bind(&f->lis_pipe, name), 0);
-  } else {
-    /* uv_pipe_bind() of libuv 1.44 knows no abstract names: bind the
-     * socket ourselves and hand it to libuv. */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_un a;
-    memset(&a, 0, sizeof(a));
-    a.sun_family = AF_UNIX;
-    size_t n = strlen(name);
-    memcpy(a.sun_path + 1, name, n);
-    assert_int_equal(
-        bind(fd, (struct sockaddr *)&a,
-             (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)),
-        0);
-    assert_int_equal(uv_pipe_open(&f->lis_pipe, fd), 0);
-  }
+  char at[80];
+  snprintf(at, sizeof(at), "@%s", name);
+  int fd = tu_unix_bound_socket(abstract ? at : name);
+  assert_true(fd >= 0);
+  assert_int_equal(uv_pipe_open(&f->lis_pipe, fd), 0);
   assert_int_equal(uv_listen((uv_stream_t *)&f->lis_pipe, 8, on_accept), 0);
 }
 
@@ -789,13 +727,8 @@ static void unix_errors(void **state) {
   f->s = NULL;
   f->closed = f->opened = 0;
   snprintf(path, sizeof(path), "%s/dead.sock", dir);
-  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-  struct sockaddr_un a;
-  memset(&a, 0, sizeof(a));
-  a.sun_family = AF_UNIX;
-  assert_true(strlen(path) < sizeof(a.sun_path));
-  memcpy(a.sun_path, path, strlen(path) + 1);
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+  int fd = tu_unix_bound_socket(path);
+  assert_true(fd >= 0);
   assert_int_equal(unix_open(f, path), UV_ECONNREFUSED);
   close(fd);
   /* Names that do not fit, or are empty. */
@@ -839,8 +772,8 @@ static void sweep(void **state, int socks) {
     } else {
       script(f, 60, S("HTTP/1.1 200 OK\r\nX: y\r\n\r\nhi"));
     }
-    long live0 = alloc_live;
-    alloc_countdown = nth;
+    long live0 = tu_alloc_live;
+    tu_alloc_countdown = nth;
     uvmqtt_stream_t *tcp = NULL;
     f->make = socks ? uvmqtt__socks5_new : uvmqtt__http_proxy_new;
     int rc = uvmqtt__tcp_connect(&f->loop, (struct sockaddr *)&f->addr, NULL,
@@ -870,10 +803,10 @@ static void sweep(void **state, int socks) {
         assert_int_equal(f->open_status, UVMQTT_ENOMEM);
       }
     }
-    int reached_end = alloc_countdown >= 0; /* nothing failed */
+    int reached_end = tu_alloc_countdown >= 0; /* nothing failed */
     teardown(state);
-    alloc_countdown = -1;
-    assert_int_equal(alloc_live, live0);
+    tu_alloc_countdown = -1;
+    assert_int_equal(tu_alloc_live, live0);
     if (reached_end) {
       setup(state); /* for the group's teardown */
       return;
@@ -929,7 +862,7 @@ int main(int argc, char **argv) {
       T(http_alloc_failures),
       T(socks_alloc_failures),
   };
-  uvmqtt_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
+  uvmqtt_replace_allocator(tu_malloc, tu_realloc, tu_calloc, tu_free);
   if (argc > 1)
     cmocka_set_test_filter(argv[1]);
   return cmocka_run_group_tests(tests, NULL, NULL);

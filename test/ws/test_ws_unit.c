@@ -13,50 +13,11 @@
 #include <cmocka.h>
 #include <uv.h>
 
+#include "testutil.h"
 #include "transport/transport.h"
 #include "uvmqtt/alloc.h"
 #include "uvmqtt/errors.h"
 #include "wshelp.h"
-
-/* ---- allocator with failure injection ------------------------------------ */
-
-static long alloc_countdown = -1; /* fail when it reaches 0; -1 never */
-static long alloc_live;
-
-static int alloc_should_fail(void) {
-  if (alloc_countdown < 0)
-    return 0;
-  return alloc_countdown-- == 0;
-}
-static void *t_malloc(size_t n) {
-  if (alloc_should_fail())
-    return NULL;
-  void *p = malloc(n);
-  if (p)
-    alloc_live++;
-  return p;
-}
-static void *t_calloc(size_t c, size_t n) {
-  if (alloc_should_fail())
-    return NULL;
-  void *p = calloc(c, n);
-  if (p)
-    alloc_live++;
-  return p;
-}
-static void *t_realloc(void *old, size_t n) {
-  if (alloc_should_fail())
-    return NULL;
-  void *p = realloc(old, n);
-  if (p && !old)
-    alloc_live++;
-  return p;
-}
-static void t_free(void *p) {
-  if (p)
-    alloc_live--;
-  free(p);
-}
 
 /* ---- the mock lower stream ----------------------------------------------- */
 
@@ -1111,15 +1072,15 @@ static void test_garbage(void **state) {
 static void test_alloc_failures(void **state) {
   (void)state;
   for (long nth = 0; nth < 200; nth++) {
-    long live0 = alloc_live;
-    alloc_countdown = nth;
+    long live0 = tu_alloc_live;
+    tu_alloc_countdown = nth;
     fx_t f;
     int rc = fx_init(&f, NULL);
     if (rc != 0) {
       assert_int_equal(rc, UVMQTT_ENOMEM);
       fx_done(&f);
-      alloc_countdown = -1;
-      assert_int_equal(alloc_live, live0);
+      tu_alloc_countdown = -1;
+      assert_int_equal(tu_alloc_live, live0);
       continue;
     }
     f.in_open = 1;
@@ -1162,9 +1123,9 @@ static void test_alloc_failures(void **state) {
       assert_int_equal(f.open_status, UVMQTT_ENOMEM);
     }
     fx_done(&f);
-    int reached_end = alloc_countdown >= 0; /* no allocation failed */
-    alloc_countdown = -1;
-    assert_int_equal(alloc_live, live0);
+    int reached_end = tu_alloc_countdown >= 0; /* no allocation failed */
+    tu_alloc_countdown = -1;
+    assert_int_equal(tu_alloc_live, live0);
     if (reached_end)
       return; /* the whole session ran without reaching the failure */
   }
@@ -1172,7 +1133,7 @@ static void test_alloc_failures(void **state) {
 }
 
 int main(void) {
-  uvmqtt_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
+  uvmqtt_replace_allocator(tu_malloc, tu_realloc, tu_calloc, tu_free);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_request_format),
       cmocka_unit_test(test_new_rejects_bad_options),
