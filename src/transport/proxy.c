@@ -23,9 +23,10 @@ typedef struct {
   uvmqtt_stream_open_cb open_cb;
   int deferred_err; /* open_cb status waiting for the timer */
   unsigned timeout_ms;
-  unsigned started : 1; /* open() called */
-  unsigned opened : 1;  /* open_cb(0) fired; pending bytes may remain */
-  unsigned failed : 1;  /* open_cb(error) fired */
+  unsigned started : 1;   /* open() called */
+  unsigned opened : 1;    /* open_cb(0) fired; pending bytes may remain */
+  unsigned failed : 1;    /* open_cb(error) fired */
+  unsigned rechecked : 1; /* pending bytes waited a loop turn for read_cb */
   /* Tunnelled bytes that came with the reply, not delivered yet. */
   uint8_t *pending;
   size_t pending_len;
@@ -129,8 +130,15 @@ static void drain(proxy_t *p) {
     if (p->closing)
       return;
   }
-  if (hs->pending)
-    return; /* no read_cb installed yet: wait for read_start() */
+  if (hs->pending) {
+    /* No read_cb yet: look again once on the next loop turn (an owner
+     * may install it after open_cb returns), then on read_start(). */
+    if (!hs->rechecked) {
+      hs->rechecked = 1;
+      uv_timer_start(&hs->timer, on_timer, 0, 0);
+    }
+    return;
+  }
   hs_release(p);
   if (p->reading && p->base.lower->ops->read_start)
     p->base.lower->ops->read_start(p->base.lower);

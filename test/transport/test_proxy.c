@@ -376,6 +376,40 @@ static void http_reply_and_data(void **state) {
   check_echo(f, "\x20\x02\x01\x02 broker bytes");
 }
 
+static void on_open_no_reader(uvmqtt_stream_t *s, int status) {
+  fx_t *f = s->data;
+  f->opened = 1;
+  f->open_status = status;
+}
+
+/* An owner that installs read_cb only after open_cb, and one that stops
+ * reading in open_cb: the bytes that came with the reply wait for
+ * read_start() and are then delivered first, from the loop. */
+static void http_late_reader(void **state) {
+  fx_t *f = *state;
+  script(f, sizeof(http_req) - 1, S("HTTP/1.1 200 OK\r\n\r\nfirst"));
+  uvmqtt_stream_t *tcp = NULL, *up = NULL;
+  assert_int_equal(uvmqtt__tcp_connect(&f->loop, (struct sockaddr *)&f->addr,
+                                       NULL, on_open_no_reader, f, &tcp),
+                   0);
+  assert_int_equal(tu_run_until(&f->loop, &f->opened, WAIT_MS), 0);
+  assert_int_equal(f->open_status, 0);
+  f->opened = 0;
+  assert_int_equal(uvmqtt__http_proxy_new(tcp, &f->opts, &up), 0);
+  f->s = up;
+  up->data = f;
+  assert_int_equal(up->ops->open(up, on_open_no_reader), 0);
+  assert_int_equal(tu_run_until(&f->loop, &f->opened, WAIT_MS), 0);
+  assert_int_equal(f->open_status, 0);
+  tu_run_for(&f->loop, 50);
+  assert_int_equal(f->got_len, 0); /* nobody to hand them to */
+  up->read_cb = on_read;
+  assert_int_equal(up->ops->read_stop(up), 0);
+  assert_int_equal(up->ops->read_start(up), 0);
+  assert_int_equal(f->got_len, 0); /* never from inside read_start() */
+  check_echo(f, "first");
+}
+
 static void http_407(void **state) {
   fx_t *f = *state;
   script(
@@ -833,6 +867,7 @@ int main(int argc, char **argv) {
       T(http_auth_v6),
       T(http_one_byte),
       T(http_reply_and_data),
+      T(http_late_reader),
       T(http_407),
       T(http_refused),
       T(http_bad_gateway),
