@@ -367,18 +367,17 @@ static void proxy_hangs(void **state) {
 
 /* The proxy goes away under connected clients and comes back on the same
  * port: they reconnect through it and traffic flows again. */
-static void proxy_restart(void **state) {
-  (void)state;
+static void restart_through(tp_kind_t kind, const char *scheme) {
   brk_t k;
   broker(&k, false);
-  tp_proxy_t *p = proxy(TP_MICROSOCKS, NULL, NULL, NULL);
+  tp_proxy_t *p = proxy(kind, NULL, NULL, NULL);
   uv_loop_t loop;
   ct_client_t sub, pub;
   char uri[64];
   snprintf(uri, sizeof(uri), "mqtt://localhost:%d", k.b->port);
   assert_int_equal(uv_loop_init(&loop), 0);
-  client(&sub, &loop, "sub", tp_url(p, "socks5h"), uri, NULL);
-  client(&pub, &loop, "pub", tp_url(p, "socks5h"), uri, NULL);
+  client(&sub, &loop, "sub", tp_url(p, scheme), uri, NULL);
+  client(&pub, &loop, "pub", tp_url(p, scheme), uri, NULL);
   ct_wait_connected(&sub, 1);
   ct_wait_connected(&pub, 1);
   round_trip(&sub, &pub, "before");
@@ -392,6 +391,17 @@ static void proxy_restart(void **state) {
   ct_wait_connected(&pub, 2);
   round_trip(&sub, &pub, "after");
   close_all(&loop, &sub, &pub);
+  assert_int_equal(tp_tunnels(p), 4);
+}
+
+static void proxy_restart(void **state) {
+  (void)state;
+  restart_through(TP_MICROSOCKS, "socks5h");
+}
+
+static void proxy_restart_http(void **state) {
+  (void)state;
+  restart_through(TP_TINYPROXY, "http");
 }
 
 /* ---- unix-domain sockets ------------------------------------------------- */
@@ -618,10 +628,11 @@ static void proxy_urls(void **state) {
 
 int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
-      T(tinyproxy_qos),  T(tinyproxy_auth_qos),  T(tinyproxy_tls_ws),
-      T(microsocks_qos), T(microsocks_auth_qos), T(dante_qos),
-      T(proxy_hangs),    T(proxy_restart),       T(unix_qos_restart),
-      T(proxy_env),      T(proxy_urls),          T(unix_abstract_ws),
+      T(tinyproxy_qos),    T(tinyproxy_auth_qos),  T(tinyproxy_tls_ws),
+      T(microsocks_qos),   T(microsocks_auth_qos), T(dante_qos),
+      T(proxy_hangs),      T(proxy_restart),       T(proxy_restart_http),
+      T(unix_qos_restart), T(proxy_env),           T(proxy_urls),
+      T(unix_abstract_ws),
   };
   ct_install_signal_handlers();
   if (argc > 1)
