@@ -388,6 +388,7 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
 /* Connects to a unix-domain socket: no name, no addresses. */
 static void dial_unix(uvmqtt_client_t *c, const char *path) {
   uvmqtt_stream_t *s;
+  c->at->naddrs = c->at->cur_addr = 0; /* a failure has no next address */
   c->state = C_TRANSPORT;
   int rc = uvmqtt__unix_connect(c->lc->loop, path, socket_opened, c, &s);
   if (rc < 0) {

@@ -431,6 +431,31 @@ static void unix_qos_restart(void **state) {
   refused(NULL, uri, UV_ENOENT, false);
 }
 
+/* Failover lists mix unix sockets and TCP, both ways. */
+static void unix_failover(void **state) {
+  (void)state;
+  brk_t k;
+  broker(&k, false);
+  char none[400], sock[400], tcp[64], dead[64];
+  snprintf(none, sizeof(none), "unix://%s.none", k.sock);
+  snprintf(sock, sizeof(sock), "unix://%s", k.sock);
+  snprintf(tcp, sizeof(tcp), "mqtt://127.0.0.1:%d", k.b->port);
+  snprintf(dead, sizeof(dead), "mqtt://127.0.0.1:%d", tu_free_port());
+  const char *lists[2][2] = {{none, tcp}, {dead, sock}};
+  for (int i = 0; i < 2; i++) {
+    uv_loop_t loop;
+    ct_client_t t;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    uvmqtt_options_t *o = ct_opts(UVMQTT_V311, NULL, true);
+    ct_client_init(&t, &loop, o, "failover");
+    uvmqtt_options_del(o);
+    assert_int_equal(uvmqtt_client_connect_uris(t.c, lists[i], 2), 0);
+    ct_wait_connected(&t, 1);
+    assert_int_equal(t.connect_fails, 0); /* the list moved on at once */
+    close_all(&loop, &t, NULL);
+  }
+}
+
 /* A scripted broker on a unix socket (mosquitto 2.0.11 listens on
  * neither an abstract name nor, for WebSocket, a unix socket): it answers
  * a WebSocket upgrade when asked to, and the first MQTT bytes after it
@@ -631,8 +656,8 @@ int main(int argc, char **argv) {
       T(tinyproxy_qos),    T(tinyproxy_auth_qos),  T(tinyproxy_tls_ws),
       T(microsocks_qos),   T(microsocks_auth_qos), T(dante_qos),
       T(proxy_hangs),      T(proxy_restart),       T(proxy_restart_http),
-      T(unix_qos_restart), T(proxy_env),           T(proxy_urls),
-      T(unix_abstract_ws),
+      T(unix_qos_restart), T(unix_failover),       T(proxy_env),
+      T(proxy_urls),       T(unix_abstract_ws),
   };
   ct_install_signal_handlers();
   if (argc > 1)
