@@ -14,9 +14,7 @@
 #include "../alloc.h"
 #include "proxy.h"
 #include "uvmqtt/errors.h"
-
-/* Log levels, as UVMQTT_LOG_* in uvmqtt.h. */
-enum { P_LOG_ERROR = 0, P_LOG_WARN = 1, P_LOG_INFO = 2, P_LOG_DEBUG = 3 };
+#include "uvmqtt/log.h"
 
 typedef struct {
   uv_timer_t timer;
@@ -180,7 +178,7 @@ static void on_timer(uv_timer_t *t) {
   } else if (hs->opened) {
     drain(p);
   } else if (!hs->failed) {
-    uvmqtt__proxy_log(p, P_LOG_ERROR, "%s: no reply within %u ms",
+    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "%s: no reply within %u ms",
                       p->base.ops->name, hs->timeout_ms);
     open_failed(p, UVMQTT_ETIMEDOUT);
   }
@@ -201,7 +199,7 @@ static void on_lower_read(uvmqtt_stream_t *lower, ssize_t nread,
   if (hs->failed || !hs->started)
     return;
   if (nread < 0) {
-    uvmqtt__proxy_log(p, P_LOG_ERROR,
+    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
                       "%s: connection ended during the "
                       "handshake: %s",
                       p->base.ops->name, uvmqtt_strerror((int)nread));
@@ -230,7 +228,7 @@ static void on_sent(uvmqtt_stream_t *lower, int status, void *arg) {
   uvmqtt__free(arg);
   hs_t *hs = p->hs;
   if (status != 0 && !p->closing && hs && hs->open_cb) {
-    uvmqtt__proxy_log(p, P_LOG_ERROR, "%s: cannot send to the proxy: %s",
+    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "%s: cannot send to the proxy: %s",
                       p->base.ops->name, uvmqtt_strerror(status));
     open_failed(p, status);
   }

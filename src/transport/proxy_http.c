@@ -10,8 +10,7 @@
 #include "http.h"
 #include "proxy.h"
 #include "uvmqtt/errors.h"
-
-enum { P_LOG_ERROR = 0, P_LOG_WARN = 1, P_LOG_INFO = 2, P_LOG_DEBUG = 3 };
+#include "uvmqtt/log.h"
 
 #define DEFAULT_MAX_REPLY (8u * 1024u)
 #define LINE_KEEP 160 /* bytes of a line kept for parsing and logging */
@@ -118,7 +117,7 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
   if (st->lines++ == 0) {
     st->status = uvmqtt__http_status_line(l, keep);
     if (st->status < 0) {
-      uvmqtt__proxy_log(p, P_LOG_ERROR,
+      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
                         "http-proxy: not an HTTP status line: \"%.*s\"",
                         (int)(keep > 80 ? 80 : keep), l);
       return UVMQTT_EPROXY_PROTOCOL;
@@ -126,7 +125,7 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
     uvmqtt__proxy_set_code(p, st->status);
     /* 401 too: tinyproxy answers wrong credentials with it. */
     if (st->status == 407 || st->status == 401) {
-      uvmqtt__proxy_log(p, P_LOG_ERROR, "http-proxy: %.*s",
+      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "http-proxy: %.*s",
                         (int)(keep > 80 ? 80 : keep), l);
       return UVMQTT_EPROXY_AUTH;
     }
@@ -134,7 +133,8 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
       return 0;
     if (st->status >= 100 && st->status < 200 && st->status != 101)
       return 0; /* an interim response: the final one follows */
-    uvmqtt__proxy_log(p, P_LOG_ERROR, "http-proxy: CONNECT refused: \"%.*s\"",
+    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
+                      "http-proxy: CONNECT refused: \"%.*s\"",
                       (int)(keep > 80 ? 80 : keep), l);
     return UVMQTT_EPROXY_STATUS;
   }
@@ -150,7 +150,7 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
    * section 5.2) and a CONNECT reply has no use for them. */
   const char *colon = memchr(l, ':', keep);
   if (uvmqtt__http_is_ows(l[0]) || !colon || colon == l) {
-    uvmqtt__proxy_log(p, P_LOG_ERROR,
+    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
                       "http-proxy: malformed header line \"%.*s\"",
                       (int)(keep > 80 ? 80 : keep), l);
     return UVMQTT_EPROXY_PROTOCOL;
@@ -165,7 +165,7 @@ static int http_feed(uvmqtt__proxy_t *p, void *vst, const uint8_t *b, size_t n,
   for (size_t i = 0; i < n; i++) {
     uint8_t c = b[i];
     if (++st->total > st->max_reply) {
-      uvmqtt__proxy_log(p, P_LOG_ERROR,
+      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
                         "http-proxy: reply header longer than %zu bytes",
                         st->max_reply);
       return UVMQTT_EPROXY_TOOBIG;
@@ -174,7 +174,7 @@ static int http_feed(uvmqtt__proxy_t *p, void *vst, const uint8_t *b, size_t n,
     if ((st->lines == 0 && st->line_len < sizeof(prefix) - 1 &&
          c != (uint8_t)prefix[st->line_len]) ||
         c == 0) {
-      uvmqtt__proxy_log(p, P_LOG_ERROR, "http-proxy: not an HTTP reply");
+      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "http-proxy: not an HTTP reply");
       return UVMQTT_EPROXY_PROTOCOL;
     }
     if (c != '\n') {

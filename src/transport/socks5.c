@@ -8,8 +8,7 @@
 #include "../alloc.h"
 #include "proxy.h"
 #include "uvmqtt/errors.h"
-
-enum { P_LOG_ERROR = 0, P_LOG_WARN = 1, P_LOG_INFO = 2, P_LOG_DEBUG = 3 };
+#include "uvmqtt/log.h"
 
 enum { ST_METHOD, ST_AUTH, ST_CONNECT };
 
@@ -163,7 +162,7 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
     if (r[0] != 5)
       break;
     if (r[1] == M_REFUSED) {
-      uvmqtt__proxy_log(p, P_LOG_ERROR, "socks5: %s",
+      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "socks5: %s",
                         st->user_len ? "no authentication method accepted"
                                      : "the proxy requires credentials");
       return st->user_len ? UVMQTT_ESOCKS_METHOD : UVMQTT_EPROXY_AUTH;
@@ -172,7 +171,7 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
       return send_auth(p, st);
     if (r[1] == M_NONE)
       return send_connect(p, st);
-    uvmqtt__proxy_log(p, P_LOG_ERROR,
+    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
                       "socks5: proxy chose method %u, "
                       "which was not offered",
                       r[1]);
@@ -181,7 +180,7 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
     if (r[0] != 1)
       break;
     if (r[1] != 0) {
-      uvmqtt__proxy_log(p, P_LOG_ERROR, "socks5: credentials refused");
+      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "socks5: credentials refused");
       return UVMQTT_EPROXY_AUTH;
     }
     return send_connect(p, st);
@@ -192,8 +191,9 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
       if (r[1] != 0) {
         uvmqtt__proxy_set_code(p, r[1]);
         int err = reply_error(r[1]);
-        uvmqtt__proxy_log(p, P_LOG_ERROR, "socks5: CONNECT refused (%u): %s",
-                          r[1], uvmqtt_strerror(err));
+        uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
+                          "socks5: CONNECT refused (%u): %s", r[1],
+                          uvmqtt_strerror(err));
         return err;
       }
       st->need = 5; /* RSV, ATYP and the first address byte */
@@ -212,7 +212,7 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
   default:
     break;
   }
-  uvmqtt__proxy_log(p, P_LOG_ERROR, "socks5: not a SOCKS5 reply");
+  uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "socks5: not a SOCKS5 reply");
   return UVMQTT_EPROXY_PROTOCOL;
 }
 
