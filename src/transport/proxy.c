@@ -7,8 +7,6 @@
  * bytes that came with the proxy's reply. The block goes once the tunnel is
  * open and those bytes are delivered; the stream struct is then the base,
  * one pointer, the close callback and the reply code. */
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "../alloc.h"
@@ -55,15 +53,8 @@ static const uvmqtt__proxy_proto_t *proto_of(const proxy_t *p) {
   return (const uvmqtt__proxy_proto_t *)(const void *)p->base.ops;
 }
 
-void uvmqtt__proxy_log(proxy_t *p, int level, const char *fmt, ...) {
-  if (!p->base.log_cb)
-    return;
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
-  va_end(ap);
-  p->base.log_cb(&p->base, level, msg);
+uvmqtt_stream_t *uvmqtt__proxy_stream(proxy_t *p) {
+  return &p->base;
 }
 
 void uvmqtt__proxy_set_code(proxy_t *p, int code) {
@@ -178,8 +169,8 @@ static void on_timer(uv_timer_t *t) {
   } else if (hs->opened) {
     drain(p);
   } else if (!hs->failed) {
-    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "%s: no reply within %u ms",
-                      p->base.ops->name, hs->timeout_ms);
+    uvmqtt__stream_log(&p->base, UVMQTT_LOG_ERROR, "%s: no reply within %u ms",
+                       p->base.ops->name, hs->timeout_ms);
     open_failed(p, UVMQTT_ETIMEDOUT);
   }
 }
@@ -199,10 +190,10 @@ static void on_lower_read(uvmqtt_stream_t *lower, ssize_t nread,
   if (hs->failed || !hs->started)
     return;
   if (nread < 0) {
-    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                      "%s: connection ended during the "
-                      "handshake: %s",
-                      p->base.ops->name, uvmqtt_strerror((int)nread));
+    uvmqtt__stream_log(&p->base, UVMQTT_LOG_ERROR,
+                       "%s: connection ended during the "
+                       "handshake: %s",
+                       p->base.ops->name, uvmqtt_strerror((int)nread));
     open_failed(p, nread == UV_EOF ? UVMQTT_EPROXY_CLOSED : (int)nread);
     return;
   }
@@ -228,8 +219,9 @@ static void on_sent(uvmqtt_stream_t *lower, int status, void *arg) {
   uvmqtt__free(arg);
   hs_t *hs = p->hs;
   if (status != 0 && !p->closing && hs && hs->open_cb) {
-    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "%s: cannot send to the proxy: %s",
-                      p->base.ops->name, uvmqtt_strerror(status));
+    uvmqtt__stream_log(&p->base, UVMQTT_LOG_ERROR,
+                       "%s: cannot send to the proxy: %s", p->base.ops->name,
+                       uvmqtt_strerror(status));
     open_failed(p, status);
   }
 }

@@ -69,11 +69,7 @@ int uvmqtt__proxy_send(uvmqtt__proxy_t *p, const void *b, size_t n);
  * uvmqtt__proxy_reply_code(). */
 void uvmqtt__proxy_set_code(uvmqtt__proxy_t *p, int code);
 
-/* A log line from the layer (level as UVMQTT_LOG_*), printf-style. */
-void uvmqtt__proxy_log(uvmqtt__proxy_t *p, int level, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
+/* The stream of p (for uvmqtt__stream_log()). */
+uvmqtt_stream_t *uvmqtt__proxy_stream(uvmqtt__proxy_t *p);
 
 #endif

@@ -117,25 +117,25 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
   if (st->lines++ == 0) {
     st->status = uvmqtt__http_status_line(l, keep);
     if (st->status < 0) {
-      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                        "http-proxy: not an HTTP status line: \"%.*s\"",
-                        (int)(keep > 80 ? 80 : keep), l);
+      uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                         "http-proxy: not an HTTP status line: \"%.*s\"",
+                         (int)(keep > 80 ? 80 : keep), l);
       return UVMQTT_EPROXY_PROTOCOL;
     }
     uvmqtt__proxy_set_code(p, st->status);
     /* 401 too: tinyproxy answers wrong credentials with it. */
     if (st->status == 407 || st->status == 401) {
-      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "http-proxy: %.*s",
-                        (int)(keep > 80 ? 80 : keep), l);
+      uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                         "http-proxy: %.*s", (int)(keep > 80 ? 80 : keep), l);
       return UVMQTT_EPROXY_AUTH;
     }
     if (st->status >= 200 && st->status < 300)
       return 0;
     if (st->status >= 100 && st->status < 200 && st->status != 101)
       return 0; /* an interim response: the final one follows */
-    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                      "http-proxy: CONNECT refused: \"%.*s\"",
-                      (int)(keep > 80 ? 80 : keep), l);
+    uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                       "http-proxy: CONNECT refused: \"%.*s\"",
+                       (int)(keep > 80 ? 80 : keep), l);
     return UVMQTT_EPROXY_STATUS;
   }
   if (len == 0) {
@@ -150,9 +150,9 @@ static int http_line(uvmqtt__proxy_t *p, http_st_t *st) {
    * section 5.2) and a CONNECT reply has no use for them. */
   const char *colon = memchr(l, ':', keep);
   if (uvmqtt__http_is_ows(l[0]) || !colon || colon == l) {
-    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                      "http-proxy: malformed header line \"%.*s\"",
-                      (int)(keep > 80 ? 80 : keep), l);
+    uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                       "http-proxy: malformed header line \"%.*s\"",
+                       (int)(keep > 80 ? 80 : keep), l);
     return UVMQTT_EPROXY_PROTOCOL;
   }
   return 0;
@@ -165,16 +165,17 @@ static int http_feed(uvmqtt__proxy_t *p, void *vst, const uint8_t *b, size_t n,
   for (size_t i = 0; i < n; i++) {
     uint8_t c = b[i];
     if (++st->total > st->max_reply) {
-      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                        "http-proxy: reply header longer than %zu bytes",
-                        st->max_reply);
+      uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                         "http-proxy: reply header longer than %zu bytes",
+                         st->max_reply);
       return UVMQTT_EPROXY_TOOBIG;
     }
     /* Garbage is refused at its first byte, not at the limit. */
     if ((st->lines == 0 && st->line_len < sizeof(prefix) - 1 &&
          c != (uint8_t)prefix[st->line_len]) ||
         c == 0) {
-      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "http-proxy: not an HTTP reply");
+      uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                         "http-proxy: not an HTTP reply");
       return UVMQTT_EPROXY_PROTOCOL;
     }
     if (c != '\n') {

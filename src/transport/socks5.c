@@ -162,25 +162,27 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
     if (r[0] != 5)
       break;
     if (r[1] == M_REFUSED) {
-      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "socks5: %s",
-                        st->user_len ? "no authentication method accepted"
-                                     : "the proxy requires credentials");
+      uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                         "socks5: %s",
+                         st->user_len ? "no authentication method accepted"
+                                      : "the proxy requires credentials");
       return st->user_len ? UVMQTT_ESOCKS_METHOD : UVMQTT_EPROXY_AUTH;
     }
     if (r[1] == M_USERPASS && st->user_len)
       return send_auth(p, st);
     if (r[1] == M_NONE)
       return send_connect(p, st);
-    uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                      "socks5: proxy chose method %u, "
-                      "which was not offered",
-                      r[1]);
+    uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                       "socks5: proxy chose method %u, "
+                       "which was not offered",
+                       r[1]);
     return UVMQTT_EPROXY_PROTOCOL;
   case ST_AUTH:
     if (r[0] != 1)
       break;
     if (r[1] != 0) {
-      uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "socks5: credentials refused");
+      uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                         "socks5: credentials refused");
       return UVMQTT_EPROXY_AUTH;
     }
     return send_connect(p, st);
@@ -191,9 +193,9 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
       if (r[1] != 0) {
         uvmqtt__proxy_set_code(p, r[1]);
         int err = reply_error(r[1]);
-        uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR,
-                          "socks5: CONNECT refused (%u): %s", r[1],
-                          uvmqtt_strerror(err));
+        uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                           "socks5: CONNECT refused (%u): %s", r[1],
+                           uvmqtt_strerror(err));
         return err;
       }
       st->need = 5; /* RSV, ATYP and the first address byte */
@@ -212,7 +214,8 @@ static int socks_reply(uvmqtt__proxy_t *p, socks_st_t *st) {
   default:
     break;
   }
-  uvmqtt__proxy_log(p, UVMQTT_LOG_ERROR, "socks5: not a SOCKS5 reply");
+  uvmqtt__stream_log(uvmqtt__proxy_stream(p), UVMQTT_LOG_ERROR,
+                     "socks5: not a SOCKS5 reply");
   return UVMQTT_EPROXY_PROTOCOL;
 }
 

@@ -65,6 +65,7 @@
 #ifndef UVMQTT_TRANSPORT_H
 #define UVMQTT_TRANSPORT_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -116,6 +117,16 @@ struct uvmqtt_stream_s {
   uvmqtt_stream_log_cb log_cb;
   void *data; /* owner's pointer */
 };
+
+/* A log line of layer s for its owner's log_cb (none: nothing), formatted
+ * as printf() does, at most 319 bytes (src/transport/stream.c). */
+void uvmqtt__stream_log(uvmqtt_stream_t *s, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void uvmqtt__stream_vlog(uvmqtt_stream_t *s, int level, const char *fmt,
+                         va_list ap);
 
 /* Convenience wrappers. */
 static inline int uvmqtt__stream_write(uvmqtt_stream_t *s, const uv_buf_t *b,

@@ -106,14 +106,10 @@ typedef struct {
 /* ---- helpers ------------------------------------------------------------ */
 
 static void ws_log(ws_stream_t *ws, int level, const char *fmt, ...) {
-  if (!ws->base.log_cb)
-    return;
-  char msg[256];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  uvmqtt__stream_vlog(&ws->base, level, fmt, ap);
   va_end(ap);
-  ws->base.log_cb(&ws->base, level, msg);
 }
 
 /* 1 when the comma-separated list `v` holds `token` (case-insensitive). */

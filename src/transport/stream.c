@@ -1,0 +1,22 @@
+/* What every transport layer shares beyond the contract in transport.h:
+ * formatting a log line for the owner's log callback. */
+#include <stdarg.h>
+#include <stdio.h>
+
+#include "transport.h"
+
+void uvmqtt__stream_vlog(uvmqtt_stream_t *s, int level, const char *fmt,
+                         va_list ap) {
+  if (!s->log_cb)
+    return;
+  char msg[320];
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  s->log_cb(s, level, msg);
+}
+
+void uvmqtt__stream_log(uvmqtt_stream_t *s, int level, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  uvmqtt__stream_vlog(s, level, fmt, ap);
+  va_end(ap);
+}
