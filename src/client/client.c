@@ -230,6 +230,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
   uvmqtt__servers_free(c);
   uvmqtt__client_id_free(c);
   if (c->rare) {
+    uvmqtt__stack_proxy_free(c); /* freed with its attempt already */
     uvmqtt__free(c->rare->srv_domain);
     uvmqtt__free(c->rare->req_timer);
     uvmqtt__free(c->rare->drain);

@@ -207,16 +207,22 @@ typedef struct {
   uint64_t deadline;
   uint32_t naddrs, cur_addr;
   int last_error;
-  int http_status; /* of the last refused WebSocket upgrade or CONNECT */
-  /* The transport stack being built (stack.c): the proxy of this server,
-   * if any (strings owned; host NULL: none), the layers still to stack
-   * over the socket, in order, and the one being opened. */
-  server_spec_t proxy;
-  uint8_t plan[4];
-  uint8_t nplan, layer;
+  int16_t http_status; /* of the last refused WebSocket upgrade or CONNECT */
+  /* The transport stack being built (stack.c), in the space an int took:
+   * the layer kinds to stack over the socket (a bit each; their order is
+   * fixed) and the kind being opened (0: the socket). */
+  uint8_t plan;
+  uint8_t layer;
+} attempt_t;
+
+/* The proxy of the current attempt (stack.c), allocated only when there
+ * is one and hung off the rare block: a client without a proxy does not
+ * pay for it, even while connecting. */
+typedef struct {
+  server_spec_t proxy;  /* strings owned */
   bool target_resolved; /* socks5: the broker's address is in target */
   char target[46];      /* INET6_ADDRSTRLEN */
-} attempt_t;
+} proxy_attempt_t;
 
 /* A graceful goodbye (delivery.c): asked for (input halted at once), then
  * started once the callbacks under way have returned (DISCONNECT queued
@@ -259,6 +265,7 @@ typedef struct {
   const uvmqtt_tls_config_t *tls_default; /* tls_default.c's, held */
   leave_t *leave;
   struct drain_s *drain; /* uvmqtt_client_disconnect_drain() */
+  proxy_attempt_t *px;   /* while an attempt goes through a proxy */
   int tls_err;           /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects;        /* in a row, to stop loops */
@@ -406,6 +413,10 @@ int uvmqtt__stack_plan(uvmqtt_client_t *c);
 void uvmqtt__stack_build(uvmqtt_client_t *c, uvmqtt_stream_t *s);
 /* The proxy's default port for its scheme. */
 uint16_t uvmqtt__proxy_port(const server_spec_t *p);
+/* The current attempt's proxy, or NULL when it goes direct. */
+proxy_attempt_t *uvmqtt__stack_proxy(const uvmqtt_client_t *c);
+/* Frees the attempt's proxy block (the attempt ended, or is re-planned). */
+void uvmqtt__stack_proxy_free(uvmqtt_client_t *c);
 
 /* ---- connect.c: the connect pipeline */
 void uvmqtt__client_start_attempt(uvmqtt_client_t *c);

@@ -166,7 +166,7 @@ void uvmqtt__client_attempt_end(uvmqtt_client_t *c) {
     uvmqtt__resolver_close(at->resolver, on_resolver_released, c);
   }
   uvmqtt__free(at->addrs);
-  uvmqtt__server_clear(&at->proxy);
+  uvmqtt__stack_proxy_free(c);
   uvmqtt__free(at);
 }
 
@@ -435,9 +435,9 @@ static void dial(uvmqtt_client_t *c, const char *host, uint16_t port) {
 
 /* Dials the proxy when there is one, else the server. */
 static void dial_first_hop(uvmqtt_client_t *c) {
-  attempt_t *at = c->at;
-  if (at->proxy.host) {
-    dial(c, at->proxy.host, uvmqtt__proxy_port(&at->proxy));
+  const proxy_attempt_t *px = uvmqtt__stack_proxy(c);
+  if (px) {
+    dial(c, px->proxy.host, uvmqtt__proxy_port(&px->proxy));
     return;
   }
   server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
@@ -450,15 +450,15 @@ static void on_target_addrs(int status, const struct sockaddr_storage *addrs,
                             size_t n, void *arg) {
   uvmqtt_client_t *c = arg;
   ENTER(c);
-  attempt_t *at = c->at;
-  at->resolve_req = NULL;
+  c->at->resolve_req = NULL;
+  proxy_attempt_t *px = uvmqtt__stack_proxy(c);
   int rc = status < 0 ? status : n == 0 ? UVMQTT_EDNS_NODATA : 0;
   if (rc == 0) {
     const struct sockaddr *a = (const struct sockaddr *)&addrs[0];
     rc = a->sa_family == AF_INET6 ? uv_ip6_name((const struct sockaddr_in6 *)a,
-                                                at->target, sizeof(at->target))
+                                                px->target, sizeof(px->target))
                                   : uv_ip4_name((const struct sockaddr_in *)a,
-                                                at->target, sizeof(at->target));
+                                                px->target, sizeof(px->target));
   }
   if (rc < 0) {
     uvmqtt__client_log(c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
@@ -466,7 +466,7 @@ static void on_target_addrs(int status, const struct sockaddr_storage *addrs,
                        uvmqtt_strerror(rc));
     uvmqtt__client_attempt_failed(c, rc);
   } else {
-    at->target_resolved = true;
+    px->target_resolved = true;
     dial_first_hop(c);
   }
   LEAVE(c);
@@ -485,7 +485,8 @@ static void resolve_server(uvmqtt_client_t *c) {
     return;
   }
   struct sockaddr_storage lit;
-  if (at->proxy.scheme == S_PROXY_SOCKS5 &&
+  const proxy_attempt_t *px = uvmqtt__stack_proxy(c);
+  if (px && px->proxy.scheme == S_PROXY_SOCKS5 &&
       uv_ip4_addr(sv.host, 0, (struct sockaddr_in *)&lit) != 0 &&
       uv_ip6_addr(sv.host, 0, (struct sockaddr_in6 *)&lit) != 0) {
     rc = ensure_resolver(c);

@@ -91,8 +91,20 @@ static const char *env_proxy(const server_spec_t *sv) {
   return url;
 }
 
+proxy_attempt_t *uvmqtt__stack_proxy(const uvmqtt_client_t *c) {
+  return c->rare ? c->rare->px : NULL;
+}
+
+void uvmqtt__stack_proxy_free(uvmqtt_client_t *c) {
+  proxy_attempt_t *px = uvmqtt__stack_proxy(c);
+  if (!px)
+    return;
+  c->rare->px = NULL;
+  uvmqtt__server_clear(&px->proxy);
+  uvmqtt__free(px);
+}
+
 static int choose_proxy(uvmqtt_client_t *c, const server_spec_t *sv) {
-  attempt_t *at = c->at;
   const char *url = CX(c)->proxy;
   bool from_env = false;
   if (!url && CX(c)->proxy_env) {
@@ -101,40 +113,46 @@ static int choose_proxy(uvmqtt_client_t *c, const server_spec_t *sv) {
   }
   if (!url)
     return 0;
+  rare_t *r = uvmqtt__client_rare(c);
+  proxy_attempt_t *px = r ? uvmqtt__calloc(1, sizeof(*px)) : NULL;
   char *tmp = NULL;
-  if (from_env && !strstr(url, "://")) {
+  if (px && from_env && !strstr(url, "://")) {
     /* "host:port", as curl reads it: an HTTP proxy. */
     size_t n = strlen(url);
-    if (!(tmp = uvmqtt__malloc(n + 8)))
-      return UVMQTT_ENOMEM;
-    memcpy(tmp, "http://", 7);
-    memcpy(tmp + 7, url, n + 1);
+    if ((tmp = uvmqtt__malloc(n + 8))) {
+      memcpy(tmp, "http://", 7);
+      memcpy(tmp + 7, url, n + 1);
+    }
     url = tmp;
   }
-  int rc = uvmqtt__parse_uri(c, url, &at->proxy);
-  if (rc == 0 && at->proxy.scheme < S_PROXY_HTTP) {
-    uvmqtt__server_clear(&at->proxy);
-    memset(&at->proxy, 0, sizeof(at->proxy));
+  if (!px || !url) {
+    uvmqtt__free(px);
+    return UVMQTT_ENOMEM;
+  }
+  int rc = uvmqtt__parse_uri(c, url, &px->proxy);
+  if (rc == 0 && px->proxy.scheme < S_PROXY_HTTP) {
+    uvmqtt__server_clear(&px->proxy);
     rc = UVMQTT_EURI;
   }
-  if (rc < 0)
+  if (rc < 0) {
     uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "bad proxy URL%s: %s",
                        from_env ? " in the environment" : "",
                        uvmqtt_strerror(rc));
-  else
+    uvmqtt__free(px);
+  } else {
+    r->px = px;
     uvmqtt__client_log(c, UVMQTT_LOG_DEBUG, "to %s through the proxy %s:%u",
-                       sv->host, at->proxy.host,
-                       uvmqtt__proxy_port(&at->proxy));
+                       sv->host, px->proxy.host,
+                       uvmqtt__proxy_port(&px->proxy));
+  }
   uvmqtt__free(tmp);
   return rc;
 }
 
 int uvmqtt__stack_plan(uvmqtt_client_t *c) {
   attempt_t *at = c->at;
-  uvmqtt__server_clear(&at->proxy);
-  memset(&at->proxy, 0, sizeof(at->proxy));
-  at->nplan = at->layer = 0;
-  at->target_resolved = false;
+  uvmqtt__stack_proxy_free(c);
+  at->plan = at->layer = 0;
   at->http_status = 0;
   server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
   if (sv.scheme != S_UNIX && sv.scheme != S_WS_UNIX) {
@@ -142,13 +160,14 @@ int uvmqtt__stack_plan(uvmqtt_client_t *c) {
     if (rc < 0)
       return rc;
   }
-  if (at->proxy.host)
-    at->plan[at->nplan++] =
-        at->proxy.scheme == S_PROXY_HTTP ? L_HTTP_PROXY : L_SOCKS5;
+  proxy_attempt_t *px = uvmqtt__stack_proxy(c);
+  if (px)
+    at->plan |=
+        1u << (px->proxy.scheme == S_PROXY_HTTP ? L_HTTP_PROXY : L_SOCKS5);
   if (sv.scheme == S_MQTTS || sv.scheme == S_WSS)
-    at->plan[at->nplan++] = L_TLS;
+    at->plan |= 1u << L_TLS;
   if (sv.scheme == S_WS || sv.scheme == S_WSS || sv.scheme == S_WS_UNIX)
-    at->plan[at->nplan++] = L_WS;
+    at->plan |= 1u << L_WS;
   return 0;
 }
 
@@ -162,15 +181,15 @@ static unsigned remaining_ms(uvmqtt_client_t *c) {
 
 static int make_proxy(uvmqtt_client_t *c, const server_spec_t *sv,
                       uvmqtt_stream_t *lower, uvmqtt_stream_t **out) {
-  attempt_t *at = c->at;
+  const proxy_attempt_t *px = uvmqtt__stack_proxy(c);
   uvmqtt_proxy_opts_t po;
   memset(&po, 0, sizeof(po));
-  po.host = at->target_resolved ? at->target : sv->host;
+  po.host = px->target_resolved ? px->target : sv->host;
   po.port = sv->port ? sv->port : uvmqtt__default_port(c, sv->scheme);
-  po.user = at->proxy.has_user ? at->proxy.user : NULL;
-  po.pass = at->proxy.pass;
+  po.user = px->proxy.has_user ? px->proxy.user : NULL;
+  po.pass = px->proxy.pass;
   po.timeout_ms = remaining_ms(c);
-  if (at->proxy.scheme == S_PROXY_HTTP)
+  if (px->proxy.scheme == S_PROXY_HTTP)
     return uvmqtt__http_proxy_new(lower, &po, out);
   return uvmqtt__socks5_new(lower, &po, out);
 }
@@ -265,7 +284,7 @@ static void layer_opened(uvmqtt_stream_t *s, int status) {
   ENTER(c);
   if (status < 0) {
     attempt_t *at = c->at;
-    at->http_status = layers[at->plan[at->layer - 1]].failed(c, s, status);
+    at->http_status = (int16_t)layers[at->layer].failed(c, s, status);
     if (at->http_status)
       uvmqtt__client_log(c, UVMQTT_LOG_WARN,
                          "%s handshake failed: %s (HTTP %d)", s->ops->name,
@@ -283,7 +302,11 @@ static void layer_opened(uvmqtt_stream_t *s, int status) {
 void uvmqtt__stack_build(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
   attempt_t *at = c->at;
   s->log_cb = on_layer_log;
-  if (at->layer == at->nplan) {
+  /* The next kind in the plan after the one just opened. */
+  unsigned next = at->layer + 1u;
+  while (next <= L_WS && !(at->plan & (1u << next)))
+    next++;
+  if (next > L_WS) {
     /* The stack is complete. */
     c->stream = s;
     at->opening = NULL;
@@ -293,7 +316,8 @@ void uvmqtt__stack_build(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
   }
   server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
   uvmqtt_stream_t *up = NULL;
-  int rc = layers[at->plan[at->layer++]].make(c, &sv, s, &up);
+  at->layer = (uint8_t)next;
+  int rc = layers[next].make(c, &sv, s, &up);
   if (rc < 0) {
     at->opening = s;
     uvmqtt__client_attempt_failed(c, rc);
