@@ -97,7 +97,7 @@ typedef struct {
   uvmqtt_store_t *store; /* shared, not owned */
   bool manual_ack;
   bool record_first; /* QoS 2 recorded before delivery (with store) */
-  bool proxy_env; /* take a proxy from the environment */
+  bool proxy_env;    /* take a proxy from the environment */
 } opt_ext_t;
 
 /* Every rarely set option at its default (options.c). */
