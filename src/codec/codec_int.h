@@ -139,8 +139,4 @@ int uvmqtt__codec_decode_body(const uint8_t *buf, size_t len, size_t body,
 int uvmqtt__codec_utf8_scan(const uint8_t *s, size_t len, bool topic,
                             size_t *err_off);
 
-/* Validates a topic filter's wildcard placement ('#' last and alone in its
- * level, '+' alone in its level). Returns 0 or UVMQTT_EFILTER. */
-int uvmqtt__codec_filter_check(const char *s, size_t len, size_t *err_off);
-
 #endif

@@ -1,6 +1,7 @@
 /* Decoding one complete packet held contiguously in memory. Every read is
  * bounded by the packet's own end; every failure names its byte offset. */
 #include "codec/codec_int.h"
+#include "codec/filter.h"
 
 #define FAIL(r_, off_, code_)                                                  \
   do {                                                                         \
@@ -269,7 +270,7 @@ static int dec_subscribe(uvmqtt__codec_rd_t *r, uint8_t version,
     uint8_t opt;
     size_t f_off = r->pos, bad;
     TRY(uvmqtt__codec_rd_str(r, &f));
-    if (uvmqtt__codec_filter_check(f.data, f.len, &bad))
+    if (uvmqtt__filter_syntax(f.data, f.len, NULL, &bad))
       FAIL(r, f.len ? f_off + 2 + bad : f_off, UVMQTT_EFILTER);
     size_t opt_off = r->pos;
     TRY(rd_u8(r, &opt));
@@ -333,7 +334,7 @@ static int dec_unsubscribe(uvmqtt__codec_rd_t *r, uint8_t version,
     uvmqtt_str_t f;
     size_t f_off = r->pos, bad;
     TRY(uvmqtt__codec_rd_str(r, &f));
-    if (uvmqtt__codec_filter_check(f.data, f.len, &bad))
+    if (uvmqtt__filter_syntax(f.data, f.len, NULL, &bad))
       FAIL(r, f.len ? f_off + 2 + bad : f_off, UVMQTT_EFILTER);
     u->count++;
   }

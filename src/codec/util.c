@@ -1,6 +1,7 @@
 /* Codec helpers: UTF-8 and topic checks, names, reason strings, varints,
  * the v5 property table. */
 #include "codec/codec_int.h"
+#include "codec/filter.h"
 
 /* ---- UTF-8 ------------------------------------------------------------- */
 
@@ -80,34 +81,44 @@ int uvmqtt_utf8_check(const char *s, size_t len, size_t *err_off) {
   return uvmqtt__codec_utf8_scan((const uint8_t *)s, len, false, err_off);
 }
 
-int uvmqtt__codec_filter_check(const char *s, size_t len, size_t *err_off) {
-  size_t i;
+int uvmqtt__filter_syntax(const char *s, size_t len, size_t *key_off,
+                          size_t *err_off) {
+  static const char share[] = "$share";
+  const size_t slen = sizeof(share) - 1;
+  size_t i, off = 0;
   if (len == 0) {
     i = 0;
     goto bad;
   }
-  /* $share/{ShareName}/{filter}: a non-empty share name without wildcards
-   * and a non-empty filter. */
-  if (len >= 7 && memcmp(s, "$share/", 7) == 0) {
-    const char *slash = memchr(s + 7, '/', len - 7);
-    if (slash == NULL || slash == s + 7 || (size_t)(slash - s) + 1 == len) {
-      i = 7;
+  /* "$share/<group>/<filter>": the group is one non-empty level without
+   * wildcards, and a non-empty filter follows it. */
+  if (len >= slen && memcmp(s, share, slen) == 0 &&
+      (len == slen || s[slen] == '/')) {
+    i = slen + 1;
+    if (i >= len) {
+      i = len;
       goto bad;
     }
-    for (i = 7; s + i < slash; i++)
+    const char *slash = memchr(s + i, '/', len - i);
+    if (slash == NULL || slash == s + i || (size_t)(slash - s) + 1 == len)
+      goto bad;
+    for (; s + i < slash; i++)
       if (s[i] == '+' || s[i] == '#')
         goto bad;
+    off = i + 1;
   }
-  for (i = 0; i < len; i++) {
+  for (i = off; i < len; i++) {
     char c = s[i];
     if (c == '#') {
-      if ((i > 0 && s[i - 1] != '/') || i + 1 != len)
+      if ((i > off && s[i - 1] != '/') || i + 1 != len)
         goto bad;
     } else if (c == '+') {
-      if ((i > 0 && s[i - 1] != '/') || (i + 1 < len && s[i + 1] != '/'))
+      if ((i > off && s[i - 1] != '/') || (i + 1 < len && s[i + 1] != '/'))
         goto bad;
     }
   }
+  if (key_off)
+    *key_off = off;
   return 0;
 bad:
   if (err_off)

@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "codec/filter.h"
 #include "topic_int.h"
 #include "uvmqtt/codec.h"
 #include "uvmqtt/errors.h"
@@ -23,46 +24,12 @@ int uvmqtt_topic_validate(const char *topic, size_t len) {
   return 0;
 }
 
-/* Checks the wildcard placement of a plain (non-shared) filter. */
-static int wildcards_ok(const char *f, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    if (f[i] == '+') {
-      if ((i > 0 && f[i - 1] != '/') || (i + 1 < len && f[i + 1] != '/'))
-        return 0;
-    } else if (f[i] == '#') {
-      if ((i > 0 && f[i - 1] != '/') || i + 1 != len)
-        return 0;
-    }
-  }
-  return 1;
-}
-
 int uvmqtt__filter_check(const char *filter, size_t len, size_t *key_off) {
-  static const char share[] = "$share";
-  const size_t slen = sizeof(share) - 1;
-  size_t off = 0;
-
+  size_t off;
   if (!filter || len == 0 || len > UVMQTT_TOPIC_MAX)
     return UVMQTT_EFILTER;
-  if (len >= slen && memcmp(filter, share, slen) == 0 &&
-      (len == slen || filter[slen] == '/')) {
-    /* "$share/<group>/<filter>": the group is one non-empty level without
-     * wildcards, and a non-empty filter must follow it. */
-    size_t g = slen + 1;
-    if (g >= len)
-      return UVMQTT_EFILTER;
-    const char *slash = memchr(filter + g, '/', len - g);
-    if (!slash || slash == filter + g)
-      return UVMQTT_EFILTER;
-    size_t gend = (size_t)(slash - filter);
-    for (size_t i = g; i < gend; i++)
-      if (filter[i] == '+' || filter[i] == '#')
-        return UVMQTT_EFILTER;
-    off = gend + 1;
-    if (off >= len)
-      return UVMQTT_EFILTER;
-  }
-  if (!wildcards_ok(filter + off, len - off))
+  /* Wildcards and $share/: the codec's check, the one for every filter. */
+  if (uvmqtt__filter_syntax(filter, len, &off, NULL) != 0)
     return UVMQTT_EFILTER;
   if (!utf8_ok(filter, len))
     return UVMQTT_EFILTER;

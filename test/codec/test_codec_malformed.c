@@ -106,6 +106,13 @@ static const bad_case_t cases[] = {
      UVMQTT_EFILTER, 6},
     {"share without name", 5, S,
      "82 0f 00 01 00 00 09 24 73 68 61 72 65 2f 2f 74 00", UVMQTT_EFILTER, 14},
+    /* "$share" alone: the first level is $share, so it must go on as
+     * $share/<group>/<filter> (the router's rule too). */
+    {"share level alone", 5, S, "82 0c 00 01 00 00 06 24 73 68 61 72 65 00",
+     UVMQTT_EFILTER, 13},
+    {"share with a wildcard group", 5, S,
+     "82 10 00 01 00 00 0a 24 73 68 61 72 65 2f 2b 2f 74 00", UVMQTT_EFILTER,
+     14},
     /* ---- lengths ---- */
     {"topic past the end", 4, C, "30 03 00 05 61", UVMQTT_ETRUNC, 2},
     {"PUBACK length 1", 4, C, "40 01 00", UVMQTT_ETRUNC, 2},
