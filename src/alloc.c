@@ -1,3 +1,6 @@
+/* The allocator in use: the hooks set by uvmqtt_replace_allocator() (libc
+ * by default) behind uvmqtt__malloc and co., plus the string and memory
+ * duplicators built on them. Every allocation of the library goes here. */
 #include "alloc.h"
 
 #include <stdlib.h>

@@ -1,3 +1,5 @@
+/* Deep copies of v5 property sets into one allocation (a size pass, then
+ * a copy pass), for the options and the queued messages that keep them. */
 #include "props.h"
 
 #include <string.h>
