@@ -31,8 +31,7 @@ void tool_cfg_init(tool_cfg_t *cfg, const char *prog, bool is_pub) {
 
 void tool_cfg_free(tool_cfg_t *cfg) {
   for (int i = 0; i < TOOL_P_COUNT; i++) {
-    free(cfg->props[i].user);
-    free(cfg->props[i].corr);
+    uvmqtt_props_free(cfg->props[i].p);
   }
   free(cfg->topics);
   free(cfg->url_connect);
@@ -136,7 +135,6 @@ static int parse_prop(tool_cfg_t *cfg, int argc, char **argv, int *i) {
     return -1;
   }
   tool_props_t *tp = &cfg->props[which];
-  uvmqtt_props_t *p = &tp->p;
   unsigned long v = 0;
   int type = uvmqtt_prop_type(id);
   if (id == UVMQTT_PROP_SESSION_EXPIRY_INTERVAL) {
@@ -147,34 +145,20 @@ static int parse_prop(tool_cfg_t *cfg, int argc, char **argv, int *i) {
     *i += 3;
     return 1;
   }
-  if (id == UVMQTT_PROP_USER_PROPERTY) {
-    if (need(cfg, argc, argv, *i, 4) < 0)
-      return -1;
-    uvmqtt_user_prop_t *u =
-        realloc(tp->user, (tp->nuser + 1) * sizeof(*tp->user));
-    if (!u) {
-      tool_err(cfg, "out of memory");
-      return -1;
-    }
-    tp->user = u;
-    u[tp->nuser].key.data = val;
-    u[tp->nuser].key.len = strlen(val);
-    u[tp->nuser].value.data = argv[*i + 4];
-    u[tp->nuser].value.len = strlen(argv[*i + 4]);
-    tp->nuser++;
-    p->user_props = tp->user;
-    p->user_prop_count = tp->nuser;
-    tp->any = true;
-    *i += 4;
-    return 1;
+  /* The library's property builder copies and checks the values. */
+  if (!tp->p && uvmqtt_props_new(&tp->p) < 0) {
+    tool_err(cfg, "out of memory");
+    return -1;
   }
-  if (p->present & UVMQTT_PROP_BIT(id)) {
+  uvmqtt_props_t *p = tp->p;
+  int rc = 0, args = 3;
+  if (id != UVMQTT_PROP_USER_PROPERTY && (p->present & UVMQTT_PROP_BIT(id))) {
     tool_err(cfg, "-D: property '%s' given twice for %s", name, cmd);
     return -1;
   }
   switch (type) {
   case UVMQTT_PROP_TYPE_BYTE:
-    if (parse_ulong(val, 255, &v) < 0)
+    if (parse_ulong(val, 1, &v) < 0) /* every byte property is 0 or 1 */
       goto bad_value;
     break;
   case UVMQTT_PROP_TYPE_U16:
@@ -186,44 +170,39 @@ static int parse_prop(tool_cfg_t *cfg, int argc, char **argv, int *i) {
       goto bad_value;
     break;
   case UVMQTT_PROP_TYPE_VARINT:
-    if (parse_ulong(val, 268435455ul, &v) < 0 || v == 0)
+    if (parse_ulong(val, 268435455ul, &v) < 0)
       goto bad_value;
     break;
   default:
     break;
   }
   switch (id) {
+  case UVMQTT_PROP_USER_PROPERTY:
+    if (need(cfg, argc, argv, *i, 4) < 0)
+      return -1;
+    rc = uvmqtt_props_add_user(p, val, argv[*i + 4]);
+    args = 4;
+    break;
   case UVMQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
-    if (v > 1)
-      goto bad_value;
-    p->payload_format_indicator = (uint8_t)v;
+    rc = uvmqtt_props_set_payload_format(p, v == 1);
     break;
   case UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL:
-    p->message_expiry_interval = (uint32_t)v;
+    rc = uvmqtt_props_set_message_expiry(p, (uint32_t)v);
     break;
   case UVMQTT_PROP_CONTENT_TYPE:
-    p->content_type.data = val;
-    p->content_type.len = strlen(val);
+    rc = uvmqtt_props_set_content_type(p, val);
     break;
   case UVMQTT_PROP_RESPONSE_TOPIC:
-    if (uvmqtt_topic_validate(val, strlen(val)) < 0)
-      goto bad_value;
-    p->response_topic.data = val;
-    p->response_topic.len = strlen(val);
+    rc = uvmqtt_props_set_response_topic(p, val);
     break;
   case UVMQTT_PROP_CORRELATION_DATA:
-    free(tp->corr);
-    tp->corr = (uint8_t *)strdup(val);
-    if (!tp->corr) {
-      tool_err(cfg, "out of memory");
-      return -1;
-    }
-    p->correlation_data.data = tp->corr;
-    p->correlation_data.len = strlen(val);
+    rc = uvmqtt_props_set_correlation_data(p, val, strlen(val));
     break;
   case UVMQTT_PROP_SUBSCRIPTION_IDENTIFIER:
-    p->subscription_id = (uint32_t)v;
+    rc = uvmqtt_props_set_subscription_id(p, (uint32_t)v);
     break;
+  /* CONNECT and will properties the builder has no setter for: plain
+   * numbers, checked here. */
   case UVMQTT_PROP_RECEIVE_MAXIMUM:
     if (v == 0)
       goto bad_value;
@@ -238,13 +217,10 @@ static int parse_prop(tool_cfg_t *cfg, int argc, char **argv, int *i) {
     p->maximum_packet_size = (uint32_t)v;
     break;
   case UVMQTT_PROP_REQUEST_PROBLEM_INFORMATION:
+    p->request_problem_information = (uint8_t)v;
+    break;
   case UVMQTT_PROP_REQUEST_RESPONSE_INFORMATION:
-    if (v > 1)
-      goto bad_value;
-    if (id == UVMQTT_PROP_REQUEST_PROBLEM_INFORMATION)
-      p->request_problem_information = (uint8_t)v;
-    else
-      p->request_response_information = (uint8_t)v;
+    p->request_response_information = (uint8_t)v;
     break;
   case UVMQTT_PROP_WILL_DELAY_INTERVAL:
     p->will_delay_interval = (uint32_t)v;
@@ -252,9 +228,16 @@ static int parse_prop(tool_cfg_t *cfg, int argc, char **argv, int *i) {
   default:
     goto bad_value;
   }
-  p->present |= UVMQTT_PROP_BIT(id);
+  if (rc == UVMQTT_ENOMEM) {
+    tool_err(cfg, "out of memory");
+    return -1;
+  }
+  if (rc < 0)
+    goto bad_value;
+  if (id != UVMQTT_PROP_USER_PROPERTY)
+    p->present |= UVMQTT_PROP_BIT(id);
   tp->any = true;
-  *i += 3;
+  *i += args;
   return 1;
 bad_value:
   tool_err(cfg, "-D: bad value '%s' for property '%s'", val, name);
@@ -782,15 +765,15 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
       goto fail;
     }
     if (cfg->props[TOOL_P_WILL].any &&
-        (rc = uvmqtt_options_set_will_props(o, &cfg->props[TOOL_P_WILL].p)) <
+        (rc = uvmqtt_options_set_will_props(o, cfg->props[TOOL_P_WILL].p)) <
             0) {
       step = "will properties";
       goto fail;
     }
   }
   if (cfg->props[TOOL_P_CONNECT].any &&
-      (rc = uvmqtt_options_set_connect_props(
-           o, &cfg->props[TOOL_P_CONNECT].p)) < 0) {
+      (rc = uvmqtt_options_set_connect_props(o, cfg->props[TOOL_P_CONNECT].p)) <
+          0) {
     step = "connect properties";
     goto fail;
   }

@@ -27,10 +27,7 @@ enum {
 };
 
 typedef struct {
-  uvmqtt_props_t p;
-  uvmqtt_user_prop_t *user; /* owned array, strings point into argv */
-  size_t nuser;
-  uint8_t *corr; /* owned copy of correlation data */
+  uvmqtt_props_t *p; /* from uvmqtt_props_new(), on the first -D */
   bool any;
 } tool_props_t;
 

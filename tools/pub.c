@@ -104,7 +104,7 @@ static int publish_one(pub_t *p, const char *payload, size_t len) {
   po.qos = p->cfg.qos;
   po.retain = p->retain;
   if (p->cfg.props[TOOL_P_PUBLISH].any)
-    po.props = &p->cfg.props[TOOL_P_PUBLISH].p;
+    po.props = p->cfg.props[TOOL_P_PUBLISH].p;
   int rc = uvmqtt_publish_ex(p->c, &po, on_published, p);
   if (rc < 0) {
     tool_err(&p->cfg, "cannot publish: %s", uvmqtt_strerror(rc));

@@ -337,7 +337,7 @@ static void subscribe_all(sub_t *s) {
     v[i].options = (uint8_t)s->cfg.qos;
   }
   const uvmqtt_props_t *props = s->cfg.props[TOOL_P_SUBSCRIBE].any
-                                    ? &s->cfg.props[TOOL_P_SUBSCRIBE].p
+                                    ? s->cfg.props[TOOL_P_SUBSCRIBE].p
                                     : NULL;
   int rc = uvmqtt_subscribe_many(s->c, v, s->cfg.ntopics, props, on_suback, s);
   free(v);
@@ -381,7 +381,7 @@ static void on_connect(uvmqtt_client_t *c, int status,
     s->cfg.connected_once = true;
     if (s->nunsubs) {
       const uvmqtt_props_t *props = s->cfg.props[TOOL_P_UNSUBSCRIBE].any
-                                        ? &s->cfg.props[TOOL_P_UNSUBSCRIBE].p
+                                        ? s->cfg.props[TOOL_P_UNSUBSCRIBE].p
                                         : NULL;
       int rc = uvmqtt_unsubscribe_many(c, s->unsubs, s->nunsubs, props,
                                        on_unsuback, s);
