@@ -152,7 +152,7 @@ void uvmqtt__tcp_reply(uvmqtt_stream_t *s);
 /* The per-thread shared read buffer used by tcp reads (64 KiB). */
 #define UVMQTT_READ_BUF_SIZE 65536
 
-/* ---- tls (src/transport/tls.c; only when UVMQTT_HAVE_TLS) --------------- */
+/* ---- tls (src/transport/tls_stream.c; only when UVMQTT_HAVE_TLS) -------- */
 
 struct uvmqtt_tls_config_s; /* public: include/uvmqtt/tls.h */
 
