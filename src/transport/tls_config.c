@@ -1,6 +1,7 @@
 /* TLS configuration (include/uvmqtt/tls.h): the object many clients share,
- * holding the parsed CA chain, client certificate and key, the RNG and the
- * mbedTLS client configuration built from the setters below. The tls stream
+ * holding the parsed CA chain, client certificate and key, the RNG, the
+ * mbedTLS client configuration built from the setters below, and the
+ * sessions saved for resumption (one per server name). The tls stream
  * that uses it lives in tls_stream.c; without TLS, tls_none.c provides the
  * same functions returning UVMQTT_ENOTSUP.
  */
@@ -43,6 +44,14 @@ int uvmqtt_tls_config_new(uvmqtt_tls_config_t **out) {
   cfg->verify_hostname = true;
   cfg->min_version = UVMQTT_TLS_V1_2;
   cfg->max_version = max_supported_version();
+  cfg->resume = true;
+  if (uv_mutex_init(&cfg->cache_lock) != 0) {
+    mbedtls_ssl_config_free(&cfg->conf);
+    mbedtls_ctr_drbg_free(&cfg->drbg);
+    mbedtls_entropy_free(&cfg->entropy);
+    uvmqtt__free(cfg);
+    return UVMQTT_ENOMEM;
+  }
 
   rc = mbedtls_ctr_drbg_seed(&cfg->drbg, mbedtls_entropy_func, &cfg->entropy,
                              pers, sizeof(pers) - 1);
@@ -67,6 +76,12 @@ int uvmqtt_tls_config_new(uvmqtt_tls_config_t **out) {
 void uvmqtt_tls_config_free(uvmqtt_tls_config_t *cfg) {
   if (cfg == NULL)
     return;
+  for (size_t i = 0; i < UVMQTT_TLS_CACHE_MAX; i++)
+    if (cfg->cache[i].name != NULL) {
+      mbedtls_ssl_session_free(&cfg->cache[i].session);
+      uvmqtt__free(cfg->cache[i].name);
+    }
+  uv_mutex_destroy(&cfg->cache_lock);
   mbedtls_ssl_config_free(&cfg->conf);
   mbedtls_x509_crt_free(&cfg->ca);
   mbedtls_x509_crt_free(&cfg->cert);
@@ -488,4 +503,115 @@ int uvmqtt_tls_config_set_debug(uvmqtt_tls_config_t *cfg, int level) {
 #else
   return level == 0 ? 0 : UVMQTT_ENOTSUP;
 #endif
+}
+
+int uvmqtt_tls_config_set_session_resumption(uvmqtt_tls_config_t *cfg,
+                                             bool enable) {
+  if (cfg == NULL)
+    return UVMQTT_EINVAL;
+  cfg->resume = enable;
+  return 0;
+}
+
+int uvmqtt_tls_config_session_stats(const uvmqtt_tls_config_t *cfg,
+                                    uint64_t *handshakes, uint64_t *resumed) {
+  uvmqtt_tls_config_t *m = (uvmqtt_tls_config_t *)cfg;
+  if (cfg == NULL)
+    return UVMQTT_EINVAL;
+  uv_mutex_lock(&m->cache_lock);
+  if (handshakes != NULL)
+    *handshakes = m->handshakes;
+  if (resumed != NULL)
+    *resumed = m->resumed;
+  uv_mutex_unlock(&m->cache_lock);
+  return 0;
+}
+
+/* ---- the session cache ----------------------------------------------------
+ *
+ * The configuration is shared and const to the streams using it; the cache
+ * is its one mutable part, behind cache_lock. Saved sessions were verified
+ * for the name they are kept under, so a session is offered only to a
+ * connection to the same name. */
+
+static uvmqtt_tls_saved_t *cache_find(uvmqtt_tls_config_t *m,
+                                      const char *name) {
+  for (size_t i = 0; i < UVMQTT_TLS_CACHE_MAX; i++)
+    if (m->cache[i].name != NULL && strcmp(m->cache[i].name, name) == 0)
+      return &m->cache[i];
+  return NULL;
+}
+
+static void cache_clear(uvmqtt_tls_saved_t *e) {
+  mbedtls_ssl_session_free(&e->session);
+  uvmqtt__free(e->name);
+  e->name = NULL;
+}
+
+bool uvmqtt__tls_cache_offer(const uvmqtt_tls_config_t *cfg, const char *name,
+                             mbedtls_ssl_context *ssl) {
+  uvmqtt_tls_config_t *m = (uvmqtt_tls_config_t *)cfg;
+  uvmqtt_tls_saved_t *e;
+  bool offered = false;
+  if (!cfg->resume)
+    return false;
+  uv_mutex_lock(&m->cache_lock);
+  e = cache_find(m, name ? name : "");
+  if (e != NULL && mbedtls_ssl_set_session(ssl, &e->session) == 0) {
+    e->used = ++m->cache_clock;
+    offered = true;
+  }
+  uv_mutex_unlock(&m->cache_lock);
+  return offered;
+}
+
+void uvmqtt__tls_cache_done(const uvmqtt_tls_config_t *cfg, const char *name,
+                            const mbedtls_ssl_context *ssl, bool resumed) {
+  uvmqtt_tls_config_t *m = (uvmqtt_tls_config_t *)cfg;
+  uvmqtt_tls_saved_t *e;
+  uv_mutex_lock(&m->cache_lock);
+  m->handshakes++;
+  if (resumed)
+    m->resumed++;
+  if (!cfg->resume || resumed) {
+    uv_mutex_unlock(&m->cache_lock);
+    return;
+  }
+  if (name == NULL)
+    name = "";
+  e = cache_find(m, name);
+  if (e == NULL) {
+    /* A free slot, else the least recently used one. */
+    e = &m->cache[0];
+    for (size_t i = 0; i < UVMQTT_TLS_CACHE_MAX; i++) {
+      if (m->cache[i].name == NULL) {
+        e = &m->cache[i];
+        break;
+      }
+      if (m->cache[i].used < e->used)
+        e = &m->cache[i];
+    }
+    if (e->name != NULL)
+      cache_clear(e);
+    e->name = uvmqtt__strdup(name);
+    mbedtls_ssl_session_init(&e->session);
+  }
+  /* get_session replaces what the slot held; on failure (no memory) the
+   * slot is dropped and the next connection simply does a full handshake. */
+  if (e->name == NULL || mbedtls_ssl_get_session(ssl, &e->session) != 0)
+    cache_clear(e);
+  else
+    e->used = ++m->cache_clock;
+  uv_mutex_unlock(&m->cache_lock);
+}
+
+void uvmqtt__tls_cache_forget(const uvmqtt_tls_config_t *cfg,
+                              const char *name) {
+  uvmqtt_tls_config_t *m = (uvmqtt_tls_config_t *)cfg;
+  uvmqtt_tls_saved_t *e;
+  uv_mutex_lock(&m->cache_lock);
+  e = cache_find(m, name ? name : "");
+  if (e != NULL)
+    cache_clear(e);
+  uv_mutex_unlock(&m->cache_lock);
 }

@@ -98,3 +98,18 @@ int uvmqtt_tls_config_set_debug(uvmqtt_tls_config_t *cfg, int level) {
   (void)level;
   return UVMQTT_ENOTSUP;
 }
+int uvmqtt_tls_config_set_session_resumption(uvmqtt_tls_config_t *cfg,
+                                             bool enable) {
+  (void)cfg;
+  (void)enable;
+  return UVMQTT_ENOTSUP;
+}
+int uvmqtt_tls_config_session_stats(const uvmqtt_tls_config_t *cfg,
+                                    uint64_t *handshakes, uint64_t *resumed) {
+  (void)cfg;
+  if (handshakes != NULL)
+    *handshakes = 0;
+  if (resumed != NULL)
+    *resumed = 0;
+  return UVMQTT_ENOTSUP;
+}

@@ -85,6 +85,9 @@ struct tls_stream_s {
   bool resume_pending;
   bool closing;
   bool shut;
+  bool offered; /* a saved session was offered for resumption */
+  bool full_hs; /* the server sent its certificate: not resumed */
+  bool resumed;
 };
 
 static const uvmqtt_stream_ops_t tls_ops;
@@ -446,6 +449,10 @@ static void handshake(tls_stream_t *t, bool force) {
       rc = MBEDTLS_ERR_SSL_WANT_READ;
       break;
     }
+    /* A resumed handshake goes from ServerHello straight to the server's
+     * ChangeCipherSpec; a full one reads the server's certificate. */
+    if (uvmqtt__tls_compat_state(&t->ssl) == MBEDTLS_SSL_SERVER_CERTIFICATE)
+      t->full_hs = true;
     t0 = uv_hrtime();
     tls_current = t;
     rc = mbedtls_ssl_handshake_step(&t->ssl);
@@ -462,18 +469,22 @@ static void handshake(tls_stream_t *t, bool force) {
   if (rc == MBEDTLS_ERR_SSL_WANT_READ || rc == MBEDTLS_ERR_SSL_WANT_WRITE)
     return;
   if (rc != 0) {
+    if (t->offered)
+      uvmqtt__tls_cache_forget(t->cfg, t->server_name);
     finish_open(t, map_error(t, rc, true));
     return;
   }
+  t->resumed = t->offered && !t->full_hs;
+  uvmqtt__tls_cache_done(t->cfg, t->server_name, &t->ssl, t->resumed);
   {
     const char *alpn = NULL;
 #if defined(MBEDTLS_SSL_ALPN)
     alpn = mbedtls_ssl_get_alpn_protocol(&t->ssl);
 #endif
-    tls_log(t, LOG_DEBUG, "tls: connected, %s, %s%s%s",
+    tls_log(t, LOG_DEBUG, "tls: connected, %s, %s%s%s%s",
             mbedtls_ssl_get_version(&t->ssl),
             mbedtls_ssl_get_ciphersuite(&t->ssl), alpn ? ", alpn " : "",
-            alpn ? alpn : "");
+            alpn ? alpn : "", t->resumed ? ", session resumed" : "");
   }
   finish_open(t, 0);
 }
@@ -909,6 +920,7 @@ int uvmqtt__tls_new(uvmqtt_stream_t *lower,
       return rc == MBEDTLS_ERR_SSL_ALLOC_FAILED ? UVMQTT_ENOMEM : UVMQTT_EINVAL;
     }
   }
+  t->offered = uvmqtt__tls_cache_offer(cfg, t->server_name, &t->ssl);
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
   rc = uv_timer_init(lower->loop, &t->timer);
@@ -937,4 +949,8 @@ int uvmqtt__tls_last_error(uvmqtt_stream_t *s, int *mbedtls_err,
   if (verify_flags != NULL)
     *verify_flags = t->verify_flags;
   return 0;
+}
+
+bool uvmqtt__tls_resumed(const uvmqtt_stream_t *s) {
+  return s != NULL && s->ops == &tls_ops && ((const tls_stream_t *)s)->resumed;
 }

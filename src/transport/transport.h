@@ -64,6 +64,7 @@
 #ifndef UVMQTT_TRANSPORT_H
 #define UVMQTT_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -168,6 +169,11 @@ int uvmqtt__tls_new(uvmqtt_stream_t *lower,
  * of the last failure (for diagnosis; 0 when none). */
 int uvmqtt__tls_last_error(uvmqtt_stream_t *s, int *mbedtls_err,
                            uint32_t *verify_flags);
+
+/* After a successful open: whether the handshake resumed a session saved
+ * by an earlier connection through the same configuration (false for any
+ * other stream). */
+bool uvmqtt__tls_resumed(const uvmqtt_stream_t *s);
 
 /* ---- ws (src/transport/ws.c; only when UVMQTT_HAVE_WS) ------------------ */
 
