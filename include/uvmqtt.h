@@ -848,6 +848,141 @@ UVMQTT_EXTERN int uvmqtt_unsubscribe_many(uvmqtt_client_t *c,
                                           const uvmqtt_props_t *props,
                                           uvmqtt_subscribe_cb cb, void *arg);
 
+/* ---- fleets: reconnect policy, statistics, throttling, herd control ----- */
+
+/* What a client does when another connection takes its client id over:
+ * the broker says so (v5 DISCONNECT reason 0x8E, reported as
+ * UVMQTT_ETAKENOVER), or connections keep closing without a reason right
+ * after CONNACK (reported as UVMQTT_ESHORTLIVED once `suspect_after` such
+ * losses came in a row; the usual sign in MQTT 3.1.1, and with brokers
+ * that send no DISCONNECT on a takeover, as mosquitto 2.0 does). */
+typedef enum {
+  /* Default: on UVMQTT_ETAKENOVER stop reconnecting (the other holder of
+   * the id is as legitimate as we are; fighting back makes two clients
+   * knock each other off for ever). The disconnect callback gets the
+   * status; uvmqtt_client_connect() starts again. */
+  UVMQTT_TAKEOVER_STOP = 0,
+  /* Keep trying, at the maximum reconnect delay. */
+  UVMQTT_TAKEOVER_BACKOFF = 1,
+  /* Keep trying with the normal backoff (the pre-0.2 behaviour). */
+  UVMQTT_TAKEOVER_RETRY = 2
+} uvmqtt_takeover_t;
+
+/* The reconnect policy beyond uvmqtt_options_set_reconnect():
+ * - stable_ms (default 30000): the backoff starts over only after a
+ *   connection stayed up this long; a connection lost sooner continues the
+ *   backoff where it was, so a broker that accepts and then closes at once
+ *   sees the delays grow instead of a reconnect a second. The first delay
+ *   after losing a connection that was stable is random in [0, min_ms],
+ *   so clients that lost one broker together do not all return at once.
+ * - suspect_after (default 3, 0 = never): closes without a reason (EOF,
+ *   reset) before stable_ms, in a row, after which the loss is reported
+ *   as UVMQTT_ESHORTLIVED and the next delay is the maximum. Reconnecting
+ *   goes on: it is a guess (the broker may also reject us after connect).
+ * - on_takeover (default UVMQTT_TAKEOVER_STOP): see uvmqtt_takeover_t.
+ * Errors: UVMQTT_EINVAL (o NULL, suspect_after > 255, unknown
+ * on_takeover). */
+UVMQTT_EXTERN int uvmqtt_options_set_reconnect_policy(uvmqtt_options_t *o,
+                                                      unsigned stable_ms,
+                                                      unsigned suspect_after,
+                                                      int on_takeover);
+
+/* Outgoing rate limit: at most msgs_per_s PUBLISH packets and bytes_per_s
+ * payload+topic bytes per second (0 = no limit for that one), with bursts
+ * (0 = a tenth of a second's worth). Messages over the limit wait in the
+ * queue and count as queued (max_queued and its policy apply); no timer is
+ * armed per message. Acknowledgements, pings and subscriptions are never
+ * held back. Errors: UVMQTT_EINVAL (o NULL). */
+UVMQTT_EXTERN int uvmqtt_options_set_rate_limit(uvmqtt_options_t *o,
+                                                unsigned msgs_per_s,
+                                                unsigned msg_burst,
+                                                unsigned bytes_per_s,
+                                                unsigned byte_burst);
+
+/* Count statistics from the client's creation (otherwise from the first
+ * uvmqtt_client_stats() call). Costs one small allocation per client. */
+UVMQTT_EXTERN int uvmqtt_options_set_stats(uvmqtt_options_t *o, bool on);
+
+/* Per-connection statistics. Counts run from the client's creation with
+ * uvmqtt_options_set_stats(), else from the first uvmqtt_client_stats()
+ * call (since_ms says when, in uv_now() time); gauges are current. */
+typedef struct {
+  uint64_t since_ms;
+  /* Traffic, every connection included: MQTT bytes (without TLS and
+   * WebSocket framing), and packets by MQTT packet type (index 1 CONNECT
+   * .. 15 AUTH; index 0 unused). */
+  uint64_t bytes_in, bytes_out;
+  uint64_t packets_in[16], packets_out[16];
+  /* Messages: PUBLISH sent by QoS (first transmissions), sent again (DUP),
+   * and handed to the application by QoS (after QoS 2 de-duplication). */
+  uint64_t published[3];
+  uint64_t republished;
+  uint64_t delivered[3];
+  /* Outgoing messages completed: acknowledged (or, QoS 0, written), and
+   * the ones that failed, by reason: dropped by the queue policy
+   * (UVMQTT_EDROPPED), expired (UVMQTT_EEXPIRED), refused by the broker
+   * (UVMQTT_EREJECTED; last_refused_reason is the v5 reason code), and
+   * any other failure (session lost, client closed). */
+  uint64_t completed, dropped, expired, refused, failed;
+  uint8_t last_refused_reason;
+  /* Connections: attempts started, accepted (CONNACK 0), reconnects
+   * (accepted after the first), and the error that ended the last
+   * connection or attempt (0 when none). */
+  uint64_t attempts, connects, reconnects;
+  int last_error;
+  /* Time connected in all (the current connection included) and the
+   * current connection's age (0 when not connected), in ms. */
+  uint64_t connected_ms, connection_age_ms;
+  /* Gauges: messages in flight (sent, not acknowledged), waiting in the
+   * queue (held back by the rate limit included), and of those held back
+   * by the rate limit right now. */
+  uint32_t inflight, queued, throttled;
+  /* Keepalive round trip (PINGREQ to PINGRESP) in microseconds: last,
+   * smoothed (1/8 weight per sample, as TCP's SRTT) and largest; 0 before
+   * the first. */
+  uint32_t rtt_last_us, rtt_smoothed_us, rtt_max_us;
+  /* Time the client held reading paused (back-pressure), in ms. */
+  uint64_t paused_ms;
+} uvmqtt_client_stats_t;
+
+/* Fills *st. The first call on a client without uvmqtt_options_set_stats()
+ * starts counting (and allocates the counters, about 400 bytes); a client
+ * that never asks pays nothing. Loop thread only.
+ * Errors: UVMQTT_EINVAL (NULL argument), UVMQTT_ENOMEM (first call). */
+UVMQTT_EXTERN int uvmqtt_client_stats(uvmqtt_client_t *c,
+                                      uvmqtt_client_stats_t *st);
+
+/* Everything the clients on one loop do together, for a gateway's
+ * dashboard. Always counted (a few additions per read and write). */
+typedef struct {
+  uint32_t clients;   /* open clients on the loop */
+  uint32_t connected; /* with an accepted connection now */
+  /* Herd control: attempts in progress now, waiting for a slot now, the
+   * limit, and the largest of each seen. */
+  uint32_t attempts_active, attempts_waiting, attempt_limit;
+  uint32_t attempts_active_max, attempts_waiting_max;
+  uint64_t attempts, connects, losses;
+  uint64_t takeovers; /* UVMQTT_ETAKENOVER and UVMQTT_ESHORTLIVED reported */
+  uint64_t bytes_in, bytes_out;
+  uint64_t published, delivered; /* messages, all QoS */
+} uvmqtt_loop_stats_t;
+
+/* Fills *st for the clients on `loop` (zeros when none was ever created
+ * on it). Loop thread only. Errors: UVMQTT_EINVAL. */
+UVMQTT_EXTERN int uvmqtt_loop_stats(uv_loop_t *loop, uvmqtt_loop_stats_t *st);
+
+/* Herd control: at most `limit` connection attempts (TCP connect, TLS and
+ * WebSocket handshakes, CONNECT until CONNACK) in progress at once among
+ * the clients on `loop`; the others wait, first come first served, and
+ * start as slots free. Many clients reconnecting at once (a broker
+ * restart) otherwise overflow the broker's listen backlog, and the
+ * dropped SYNs wait a second for retransmission. Default 64; 0 = no
+ * limit. Takes effect for attempts that start afterwards (and lets
+ * waiting ones start when raised). Loop thread only. Errors:
+ * UVMQTT_EINVAL (loop NULL), UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_loop_set_attempt_limit(uv_loop_t *loop,
+                                                unsigned limit);
+
 /* ---- routes (Paho's message_callback_add)
  * ------------------------------------ Every route whose filter matches an
  * incoming topic is called, in the router's documented order; when none

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cmocka.h>
 #include <uv.h>
@@ -15,6 +16,7 @@
 
 #include "backoff.h"
 #include "herd.h"
+#include "stats.h"
 #include "throttle.h"
 
 #define MID 0x7fffffffu /* a random word in the middle: no jitter */
@@ -359,6 +361,107 @@ static void test_bucket_bytes_and_big_messages(void **state) {
   assert_true(uvmqtt__throttle_take(&t, 1, UINT64_MAX / 2));
 }
 
+/* ---- statistics: the packet scanner ------------------------------------ */
+
+/* CONNECT (3.1.1), PUBLISH QoS 1, PUBLISH QoS 2 DUP, PINGREQ, a PUBLISH
+ * QoS 0 with a two-byte remaining length (200), DISCONNECT. */
+static uint8_t stream_out[512];
+static size_t stream_out_len;
+
+static void build_stream(void) {
+  static const uint8_t head[] = {
+      0x10, 0x0d, 0x00, 0x04, 'M',  'Q',  'T',  'T',  0x04, 0x02, 0x00, 0x3c,
+      0x00, 0x01, 'x',  0x32, 0x05, 0x00, 0x01, 't',  0x00, 0x01, 0x3c, 0x05,
+      0x00, 0x01, 't',  0x00, 0x02, 0xc0, 0x00, 0x30, 0xc8, 0x01};
+  size_t n = sizeof(head);
+  memcpy(stream_out, head, n);
+  memset(stream_out + n, 'p', 200);
+  n += 200;
+  stream_out[n++] = 0xe0;
+  stream_out[n++] = 0x00;
+  stream_out_len = n;
+}
+
+static void test_stats_scanner_any_split(void **state) {
+  (void)state;
+  build_stream();
+  for (size_t cut = 0; cut <= stream_out_len; cut++) {
+    uvmqtt__cstats_t *st = uvmqtt__cstats_new(5);
+    uvmqtt_client_stats_t r;
+    assert_non_null(st);
+    uvmqtt__cstats_out(st, stream_out, cut);
+    uvmqtt__cstats_out(st, stream_out + cut, stream_out_len - cut);
+    uvmqtt__cstats_read(st, 5, &r);
+    assert_int_equal(stream_out_len, r.bytes_out);
+    assert_int_equal(1, r.packets_out[1]);
+    assert_int_equal(3, r.packets_out[3]);
+    assert_int_equal(1, r.packets_out[12]);
+    assert_int_equal(1, r.packets_out[14]);
+    assert_int_equal(1, r.published[0]);
+    assert_int_equal(1, r.published[1]);
+    assert_int_equal(0, r.published[2]);
+    assert_int_equal(1, r.republished);
+    assert_int_equal(5, r.since_ms);
+    uvmqtt__cstats_free(st);
+  }
+  /* One byte at a time, in: CONNACK, PINGRESP answers the PINGREQ. */
+  {
+    static const uint8_t in[] = {0x20, 0x02, 0x00, 0x00, 0xd0, 0x00};
+    uvmqtt__cstats_t *st = uvmqtt__cstats_new(0);
+    uvmqtt_client_stats_t r;
+    uvmqtt__cstats_out(st, stream_out, stream_out_len); /* has PINGREQ */
+    for (size_t i = 0; i < sizeof(in); i++)
+      uvmqtt__cstats_in(st, in + i, 1);
+    uvmqtt__cstats_in(st, in + 4, 2); /* an unasked PINGRESP: no sample */
+    uvmqtt__cstats_read(st, 0, &r);
+    assert_int_equal(1, r.packets_in[2]);
+    assert_int_equal(2, r.packets_in[13]);
+    assert_true(r.rtt_max_us >= r.rtt_last_us);
+    assert_int_equal(r.rtt_last_us, r.rtt_smoothed_us); /* first sample */
+    assert_int_equal(0, st->ping_at);
+    uvmqtt__cstats_free(st);
+  }
+}
+
+static void test_stats_times_and_outcomes(void **state) {
+  uvmqtt__cstats_t *st = uvmqtt__cstats_new(1000);
+  uvmqtt_client_stats_t r;
+  (void)state;
+  uvmqtt__cstats_attempt(st);
+  uvmqtt__cstats_connected(st, 2000);
+  uvmqtt__cstats_paused(st, true, 2500);
+  uvmqtt__cstats_read(st, 3000, &r);
+  assert_int_equal(1000, r.connection_age_ms);
+  assert_int_equal(1000, r.connected_ms);
+  assert_int_equal(500, r.paused_ms);
+  uvmqtt__cstats_lost(st, 4000, UVMQTT_EPEERCLOSED);
+  uvmqtt__cstats_attempt(st);
+  uvmqtt__cstats_connected(st, 5000);
+  uvmqtt__cstats_read(st, 5100, &r);
+  assert_int_equal(2, r.attempts);
+  assert_int_equal(2, r.connects);
+  assert_int_equal(1, r.reconnects);
+  assert_int_equal(UVMQTT_EPEERCLOSED, r.last_error);
+  assert_int_equal(2100, r.connected_ms);
+  assert_int_equal(100, r.connection_age_ms);
+  assert_int_equal(1500, r.paused_ms); /* ended by the loss */
+  uvmqtt__cstats_publish_done(st, 0, 0);
+  uvmqtt__cstats_publish_done(st, UVMQTT_EDROPPED, 0);
+  uvmqtt__cstats_publish_done(st, UVMQTT_EEXPIRED, 0);
+  uvmqtt__cstats_publish_done(st, UVMQTT_EREJECTED, 0x87);
+  uvmqtt__cstats_publish_done(st, UVMQTT_ECLOSED, 0);
+  uvmqtt__cstats_delivered(st, 2);
+  uvmqtt__cstats_read(st, 5100, &r);
+  assert_int_equal(1, r.completed);
+  assert_int_equal(1, r.dropped);
+  assert_int_equal(1, r.expired);
+  assert_int_equal(1, r.refused);
+  assert_int_equal(0x87, r.last_refused_reason);
+  assert_int_equal(1, r.failed);
+  assert_int_equal(1, r.delivered[2]);
+  uvmqtt__cstats_free(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_accept_then_close_backs_off),
@@ -371,6 +474,8 @@ int main(void) {
       cmocka_unit_test(test_bucket_rate_over_ten_seconds),
       cmocka_unit_test(test_bucket_wait),
       cmocka_unit_test(test_bucket_bytes_and_big_messages),
+      cmocka_unit_test(test_stats_scanner_any_split),
+      cmocka_unit_test(test_stats_times_and_outcomes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
