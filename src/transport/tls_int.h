@@ -10,12 +10,10 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "uvmqtt/log.h"
 #include "uvmqtt/tls.h"
 
 #include "tls_compat.h"
-
-/* Log levels, the same values as UVMQTT_LOG_* in uvmqtt.h. */
-enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
 
 /* Sessions kept for resumption: one per server name, the most recently
  * used first. A handful of brokers per configuration is the common case. */

@@ -116,7 +116,7 @@ void uvmqtt__tls_debug_cb(void *ctx, int level, const char *file, int line,
     return;
   while (n > 0 && (str[n - 1] == '\n' || str[n - 1] == '\r'))
     n--;
-  tls_log(t, LOG_DEBUG, "mbedtls %s:%d: %.*s", file, line, (int)n, str);
+  tls_log(t, UVMQTT_LOG_DEBUG, "mbedtls %s:%d: %.*s", file, line, (int)n, str);
 }
 
 static void schedule(tls_stream_t *t);
@@ -285,7 +285,7 @@ static int flush(tls_stream_t *t, uvmqtt_stream_write_cb cb, void *arg) {
     wq_pop_tail(t, c);
     uvmqtt__free(c);
     if (cb == NULL) {
-      tls_log(t, LOG_ERROR, "tls: lower write failed: %d", rc);
+      tls_log(t, UVMQTT_LOG_ERROR, "tls: lower write failed: %d", rc);
       if (t->state == ST_HANDSHAKE)
         finish_open(t, rc);
     }
@@ -347,7 +347,7 @@ static int map_error(tls_stream_t *t, int rc, bool handshake) {
     return UVMQTT_ETLS_UNTRUSTED; /* no CA configured */
   case MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE:
     alert = uvmqtt__tls_compat_last_alert(&t->ssl);
-    tls_log(t, LOG_ERROR, "tls: fatal alert %d from the peer", alert);
+    tls_log(t, UVMQTT_LOG_ERROR, "tls: fatal alert %d from the peer", alert);
     return map_alert(t, alert);
   case MBEDTLS_ERR_SSL_ALLOC_FAILED:
   case MBEDTLS_ERR_X509_ALLOC_FAILED:
@@ -373,10 +373,10 @@ static void log_failure(tls_stream_t *t, int err) {
     for (char *p = vbuf; *p; p++)
       if (*p == '\n')
         *p = *(p + 1) ? ';' : '\0';
-    tls_log(t, LOG_ERROR, "tls: %s (-0x%04x %s; %s)", uvmqtt_strerror(err),
-            (unsigned)-t->mbed_err, buf, vbuf);
+    tls_log(t, UVMQTT_LOG_ERROR, "tls: %s (-0x%04x %s; %s)",
+            uvmqtt_strerror(err), (unsigned)-t->mbed_err, buf, vbuf);
   } else {
-    tls_log(t, LOG_ERROR, "tls: %s (-0x%04x %s)", uvmqtt_strerror(err),
+    tls_log(t, UVMQTT_LOG_ERROR, "tls: %s (-0x%04x %s)", uvmqtt_strerror(err),
             (unsigned)-t->mbed_err, buf);
   }
 }
@@ -481,7 +481,7 @@ static void handshake(tls_stream_t *t, bool force) {
 #if defined(MBEDTLS_SSL_ALPN)
     alpn = mbedtls_ssl_get_alpn_protocol(&t->ssl);
 #endif
-    tls_log(t, LOG_DEBUG, "tls: connected, %s, %s%s%s%s",
+    tls_log(t, UVMQTT_LOG_DEBUG, "tls: connected, %s, %s%s%s%s",
             mbedtls_ssl_get_version(&t->ssl),
             mbedtls_ssl_get_ciphersuite(&t->ssl), alpn ? ", alpn " : "",
             alpn ? alpn : "", t->resumed ? ", session resumed" : "");
@@ -706,12 +706,12 @@ static int tls_open_impl(uvmqtt_stream_t *s, uvmqtt_stream_open_cb cb) {
   t->deadline = uv_now(t->s.loop) + t->cfg->timeout_ms;
   uv_timer_start(&t->timer, on_timer, t->cfg->timeout_ms, 0);
   if (!t->cfg->verify_peer)
-    tls_log(t, LOG_WARN,
+    tls_log(t, UVMQTT_LOG_WARN,
             "tls: peer verification is disabled; the connection to %s is "
             "not authenticated",
             t->server_name ? t->server_name : "the server");
   else if (!t->cfg->verify_hostname)
-    tls_log(t, LOG_WARN,
+    tls_log(t, UVMQTT_LOG_WARN,
             "tls: host name verification is disabled (insecure); any "
             "trusted certificate is accepted for %s",
             t->server_name ? t->server_name : "the server");

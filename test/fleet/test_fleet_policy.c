@@ -14,10 +14,10 @@
 
 #include "uvmqtt/errors.h"
 
-#include "backoff.h"
-#include "herd.h"
-#include "stats.h"
-#include "throttle.h"
+#include "client/backoff.h"
+#include "client/herd.h"
+#include "client/stats.h"
+#include "client/throttle.h"
 
 #define MID 0x7fffffffu /* a random word in the middle: no jitter */
 
