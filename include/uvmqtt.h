@@ -978,8 +978,10 @@ UVMQTT_EXTERN int uvmqtt_loop_stats(uv_loop_t *loop, uvmqtt_loop_stats_t *st);
  * restart) otherwise overflow the broker's listen backlog, and the
  * dropped SYNs wait a second for retransmission. Default 64; 0 = no
  * limit. Takes effect for attempts that start afterwards (and lets
- * waiting ones start when raised). Loop thread only. Errors:
- * UVMQTT_EINVAL (loop NULL), UVMQTT_ENOMEM. */
+ * waiting ones start when raised). The setting lives in the loop's
+ * context, which exists while at least one client is open on the loop:
+ * call it after creating the first. Loop thread only. Errors:
+ * UVMQTT_EINVAL (loop NULL), UVMQTT_ESTATE (no client on the loop). */
 UVMQTT_EXTERN int uvmqtt_loop_set_attempt_limit(uv_loop_t *loop,
                                                 unsigned limit);
 

@@ -15,8 +15,9 @@ void uvmqtt__rc_reset(uvmqtt__rc_t *rc) {
 
 void uvmqtt__rc_connected(uvmqtt__rc_t *rc, uint64_t now) {
   rc->up_since = (uint32_t)now;
-  rc->max_next = false;
-  rc->first = false;
+  rc->tries = 0;
+  rc->max_next = 0;
+  rc->first = 0;
 }
 
 /* The broker closed without telling why (3.1.1 has no other way; mosquitto
@@ -36,13 +37,13 @@ int uvmqtt__rc_lost(uvmqtt__rc_t *rc, const uvmqtt__rc_policy_t *p,
     if (p->on_takeover == UVMQTT__TAKEOVER_STOP)
       *stop = true;
     else if (p->on_takeover == UVMQTT__TAKEOVER_BACKOFF)
-      rc->max_next = true;
+      rc->max_next = 1;
     return UVMQTT_ETAKENOVER;
   }
   if (up >= p->stable_ms) {
     rc->step = 0;
     rc->quick = 0;
-    rc->first = true;
+    rc->first = 1;
     return status;
   }
   /* Lost before it was stable: the backoff goes on where it was. */
@@ -50,7 +51,7 @@ int uvmqtt__rc_lost(uvmqtt__rc_t *rc, const uvmqtt__rc_policy_t *p,
     rc->quick++;
   if (p->suspect_after != 0 && rc->quick >= p->suspect_after &&
       quiet_close(status)) {
-    rc->max_next = true;
+    rc->max_next = 1;
     return UVMQTT_ESHORTLIVED;
   }
   return status;
@@ -60,15 +61,18 @@ uint64_t uvmqtt__rc_delay(uvmqtt__rc_t *rc, const uvmqtt__rc_policy_t *p,
                           uint32_t rnd) {
   double u = rnd / 4294967295.0; /* [0, 1] */
   double d = p->min_ms;
+  if (rc->tries < UINT16_MAX)
+    rc->tries++;
   if (rc->first) {
-    rc->first = false; /* the step stays 0: then min_ms, 2 * min_ms, ... */
-    return (uint64_t)(u * p->min_ms + 0.5);
+    rc->first = 0; /* the step stays 0: then min_ms, 2 * min_ms, ... */
+    if (p->jitter > 0)
+      return (uint64_t)(u * p->min_ms + 0.5);
   }
   for (unsigned i = 0; i < rc->step && d < p->max_ms; i++)
     d *= 2;
   if (d > p->max_ms || rc->max_next)
     d = p->max_ms;
-  rc->max_next = false;
+  rc->max_next = 0;
   d *= 1.0 + p->jitter * (2.0 * u - 1.0);
   if (rc->step < MAX_STEP)
     rc->step++;

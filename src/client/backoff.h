@@ -38,17 +38,19 @@ typedef struct {
 
 /* Per client, 8 bytes. Zeroed = no attempt yet. */
 typedef struct {
-  uint32_t up_since; /* low 32 bits of `now` at CONNACK */
-  uint16_t step;     /* delays so far since the backoff last started over */
-  uint8_t quick;     /* short connections in a row */
-  bool max_next : 1; /* the next delay is the maximum */
-  bool first : 1;    /* the next delay follows the loss of a stable link */
+  uint32_t up_since;    /* low 32 bits of `now` at CONNACK */
+  uint16_t tries;       /* delayed attempts since the last CONNACK */
+  uint8_t quick;        /* short connections in a row */
+  uint8_t step : 6;     /* delays since the backoff last started over */
+  uint8_t max_next : 1; /* the next delay is the maximum */
+  uint8_t first : 1;    /* the next delay follows the loss of a stable link */
 } uvmqtt__rc_t;
 
 /* The application asked to connect: everything starts over. */
 void uvmqtt__rc_reset(uvmqtt__rc_t *rc);
 
-/* CONNACK accepted at `now`. The backoff does NOT start over here. */
+/* CONNACK accepted at `now`. The backoff does NOT start over here; only
+ * the count of tries does. */
 void uvmqtt__rc_connected(uvmqtt__rc_t *rc, uint64_t now);
 
 /* A connection that had been accepted ended at `now` with `status` (the
@@ -60,10 +62,11 @@ int uvmqtt__rc_lost(uvmqtt__rc_t *rc, const uvmqtt__rc_policy_t *p,
                     uint64_t now, int status, uint8_t v5_reason, bool *stop);
 
 /* The delay before the next attempt, given a uniformly random 32-bit word;
- * advances the backoff. The first delay after losing a connection that
- * had been stable is spread uniformly over [0, min_ms] (so a fleet that
- * lost its broker at once does not come back at once); later ones are
- * min_ms * 2^step capped at max_ms, times 1 +/- jitter. */
+ * advances the backoff and counts a try. The first delay after losing a
+ * connection that had been stable is spread uniformly over [0, min_ms] when
+ * jitter is on (so a fleet that lost its broker at once does not come back at
+ * once); later ones are min_ms * 2^step capped at max_ms, times 1 +/- jitter.
+ */
 uint64_t uvmqtt__rc_delay(uvmqtt__rc_t *rc, const uvmqtt__rc_policy_t *p,
                           uint32_t rnd);
 
