@@ -205,8 +205,9 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
     bool connected = c->state == C_CONNECTED;
     bool attempting = c->state == C_RESOLVING || c->state == C_TRANSPORT ||
                       c->state == C_MQTT;
-    /* Best effort: DISCONNECT is handed to the kernel, not waited for. */
-    if (connected && c->stream &&
+    /* Best effort: DISCONNECT is handed to the kernel, not waited for
+     * (and not twice, after uvmqtt_client_disconnect() from a callback). */
+    if (connected && c->stream && !c->user_disconnect &&
         uvmqtt__session_disconnect(c->session, 0, NULL) == 0)
       uvmqtt__client_flush(c);
     c->state = C_CLOSING;

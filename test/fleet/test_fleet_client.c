@@ -440,27 +440,26 @@ static void throttle_rate(void **state) {
                                &done) >= 0);
   tu_run_for(&loop, 300);
   assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
-          st.throttled, done.n);
-          /* Held back: queued, counted as throttled. */
-          assert_true(st.queued > 1000);
-          assert_true(st.throttled > 0);
-          assert_true(done.n < 600);
-          assert_int_equal(0, ct_wait_int(&loop, &done.n, N, 8000));
-          secs = (double)(done.last_ms - t0) / 1000.0;
-          rate = (N - BURST) / secs;
-          fprintf(stderr,
-                  "# throttle %d msg/s: %d messages in %.3f s, %.1f msg/s "
-                  "after the burst (%+.2f %%)\n",
-                  RATE, N, secs, rate, 100.0 * (rate - RATE) / RATE);
-          /* Loose bounds: the figure is for the report, the machine is shared.
-           */
-          assert_true(secs > 1.8);
-          assert_true(secs < 4.0);
-          /* Acknowledgements are not held back: a QoS 1 message still completes
-           * quickly once the queue drained. */
-          ct_close(&t);
-          assert_int_equal(0, tu_loop_close(&loop, 2000));
-          ct_client_free(&t);
+  /* Held back: queued, counted as throttled. */
+  assert_true(st.queued > 1000);
+  assert_true(st.throttled > 0);
+  assert_true(done.n < 600);
+  assert_int_equal(0, ct_wait_int(&loop, &done.n, N, 8000));
+  secs = (double)(done.last_ms - t0) / 1000.0;
+  rate = (N - BURST) / secs;
+  fprintf(stderr,
+          "# throttle %d msg/s: %d messages in %.3f s, %.1f msg/s "
+          "after the burst (%+.2f %%)\n",
+          RATE, N, secs, rate, 100.0 * (rate - RATE) / RATE);
+  /* Loose bounds: the figure is for the report, the machine is shared.
+   */
+  assert_true(secs > 1.8);
+  assert_true(secs < 4.0);
+  /* Acknowledgements are not held back: a QoS 1 message still completes
+   * quickly once the queue drained. */
+  ct_close(&t);
+  assert_int_equal(0, tu_loop_close(&loop, 2000));
+  ct_client_free(&t);
 }
 
 /* ---- herd control ---------------------------------------------------------
