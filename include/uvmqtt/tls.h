@@ -141,7 +141,8 @@ UVMQTT_EXTERN int uvmqtt_tls_config_set_debug(uvmqtt_tls_config_t *cfg,
  * clients reconnecting to one broker pay one full handshake, not a
  * thousand. A server that restarted has forgotten its sessions (unless it
  * keeps ticket keys across restarts) and answers with a full handshake,
- * which then costs nothing extra. Up to 8 server names are kept (least
+ * which costs nothing extra, and whose session replaces the saved one: the
+ * other clients then resume that. Up to 8 server names are kept (least
  * recently used dropped); a handshake that fails after offering a session
  * forgets it. Set it before connections use the configuration, like the
  * other setters; the cache itself is safe across threads.
