@@ -209,8 +209,14 @@ typedef void (*uvmqtt_connect_cb)(uvmqtt_client_t *c, int status,
 
 /* The connection ended. status 0 when the application asked for it
  * (uvmqtt_client_disconnect / close), otherwise the cause: a libuv error,
- * UVMQTT_EKEEPALIVE, UVMQTT_EDISCONNECTED (a v5 server DISCONNECT, whose
- * reason code and properties are in `reason`), a protocol error, ...
+ * UVMQTT_EPEERCLOSED, UVMQTT_EKEEPALIVE, UVMQTT_EDISCONNECTED (a v5 server
+ * DISCONNECT, whose reason code and properties are in `reason`), a
+ * protocol error, ... Two statuses come from the reconnect policy
+ * (uvmqtt_options_set_reconnect_policy): UVMQTT_ETAKENOVER (v5 DISCONNECT
+ * 0x8E, another connection uses our client id; by default the client
+ * then stops reconnecting) and UVMQTT_ESHORTLIVED (the broker keeps
+ * closing the connection right after accepting it: probably taken over,
+ * or rejected after connect; the client goes on at the maximum delay).
  * `reason` is NULL unless the server sent a DISCONNECT. When the client
  * will not reconnect by itself (the application disconnected, or automatic
  * reconnect is off), the client is idle while this runs: it may call
@@ -367,7 +373,8 @@ UVMQTT_EXTERN int uvmqtt_options_set_max_packet_size(uvmqtt_options_t *o,
                                                      uint32_t bytes);
 /* Automatic reconnect: on by default, backoff from min_ms (default 1000)
  * doubling to max_ms (default 30000), each delay randomised by +/- jitter
- * (0..1, default 0.2). */
+ * (0..1, default 0.2). The backoff starts over only once a connection has
+ * stayed up (see uvmqtt_options_set_reconnect_policy). */
 UVMQTT_EXTERN int uvmqtt_options_set_reconnect(uvmqtt_options_t *o,
                                                bool enabled, unsigned min_ms,
                                                unsigned max_ms, double jitter);
@@ -978,7 +985,8 @@ UVMQTT_EXTERN int uvmqtt_loop_stats(uv_loop_t *loop, uvmqtt_loop_stats_t *st);
  * restart) otherwise overflow the broker's listen backlog, and the
  * dropped SYNs wait a second for retransmission. Default 64; 0 = no
  * limit. Takes effect for attempts that start afterwards (and lets
- * waiting ones start when raised). The setting lives in the loop's
+ * waiting ones start when raised). Waiting for a slot does not count
+ * against the connect timeout. The setting lives in the loop's
  * context, which exists while at least one client is open on the loop:
  * call it after creating the first. Loop thread only. Errors:
  * UVMQTT_EINVAL (loop NULL), UVMQTT_ESTATE (no client on the loop). */
