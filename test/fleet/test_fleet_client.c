@@ -416,8 +416,12 @@ static void tally_done(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
   t->last_ms = tu_now_ms();
 }
 
+/* FLEET_THROTTLE_SECONDS=10 measures the report's 10 s figure by hand. */
 static void throttle_rate(void **state) {
-  enum { RATE = 1000, N = 2100, BURST = 100 };
+  enum { RATE = 1000, BURST = 100 };
+  const char *env = getenv("FLEET_THROTTLE_SECONDS");
+  int secs_want = env ? atoi(env) : 2;
+  int N = (secs_want > 0 ? secs_want : 2) * RATE + BURST;
   tu_broker_t *b = ct_broker(NULL);
   uv_loop_t loop;
   ct_client_t t;
@@ -444,7 +448,8 @@ static void throttle_rate(void **state) {
   assert_true(st.queued > 1000);
   assert_true(st.throttled > 0);
   assert_true(done.n < 600);
-  assert_int_equal(0, ct_wait_int(&loop, &done.n, N, 8000));
+  assert_int_equal(
+      0, ct_wait_int(&loop, &done.n, N, (unsigned)(N / RATE + 6) * 1000));
   secs = (double)(done.last_ms - t0) / 1000.0;
   rate = (N - BURST) / secs;
   fprintf(stderr,
@@ -453,8 +458,8 @@ static void throttle_rate(void **state) {
           RATE, N, secs, rate, 100.0 * (rate - RATE) / RATE);
   /* Loose bounds: the figure is for the report, the machine is shared.
    */
-  assert_true(secs > 1.8);
-  assert_true(secs < 4.0);
+  assert_true(secs > 0.9 * (N - BURST) / RATE);
+  assert_true(secs < 2.0 * (N - BURST) / RATE);
   /* Acknowledgements are not held back: a QoS 1 message still completes
    * quickly once the queue drained. */
   ct_close(&t);
