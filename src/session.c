@@ -2509,6 +2509,9 @@ size_t uvmqtt__session_inflight(const uvmqtt_session_t *s) {
 size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
   return s->q_count;
 }
+size_t uvmqtt__session_unreleased(const uvmqtt_session_t *s) {
+  return idset_count(s->in_ids);
+}
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
   return s->cur != NULL;
 }

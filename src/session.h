@@ -257,6 +257,8 @@ void uvmqtt__session_pump(uvmqtt_session_t *s, uint64_t now);
 uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s);
 size_t uvmqtt__session_inflight(const uvmqtt_session_t *s);
 size_t uvmqtt__session_queued(const uvmqtt_session_t *s);
+/* Incoming QoS 2 messages whose PUBREL has not come yet. */
+size_t uvmqtt__session_unreleased(const uvmqtt_session_t *s);
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
 /* Spare output batches kept for the sessions of the calling thread. */
 size_t uvmqtt__session_spare_batches(void);

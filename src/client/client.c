@@ -486,5 +486,7 @@ int uvmqtt_client_stats(uvmqtt_client_t *c, uvmqtt_client_stats_t *st) {
   st->queued = q > UINT32_MAX ? UINT32_MAX : (uint32_t)q;
   st->inflight = f > UINT32_MAX ? UINT32_MAX : (uint32_t)f;
   st->throttled = r->throttle && r->throttle->blocked ? st->queued : 0;
+  size_t u = c->session ? uvmqtt__session_unreleased(c->session) : 0;
+  st->unreleased = u > UINT32_MAX ? UINT32_MAX : (uint32_t)u;
   return 0;
 }

@@ -400,6 +400,47 @@ static void stats_first_ask(void **state) {
   ct_client_free(&t);
 }
 
+/* An incoming QoS 2 message the broker has not released yet. */
+static void stats_unreleased(void **state) {
+  static const uint8_t script[] = {0x20, 0x02, 0x00, 0x00, 0x34, 0x08, 0x00,
+                                   0x03, 'a',  '/',  'b',  0x00, 0x07, 'x'};
+  static const uint8_t pubrel[] = {0x62, 0x02, 0x00, 0x07};
+  static const uint8_t pubrec[] = {0x50, 0x02, 0x00, 0x07};
+  static const uint8_t pubcomp[] = {0x70, 0x02, 0x00, 0x07};
+  uv_loop_t loop;
+  ct_peer_t p;
+  ct_client_t t;
+  uvmqtt_options_t *o;
+  uvmqtt_client_stats_t st;
+  (void)state;
+  assert_int_equal(0, uv_loop_init(&loop));
+  ct_peer_start(&loop, &p, script, sizeof(script));
+  o = ct_opts(UVMQTT_V311, "rel", true);
+  assert_int_equal(0, uvmqtt_options_set_stats(o, true));
+  ct_client_init(&t, &loop, o, "rel");
+  uvmqtt_options_del(o);
+  ct_connect(&t, p.port);
+  ct_wait_connected(&t, 1);
+  assert_int_equal(0, ct_wait_size(&loop, &t.nmsgs, 1, 3000));
+  tu_run_for(&loop, 50);
+  assert_non_null(memmem(p.rx, p.rx_len, pubrec, sizeof(pubrec)));
+  assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
+  assert_int_equal(1, st.unreleased);
+  assert_int_equal(1, st.delivered[2]);
+  assert_int_equal(1, st.packets_out[5]); /* PUBREC */
+  ct_peer_send(&p, pubrel, sizeof(pubrel));
+  assert_int_equal(0, ct_peer_wait_rx(&loop, &p, p.rx_len + 4, 3000));
+  assert_non_null(memmem(p.rx, p.rx_len, pubcomp, sizeof(pubcomp)));
+  assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
+  assert_int_equal(0, st.unreleased);
+  assert_int_equal(1, st.packets_in[6]);  /* PUBREL */
+  assert_int_equal(1, st.packets_out[7]); /* PUBCOMP */
+  ct_close(&t);
+  ct_peer_stop(&p);
+  assert_int_equal(0, tu_loop_close(&loop, 2000));
+  ct_client_free(&t);
+}
+
 /* ---- throttling ---------------------------------------------------------- */
 
 typedef struct {
@@ -539,8 +580,8 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(accept_then_close), CT_TEST(accept_then_reset),
     CT_TEST(v5_taken_over),     CT_TEST(same_id_v311),
     CT_TEST(same_id_v5),        CT_TEST(stats_workload),
-    CT_TEST(stats_first_ask),   CT_TEST(throttle_rate),
-    CT_TEST(herd_limit),
+    CT_TEST(stats_first_ask),   CT_TEST(stats_unreleased),
+    CT_TEST(throttle_rate),     CT_TEST(herd_limit),
 };
 
 CT_MAIN(tests)
