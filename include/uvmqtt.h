@@ -955,7 +955,7 @@ typedef struct {
 } uvmqtt_client_stats_t;
 
 /* Fills *st. The first call on a client without uvmqtt_options_set_stats()
- * starts counting (and allocates the counters, about 400 bytes); a client
+ * starts counting (and allocates the counters, about 540 bytes); a client
  * that never asks pays nothing. Loop thread only.
  * Errors: UVMQTT_EINVAL (NULL argument), UVMQTT_ENOMEM (first call). */
 UVMQTT_EXTERN int uvmqtt_client_stats(uvmqtt_client_t *c,
