@@ -193,8 +193,11 @@ static void do_drop(uvmqtt_client_t *c) {
   }
   uvmqtt__session_connection_lost(c->session,
                                   status ? status : UVMQTT_ENOTCONN);
-  if (c->rare && c->rare->redirect_ref && follow_redirect(c, reason))
+  if (c->rare && c->rare->redirect_ref && follow_redirect(c, reason)) {
+    if (was_connected)
+      note_end(c, status, true);
     return;
+  }
   if (!was_connected) {
     if (refused) {
       uvmqtt__loop_attempt_release(c);
