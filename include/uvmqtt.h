@@ -888,7 +888,7 @@ typedef enum {
  *   goes on: it is a guess (the broker may also reject us after connect).
  * - on_takeover (default UVMQTT_TAKEOVER_STOP): see uvmqtt_takeover_t.
  * Errors: UVMQTT_EINVAL (o NULL, suspect_after > 255, unknown
- * on_takeover). */
+ * on_takeover), UVMQTT_ENOMEM. */
 UVMQTT_EXTERN int uvmqtt_options_set_reconnect_policy(uvmqtt_options_t *o,
                                                       unsigned stable_ms,
                                                       unsigned suspect_after,
@@ -899,7 +899,7 @@ UVMQTT_EXTERN int uvmqtt_options_set_reconnect_policy(uvmqtt_options_t *o,
  * (0 = a tenth of a second's worth). Messages over the limit wait in the
  * queue and count as queued (max_queued and its policy apply); no timer is
  * armed per message. Acknowledgements, pings and subscriptions are never
- * held back. Errors: UVMQTT_EINVAL (o NULL). */
+ * held back. Errors: UVMQTT_EINVAL (o NULL), UVMQTT_ENOMEM. */
 UVMQTT_EXTERN int uvmqtt_options_set_rate_limit(uvmqtt_options_t *o,
                                                 unsigned msgs_per_s,
                                                 unsigned msg_burst,
@@ -907,7 +907,8 @@ UVMQTT_EXTERN int uvmqtt_options_set_rate_limit(uvmqtt_options_t *o,
                                                 unsigned byte_burst);
 
 /* Count statistics from the client's creation (otherwise from the first
- * uvmqtt_client_stats() call). Costs one small allocation per client. */
+ * uvmqtt_client_stats() call). Costs one small allocation per client.
+ * Errors: UVMQTT_EINVAL (o NULL), UVMQTT_ENOMEM. */
 UVMQTT_EXTERN int uvmqtt_options_set_stats(uvmqtt_options_t *o, bool on);
 
 /* Per-connection statistics. Counts run from the client's creation with
