@@ -202,6 +202,8 @@ typedef struct {
   uvmqtt__herd_node_t herd;
   uvmqtt_client_t *client;
   bool has_slot;
+  bool granted; /* the slot came after waiting: start without asking the
+                   pre-connect hook again */
   uvmqtt_stream_t *opening; /* the stack being built */
   struct sockaddr_storage *addrs;
   uvmqtt_resolver_t *resolver;

@@ -275,11 +275,11 @@ static void same_id_v5(void **state) {
 
 /* ---- statistics against a known workload ------------------------------- */
 
-static void count_done(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void count_done(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r,
+                       void *arg) {
   int *n = arg;
   (void)c;
-  (void)id;
-  assert_int_equal(0, status);
+  assert_int_equal(0, r->status);
   (*n)++;
 }
 
@@ -448,11 +448,11 @@ typedef struct {
   uint64_t last_ms;
 } tally_t;
 
-static void tally_done(uvmqtt_client_t *c, int status, uint16_t id, void *arg) {
+static void tally_done(uvmqtt_client_t *c, const uvmqtt_pub_result_t *r,
+                       void *arg) {
   tally_t *t = arg;
   (void)c;
-  (void)id;
-  assert_int_equal(0, status);
+  assert_int_equal(0, r->status);
   t->n++;
   t->last_ms = tu_now_ms();
 }
