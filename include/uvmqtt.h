@@ -943,15 +943,17 @@ typedef struct {
   uint64_t connected_ms, connection_age_ms;
   /* Gauges: messages in flight (sent, not acknowledged), waiting in the
    * queue (held back by the rate limit included), of those held back by
-   * the rate limit right now, and incoming QoS 2 messages the broker has
-   * not released yet (PUBREC sent, PUBREL not received). */
-  uint32_t inflight, queued, throttled, unreleased;
+   * the rate limit right now, incoming QoS 2 messages the broker has not
+   * released yet (PUBREC sent, PUBREL not received), and messages
+   * delivered and not yet acknowledged by the application (manual
+   * acknowledgement, uvmqtt_client_get_unacked). */
+  uint32_t inflight, queued, throttled, unreleased, unacked;
   /* Keepalive round trip (PINGREQ to PINGRESP) in microseconds: last,
    * smoothed (1/8 weight per sample, as TCP's SRTT) and largest; 0 before
    * the first. */
   uint32_t rtt_last_us, rtt_smoothed_us, rtt_max_us;
-  /* Time the client held reading paused (back-pressure), in ms; 0 while
-   * no path of the client pauses reading. */
+  /* Time reading was held paused while connected (uvmqtt_client_pause,
+   * or the manual acknowledgement limits), in ms. */
   uint64_t paused_ms;
 } uvmqtt_client_stats_t;
 

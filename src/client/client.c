@@ -488,5 +488,7 @@ int uvmqtt_client_stats(uvmqtt_client_t *c, uvmqtt_client_stats_t *st) {
   st->throttled = r->throttle && r->throttle->blocked ? st->queued : 0;
   size_t u = c->session ? uvmqtt__session_unreleased(c->session) : 0;
   st->unreleased = u > UINT32_MAX ? UINT32_MAX : (uint32_t)u;
+  size_t a = uvmqtt_client_get_unacked(c);
+  st->unacked = a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
   return 0;
 }

@@ -395,6 +395,16 @@ static void stats_first_ask(void **state) {
   assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
   assert_int_equal(1, st.published[1]);
   assert_int_equal(1, st.packets_in[4]);
+  assert_int_equal(0, st.paused_ms);
+  /* Reading paused for a while (back-pressure) is counted. */
+  assert_int_equal(0, uvmqtt_client_pause(t.c));
+  tu_run_for(&loop, 200);
+  assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
+  assert_true(st.paused_ms >= 150); /* still paused: counted so far */
+  assert_int_equal(0, uvmqtt_client_resume(t.c));
+  tu_run_for(&loop, 100);
+  assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
+  assert_true(st.paused_ms >= 150 && st.paused_ms < 280);
   ct_close(&t);
   assert_int_equal(0, tu_loop_close(&loop, 2000));
   ct_client_free(&t);
@@ -437,6 +447,48 @@ static void stats_unreleased(void **state) {
   assert_int_equal(1, st.packets_out[7]); /* PUBCOMP */
   ct_close(&t);
   ct_peer_stop(&p);
+  assert_int_equal(0, tu_loop_close(&loop, 2000));
+  ct_client_free(&t);
+}
+
+/* Manual acknowledgement: a delivered message counts as unacked until the
+ * application acknowledges it. */
+static uint64_t g_handle;
+
+static void keep_handle(uvmqtt_client_t *c, const uvmqtt_message_t *m,
+                        void *arg) {
+  int *n = arg;
+  (void)c;
+  g_handle = m->ack_handle;
+  (*n)++;
+}
+
+static void stats_unacked(void **state) {
+  tu_broker_t *b = ct_broker(NULL);
+  uv_loop_t loop;
+  ct_client_t t;
+  uvmqtt_options_t *o;
+  uvmqtt_client_stats_t st;
+  int got = 0, done = 0;
+  (void)state;
+  assert_int_equal(0, uv_loop_init(&loop));
+  o = ct_opts(UVMQTT_V311, "unacked", true);
+  assert_int_equal(0, uvmqtt_options_set_manual_ack(o, true, 0, 0));
+  ct_client_init(&t, &loop, o, "unacked");
+  uvmqtt_options_del(o);
+  ct_connect(&t, b->port);
+  ct_wait_connected(&t, 1);
+  ct_subscribe(&t, "ua/#", 1);
+  assert_int_equal(0, uvmqtt_client_on_message(t.c, keep_handle, &got));
+  assert_true(uvmqtt_publish(t.c, "ua/x", "1", 1, 1, false, count_done, &done) >
+              0);
+  assert_int_equal(0, ct_wait_int(&loop, &got, 1, 3000));
+  assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
+  assert_int_equal(1, st.unacked);
+  assert_int_equal(0, uvmqtt_ack(t.c, g_handle));
+  assert_int_equal(0, uvmqtt_client_stats(t.c, &st));
+  assert_int_equal(0, st.unacked);
+  ct_close(&t);
   assert_int_equal(0, tu_loop_close(&loop, 2000));
   ct_client_free(&t);
 }
@@ -581,7 +633,8 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(v5_taken_over),     CT_TEST(same_id_v311),
     CT_TEST(same_id_v5),        CT_TEST(stats_workload),
     CT_TEST(stats_first_ask),   CT_TEST(stats_unreleased),
-    CT_TEST(throttle_rate),     CT_TEST(herd_limit),
+    CT_TEST(stats_unacked),     CT_TEST(throttle_rate),
+    CT_TEST(herd_limit),
 };
 
 CT_MAIN(tests)
