@@ -277,6 +277,7 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
     rare_free(c);
   }
   uvmqtt__copts_free(&c->o);
+  uvmqtt__loop_free_dead(c->lc); /* when this was the loop's last client */
   uvmqtt__free(c);
 }
 

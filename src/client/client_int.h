@@ -350,6 +350,8 @@ typedef struct loop_ctx_s {
   uvmqtt_client_t *flush, *running, *closing;
   uvmqtt_client_t *last; /* completes after the handles closed */
   int handles_open;
+  bool dead; /* handles closed: freed by the last client after its close
+               callback (uvmqtt__loop_free_dead) */
   /* Herd control and the loop's statistics (uvmqtt_loop_stats). */
   uvmqtt__herd_t herd;
   uvmqtt_loop_stats_t st;
@@ -395,6 +397,9 @@ void uvmqtt__client_flush_cancel(uvmqtt_client_t *c);
 /* The client's session is freed: it leaves the flush list, and the
  * context from the idle callback, never from inside an API call. */
 void uvmqtt__loop_leave(uvmqtt_client_t *c);
+/* The last client's final step: frees the context once its handles have
+ * closed (no-op otherwise). */
+void uvmqtt__loop_free_dead(loop_ctx_t *lc);
 
 /* Herd control: asks for an attempt slot; false when the client waits
  * (its attempt starts when one frees). Releasing hands the slot on. */

@@ -191,10 +191,19 @@ static void on_lc_closed(uv_handle_t *h) {
   if (--lc->handles_open > 0)
     return;
   uvmqtt_client_t *c = lc->last;
-  /* This was the client's last handle: it completes now, and its close
-   * callback may still ask for the loop, which it finds through lc. */
+  /* The context's handles are closed; the client completes when its own
+   * last handle has closed too (a drain or request timer may still be
+   * closing), and its close callback may still ask for the loop, which it
+   * finds through lc: the client's last step frees the context, after
+   * that callback (uvmqtt__client_close_now). */
+  lc->dead = true;
   c->open_handles--;
   uvmqtt__client_close_now(c);
+}
+
+void uvmqtt__loop_free_dead(loop_ctx_t *lc) {
+  if (!lc || !lc->dead)
+    return;
   uvmqtt__free(lc->heap);
   uvmqtt__free(lc);
 }
