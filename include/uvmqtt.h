@@ -209,8 +209,14 @@ typedef void (*uvmqtt_connect_cb)(uvmqtt_client_t *c, int status,
 
 /* The connection ended. status 0 when the application asked for it
  * (uvmqtt_client_disconnect / close), otherwise the cause: a libuv error,
- * UVMQTT_EKEEPALIVE, UVMQTT_EDISCONNECTED (a v5 server DISCONNECT, whose
- * reason code and properties are in `reason`), a protocol error, ...
+ * UVMQTT_EPEERCLOSED, UVMQTT_EKEEPALIVE, UVMQTT_EDISCONNECTED (a v5 server
+ * DISCONNECT, whose reason code and properties are in `reason`), a
+ * protocol error, ... Two statuses come from the reconnect policy
+ * (uvmqtt_options_set_reconnect_policy): UVMQTT_ETAKENOVER (v5 DISCONNECT
+ * 0x8E, another connection uses our client id; by default the client
+ * then stops reconnecting) and UVMQTT_ESHORTLIVED (the broker keeps
+ * closing the connection right after accepting it: probably taken over,
+ * or rejected after connect; the client goes on at the maximum delay).
  * `reason` is NULL unless the server sent a DISCONNECT. When the client
  * will not reconnect by itself (the application disconnected, or automatic
  * reconnect is off), the client is idle while this runs: it may call
@@ -367,7 +373,8 @@ UVMQTT_EXTERN int uvmqtt_options_set_max_packet_size(uvmqtt_options_t *o,
                                                      uint32_t bytes);
 /* Automatic reconnect: on by default, backoff from min_ms (default 1000)
  * doubling to max_ms (default 30000), each delay randomised by +/- jitter
- * (0..1, default 0.2). */
+ * (0..1, default 0.2). The backoff starts over only once a connection has
+ * stayed up (see uvmqtt_options_set_reconnect_policy). */
 UVMQTT_EXTERN int uvmqtt_options_set_reconnect(uvmqtt_options_t *o,
                                                bool enabled, unsigned min_ms,
                                                unsigned max_ms, double jitter);
@@ -879,6 +886,149 @@ UVMQTT_EXTERN int uvmqtt_unsubscribe_many(uvmqtt_client_t *c,
                                           size_t count,
                                           const uvmqtt_props_t *props,
                                           uvmqtt_subscribe_cb cb, void *arg);
+
+/* ---- fleets: reconnect policy, statistics, throttling, herd control ----- */
+
+/* What a client does when another connection takes its client id over:
+ * the broker says so (v5 DISCONNECT reason 0x8E, reported as
+ * UVMQTT_ETAKENOVER), or connections keep closing without a reason right
+ * after CONNACK (reported as UVMQTT_ESHORTLIVED once `suspect_after` such
+ * losses came in a row; the usual sign in MQTT 3.1.1, and with brokers
+ * that send no DISCONNECT on a takeover, as mosquitto 2.0 does). */
+typedef enum {
+  /* Default: on UVMQTT_ETAKENOVER stop reconnecting (the other holder of
+   * the id is as legitimate as we are; fighting back makes two clients
+   * knock each other off for ever). The disconnect callback gets the
+   * status; uvmqtt_client_connect() starts again. */
+  UVMQTT_TAKEOVER_STOP = 0,
+  /* Keep trying, at the maximum reconnect delay. */
+  UVMQTT_TAKEOVER_BACKOFF = 1,
+  /* Keep trying with the normal backoff (the pre-0.2 behaviour). */
+  UVMQTT_TAKEOVER_RETRY = 2
+} uvmqtt_takeover_t;
+
+/* The reconnect policy beyond uvmqtt_options_set_reconnect():
+ * - stable_ms (default 30000): the backoff starts over only after a
+ *   connection stayed up this long; a connection lost sooner continues the
+ *   backoff where it was, so a broker that accepts and then closes at once
+ *   sees the delays grow instead of a reconnect a second. The first delay
+ *   after losing a connection that was stable is random in [0, min_ms],
+ *   so clients that lost one broker together do not all return at once.
+ * - suspect_after (default 3, 0 = never): closes without a reason (EOF,
+ *   reset) before stable_ms, in a row, after which the loss is reported
+ *   as UVMQTT_ESHORTLIVED and the next delay is the maximum. Reconnecting
+ *   goes on: it is a guess (the broker may also reject us after connect).
+ * - on_takeover (default UVMQTT_TAKEOVER_STOP): see uvmqtt_takeover_t.
+ * Errors: UVMQTT_EINVAL (o NULL, suspect_after > 255, unknown
+ * on_takeover), UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_options_set_reconnect_policy(uvmqtt_options_t *o,
+                                                      unsigned stable_ms,
+                                                      unsigned suspect_after,
+                                                      int on_takeover);
+
+/* Outgoing rate limit: at most msgs_per_s PUBLISH packets and bytes_per_s
+ * payload+topic bytes per second (0 = no limit for that one), with bursts
+ * (0 = a tenth of a second's worth). Messages over the limit wait in the
+ * queue and count as queued (max_queued and its policy apply); no timer is
+ * armed per message. Acknowledgements, pings and subscriptions are never
+ * held back. Errors: UVMQTT_EINVAL (o NULL), UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_options_set_rate_limit(uvmqtt_options_t *o,
+                                                unsigned msgs_per_s,
+                                                unsigned msg_burst,
+                                                unsigned bytes_per_s,
+                                                unsigned byte_burst);
+
+/* Count statistics from the client's creation (otherwise from the first
+ * uvmqtt_client_stats() call). Costs one small allocation per client.
+ * Errors: UVMQTT_EINVAL (o NULL), UVMQTT_ENOMEM. */
+UVMQTT_EXTERN int uvmqtt_options_set_stats(uvmqtt_options_t *o, bool on);
+
+/* Per-connection statistics. Counts run from the client's creation with
+ * uvmqtt_options_set_stats(), else from the first uvmqtt_client_stats()
+ * call (since_ms says when, in uv_now() time); gauges are current. */
+typedef struct {
+  uint64_t since_ms;
+  /* Traffic, every connection included: MQTT bytes (without TLS and
+   * WebSocket framing), and packets by MQTT packet type (index 1 CONNECT
+   * .. 15 AUTH; index 0 unused). */
+  uint64_t bytes_in, bytes_out;
+  uint64_t packets_in[16], packets_out[16];
+  /* Messages: PUBLISH sent by QoS (first transmissions), sent again (DUP),
+   * and handed to the application by QoS (after QoS 2 de-duplication). */
+  uint64_t published[3];
+  uint64_t republished;
+  uint64_t delivered[3];
+  /* Outgoing messages completed: acknowledged (or, QoS 0, written), and
+   * the ones that failed, by reason: dropped by the queue policy
+   * (UVMQTT_EDROPPED), expired (UVMQTT_EEXPIRED), refused by the broker
+   * (UVMQTT_EREJECTED; last_refused_reason is the v5 reason code), and
+   * any other failure (session lost, client closed). */
+  uint64_t completed, dropped, expired, refused, failed;
+  uint8_t last_refused_reason;
+  /* Connections: attempts started, accepted (CONNACK 0), reconnects
+   * (accepted after the first), and the error that ended the last
+   * connection or attempt (0 when none). */
+  uint64_t attempts, connects, reconnects;
+  int last_error;
+  /* Time connected in all (the current connection included) and the
+   * current connection's age (0 when not connected), in ms. */
+  uint64_t connected_ms, connection_age_ms;
+  /* Gauges: messages in flight (sent, not acknowledged), waiting in the
+   * queue (held back by the rate limit included), of those held back by
+   * the rate limit right now, incoming QoS 2 messages the broker has not
+   * released yet (PUBREC sent, PUBREL not received), and messages
+   * delivered and not yet acknowledged by the application (manual
+   * acknowledgement, uvmqtt_client_get_unacked). */
+  uint32_t inflight, queued, throttled, unreleased, unacked;
+  /* Keepalive round trip (PINGREQ to PINGRESP) in microseconds: last,
+   * smoothed (1/8 weight per sample, as TCP's SRTT) and largest; 0 before
+   * the first. */
+  uint32_t rtt_last_us, rtt_smoothed_us, rtt_max_us;
+  /* Time reading was held paused while connected (uvmqtt_client_pause,
+   * or the manual acknowledgement limits), in ms. */
+  uint64_t paused_ms;
+} uvmqtt_client_stats_t;
+
+/* Fills *st. The first call on a client without uvmqtt_options_set_stats()
+ * starts counting (and allocates the counters, about 540 bytes); a client
+ * that never asks pays nothing. Loop thread only.
+ * Errors: UVMQTT_EINVAL (NULL argument), UVMQTT_ENOMEM (first call). */
+UVMQTT_EXTERN int uvmqtt_client_stats(uvmqtt_client_t *c,
+                                      uvmqtt_client_stats_t *st);
+
+/* Everything the clients on one loop do together, for a gateway's
+ * dashboard. Always counted (a few additions per read and write). */
+typedef struct {
+  uint32_t clients;   /* open clients on the loop */
+  uint32_t connected; /* with an accepted connection now */
+  /* Herd control: attempts in progress now, waiting for a slot now, the
+   * limit, and the largest of each seen. */
+  uint32_t attempts_active, attempts_waiting, attempt_limit;
+  uint32_t attempts_active_max, attempts_waiting_max;
+  uint64_t attempts, connects, losses;
+  uint64_t takeovers; /* UVMQTT_ETAKENOVER and UVMQTT_ESHORTLIVED reported */
+  uint64_t bytes_in, bytes_out;
+  uint64_t published, delivered; /* messages, all QoS */
+} uvmqtt_loop_stats_t;
+
+/* Fills *st for the clients on `loop` (zeros when none was ever created
+ * on it). Loop thread only. Errors: UVMQTT_EINVAL. */
+UVMQTT_EXTERN int uvmqtt_loop_stats(uv_loop_t *loop, uvmqtt_loop_stats_t *st);
+
+/* Herd control: at most `limit` connection attempts (TCP connect, TLS and
+ * WebSocket handshakes, CONNECT until CONNACK) in progress at once among
+ * the clients on `loop`; the others wait, first come first served, and
+ * start as slots free. Many clients reconnecting at once (a broker
+ * restart) otherwise overflow the broker's listen backlog, and the
+ * dropped SYNs wait a second for retransmission. Default 64; 0 = no
+ * limit. Takes effect for attempts that start afterwards (and lets
+ * waiting ones start when raised). Waiting for a slot does not count
+ * against the connect timeout. The setting lives in the loop's
+ * context, which exists while at least one client is open on the loop:
+ * call it after creating the first. Loop thread only. Errors:
+ * UVMQTT_EINVAL (loop NULL), UVMQTT_ESTATE (no client on the loop). */
+UVMQTT_EXTERN int uvmqtt_loop_set_attempt_limit(uv_loop_t *loop,
+                                                unsigned limit);
 
 /* ---- routes (Paho's message_callback_add)
  * ------------------------------------ Every route whose filter matches an

@@ -85,6 +85,9 @@ int uvmqtt_err_is_retryable(int err) {
   case UVMQTT_ESOCKS_CMD:
   case UVMQTT_ESOCKS_ATYP:
   case UVMQTT_ESOCKS_METHOD:
+  /* Another connection holds our client id (v5 DISCONNECT 0x8E): coming
+   * back would knock it off (see uvmqtt_takeover_t). */
+  case UVMQTT_ETAKENOVER:
   /* Decided by the CONNACK reason code / the HTTP status instead. */
   case UVMQTT_EREFUSED:
   case UVMQTT_EWS_STATUS:

@@ -235,6 +235,7 @@ struct uvmqtt_session_s {
   bool persist : 1;  /* reports state changes through ev_->on_persist */
   bool freeing : 1;  /* in uvmqtt__session_free: nothing leaves the store */
   bool halted : 1;   /* input stopped for good: uvmqtt__session_halt_input() */
+  bool gated : 1;    /* ask ev->may_publish before each queued PUBLISH */
 };
 
 static bool holding(const uvmqtt_session_t *s);
@@ -964,6 +965,9 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
     }
     if (m->qos > 0 && s->f_count >= window(s))
       return;
+    if (s->gated && s->ev_->may_publish &&
+        !s->ev_->may_publish(s->ud, m->topic_len + m->payload_len, now))
+      return; /* rate limited: the owner pumps again later */
     uvmqtt_publish_t pub;
     msg_to_publish(m, &pub);
     /* A QoS 0 completion needs room in the batch; make it first, so that
@@ -1421,7 +1425,8 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   /* Fast path: QoS 0 while connected with nothing waiting goes straight
    * into the output buffer, without a message object. */
   if (p->qos == 0 && s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
-      !p->expiry_s && (!p->zero_copy || p->payload_len <= INLINE_PAYLOAD_MAX)) {
+      !s->gated && !p->expiry_s &&
+      (!p->zero_copy || p->payload_len <= INLINE_PAYLOAD_MAX)) {
     rc = done_room(s, cb);
     if (rc == 0)
       rc = out_publish(s, now, &pkt.u.publish, NULL, false);
@@ -1433,7 +1438,7 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
 
   /* Room in the queue? Messages that can go out at once do not count. */
   size_t bytes = p->payload_len + p->topic_len;
-  bool goes_now = s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
+  bool goes_now = s->state == UVMQTT_SS_CONNECTED && !s->q_head && !s->gated &&
                   (p->qos == 0 || s->f_count < window(s));
   while (!goes_now &&
          ((s->max_queued && s->q_count >= s->max_queued) ||
@@ -2486,6 +2491,14 @@ void uvmqtt__session_output_done(uvmqtt_session_t *s, uvmqtt_out_batch_t *batch,
 
 /* ---- queries
  * --------------------------------------------------------------------- */
+
+void uvmqtt__session_set_gate(uvmqtt_session_t *s, bool on) {
+  s->gated = on;
+}
+
+void uvmqtt__session_pump(uvmqtt_session_t *s, uint64_t now) {
+  pump(s, now);
+}
 
 uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s) {
   return s->state;

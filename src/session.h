@@ -87,6 +87,12 @@ typedef struct {
    * (false: the owner resumes reading and, from the loop, not from inside
    * an API call, calls uvmqtt__session_release_input()). May be NULL. */
   void (*on_hold)(void *ud, bool holding);
+  /* Asked, only while the gate is set (uvmqtt__session_set_gate), before a
+   * queued PUBLISH of `bytes` (topic + payload) moves into the output:
+   * false keeps it and everything after it queued until the owner calls
+   * uvmqtt__session_pump(). May be NULL. Retransmissions on reconnect are
+   * not asked. */
+  bool (*may_publish)(void *ud, size_t bytes, uint64_t now);
 } uvmqtt_session_events_t;
 
 /* What on_persist reports. Outgoing QoS 1/2 messages: PUT (accepted by
@@ -241,6 +247,12 @@ size_t uvmqtt__session_take_output(uvmqtt_session_t *s, uint64_t now,
  * in it complete here with that status. */
 void uvmqtt__session_output_done(uvmqtt_session_t *s, uvmqtt_out_batch_t *batch,
                                  int status);
+
+/* Outgoing rate limiting: with the gate set, may_publish is asked before
+ * each queued PUBLISH goes out; pump() moves the queue again after a
+ * refusal. */
+void uvmqtt__session_set_gate(uvmqtt_session_t *s, bool on);
+void uvmqtt__session_pump(uvmqtt_session_t *s, uint64_t now);
 
 uvmqtt_session_state_t uvmqtt__session_state(const uvmqtt_session_t *s);
 size_t uvmqtt__session_inflight(const uvmqtt_session_t *s);

@@ -461,6 +461,10 @@ int tool_parse_common(tool_cfg_t *cfg, int argc, char **argv, int *i) {
     cfg->quiet = true;
     return 1;
   }
+  if (!strcmp(a, "--stats")) {
+    cfg->stats = true;
+    return 1;
+  }
   if (!strcmp(a, "--will-retain")) {
     cfg->will_retain = true;
     return 1;
@@ -744,6 +748,8 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
   if (cfg->manual_ack &&
       (rc = uvmqtt_options_set_manual_ack(o, true, 0, 0)) < 0)
     goto fail;
+  if (cfg->stats && (rc = uvmqtt_options_set_stats(o, true)) < 0)
+    goto fail;
   if ((rc = uvmqtt_options_set_clean_session(o, cfg->clean)) < 0 ||
       (rc = uvmqtt_options_set_keepalive(o, cfg->keepalive)) < 0 ||
       (rc = uvmqtt_options_set_connect_timeout(o, cfg->conn_timeout_ms)) < 0)
@@ -818,6 +824,7 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
     tool_store_close(cfg, loop);
     return -1;
   }
+  uvmqtt_client_set_data(*out, cfg); /* for the close callback (--stats) */
   uvmqtt_client_on_log(*out, on_log, cfg,
                        cfg->debug ? UVMQTT_LOG_DEBUG : UVMQTT_LOG_WARN);
   return 0;
@@ -926,6 +933,7 @@ void tool_usage_common(FILE *out) {
       "  --connect-timeout seconds  time allowed to connect (default 10)\n"
       "  -d               debug log on stderr\n"
       "  --quiet          no error or warning messages\n"
+      "  --stats          print the connection's statistics at exit\n"
       "  --will-topic t --will-payload p --will-qos q --will-retain\n"
       "  -D command property value   v5 property; command is connect,\n"
       "                   publish, subscribe, unsubscribe or will; "
@@ -946,4 +954,48 @@ void tool_usage_common(FILE *out) {
       "  --psk hex --psk-identity id\n"
       "  --help           this text\n",
       out);
+}
+
+void tool_print_stats(uvmqtt_client_t *c) {
+  static const char *const names[16] = {
+      "",        "CONNECT",  "CONNACK",    "PUBLISH", "PUBACK",      "PUBREC",
+      "PUBREL",  "PUBCOMP",  "SUBSCRIBE",  "SUBACK",  "UNSUBSCRIBE", "UNSUBACK",
+      "PINGREQ", "PINGRESP", "DISCONNECT", "AUTH"};
+  uvmqtt_client_stats_t st;
+  if (uvmqtt_client_stats(c, &st) < 0)
+    return;
+  fprintf(stderr,
+          "stats: bytes out %llu in %llu; connections %llu (reconnects %llu, "
+          "attempts %llu), connected %.3f s, last error %s\n",
+          (unsigned long long)st.bytes_out, (unsigned long long)st.bytes_in,
+          (unsigned long long)st.connects, (unsigned long long)st.reconnects,
+          (unsigned long long)st.attempts, st.connected_ms / 1000.0,
+          st.last_error ? uvmqtt_err_name(st.last_error) : "none");
+  fprintf(
+      stderr,
+      "stats: messages out qos0 %llu qos1 %llu qos2 %llu (resent %llu); "
+      "in qos0 %llu qos1 %llu qos2 %llu\n",
+      (unsigned long long)st.published[0], (unsigned long long)st.published[1],
+      (unsigned long long)st.published[2], (unsigned long long)st.republished,
+      (unsigned long long)st.delivered[0], (unsigned long long)st.delivered[1],
+      (unsigned long long)st.delivered[2]);
+  fprintf(stderr,
+          "stats: completed %llu, dropped %llu, expired %llu, refused %llu, "
+          "failed %llu; in flight %u, queued %u\n",
+          (unsigned long long)st.completed, (unsigned long long)st.dropped,
+          (unsigned long long)st.expired, (unsigned long long)st.refused,
+          (unsigned long long)st.failed, st.inflight, st.queued);
+  if (st.rtt_last_us)
+    fprintf(stderr,
+            "stats: keepalive rtt last %u us, smoothed %u us, max %u "
+            "us\n",
+            st.rtt_last_us, st.rtt_smoothed_us, st.rtt_max_us);
+  for (int dir = 0; dir < 2; dir++) {
+    const uint64_t *n = dir ? st.packets_in : st.packets_out;
+    fprintf(stderr, "stats: packets %s:", dir ? "in" : "out");
+    for (int i = 1; i < 16; i++)
+      if (n[i])
+        fprintf(stderr, " %s %llu", names[i], (unsigned long long)n[i]);
+    fputc('\n', stderr);
+  }
 }

@@ -64,6 +64,7 @@ typedef struct {
   int qos;
   bool debug;
   bool quiet;
+  bool stats;          /* --stats: print the client's statistics at exit */
   bool connected_once; /* set by the tool on its first CONNACK */
   bool manual_ack;     /* uvmqtt-sub --ack-after-write */
 
@@ -123,6 +124,10 @@ void tool_report_connect_error(const tool_cfg_t *cfg, int status,
                                const uvmqtt_connack_t *ack);
 /* True when the client will not retry after this connect failure. */
 bool tool_connect_error_is_final(int status, const uvmqtt_connack_t *ack);
+
+/* With --stats: the client's statistics on stderr (from its close
+ * callback, so the DISCONNECT is counted). */
+void tool_print_stats(uvmqtt_client_t *c);
 
 /* The shared part of --help. */
 void tool_usage_common(FILE *out);

@@ -335,7 +335,9 @@ static void pump(pub_t *p) {
 /* ---- lifecycle ----------------------------------------------------------- */
 
 static void client_closed(uvmqtt_client_t *c) {
-  (void)c;
+  tool_cfg_t *cfg = uvmqtt_client_get_data(c);
+  if (cfg && cfg->stats)
+    tool_print_stats(c);
 }
 
 static void finish(pub_t *p, int code) {

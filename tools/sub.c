@@ -407,7 +407,9 @@ static void timed_out(uv_timer_t *t) {
 }
 
 static void client_closed(uvmqtt_client_t *c) {
-  (void)c;
+  tool_cfg_t *cfg = uvmqtt_client_get_data(c);
+  if (cfg && cfg->stats)
+    tool_print_stats(c);
 }
 
 static void finish(sub_t *s, int code) {

@@ -69,6 +69,11 @@ extern "C" {
   XX(EPEERCLOSED, -20215, "connection closed by the peer")                     \
   XX(EAUTH, -20216, "authentication failed")                                   \
   XX(EPAYLOAD, -20217, "payload too large")                                    \
+  XX(ETAKENOVER, -20218,                                                       \
+     "session taken over by another connection with the same client id")       \
+  XX(ESHORTLIVED, -20219,                                                      \
+     "connections keep closing right after CONNACK (client id taken over or "  \
+     "rejected after connect?)")                                               \
   XX(EACKED, -20220, "message already acknowledged")                           \
   XX(ESTALE, -20221,                                                           \
      "the message's connection is gone; the broker will send it again")        \

@@ -131,6 +131,33 @@ uvmqtt_tls_config_set_handshake_timeout(uvmqtt_tls_config_t *cfg, unsigned ms);
 UVMQTT_EXTERN int uvmqtt_tls_config_set_debug(uvmqtt_tls_config_t *cfg,
                                               int level);
 
+/* TLS session resumption (on by default). After a full handshake the
+ * session (its ID and, when the server sends one, its session ticket) is
+ * saved in the configuration under the server name, and the next
+ * connection to that name through this configuration offers it: a server
+ * that still knows it (mosquitto does over TLS 1.2 while it keeps running)
+ * skips the certificate exchange and key agreement. Every client sharing
+ * the configuration shares the saved sessions, so a gateway's thousand
+ * clients reconnecting to one broker pay one full handshake, not a
+ * thousand. A server that restarted has forgotten its sessions (unless it
+ * keeps ticket keys across restarts) and answers with a full handshake,
+ * which costs nothing extra, and whose session replaces the saved one: the
+ * other clients then resume that. Up to 8 server names are kept (least
+ * recently used dropped); a handshake that fails after offering a session
+ * forgets it. Set it before connections use the configuration, like the
+ * other setters; the cache itself is safe across threads.
+ * Errors: UVMQTT_EINVAL (cfg NULL), UVMQTT_ENOTSUP. */
+UVMQTT_EXTERN int
+uvmqtt_tls_config_set_session_resumption(uvmqtt_tls_config_t *cfg, bool enable);
+
+/* Handshakes completed through this configuration so far, and how many of
+ * them resumed a saved session (for dashboards and benchmarks). Either
+ * pointer may be NULL. Safe across threads. Errors: UVMQTT_EINVAL,
+ * UVMQTT_ENOTSUP (both counts set to 0). */
+UVMQTT_EXTERN int
+uvmqtt_tls_config_session_stats(const uvmqtt_tls_config_t *cfg,
+                                uint64_t *handshakes, uint64_t *resumed);
+
 #ifdef __cplusplus
 }
 #endif

@@ -35,6 +35,36 @@ void uvmqtt__client_log(uvmqtt_client_t *c, int level, const char *fmt, ...) {
   c->log_cb(c, level, buf, c->log_arg);
 }
 
+/* Statistics and the rate limit: blocks of their own, allocated for the
+ * clients that use them (the rare block points to them). */
+static int fleet_new(uvmqtt_client_t *c, uv_loop_t *loop) {
+  const opt_ext_t *x = CX(c);
+  bool limit = x->rate_msgs || x->rate_bytes;
+  if (!x->stats_on && !limit)
+    return 0;
+  rare_t *r = uvmqtt__client_rare(c);
+  if (!r)
+    return UVMQTT_ENOMEM;
+  if (x->stats_on && !(r->stats = uvmqtt__cstats_new(uv_now(loop))))
+    return UVMQTT_ENOMEM;
+  if (limit) {
+    if (!(r->throttle = uvmqtt__calloc(1, sizeof(*r->throttle))))
+      return UVMQTT_ENOMEM;
+    uvmqtt__throttle_init(&r->throttle->tb, x->rate_msgs, x->rate_msg_burst,
+                          x->rate_bytes, x->rate_byte_burst, uv_now(loop));
+  }
+  return 0;
+}
+
+static void rare_free(uvmqtt_client_t *c) {
+  if (!c->rare)
+    return;
+  uvmqtt__cstats_free(c->rare->stats);
+  uvmqtt__free(c->rare->throttle);
+  uvmqtt__free(c->rare);
+  c->rare = NULL;
+}
+
 static void random_id(char *out, size_t cap) {
   uint8_t r[8];
   if (uv_random(NULL, NULL, r, sizeof(r), 0, NULL) != 0) {
@@ -92,8 +122,11 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     return rc;
   }
   /* The state of TLS and the v5 hooks (redirect, auth) lives there:
-   * allocated now, as the hook setters cannot fail. */
-  if ((CX(c)->tls || c->o.version == UVMQTT_V5) && !uvmqtt__client_rare(c)) {
+   * allocated now, as the hook setters cannot fail. Statistics and the
+   * rate limit have blocks of their own, allocated when asked for. */
+  if (((CX(c)->tls || c->o.version == UVMQTT_V5) && !uvmqtt__client_rare(c)) ||
+      fleet_new(c, loop) < 0) {
+    rare_free(c);
     uvmqtt__copts_free(&c->o);
     uvmqtt__free(c);
     return UVMQTT_ENOMEM;
@@ -118,7 +151,7 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     if (c->session)
       uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     uvmqtt__copts_free(&c->o);
-    uvmqtt__free(c->rare);
+    rare_free(c);
     uvmqtt__free(c);
     return rc;
   }
@@ -127,10 +160,12 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
     uvmqtt__persist_close(c);
     uvmqtt__session_free(c->session, UVMQTT_ECLOSED);
     uvmqtt__copts_free(&c->o);
-    uvmqtt__free(c->rare);
+    rare_free(c);
     uvmqtt__free(c);
     return rc;
   }
+  if (c->rare && c->rare->throttle)
+    uvmqtt__session_set_gate(c->session, true);
   *out = c;
   return 0;
 }
@@ -170,12 +205,15 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
     bool connected = c->state == C_CONNECTED;
     bool attempting = c->state == C_RESOLVING || c->state == C_TRANSPORT ||
                       c->state == C_MQTT;
-    /* Best effort: DISCONNECT is handed to the kernel, not waited for. */
-    if (connected && c->stream &&
+    /* Best effort: DISCONNECT is handed to the kernel, not waited for
+     * (and not twice, after uvmqtt_client_disconnect() from a callback). */
+    if (connected && c->stream && !c->user_disconnect &&
         uvmqtt__session_disconnect(c->session, 0, NULL) == 0)
       uvmqtt__client_flush(c);
     c->state = C_CLOSING;
     c->drop_requested = false;
+    if (connected)
+      c->lc->st.connected--;
     if (c->at && c->at->resolve_req) {
       uvmqtt__resolve_cancel(c->at->resolve_req);
       c->at->resolve_req = NULL;
@@ -237,9 +275,10 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
     uvmqtt__free(c->rare->redirect_ref);
     if (c->rare->tls_default)
       uvmqtt__tls_default_release();
-    uvmqtt__free(c->rare);
+    rare_free(c);
   }
   uvmqtt__copts_free(&c->o);
+  uvmqtt__loop_free_dead(c->lc); /* when this was the loop's last client */
   uvmqtt__free(c);
 }
 
@@ -384,6 +423,7 @@ int uvmqtt_client_disconnect_ex(uvmqtt_client_t *c, uint8_t reason,
     bool was = c->state == C_WAIT;
     c->user_disconnect = true;
     uvmqtt__client_timer_stop(c);
+    uvmqtt__loop_attempt_release(c); /* it may wait for a slot */
     c->state = C_IDLE;
     return was ? 0 : UVMQTT_ENOTCONN;
   }
@@ -428,4 +468,29 @@ int uvmqtt_client_get_tls_error(const uvmqtt_client_t *c, int *mbedtls_err,
 #else
   return UVMQTT_ENOTSUP;
 #endif
+}
+
+int uvmqtt_client_stats(uvmqtt_client_t *c, uvmqtt_client_stats_t *st) {
+  if (!c || !st)
+    return UVMQTT_EINVAL;
+  uint64_t now = uvmqtt__client_now(c);
+  rare_t *r = uvmqtt__client_rare(c);
+  if (!r || (!r->stats && !(r->stats = uvmqtt__cstats_new(now))))
+    return UVMQTT_ENOMEM;
+  if (c->state == C_CONNECTED && r->stats->s.connects == 0) {
+    /* Connected before the first ask: the connection counts from now. */
+    r->stats->connected = true;
+    r->stats->up_at = now;
+  }
+  uvmqtt__cstats_read(r->stats, now, st);
+  size_t q = c->session ? uvmqtt__session_queued(c->session) : 0;
+  size_t f = c->session ? uvmqtt__session_inflight(c->session) : 0;
+  st->queued = q > UINT32_MAX ? UINT32_MAX : (uint32_t)q;
+  st->inflight = f > UINT32_MAX ? UINT32_MAX : (uint32_t)f;
+  st->throttled = r->throttle && r->throttle->blocked ? st->queued : 0;
+  size_t u = c->session ? uvmqtt__session_in_pending(c->session) : 0;
+  st->unreleased = u > UINT32_MAX ? UINT32_MAX : (uint32_t)u;
+  size_t a = uvmqtt_client_get_unacked(c);
+  st->unacked = a > UINT32_MAX ? UINT32_MAX : (uint32_t)a;
+  return 0;
 }

@@ -16,6 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "client/backoff.h"
+#include "client/herd.h"
+#include "client/stats.h"
+#include "client/throttle.h"
 #include "resolve/resolve.h"
 #include "session.h"
 #include "transport/transport.h"
@@ -83,6 +87,13 @@ typedef struct {
   unsigned linger_ms;   /* graceful disconnect: wait for the broker's close */
   uint32_t max_unacked; /* manual ack: hold reading at this many */
   size_t max_unacked_bytes;
+  /* Fleet behaviour (docs/fleet.md): reconnect policy, rate limit,
+   * statistics from creation. */
+  unsigned rc_stable_ms;
+  uint32_t rate_msgs, rate_msg_burst, rate_bytes, rate_byte_burst;
+  uint8_t rc_suspect_after;
+  uint8_t rc_on_takeover;
+  bool stats_on;
   int will_qos;
   uint16_t topic_alias_in;
   uint16_t receive_max;
@@ -200,6 +211,13 @@ enum cstate {
  * CONNECT until CONNACK), allocated when one starts and freed once the
  * client is connected, or closed: a connected client does not carry it. */
 typedef struct {
+  /* Herd control: waiting for, or holding, one of the loop's attempt
+   * slots (loop.c). Node first: the loop finds the attempt from it. */
+  uvmqtt__herd_node_t herd;
+  uvmqtt_client_t *client;
+  bool has_slot;
+  bool granted; /* the slot came after waiting: start without asking the
+                   pre-connect hook again */
   uvmqtt_stream_t *opening; /* the stack being built */
   struct sockaddr_storage *addrs;
   uvmqtt_resolver_t *resolver;
@@ -270,7 +288,18 @@ typedef struct {
   uint32_t tls_flags;
   unsigned redirects;        /* in a row, to stop loops */
   struct persist_s *persist; /* clients with a store (persist.c) */
+  /* Statistics (asked for) and the outgoing rate limit (configured). */
+  uvmqtt__cstats_t *stats;
+  struct cthrottle_s *throttle;
 } rare_t;
+
+/* The outgoing rate limit of a client (dispatch.c gates the session's
+ * queue with it; io.c resumes at `due`). */
+typedef struct cthrottle_s {
+  uvmqtt__throttle_t tb;
+  uint64_t due; /* when the held-back message may go */
+  bool blocked; /* the session's queue waits for `due` */
+} cthrottle_t;
 
 /* Routes: the table and the values it does not free, allocated with the
  * first route. */
@@ -315,9 +344,9 @@ struct uvmqtt_client_s {
   uint32_t seq;      /* ties between equal deadlines: first armed first */
   struct uvmqtt_client_s *lnext, **lpprev; /* flush or closing list */
   uint16_t nservers, cur_server;
-  unsigned writes;  /* batches being written */
-  unsigned attempt; /* failed attempts in a row */
+  unsigned writes; /* batches being written */
   int drop_status;
+  uvmqtt__rc_t rc; /* reconnect policy state (backoff.h) */
   /* Small fields together, so the struct has no holes. */
   uint16_t open_handles;
   uint16_t depth;
@@ -351,6 +380,11 @@ typedef struct loop_ctx_s {
   uvmqtt_client_t *last; /* completes after the handles closed */
   int handles_open;
   uint32_t in_msgs; /* messages delivered on this loop (wraps): per read */
+  bool dead;        /* handles closed: freed by the last client after its close
+                      callback (uvmqtt__loop_free_dead) */
+  /* Herd control and the loop's statistics (uvmqtt_loop_stats). */
+  uvmqtt__herd_t herd;
+  uvmqtt_loop_stats_t st;
 } loop_ctx_t;
 
 #define ENTER(c) ((c)->depth++)
@@ -393,6 +427,14 @@ void uvmqtt__client_flush_cancel(uvmqtt_client_t *c);
 /* The client's session is freed: it leaves the flush list, and the
  * context from the idle callback, never from inside an API call. */
 void uvmqtt__loop_leave(uvmqtt_client_t *c);
+/* The last client's final step: frees the context once its handles have
+ * closed (no-op otherwise). */
+void uvmqtt__loop_free_dead(loop_ctx_t *lc);
+
+/* Herd control: asks for an attempt slot; false when the client waits
+ * (its attempt starts when one frees). Releasing hands the slot on. */
+bool uvmqtt__loop_attempt_slot(uvmqtt_client_t *c);
+void uvmqtt__loop_attempt_release(uvmqtt_client_t *c);
 
 /* ---- servers.c: URIs, server lists, redirect references */
 void uvmqtt__servers_free(uvmqtt_client_t *c);
@@ -440,6 +482,14 @@ void uvmqtt__client_arm_timer(uvmqtt_client_t *c);
 void uvmqtt__client_on_timer(uvmqtt_client_t *c);
 void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
                             const uint8_t *buf);
+
+/* Statistics hooks: `c->rare->stats` is non-NULL only for clients that
+ * asked for statistics. */
+#define CSTATS(c) ((c)->rare ? (c)->rare->stats : NULL)
+/* The reconnect policy from the client's options. */
+uvmqtt__rc_policy_t uvmqtt__client_rc_policy(const uvmqtt_client_t *c);
+/* The session's queue may move again (the rate limit's wait is over). */
+void uvmqtt__client_throttle_resume(uvmqtt_client_t *c, uint64_t now);
 
 /* ---- dispatch.c: session events */
 extern const uvmqtt_session_events_t uvmqtt__client_events;

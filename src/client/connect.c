@@ -34,7 +34,7 @@ static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
   }
   c->srv_done = false;
   c->user_disconnect = false;
-  c->attempt = 0;
+  uvmqtt__rc_reset(&c->rc);
   c->state = C_WAIT;
   uvmqtt__client_timer_start(c, 0); /* never from inside the call */
   return 0;
@@ -158,6 +158,7 @@ void uvmqtt__client_attempt_end(uvmqtt_client_t *c) {
   attempt_t *at = c->at;
   if (!at)
     return;
+  uvmqtt__loop_attempt_release(c);
   c->at = NULL;
   if (at->resolve_req)
     uvmqtt__resolve_cancel(at->resolve_req);
@@ -545,9 +546,13 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
 
 void uvmqtt__client_start_attempt(uvmqtt_client_t *c) {
   /* The application's last word on this attempt's CONNECT: it may change
-   * credentials, will, keepalive, properties and WebSocket headers. */
-  if (c->pre_connect_cb &&
-      c->pre_connect_cb(c, c->attempt, c->pre_connect_arg) != 0 &&
+   * credentials, will, keepalive, properties and WebSocket headers. An
+   * attempt that waited for a herd slot was asked before it waited. */
+  bool granted = c->at && c->at->granted;
+  if (granted)
+    c->at->granted = false;
+  if (!granted && c->pre_connect_cb &&
+      c->pre_connect_cb(c, c->rc.tries, c->pre_connect_arg) != 0 &&
       c->state == C_WAIT) {
     c->state = C_IDLE;
     uvmqtt__client_timer_stop(c);
@@ -559,6 +564,13 @@ void uvmqtt__client_start_attempt(uvmqtt_client_t *c) {
     uvmqtt__client_attempt_failed(c, UVMQTT_ENOMEM);
     return;
   }
+  /* Herd control: at most the loop's limit of attempts at once; this one
+   * waits (in C_WAIT, without a deadline) until a slot frees. */
+  if (!uvmqtt__loop_attempt_slot(c))
+    return;
+  if (CSTATS(c))
+    uvmqtt__cstats_attempt(CSTATS(c));
+  c->lc->st.attempts++;
   c->at->deadline = uvmqtt__client_now(c) + c->o.connect_timeout;
   c->state = C_RESOLVING;
   uvmqtt__client_arm_timer(c);

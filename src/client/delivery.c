@@ -186,6 +186,8 @@ void uvmqtt__client_on_hold(void *ud, bool holding) {
   uvmqtt_client_t *c = ud;
   if (!c->stream || c->state == C_CLOSING || c->state == C_LEAVING)
     return;
+  if (CSTATS(c))
+    uvmqtt__cstats_paused(CSTATS(c), holding, uvmqtt__client_now(c));
   if (holding) {
     (void)c->stream->ops->read_stop(c->stream);
   } else {

@@ -46,7 +46,14 @@ static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
   if (c->rare)
     c->rare->redirects = 0;
   c->state = C_CONNECTED;
-  c->attempt = 0;
+  /* The backoff does not start over here, only once the connection has
+   * stayed up (backoff.c): a broker that accepts and closes at once must
+   * not get a reconnect storm. */
+  uvmqtt__rc_connected(&c->rc, uvmqtt__client_now(c));
+  if (CSTATS(c))
+    uvmqtt__cstats_connected(CSTATS(c), uvmqtt__client_now(c));
+  c->lc->st.connects++;
+  c->lc->st.connected++;
   uvmqtt__client_attempt_end(c);
   if (c->o.version == UVMQTT_V5 &&
       (ack->props.present &
@@ -80,6 +87,9 @@ static void ev_message(void *ud, const uvmqtt_publish_t *pub) {
   m.props = c->o.version == UVMQTT_V5 ? &pub->props : NULL;
   m.ack_handle = uvmqtt__session_msg_handle(c->session);
   m.delivery_id = uvmqtt__session_in_did(c->session, &m.maybe_delivered);
+  c->lc->st.delivered++;
+  if (CSTATS(c))
+    uvmqtt__cstats_delivered(CSTATS(c), pub->qos);
   if (c->rare && c->rare->reqs && uvmqtt__request_answer(c, &m))
     return;
   if (c->rt && uvmqtt__routes_dispatch(c, &m))
@@ -93,6 +103,8 @@ static void ev_publish_done(void *ud, uvmqtt_session_fn fn, void *arg,
                             const uvmqtt_props_t *props) {
   uvmqtt_client_t *c = ud;
   uvmqtt_publish_cb cb = (uvmqtt_publish_cb)fn;
+  if (CSTATS(c))
+    uvmqtt__cstats_publish_done(CSTATS(c), status, reason);
   if (cb) {
     uvmqtt_pub_result_t r = {status, id, reason, props};
     cb(c, &r, arg);
@@ -117,9 +129,28 @@ static void ev_disconnect(void *ud, const uvmqtt_reason_t *r) {
    * reports it otherwise. */
   c->disconnect_reported = false;
   if (c->disconnect_cb && c->depth > 0) {
-    c->disconnect_cb(c, UVMQTT_EDISCONNECTED, r, c->disconnect_arg);
+    /* Session taken over: its own status (the reconnect policy in retry.c
+     * decides whether to come back). */
+    c->disconnect_cb(
+        c, r->reason_code == 0x8E ? UVMQTT_ETAKENOVER : UVMQTT_EDISCONNECTED, r,
+        c->disconnect_arg);
     c->disconnect_reported = true;
   }
+}
+
+/* The rate limit (rare->throttle): asked by the session before it moves a
+ * queued PUBLISH into the output, only while the gate is set. When the
+ * bucket is short, the queue waits and the client's one deadline is moved
+ * to when the message may go. */
+static bool ev_may_publish(void *ud, size_t bytes, uint64_t now) {
+  uvmqtt_client_t *c = ud;
+  cthrottle_t *t = c->rare ? c->rare->throttle : NULL;
+  if (!t || uvmqtt__throttle_take(&t->tb, bytes, now))
+    return true;
+  t->blocked = true;
+  t->due = now + uvmqtt__throttle_wait(&t->tb, bytes, now);
+  uvmqtt__client_arm_timer(c);
+  return false;
 }
 
 static void ev_auth(void *ud, const uvmqtt_reason_t *r) {
@@ -152,4 +183,5 @@ const uvmqtt_session_events_t uvmqtt__client_events = {
     .on_log = ev_log,
     .on_persist = uvmqtt__persist_event,
     .on_hold = uvmqtt__client_on_hold,
+    .may_publish = ev_may_publish,
 };

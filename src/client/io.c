@@ -71,10 +71,14 @@ void uvmqtt__client_flush_ex(uvmqtt_client_t *c, bool sync_ok) {
       uvmqtt__client_drop(c, UVMQTT_ENOMEM);
     } else {
       size_t total = 0, first = 0;
+      uvmqtt__cstats_t *st = CSTATS(c);
       for (size_t i = 0; i < n; i++) {
         bufs[i] = uv_buf_init((char *)iov[i].base, (unsigned)iov[i].len);
         total += iov[i].len;
+        if (st)
+          uvmqtt__cstats_out(st, iov[i].base, iov[i].len);
       }
+      c->lc->st.bytes_out += total;
       int rc = 0;
       if (sync_ok && c->writes == 0 && c->stream->ops->try_write) {
         rc = c->stream->ops->try_write(c->stream, bufs, (unsigned)n);
@@ -125,6 +129,9 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
     uvmqtt__client_drop(c, nread == UV_EOF ? UVMQTT_EPEERCLOSED : (int)nread);
   } else if (!c->drop_requested && c->state != C_CLOSING) {
     uint32_t msgs = c->lc->in_msgs;
+    c->lc->st.bytes_in += (uint64_t)nread;
+    if (CSTATS(c))
+      uvmqtt__cstats_in(CSTATS(c), buf, (size_t)nread);
     int rc = uvmqtt__session_input(c->session, uvmqtt__client_now(c), buf,
                                    (size_t)nread);
     msgs = c->lc->in_msgs - msgs;
@@ -162,6 +169,9 @@ void uvmqtt__client_arm_timer(uvmqtt_client_t *c) {
     uint64_t k = uvmqtt__session_deadline(c->session);
     if (k < due)
       due = k;
+    cthrottle_t *t = c->rare ? c->rare->throttle : NULL;
+    if (t && t->blocked && t->due < due)
+      due = t->due;
   }
   if (c->state == C_WAIT)
     return; /* the reconnect delay owns the timer */
@@ -183,6 +193,9 @@ void uvmqtt__client_on_timer(uvmqtt_client_t *c) {
     uvmqtt__client_log(c, UVMQTT_LOG_WARN, "connection attempt timed out");
     uvmqtt__client_drop(c, UVMQTT_ETIMEDOUT);
   } else if (c->state == C_MQTT || c->state == C_CONNECTED) {
+    cthrottle_t *t = c->rare ? c->rare->throttle : NULL;
+    if (t && t->blocked && now >= t->due)
+      uvmqtt__client_throttle_resume(c, now);
     int rc = uvmqtt__session_tick(c->session, now);
     if (rc < 0)
       uvmqtt__client_drop(c, rc);
@@ -196,4 +209,13 @@ void uvmqtt__client_on_timer(uvmqtt_client_t *c) {
       uvmqtt__client_arm_timer(c);
   }
   LEAVE(c);
+}
+
+/* The rate limit's wait is over: the session's queue moves again (and may
+ * stop at the next message the bucket cannot pay for). */
+void uvmqtt__client_throttle_resume(uvmqtt_client_t *c, uint64_t now) {
+  c->rare->throttle->blocked = false;
+  uvmqtt__session_pump(c->session, now);
+  if (uvmqtt__session_has_output(c->session))
+    uvmqtt__client_flush_later(c);
 }

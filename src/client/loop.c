@@ -9,10 +9,15 @@
  * uv_loop_close() succeeds once every close callback has run. */
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "client/client_int.h"
 #include "client/heap.h"
+
+/* Attempts in progress at once per loop unless the application says
+ * otherwise (docs/fleet.md has the measurement behind it). */
+#define UVMQTT__HERD_DEFAULT 64
 
 static uv_once_t lc_once = UV_ONCE_INIT;
 static uv_mutex_t lc_mutex;
@@ -155,6 +160,7 @@ loop_ctx_t *uvmqtt__loop_acquire(uv_loop_t *loop) {
     if (lc) {
       lc->cap = 16;
       lc->loop = loop;
+      uvmqtt__herd_init(&lc->herd, UVMQTT__HERD_DEFAULT);
       lc->armed = UINT64_MAX;
       uv_timer_init(loop, &lc->timer);
       uv_idle_init(loop, &lc->idle);
@@ -185,10 +191,19 @@ static void on_lc_closed(uv_handle_t *h) {
   if (--lc->handles_open > 0)
     return;
   uvmqtt_client_t *c = lc->last;
-  /* This was the client's last handle: it completes now, and its close
-   * callback may still ask for the loop, which it finds through lc. */
+  /* The context's handles are closed; the client completes when its own
+   * last handle has closed too (a drain or request timer may still be
+   * closing), and its close callback may still ask for the loop, which it
+   * finds through lc: the client's last step frees the context, after
+   * that callback (uvmqtt__client_close_now). */
+  lc->dead = true;
   c->open_handles--;
   uvmqtt__client_close_now(c);
+}
+
+void uvmqtt__loop_free_dead(loop_ctx_t *lc) {
+  if (!lc || !lc->dead)
+    return;
   uvmqtt__free(lc->heap);
   uvmqtt__free(lc);
 }
@@ -224,4 +239,91 @@ void uvmqtt__loop_leave(uvmqtt_client_t *c) {
   c->open_handles++;
   l_push(&c->lc->closing, c);
   uv_idle_start(&c->lc->idle, on_lc_idle);
+}
+
+/* ---- herd control ---------------------------------------------------------
+ * A client's attempt waits for a slot in C_WAIT with no deadline; when a
+ * slot frees, the next waiter holds it and starts from its own timer, so
+ * nothing starts from inside another client's callback. */
+
+static void grant(loop_ctx_t *lc, uvmqtt__herd_node_t *n) {
+  while (n != NULL) {
+    attempt_t *at = (attempt_t *)n; /* the node is the first member */
+    uvmqtt_client_t *w = at->client;
+    at->has_slot = true;
+    if (w->state == C_WAIT) {
+      at->granted = true;
+      uvmqtt__client_timer_start(w, 0);
+      return;
+    }
+    at->has_slot = false; /* gone meanwhile: the next one */
+    n = uvmqtt__herd_leave(&lc->herd);
+  }
+}
+
+bool uvmqtt__loop_attempt_slot(uvmqtt_client_t *c) {
+  attempt_t *at = c->at;
+  if (at->has_slot)
+    return true;
+  if (uvmqtt__herd_waiting(&at->herd))
+    return false;
+  at->client = c;
+  if (uvmqtt__herd_enter(&c->lc->herd, &at->herd)) {
+    at->has_slot = true;
+    return true;
+  }
+  uvmqtt__client_timer_stop(c);
+  return false;
+}
+
+void uvmqtt__loop_attempt_release(uvmqtt_client_t *c) {
+  attempt_t *at = c->at;
+  if (!at)
+    return;
+  uvmqtt__herd_cancel(&c->lc->herd, &at->herd);
+  if (at->has_slot) {
+    at->has_slot = false;
+    grant(c->lc, uvmqtt__herd_leave(&c->lc->herd));
+  }
+}
+
+static loop_ctx_t *lc_find(uv_loop_t *loop) {
+  uv_once(&lc_once, lc_mutex_init);
+  uv_mutex_lock(&lc_mutex);
+  loop_ctx_t *lc = lc_list;
+  while (lc && lc->loop != loop)
+    lc = lc->next;
+  uv_mutex_unlock(&lc_mutex);
+  return lc;
+}
+
+int uvmqtt_loop_set_attempt_limit(uv_loop_t *loop, unsigned limit) {
+  if (!loop || limit > UINT32_MAX)
+    return UVMQTT_EINVAL;
+  loop_ctx_t *lc = lc_find(loop);
+  if (!lc)
+    return UVMQTT_ESTATE;
+  lc->herd.limit = (uint32_t)limit;
+  /* Raised: waiters may start now. */
+  uvmqtt__herd_node_t *n;
+  while ((n = uvmqtt__herd_next(&lc->herd)) != NULL)
+    grant(lc, n);
+  return 0;
+}
+
+int uvmqtt_loop_stats(uv_loop_t *loop, uvmqtt_loop_stats_t *st) {
+  if (!loop || !st)
+    return UVMQTT_EINVAL;
+  loop_ctx_t *lc = lc_find(loop);
+  memset(st, 0, sizeof(*st));
+  if (!lc)
+    return 0;
+  *st = lc->st;
+  st->clients = (uint32_t)lc->refs;
+  st->attempts_active = lc->herd.active;
+  st->attempts_waiting = lc->herd.waiting;
+  st->attempt_limit = lc->herd.limit;
+  st->attempts_active_max = lc->herd.peak_active;
+  st->attempts_waiting_max = lc->herd.peak_waiting;
+  return 0;
 }

@@ -26,8 +26,11 @@ void uvmqtt__options_defaults(uvmqtt_options_t *o) {
   o->k.resubscribe = true;
 }
 
-const opt_ext_t uvmqtt__opt_ext_defaults = {
-    .dns_timeout = 5000, .linger_ms = 2000, .follow_redirects = true};
+const opt_ext_t uvmqtt__opt_ext_defaults = {.dns_timeout = 5000,
+                                            .linger_ms = 2000,
+                                            .follow_redirects = true,
+                                            .rc_stable_ms = 30000,
+                                            .rc_suspect_after = 3};
 
 /* The rarely set options, allocated with their defaults on first use. */
 static opt_ext_t *ext_get(copts_t *k) {
@@ -657,4 +660,53 @@ int uvmqtt__copts_copy(copts_t *d, const copts_t *s) {
 fail:
   uvmqtt__copts_free(d);
   return UVMQTT_ENOMEM;
+}
+
+/* ---- fleet behaviour ------------------------------------------------------
+ */
+
+_Static_assert((int)UVMQTT__TAKEOVER_STOP == (int)UVMQTT_TAKEOVER_STOP &&
+                   (int)UVMQTT__TAKEOVER_BACKOFF ==
+                       (int)UVMQTT_TAKEOVER_BACKOFF &&
+                   (int)UVMQTT__TAKEOVER_RETRY == (int)UVMQTT_TAKEOVER_RETRY,
+               "takeover policy values");
+
+int uvmqtt_options_set_reconnect_policy(uvmqtt_options_t *o, unsigned stable_ms,
+                                        unsigned suspect_after,
+                                        int on_takeover) {
+  if (!o || suspect_after > UINT8_MAX || on_takeover < UVMQTT_TAKEOVER_STOP ||
+      on_takeover > UVMQTT_TAKEOVER_RETRY)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->rc_stable_ms = stable_ms;
+  x->rc_suspect_after = (uint8_t)suspect_after;
+  x->rc_on_takeover = (uint8_t)on_takeover;
+  return 0;
+}
+
+int uvmqtt_options_set_rate_limit(uvmqtt_options_t *o, unsigned msgs_per_s,
+                                  unsigned msg_burst, unsigned bytes_per_s,
+                                  unsigned byte_burst) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->rate_msgs = msgs_per_s;
+  x->rate_msg_burst = msg_burst;
+  x->rate_bytes = bytes_per_s;
+  x->rate_byte_burst = byte_burst;
+  return 0;
+}
+
+int uvmqtt_options_set_stats(uvmqtt_options_t *o, bool on) {
+  if (!o)
+    return UVMQTT_EINVAL;
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->stats_on = on;
+  return 0;
 }

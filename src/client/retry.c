@@ -9,7 +9,27 @@
 #include "alloc.h"
 #include "client/client_int.h"
 
-static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay);
+static void schedule_reconnect(uvmqtt_client_t *c);
+
+uvmqtt__rc_policy_t uvmqtt__client_rc_policy(const uvmqtt_client_t *c) {
+  uvmqtt__rc_policy_t p = {.min_ms = c->o.rc_min,
+                           .max_ms = c->o.rc_max,
+                           .stable_ms = CX(c)->rc_stable_ms,
+                           .jitter = c->o.jitter,
+                           .suspect_after = CX(c)->rc_suspect_after,
+                           .on_takeover = CX(c)->rc_on_takeover};
+  return p;
+}
+
+/* An attempt or a connection ended: statistics, and the loop's count. */
+static void note_end(uvmqtt_client_t *c, int status, bool was_connected) {
+  if (CSTATS(c))
+    uvmqtt__cstats_lost(CSTATS(c), uvmqtt__client_now(c), status);
+  if (was_connected) {
+    c->lc->st.connected--;
+    c->lc->st.losses++;
+  }
+}
 
 static void report_connect_failure(uvmqtt_client_t *c, int status,
                                    const uvmqtt_connack_t *ack) {
@@ -39,6 +59,8 @@ void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
   if (c->state == C_CLOSING)
     return;
   uvmqtt__client_close_stream(c);
+  uvmqtt__loop_attempt_release(c);
+  note_end(c, status, false);
   attempt_t *at = c->at; /* NULL when it could not be allocated */
   if (at) {
     at->last_error = status;
@@ -82,26 +104,22 @@ void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
   c->cur_server = 0;
   if (c->srv_mode)
     c->srv_done = false;
-  schedule_reconnect(c, false);
+  schedule_reconnect(c);
 }
 
-static void schedule_reconnect(uvmqtt_client_t *c, bool max_delay) {
-  double d = c->o.rc_min;
-  for (unsigned i = 0; i < c->attempt && d < c->o.rc_max; i++)
-    d *= 2;
-  if (d > c->o.rc_max || max_delay)
-    d = c->o.rc_max;
-  if (c->o.jitter > 0) {
-    uint32_t r = 0;
-    if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
-      r = (uint32_t)uv_hrtime();
-    d *= 1.0 + c->o.jitter * (2.0 * (r / 4294967295.0) - 1.0);
-  }
-  c->attempt++;
+/* The backoff (backoff.c): grows across failed attempts and connections
+ * lost before they were stable; jittered. */
+static void schedule_reconnect(uvmqtt_client_t *c) {
+  uvmqtt__rc_policy_t p = uvmqtt__client_rc_policy(c);
+  uint32_t r = 0;
+  uvmqtt__loop_attempt_release(c);
+  if (uv_random(NULL, NULL, &r, sizeof(r), 0, NULL) != 0)
+    r = (uint32_t)uv_hrtime();
+  uint64_t d = uvmqtt__rc_delay(&c->rc, &p, r);
   c->state = C_WAIT;
   uvmqtt__client_log(c, UVMQTT_LOG_INFO, "reconnecting in %u ms (attempt %u)",
-                     (unsigned)d, c->attempt);
-  uvmqtt__client_timer_start(c, (uint64_t)d);
+                     (unsigned)d, c->rc.tries);
+  uvmqtt__client_timer_start(c, d);
 }
 
 /* Applies a pending v5 redirect: the current server's host and port are
@@ -180,10 +198,15 @@ static void do_drop(uvmqtt_client_t *c) {
   }
   uvmqtt__session_connection_lost(c->session,
                                   status ? status : UVMQTT_ENOTCONN);
-  if (c->rare && c->rare->redirect_ref && follow_redirect(c, reason))
+  if (c->rare && c->rare->redirect_ref && follow_redirect(c, reason)) {
+    if (was_connected)
+      note_end(c, status, true);
     return;
+  }
   if (!was_connected) {
     if (refused) {
+      uvmqtt__loop_attempt_release(c);
+      note_end(c, UVMQTT_EREFUSED, false);
       uvmqtt_connack_t ack;
       memset(&ack, 0, sizeof(ack));
       ack.reason_code = reason;
@@ -200,18 +223,35 @@ static void do_drop(uvmqtt_client_t *c) {
         c->state = C_IDLE;
         return;
       }
-      schedule_reconnect(c, false);
+      schedule_reconnect(c);
       return;
     }
     uvmqtt__client_attempt_failed(c, status);
     return;
   }
   uvmqtt__client_close_stream(c);
+  /* The reconnect policy decides how the loss is reported and whether to
+   * come back: a takeover (v5 0x8E) or repeated losses right after
+   * CONNACK get their own status. */
+  bool given_up = false;
+  if (!c->user_disconnect) {
+    uvmqtt__rc_policy_t p = uvmqtt__client_rc_policy(c);
+    status =
+        uvmqtt__rc_lost(&c->rc, &p, uvmqtt__client_now(c), status,
+                        status == UVMQTT_EDISCONNECTED ? reason : 0, &given_up);
+  }
+  note_end(c, status, true);
+  if (status == UVMQTT_ETAKENOVER || status == UVMQTT_ESHORTLIVED)
+    c->lc->st.takeovers++;
   uvmqtt__client_log(c, status ? UVMQTT_LOG_WARN : UVMQTT_LOG_INFO,
                      "disconnected: %s", uvmqtt_strerror(status));
   /* Idle before the callback when the client will not reconnect, so that
    * the callback may connect again. */
-  bool stop = c->user_disconnect || !c->o.reconnect;
+  if (given_up)
+    uvmqtt__client_log(c, UVMQTT_LOG_WARN,
+                       "another connection took the client id over: not "
+                       "reconnecting");
+  bool stop = c->user_disconnect || !c->o.reconnect || given_up;
   c->state = stop ? C_IDLE : C_WAIT;
   if (stop)
     uvmqtt__client_timer_stop(c);
@@ -227,7 +267,7 @@ static void do_drop(uvmqtt_client_t *c) {
   c->cur_server = 0;
   if (c->srv_mode)
     c->srv_done = false;
-  schedule_reconnect(c, false);
+  schedule_reconnect(c);
 }
 
 void uvmqtt__client_drop(uvmqtt_client_t *c, int status) {

@@ -48,6 +48,8 @@ int uvmqtt_publish_ex(uvmqtt_client_t *c, const uvmqtt_publish_opts_t *po,
   ENTER(c);
   rc = uvmqtt__session_publish(c->session, uvmqtt__client_now(c), &p,
                                (uvmqtt_session_fn)cb, arg);
+  if (rc >= 0)
+    c->lc->st.published++;
   LEAVE(c);
   return rc;
 }

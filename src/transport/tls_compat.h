@@ -1,4 +1,4 @@
-/* mbedTLS 2.28 / 3.6 differences, kept in one place for src/transport/tls.c.
+/* mbedTLS 2.28 / 3.6 differences, kept in one place for the TLS layer.
  *
  * Everything that depends on MBEDTLS_VERSION_MAJOR lives here: key parsing
  * (3.x wants an RNG), protocol version selection, PSA initialisation, and
@@ -47,7 +47,7 @@
 #endif
 
 /* iPAddress subjectAltName entries: 3.x matches them itself; 2.28 does not,
- * so tls.c checks them in its verify callback. */
+ * so tls_stream.c checks them in its verify callback. */
 #define UVMQTT_TLS_SAN_IP_TAG (MBEDTLS_ASN1_CONTEXT_SPECIFIC | 7)
 
 /* One-time global initialisation (PSA crypto in 3.x). 0 or an mbedTLS

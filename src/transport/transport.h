@@ -66,6 +66,7 @@
 #define UVMQTT_TRANSPORT_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -195,7 +196,7 @@ uint64_t uvmqtt__tcp_naps(void);
 /* The per-thread shared read buffer used by tcp reads (64 KiB). */
 #define UVMQTT_READ_BUF_SIZE 65536
 
-/* ---- tls (src/transport/tls.c; only when UVMQTT_HAVE_TLS) --------------- */
+/* ---- tls (src/transport/tls_stream.c; only when UVMQTT_HAVE_TLS) -------- */
 
 struct uvmqtt_tls_config_s; /* public: include/uvmqtt/tls.h */
 
@@ -262,6 +263,10 @@ int uvmqtt__socks5_new(uvmqtt_stream_t *lower, const uvmqtt_proxy_opts_t *opts,
 /* After a failed open of a proxy stream: the proxy's reply code (the HTTP
  * status, or the SOCKS5 reply code); 0 when none came. */
 int uvmqtt__proxy_reply_code(uvmqtt_stream_t *s);
+/* After a successful open: whether the handshake resumed a session saved
+ * by an earlier connection through the same configuration (false for any
+ * other stream). */
+bool uvmqtt__tls_resumed(const uvmqtt_stream_t *s);
 
 /* ---- ws (src/transport/ws.c; only when UVMQTT_HAVE_WS) ------------------ */
 

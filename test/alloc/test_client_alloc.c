@@ -152,7 +152,10 @@ static long run_once(int port, int version, long n) {
     if (uvmqtt_options_set_client_id(o, "alloc-sweep") == 0 &&
         uvmqtt_options_set_protocol(o, version) == 0 &&
         uvmqtt_options_set_will(o, "alloc/will", "bye", 3, 1, false) == 0 &&
-        uvmqtt_options_set_reconnect(o, true, 10, 50, 0) == 0)
+        uvmqtt_options_set_reconnect(o, true, 10, 50, 0) == 0 &&
+        /* Statistics and a rate limit: blocks of their own. */
+        uvmqtt_options_set_stats(o, true) == 0 &&
+        uvmqtt_options_set_rate_limit(o, 100000, 0, 0, 0) == 0)
       rc = uvmqtt_client_new(&loop, o, &r.c);
     else
       rc = UVMQTT_ENOMEM;

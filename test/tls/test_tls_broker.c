@@ -252,6 +252,57 @@ static void test_wrong_psk(void **state) {
   expect_fail(&c, g_ports.psk, UVMQTT_ETLS_PSK);
 }
 
+/* Connects through a shared configuration; returns whether it resumed. */
+static bool run_shared(uvmqtt_tls_config_t *cfg, int port) {
+  conn_t c;
+  bool resumed;
+  conn_init(&c, "localhost");
+  uvmqtt_tls_config_free(c.cfg);
+  c.cfg = cfg;
+  assert_int_equal(0, conn_run(&c, port));
+  resumed = uvmqtt__tls_resumed(c.tls);
+  c.cfg = NULL;
+  conn_finish(&c);
+  return resumed;
+}
+
+static void test_session_resumption(void **state) {
+  /* mosquitto (OpenSSL) keeps TLS 1.2 sessions while it runs: the second
+   * and later connections through one configuration resume. */
+  uvmqtt_tls_config_t *cfg;
+  uint64_t hs, res;
+  int mutual[3];
+  (void)state;
+  assert_int_equal(0, uvmqtt_tls_config_new(&cfg));
+  assert_int_equal(
+      0, uvmqtt_tls_config_set_ca_file(cfg, tt_path(g_dir, "ca.crt")));
+  assert_false(run_shared(cfg, g_ports.server));
+  assert_true(run_shared(cfg, g_ports.server));
+  assert_true(run_shared(cfg, g_ports.server));
+  assert_int_equal(0, uvmqtt_tls_config_session_stats(cfg, &hs, &res));
+  assert_int_equal(3, hs);
+  assert_int_equal(2, res);
+  /* With a client certificate (mutual listener). */
+  assert_int_equal(
+      0, uvmqtt_tls_config_set_cert_file(cfg, tt_path(g_dir, "client.crt"),
+                                         tt_path(g_dir, "client.key"), NULL));
+  for (int i = 0; i < 3; i++)
+    mutual[i] = run_shared(cfg, g_ports.mutual);
+  /* The first offers the other listener's session (same name), which this
+   * one does not know: a full handshake, then resumption. */
+  assert_false(mutual[0]);
+  assert_true(mutual[1]);
+  assert_true(mutual[2]);
+  /* A restarted broker has forgotten every session: the first connection
+   * after it pays a full handshake, saves the new session, and the next
+   * ones resume that one. */
+  assert_int_equal(0, tu_broker_restart(&g_broker));
+  assert_int_equal(0, tu_wait_port(g_ports.mutual, 3000));
+  assert_false(run_shared(cfg, g_ports.mutual));
+  assert_true(run_shared(cfg, g_ports.mutual));
+  uvmqtt_tls_config_free(cfg);
+}
+
 static void test_plain_port_is_handshake_failure(void **state) {
   /* A plain MQTT listener answers a ClientHello with nothing TLS. */
   conn_t c;
@@ -301,6 +352,7 @@ int main(void) {
       cmocka_unit_test(test_client_cert_untrusted_by_server),
       cmocka_unit_test(test_wrong_psk),
       cmocka_unit_test(test_plain_port_is_handshake_failure),
+      cmocka_unit_test(test_session_resumption),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

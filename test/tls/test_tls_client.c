@@ -212,6 +212,58 @@ static void test_system_trust_store(void **state) {
   tc_finish(&t);
 }
 
+/* A client's reconnects resume its TLS session: after the application
+ * reconnects, and across a broker restart once a full handshake has
+ * replaced the session the broker forgot. */
+static void test_reconnect_resumes_session(void **state) {
+  tc_t t;
+  uint64_t hs, res;
+  uvmqtt_options_t *o;
+  (void)state;
+  tc_init(&t, "resume");
+  tc_ca(&t);
+  t.connect_only = true;
+  assert_int_equal(0, uvmqtt_options_new(&o));
+  assert_int_equal(0, uvmqtt_options_set_tls(o, t.cfg, false));
+  assert_int_equal(0, uvmqtt_options_set_reconnect(o, true, 50, 200, 0));
+  assert_int_equal(0, uvmqtt_client_new(&t.loop, o, &t.c));
+  uvmqtt_options_del(o);
+  uvmqtt_client_set_data(t.c, &t);
+  uvmqtt_client_on_connect(t.c, on_connect, &t);
+  uvmqtt_client_on_log(t.c, on_log, &t, UVMQTT_LOG_DEBUG);
+  tc_connect(&t, g_ports.server);
+  assert_int_equal(0, tu_run_until(&t.loop, &t.connects, 8000));
+  assert_int_equal(0, t.connect_status);
+  /* The application reconnects: the session is offered and resumed. */
+  assert_int_equal(0, uvmqtt_client_disconnect(t.c));
+  tu_run_for(&t.loop, 50);
+  tc_connect(&t, g_ports.server);
+  t.connects = 0;
+  assert_int_equal(0, tu_run_until(&t.loop, &t.connects, 8000));
+  assert_int_equal(0, t.connect_status);
+  assert_int_equal(0, uvmqtt_tls_config_session_stats(t.cfg, &hs, &res));
+  assert_int_equal(2, hs);
+  assert_int_equal(1, res);
+  assert_non_null(strstr(t.log, "session resumed"));
+  /* The broker restarts: the automatic reconnect's handshake is full (the
+   * broker forgot), and the one after that resumes again. */
+  assert_int_equal(0, tu_broker_restart(&g_broker));
+  assert_int_equal(0, tu_wait_port(g_ports.server, 3000));
+  t.connects = 0;
+  assert_int_equal(0, tu_run_until(&t.loop, &t.connects, 8000));
+  assert_int_equal(0, t.connect_status);
+  assert_int_equal(0, uvmqtt_client_disconnect(t.c));
+  tu_run_for(&t.loop, 50);
+  tc_connect(&t, g_ports.server);
+  t.connects = 0;
+  assert_int_equal(0, tu_run_until(&t.loop, &t.connects, 8000));
+  assert_int_equal(0, t.connect_status);
+  assert_int_equal(0, uvmqtt_tls_config_session_stats(t.cfg, &hs, &res));
+  assert_int_equal(4, hs);
+  assert_int_equal(2, res);
+  tc_finish(&t);
+}
+
 static void test_mutual_tls(void **state) {
   tc_t t;
   (void)state;
@@ -400,6 +452,7 @@ int main(void) {
       cmocka_unit_test(test_insecure_accepts_wrong_host),
       cmocka_unit_test(test_missing_client_cert),
       cmocka_unit_test(test_wrong_psk),
+      cmocka_unit_test(test_reconnect_resumes_session),
       cmocka_unit_test(test_loop_responsive_during_handshakes),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -19,6 +19,9 @@
 #include "uvmqtt/errors.h"
 #include "uvmqtt/tls.h"
 #include "transport/tls_compat.h"
+
+#include <mbedtls/ssl_cache.h>
+#include <mbedtls/ssl_ticket.h>
 #include "transport/transport.h"
 
 #include "certs.h"
@@ -224,6 +227,10 @@ typedef struct {
   const uint8_t *psk_key;
   size_t psk_len;
   const char *alpn;
+  /* Server-side resumption: a session-ID cache and/or session tickets,
+   * both outliving the harness so a second connection can resume. */
+  mbedtls_ssl_cache_context *cache;
+  mbedtls_ssl_ticket_context *ticket;
 } srv_opts_t;
 
 static void srv_setup(harness_t *h, const srv_opts_t *o) {
@@ -279,6 +286,12 @@ static void srv_setup(harness_t *h, const srv_opts_t *o) {
     h->salpn[1] = NULL;
     assert_int_equal(0, mbedtls_ssl_conf_alpn_protocols(&h->sconf, h->salpn));
   }
+  if (o->cache != NULL)
+    mbedtls_ssl_conf_session_cache(&h->sconf, o->cache, mbedtls_ssl_cache_get,
+                                   mbedtls_ssl_cache_set);
+  if (o->ticket != NULL)
+    mbedtls_ssl_conf_session_tickets_cb(&h->sconf, mbedtls_ssl_ticket_write,
+                                        mbedtls_ssl_ticket_parse, o->ticket);
   assert_int_equal(0, mbedtls_ssl_setup(&h->sssl, &h->sconf));
   mbedtls_ssl_set_bio(&h->sssl, h, srv_send, srv_recv, NULL);
   h->srv_ready = true;
@@ -1037,6 +1050,131 @@ static void test_shared_config(void **state) {
   uvmqtt_tls_config_free(shared);
 }
 
+/* ---- session resumption -------------------------------------------------
+ * Two connections in a row through one configuration; the server keeps
+ * sessions in a session-ID cache or issues tickets. Besides the stream's
+ * own verdict, the bytes the server sent during the handshake tell a
+ * resumed handshake (no certificate: ~150 bytes) from a full one. */
+
+typedef struct {
+  bool resumed;
+  size_t srv_hs_bytes;
+} hs_result_t;
+
+static hs_result_t resume_round(uvmqtt_tls_config_t *cfg, const char *name,
+                                const srv_opts_t *so) {
+  harness_t h;
+  hs_result_t r;
+  h_init_ex(&h, 0, false);
+  h.cfg = cfg;
+  srv_setup(&h, so);
+  assert_int_equal(0, h_connect(&h, name));
+  r.resumed = uvmqtt__tls_resumed(h.tls);
+  r.srv_hs_bytes = h.to_cli.len;
+  h_write(&h, "r", 1);
+  h_wait_echo(&h, 1); /* the resumed session carries data */
+  h.cfg = NULL;
+  h_finish(&h);
+  return r;
+}
+
+static uvmqtt_tls_config_t *resume_cfg(void) {
+  uvmqtt_tls_config_t *cfg;
+  assert_int_equal(0, uvmqtt_tls_config_new(&cfg));
+  assert_int_equal(
+      0, uvmqtt_tls_config_set_ca_file(cfg, tt_path(g_dir, "ca.crt")));
+  return cfg;
+}
+
+static void check_stats(uvmqtt_tls_config_t *cfg, uint64_t hs, uint64_t res) {
+  uint64_t a = 99, b = 99;
+  assert_int_equal(0, uvmqtt_tls_config_session_stats(cfg, &a, &b));
+  assert_int_equal(hs, a);
+  assert_int_equal(res, b);
+}
+
+static void test_resume_session_id(void **state) {
+  mbedtls_ssl_cache_context cache;
+  srv_opts_t so = srv_good;
+  uvmqtt_tls_config_t *cfg = resume_cfg();
+  hs_result_t r1, r2, r3;
+  (void)state;
+  mbedtls_ssl_cache_init(&cache);
+  so.cache = &cache;
+  r1 = resume_round(cfg, "localhost", &so);
+  r2 = resume_round(cfg, "localhost", &so);
+  r3 = resume_round(cfg, "localhost", &so);
+  assert_false(r1.resumed);
+  assert_true(r2.resumed);
+  assert_true(r3.resumed); /* a resumed session resumes again */
+  assert_true(r2.srv_hs_bytes < r1.srv_hs_bytes / 2);
+  check_stats(cfg, 3, 2);
+  uvmqtt_tls_config_free(cfg);
+  mbedtls_ssl_cache_free(&cache);
+}
+
+static void test_resume_ticket(void **state) {
+  mbedtls_ssl_ticket_context ticket;
+  mbedtls_entropy_context ent;
+  mbedtls_ctr_drbg_context drbg;
+  srv_opts_t so = srv_good;
+  uvmqtt_tls_config_t *cfg = resume_cfg();
+  hs_result_t r1, r2;
+  (void)state;
+  mbedtls_entropy_init(&ent);
+  mbedtls_ctr_drbg_init(&drbg);
+  assert_int_equal(
+      0, mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &ent, NULL, 0));
+  mbedtls_ssl_ticket_init(&ticket);
+  assert_int_equal(
+      0, mbedtls_ssl_ticket_setup(&ticket, mbedtls_ctr_drbg_random, &drbg,
+                                  MBEDTLS_CIPHER_AES_256_GCM, 3600));
+  so.ticket = &ticket; /* no server-side cache: only the ticket resumes */
+  r1 = resume_round(cfg, "localhost", &so);
+  r2 = resume_round(cfg, "localhost", &so);
+  assert_false(r1.resumed);
+  assert_true(r2.resumed);
+  assert_true(r2.srv_hs_bytes < r1.srv_hs_bytes / 2);
+  check_stats(cfg, 2, 1);
+  uvmqtt_tls_config_free(cfg);
+  mbedtls_ssl_ticket_free(&ticket);
+  mbedtls_ctr_drbg_free(&drbg);
+  mbedtls_entropy_free(&ent);
+}
+
+static void test_resume_off_other_name_or_server_forgot(void **state) {
+  mbedtls_ssl_cache_context cache, fresh;
+  srv_opts_t so = srv_good, so_fresh = srv_good;
+  uvmqtt_tls_config_t *cfg = resume_cfg();
+  hs_result_t r;
+  (void)state;
+  mbedtls_ssl_cache_init(&cache);
+  mbedtls_ssl_cache_init(&fresh);
+  so.cache = &cache;
+  so_fresh.cache = &fresh;
+  assert_false(resume_round(cfg, "localhost", &so).resumed);
+  /* Another name is another server: its session is not offered. */
+  r = resume_round(cfg, "127.0.0.1", &so);
+  assert_false(r.resumed);
+  /* A server that forgot (restarted) answers with a full handshake, which
+   * succeeds and replaces the saved session. */
+  r = resume_round(cfg, "localhost", &so_fresh);
+  assert_false(r.resumed);
+  assert_true(resume_round(cfg, "localhost", &so_fresh).resumed);
+  /* Switched off: nothing is offered. */
+  assert_int_equal(0, uvmqtt_tls_config_set_session_resumption(cfg, false));
+  r = resume_round(cfg, "localhost", &so_fresh);
+  assert_false(r.resumed);
+  check_stats(cfg, 5, 1);
+  assert_int_equal(UVMQTT_EINVAL,
+                   uvmqtt_tls_config_set_session_resumption(NULL, true));
+  assert_int_equal(UVMQTT_EINVAL,
+                   uvmqtt_tls_config_session_stats(NULL, NULL, NULL));
+  uvmqtt_tls_config_free(cfg);
+  mbedtls_ssl_cache_free(&cache);
+  mbedtls_ssl_cache_free(&fresh);
+}
+
 /* ---- allocation failures ------------------------------------------------
  * Fails the Nth allocation uvmqtt makes, for every N, through a whole
  * connection (config, stream, handshake, write, echo, close): each failure
@@ -1202,6 +1340,9 @@ int main(void) {
       cmocka_unit_test(test_alpn),
       cmocka_unit_test(test_ciphersuites),
       cmocka_unit_test(test_shared_config),
+      cmocka_unit_test(test_resume_session_id),
+      cmocka_unit_test(test_resume_ticket),
+      cmocka_unit_test(test_resume_off_other_name_or_server_forgot),
       cmocka_unit_test(test_allocation_failures),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -615,6 +615,24 @@ static void case_reach(void) {
   CHECK(both != 0 && both != 124, "--unix with -h: exit %d", both);
 }
 
+/* --stats: the statistics at exit, counted against what the tool did. */
+static void case_stats(void) {
+  char err[512];
+  path(err, sizeof(err), "stats.txt");
+  int rc = run(15000, "\"%s\" -p %d -q 1 -t st/a -m hello --stats 2>\"%s\"",
+               pub, broker.port, err);
+  CHECK(rc == 0, "pub exit %d", rc);
+  char *text = slurp(err, NULL);
+  CHECK(text &&
+            strstr(text, "stats: packets out: CONNECT 1 PUBLISH 1 "
+                         "DISCONNECT 1\n") &&
+            strstr(text, "stats: packets in: CONNACK 1 PUBACK 1\n") &&
+            strstr(text, "messages out qos0 0 qos1 1 qos2 0") &&
+            strstr(text, "completed 1,"),
+        "stderr '%s'", text ? text : "(none)");
+  free(text);
+}
+
 static const tcase_t cases[] = {
     {"roundtrip", case_roundtrip},
     {"retained", case_retained},
@@ -629,6 +647,7 @@ static const tcase_t cases[] = {
     {"stop_resume", case_stop_resume},
     {"ws", case_ws},
     {"reach", case_reach},
+    {"stats", case_stats},
 };
 
 int main(int argc, char **argv) {
