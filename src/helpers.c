@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "session.h"
+#include "session/session.h"
 #include "uvmqtt.h"
 #include "uvmqtt/helpers.h"
 

@@ -2,7 +2,7 @@
  * callback setters and hooks, disconnect, the accessors, and the log
  * helper the client's files share. The client struct and the other private
  * types are in client_int.h; the protocol itself lives in the sans-I/O
- * session (session.c). */
+ * session (src/session/). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>

@@ -21,7 +21,7 @@
 #include "client/stats.h"
 #include "client/throttle.h"
 #include "resolve/resolve.h"
-#include "session.h"
+#include "session/session.h"
 #include "transport/transport.h"
 #include "uvmqtt.h"
 #include "uvmqtt_config.h"

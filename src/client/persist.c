@@ -1,6 +1,6 @@
 /* A client's records in its store (clients created with
  * uvmqtt_options_set_store): attach and restore at creation, the session's
- * state changes written as records (session_persist.h), the "stored"
+ * state changes written as records (src/session/persist.h), the "stored"
  * notification that lets a held-back message go, the broker identity at
  * connect, and the restored messages' listing and completion. The state
  * lives in the rare block: clients without a store carry none of it. */
@@ -9,7 +9,7 @@
 
 #include "alloc.h"
 #include "client/client_int.h"
-#include "session_persist.h"
+#include "session/persist.h"
 
 typedef struct persist_s {
   uvmqtt__store_client_t *sc;

@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "session.h"
+#include "session/session.h"
 #include "session_ops.h"
 #include "uvmqtt/alloc.h"
 #include "uvmqtt/codec.h"

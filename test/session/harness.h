@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "session.h"
+#include "session/session.h"
 #include "uvmqtt/codec.h"
 
 #define QP_REFUSE_NEW 0

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
-#include "session_persist.h"
+#include "session/persist.h"
 #include "uvmqtt/errors.h"
 
 /* ---- an in-memory store -------------------------------------------------- */

@@ -1,251 +1,22 @@
-/* The MQTT session state machine, sans I/O. See session.h. */
-#include "session.h"
+/* The MQTT session state machine, sans I/O (see session.h): connecting,
+ * keepalive, publish and subscribe, the incoming flow and manual
+ * acknowledgement, input, persistence hooks. Packet-id sets, topic
+ * aliases and output batches have their own files beside it. */
+#include "session/session.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "props.h"
+#include "session/session_int.h"
 #include "uvmqtt/errors.h"
-
-#define LOG_ERROR 0
-#define LOG_WARN 1
-#define LOG_INFO 2
-#define LOG_DEBUG 3
-
-/* Payloads up to this size are copied into the output buffer; larger ones
- * are written from the message's own memory. */
-#define INLINE_PAYLOAD_MAX 2048
-/* Spare output batches, shared by the sessions of a thread (see
- * batch_pool below). */
-#define SPARE_BATCHES 4
-/* A new batch starts small (a CONNECT, a SUBSCRIBE, a few acks) and
- * doubles as needed; pooled batches keep what they grew to. Starting at
- * 1 KiB cost ~1.8 KiB per client that connected in the same iteration
- * (64 handshakes in flight: ~115 KiB of peak RSS, left as fragments). */
-#define BATCH_MIN_BYTES 128
-
-enum { MSG_QUEUED = 0, MSG_WAIT_ACK, MSG_WAIT_COMP };
-
-struct uvmqtt_smsg_s {
-  uvmqtt_smsg_t *next;
-  uvmqtt_smsg_t *prev;
-  uvmqtt_session_fn cb;
-  void *arg;
-  uint64_t queued_at;
-  uint32_t expiry_s;
-  const uint8_t *payload;
-  size_t payload_len;
-  char *topic;
-  size_t topic_len;
-  uvmqtt_props_t *props;
-  uint16_t packet_id;
-  uint8_t qos;
-  uint8_t state;
-  bool retain;
-  bool dup;
-  bool done;   /* completed; freed once no batch references it */
-  bool stored; /* durable in the store, or not persisted (see pump) */
-  uint16_t refs;
-  int status;
-  uint8_t reason;
-};
-
-struct uvmqtt_sreq_s {
-  uvmqtt_sreq_t *next;
-  uvmqtt_session_fn cb;
-  void *arg;
-  size_t count;
-  uint16_t packet_id;
-  uint8_t type; /* UVMQTT_SUBSCRIBE or UVMQTT_UNSUBSCRIBE */
-};
-
-typedef struct {
-  size_t off;
-  size_t len;
-  const uint8_t *ext; /* NULL: bytes at buf + off */
-} seg_t;
-
-typedef struct {
-  uvmqtt_session_fn cb;
-  void *arg;
-} done_t;
-
-struct uvmqtt_out_batch_s {
-  uvmqtt_out_batch_t *next;
-  uint8_t *buf;
-  size_t len, cap;
-  seg_t *segs;
-  size_t nsegs, segcap;
-  uvmqtt_iov_t *iov;
-  size_t iovcap;
-  uvmqtt_smsg_t **refs;
-  size_t nrefs, refcap;
-  done_t *done;
-  size_t ndone, donecap;
-};
-
-/* A set of 16-bit packet ids in one word: 0 when empty; up to three ids
- * in the word itself (bit 0 set, the ids in the three high 16-bit lanes, 0
- * marking a free lane: packet ids are never 0); beyond that a pointer to
- * an idset_t (a few ids in a list, a bitmap beyond that), freed with the
- * set's last id. So an idle session holds no memory for ids, and a small
- * window (or one request at a time) allocates none. */
-typedef uint64_t idset_ref_t;
-#define IDSET_INLINE 1u
-#define IDSET_SMALL 16
-typedef struct {
-  uint64_t *bits;
-  uint32_t count;
-  uint8_t nsmall;
-  uint16_t small[IDSET_SMALL];
-} idset_t;
-
-/* Outgoing topic aliases (v5): a small LRU table, sized by the server's
- * maximum, allocated on first use. */
-struct out_alias {
-  char *topic;
-  size_t len;
-  uint64_t used;
-};
-typedef struct {
-  uint64_t clock;
-  uint16_t n;
-  struct out_alias e[];
-} alias_out_t;
-
-/* An incoming QoS 1/2 message delivered in manual mode, waiting for the
- * application's acknowledgement or for the earlier ones (acks go out in
- * arrival order). */
-typedef struct {
-  uvmqtt_props_t *props; /* v5 ack properties, copied; NULL when none */
-  uint32_t bytes;        /* payload bytes (saturated) */
-  uint16_t packet_id;
-  uint8_t qos;
-  uint8_t reason;
-  bool acked;
-} in_ack_t;
-
-/* The incoming flow, allocated when first needed (manual
- * acknowledgement, a hold): most sessions never have one. Handles are
- * sequence numbers that never repeat; ring[head] has handle `base`. */
-typedef struct {
-  in_ack_t *ring;
-  uint32_t cap, head, count;
-  uint32_t unacked; /* entries the application has not acknowledged */
-  size_t unacked_bytes;
-  uint64_t base;       /* handle of ring[head] */
-  uint64_t next;       /* the next handle (> 0) */
-  uint64_t conn_first; /* first handle of the current connection */
-  uint64_t cur;        /* handle being delivered, 0 outside on_message */
-  uint32_t max_msgs;   /* hold at this many unacknowledged (0: none) */
-  size_t max_bytes;
-  uint8_t *held; /* input kept while holding, from a packet boundary */
-  size_t held_len, held_cap;
-  bool manual;
-  bool user_hold; /* the application paused */
-  bool auto_hold; /* the limits above */
-  /* Record first (exactly-once option, see session.h): a new incoming
-   * QoS 2 message waits, input held, until its record is durable. */
-  bool record_first;
-  bool store_wait;  /* a message waits for its record */
-  bool cur_maybe;   /* during on_message: possibly delivered before */
-  uint8_t wait_gen; /* connection it arrived on */
-  uint16_t wait_pid;
-  uint64_t wait_did;
-  uint8_t *wait_data;         /* its topic, then its payload */
-  uvmqtt_props_t *wait_props; /* v5, copied; NULL when none */
-  uvmqtt_publish_t wait_pub;  /* views into the two above */
-  uint64_t next_did;          /* delivery ids given out: the next one */
-  uint64_t cur_did;           /* during on_message: the message's, 0 none */
-  struct known_in {
-    uint64_t did;
-    uint16_t pid;
-  } * known; /* restored records: possibly delivered by an earlier process */
-  uint32_t nknown, known_cap;
-} inflow_t;
-
-/* Laid out to be small (no holes, narrow types where values are bounded):
- * thousands of idle connections each hold one. Everything else a session
- * needs only while busy (a partly received packet, packet ids in use,
- * output, alias tables) is allocated when needed and freed when idle. */
-struct uvmqtt_session_s {
-  const uvmqtt_session_events_t *ev_; /* the owner's table, not a copy */
-  void *ud;
-
-  uvmqtt_smsg_t *q_head, *q_tail; /* waiting to be sent */
-  uvmqtt_smsg_t *f_head, *f_tail; /* in flight, in send order */
-  uvmqtt_sreq_t *reqs;
-  uvmqtt_out_batch_t *cur; /* being filled */
-  /* The batch_pool it is counted in (its thread's; compared, never
-   * dereferenced), NULL before its first output. */
-  const void *pool_home;
-
-  /* The message of the uvmqtt__session_publish() call under way: pump()
-   * leaves a failure to send it in fresh_rc, for the call to return,
-   * instead of completing it from inside that call. */
-  uvmqtt_smsg_t *fresh;
-
-  idset_ref_t out_ids; /* ids in use by our messages and requests */
-  idset_ref_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
-
-  /* The parser of a packet partly received, with that packet's buffer
-   * after it; NULL between packets (see uvmqtt__session_input()). */
-  uvmqtt_parser_t *in;
-  uint64_t in_offset; /* bytes received on this connection */
-
-  inflow_t *flow; /* NULL until needed */
-
-  /* v5 topic aliases. Incoming: alias -> topic, sized by our maximum. */
-  uvmqtt_str_t *alias_in;
-  alias_out_t *alias_out;
-
-  size_t q_bytes;
-  size_t max_queued_bytes; /* 0 = unbounded */
-  uint64_t last_send, last_recv;
-
-  uint32_t q_count;
-  uint32_t max_queued; /* 0 = unbounded */
-  uint32_t keepalive_ms;
-  uint32_t max_packet_size;   /* largest incoming packet we accept */
-  uint32_t server_max_packet; /* v5 CONNACK limits (0 when not given) */
-  uint32_t ping_timeout_pct;
-  int fresh_rc;
-  int in_error; /* sticky input error (the stream cannot be resumed) */
-
-  uint16_t f_count; /* bounded by the ids: at most 65535 */
-  uint16_t next_id;
-  uint16_t max_inflight; /* 0 = 65535 */
-  uint16_t receive_maximum;
-  uint16_t topic_alias_max_in;
-  uint16_t server_receive_max;
-  uint16_t server_keepalive;
-  uint16_t server_alias_max;
-
-  uint8_t version;
-  uint8_t queue_policy;
-  uint8_t state; /* uvmqtt_session_state_t */
-  uint8_t gen;   /* counts connections: input stops when one ends */
-  uint8_t server_max_qos;
-  bool topic_alias_auto : 1;
-  bool clean_start : 1;   /* of the CONNECT in progress */
-  bool server_retain : 1; /* v5 Retain Available (true unless 0) */
-  bool ping_outstanding : 1;
-  bool embedded : 1; /* in the owner's memory: uvmqtt__session_init() */
-  bool persist : 1;  /* reports state changes through ev_->on_persist */
-  bool freeing : 1;  /* in uvmqtt__session_free: nothing leaves the store */
-  bool halted : 1;   /* input stopped for good: uvmqtt__session_halt_input() */
-  bool gated : 1;    /* ask ev->may_publish before each queued PUBLISH */
-};
 
 static bool holding(const uvmqtt_session_t *s);
 static void acks_forget(uvmqtt_session_t *s);
 static void hold_changed(uvmqtt_session_t *s, uint64_t now, bool was);
 static int out_reason_packet(uvmqtt_session_t *s, uvmqtt_packet_t *pkt,
                              uvmqtt_props_t *props);
-
-/* Outgoing aliases are looked up by a linear scan; keep the table small. */
-#define ALIAS_OUT_MAX 64
 
 /* ---- persistence hooks (see session.h, on_persist) ----------------------- */
 
@@ -259,11 +30,8 @@ static int persist_ev(uvmqtt_session_t *s, int op, uvmqtt_smsg_t *m,
 
 /* ---- logging ----------------------------------------------------------- */
 
-static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
 #include <stdarg.h>
-static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...) {
+void uvmqtt__session_log(uvmqtt_session_t *s, int level, const char *fmt, ...) {
   char buf[256];
   va_list ap;
   if (!s->ev_->on_log)
@@ -274,233 +42,20 @@ static void slog(uvmqtt_session_t *s, int level, const char *fmt, ...) {
   s->ev_->on_log(s->ud, level, buf);
 }
 
-/* ---- id sets ----------------------------------------------------------- */
-
-static idset_t *idset_ptr(idset_ref_t r) {
-  return (idset_t *)(uintptr_t)r;
-}
-
-static uint16_t idset_lane(idset_ref_t r, unsigned k) {
-  return (uint16_t)(r >> (16 * k));
-}
-
-static bool idset_has(idset_ref_t r, uint16_t id) {
-  if (r & IDSET_INLINE)
-    return id != 0 && (idset_lane(r, 1) == id || idset_lane(r, 2) == id ||
-                       idset_lane(r, 3) == id);
-  if (!r)
-    return false;
-  const idset_t *set = idset_ptr(r);
-  if (set->bits)
-    return (set->bits[id >> 6] >> (id & 63)) & 1;
-  for (unsigned i = 0; i < set->nsmall; i++)
-    if (set->small[i] == id)
-      return true;
-  return false;
-}
-
-static size_t idset_count(idset_ref_t r) {
-  if (r & IDSET_INLINE)
-    return (idset_lane(r, 1) != 0) + (idset_lane(r, 2) != 0) +
-           (idset_lane(r, 3) != 0);
-  return r ? idset_ptr(r)->count : 0;
-}
-
-static void idset_clear(idset_ref_t *r) {
-  if (*r && !(*r & IDSET_INLINE)) {
-    uvmqtt__free(idset_ptr(*r)->bits);
-    uvmqtt__free(idset_ptr(*r));
-  }
-  *r = 0;
-}
-
-/* Adds an id not in the set. Returns 0 or UVMQTT_ENOMEM (set unchanged). */
-static int idset_add(idset_ref_t *r, uint16_t id) {
-  if (*r == 0) {
-    *r = IDSET_INLINE | (idset_ref_t)id << 16;
-    return 0;
-  }
-  if (*r & IDSET_INLINE) {
-    for (unsigned k = 1; k <= 3; k++) {
-      if (idset_lane(*r, k) == 0) {
-        *r |= (idset_ref_t)id << (16 * k);
-        return 0;
-      }
-    }
-    idset_t *set = uvmqtt__malloc(sizeof(*set));
-    if (!set)
-      return UVMQTT_ENOMEM;
-    set->bits = NULL;
-    set->nsmall = 0;
-    for (unsigned k = 1; k <= 3; k++)
-      set->small[set->nsmall++] = idset_lane(*r, k);
-    set->small[set->nsmall++] = id;
-    set->count = set->nsmall;
-    *r = (uintptr_t)set;
-    return 0;
-  }
-  idset_t *set = idset_ptr(*r);
-  if (!set->bits && set->nsmall < IDSET_SMALL) {
-    set->small[set->nsmall++] = id;
-    set->count++;
-    return 0;
-  }
-  if (!set->bits) {
-    set->bits = uvmqtt__calloc(65536 / 64, sizeof(uint64_t));
-    if (!set->bits)
-      return UVMQTT_ENOMEM;
-    for (unsigned i = 0; i < set->nsmall; i++)
-      set->bits[set->small[i] >> 6] |= UINT64_C(1) << (set->small[i] & 63);
-    set->nsmall = 0;
-  }
-  set->bits[id >> 6] |= UINT64_C(1) << (id & 63);
-  set->count++;
-  return 0;
-}
-
-static void idset_del(idset_ref_t *r, uint16_t id) {
-  if (*r & IDSET_INLINE) {
-    for (unsigned k = 1; k <= 3; k++)
-      if (idset_lane(*r, k) == id)
-        *r &= ~((idset_ref_t)0xFFFF << (16 * k));
-    if (*r == IDSET_INLINE)
-      *r = 0;
-    return;
-  }
-  if (!*r || id == 0)
-    return;
-  idset_t *set = idset_ptr(*r);
-  if (set->bits) {
-    uint64_t m = UINT64_C(1) << (id & 63);
-    if (!(set->bits[id >> 6] & m))
-      return;
-    set->bits[id >> 6] &= ~m;
-  } else {
-    unsigned i = 0;
-    while (i < set->nsmall && set->small[i] != id)
-      i++;
-    if (i == set->nsmall)
-      return;
-    set->small[i] = set->small[--set->nsmall];
-  }
-  if (--set->count == 0)
-    idset_clear(r);
-}
-
 static int alloc_id(uvmqtt_session_t *s, uint16_t *out) {
-  if (idset_count(s->out_ids) >= 65535)
+  if (uvmqtt__idset_count(s->out_ids) >= 65535)
     return UVMQTT_ENOPKTID;
   for (;;) {
     uint16_t id = s->next_id;
     s->next_id = (uint16_t)(id == 65535 ? 1 : id + 1);
-    if (!idset_has(s->out_ids, id)) {
-      int rc = idset_add(&s->out_ids, id);
+    if (!uvmqtt__idset_has(s->out_ids, id)) {
+      int rc = uvmqtt__idset_add(&s->out_ids, id);
       if (rc < 0)
         return rc;
       *out = id;
       return 0;
     }
   }
-}
-
-/* ---- topic aliases (v5) ---------------------------------------------------
- */
-
-static void aliases_reset(uvmqtt_session_t *s) {
-  if (s->alias_in) {
-    for (unsigned i = 0; i <= s->topic_alias_max_in; i++)
-      uvmqtt__free((void *)s->alias_in[i].data);
-    uvmqtt__free(s->alias_in);
-    s->alias_in = NULL;
-  }
-  if (s->alias_out) {
-    for (unsigned i = 0; i < s->alias_out->n; i++)
-      uvmqtt__free(s->alias_out->e[i].topic);
-    uvmqtt__free(s->alias_out);
-    s->alias_out = NULL;
-  }
-}
-
-/* Picks the alias for an outgoing topic: *alias gets its number and
- * *known says whether the server already has the mapping (then the topic
- * may be left out). Returns 0 with *alias 0 when aliases are not in use. */
-static int alias_for(uvmqtt_session_t *s, const char *topic, size_t len,
-                     uint16_t *alias, bool *known) {
-  unsigned max =
-      s->server_alias_max < ALIAS_OUT_MAX ? s->server_alias_max : ALIAS_OUT_MAX;
-  *alias = 0;
-  *known = false;
-  if (!s->topic_alias_auto || max == 0 || s->version != UVMQTT_V5)
-    return 0;
-  alias_out_t *t = s->alias_out;
-  if (!t) {
-    t = uvmqtt__calloc(1, sizeof(*t) + max * sizeof(t->e[0]));
-    if (!t)
-      return 0; /* no alias: still correct, just longer */
-    s->alias_out = t;
-  }
-  unsigned lru = 0;
-  for (unsigned i = 0; i < t->n; i++) {
-    struct out_alias *a = &t->e[i];
-    if (a->len == len && memcmp(a->topic, topic, len) == 0) {
-      a->used = ++t->clock;
-      *alias = (uint16_t)(i + 1);
-      *known = true;
-      return 0;
-    }
-    if (a->used < t->e[lru].used)
-      lru = i;
-  }
-  char *copy = uvmqtt__strndup(topic, len);
-  if (!copy)
-    return 0;
-  unsigned slot = t->n < max ? t->n++ : lru;
-  uvmqtt__free(t->e[slot].topic);
-  t->e[slot].topic = copy;
-  t->e[slot].len = len;
-  t->e[slot].used = ++t->clock;
-  *alias = (uint16_t)(slot + 1);
-  return 0;
-}
-
-/* Resolves an incoming alias (v5). On success *pub has the full topic. */
-static int alias_in(uvmqtt_session_t *s, uvmqtt_publish_t *pub) {
-  bool has = pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
-  if (!has) {
-    if (pub->topic.len == 0) {
-      slog(s, LOG_ERROR, "broker sent a PUBLISH without topic or alias");
-      return UVMQTT_EPROTOCOL;
-    }
-    return 0;
-  }
-  uint16_t a = pub->props.topic_alias;
-  if (a == 0 || a > s->topic_alias_max_in) {
-    slog(s, LOG_ERROR, "broker sent topic alias %u (our maximum is %u)", a,
-         s->topic_alias_max_in);
-    return UVMQTT_ETOPICALIAS;
-  }
-  if (!s->alias_in) {
-    s->alias_in =
-        uvmqtt__calloc((size_t)s->topic_alias_max_in + 1, sizeof(uvmqtt_str_t));
-    if (!s->alias_in)
-      return UVMQTT_ENOMEM;
-  }
-  uvmqtt_str_t *slot = &s->alias_in[a];
-  if (pub->topic.len > 0) {
-    char *copy = uvmqtt__strndup(pub->topic.data, pub->topic.len);
-    if (!copy)
-      return UVMQTT_ENOMEM;
-    uvmqtt__free((void *)slot->data);
-    slot->data = copy;
-    slot->len = pub->topic.len;
-    return 0;
-  }
-  if (!slot->data) {
-    slog(s, LOG_ERROR, "broker used topic alias %u before defining it", a);
-    return UVMQTT_ETOPICALIAS;
-  }
-  pub->topic = *slot;
-  return 0;
 }
 
 uint8_t uvmqtt__session_disconnect_reason(int err) {
@@ -532,291 +87,6 @@ uint8_t uvmqtt__session_disconnect_reason(int err) {
   default:
     return 0;
   }
-}
-
-/* ---- output batches ------------------------------------------------------ */
-
-static int grow(void **p, size_t *cap, size_t need, size_t elem) {
-  if (need <= *cap)
-    return 0;
-  size_t n = *cap ? *cap * 2 : 4;
-  while (n < need)
-    n *= 2;
-  void *q = uvmqtt__realloc(*p, n * elem);
-  if (!q)
-    return UVMQTT_ENOMEM;
-  *p = q;
-  *cap = n;
-  return 0;
-}
-
-static void batch_free(uvmqtt_out_batch_t *b) {
-  uvmqtt__free(b->buf);
-  uvmqtt__free(b->segs);
-  uvmqtt__free(b->iov);
-  uvmqtt__free(b->refs);
-  uvmqtt__free(b->done);
-  uvmqtt__free(b);
-}
-
-/* A batch is only busy while it is filled and written, so the sessions of
- * a thread (a loop) share their spare batches instead of keeping two
- * each: thousands of idle connections hold no output memory at all. The
- * pool is emptied when the thread's last session is freed, so nothing
- * stays allocated once every session is gone. A session is used on one
- * thread at a time (its loop's), which is what makes this safe; a loop
- * that moves to another thread is handled in pool_join(). */
-static _Thread_local struct {
-  uvmqtt_out_batch_t *head;
-  size_t n;
-  size_t sessions;
-} batch_pool;
-
-static void batch_pool_drain(void) {
-  while (batch_pool.head) {
-    uvmqtt_out_batch_t *b = batch_pool.head;
-    batch_pool.head = b->next;
-    batch_free(b);
-  }
-  batch_pool.n = 0;
-}
-
-/* A session joins the pool of the thread that first uses it for output
- * (the loop's thread), not of the thread that created it: a client may be
- * created before its loop runs on another thread. A loop may also move to
- * another thread (uvmqtt_thread_stop() hands it back, and the closes end
- * there): the session is then counted in that thread's pool from its
- * next use on. The pool it left is never touched from here (its thread
- * may be gone); its spares go when that thread ends
- * (uvmqtt__session_thread_end()) or with its last session. */
-static void pool_join(uvmqtt_session_t *s) {
-  if (s->pool_home != (const void *)&batch_pool) {
-    s->pool_home = &batch_pool;
-    batch_pool.sessions++;
-  }
-}
-
-void uvmqtt__session_thread_end(void) {
-  batch_pool_drain();
-}
-
-static uvmqtt_out_batch_t *cur_batch(uvmqtt_session_t *s) {
-  if (s->cur)
-    return s->cur;
-  pool_join(s);
-  uvmqtt_out_batch_t *b = batch_pool.head;
-  if (b) {
-    batch_pool.head = b->next;
-    batch_pool.n--;
-  } else {
-    b = uvmqtt__calloc(1, sizeof(*b));
-    if (!b)
-      return NULL;
-  }
-  b->next = NULL;
-  b->len = b->nsegs = b->nrefs = b->ndone = 0;
-  s->cur = b;
-  if (s->ev_->on_output)
-    s->ev_->on_output(s->ud);
-  return b;
-}
-
-/* Room for one more segment; the iov array grows with it so that taking
- * the output can never fail. */
-static int grow_segs(uvmqtt_out_batch_t *b) {
-  if (grow((void **)&b->segs, &b->segcap, b->nsegs + 1, sizeof(seg_t)))
-    return UVMQTT_ENOMEM;
-  if (grow((void **)&b->iov, &b->iovcap, b->segcap, sizeof(uvmqtt_iov_t)))
-    return UVMQTT_ENOMEM;
-  return 0;
-}
-
-/* Reserves n contiguous bytes at the end of the current batch. */
-static uint8_t *out_reserve(uvmqtt_session_t *s, size_t n) {
-  uvmqtt_out_batch_t *b = cur_batch(s);
-  if (!b)
-    return NULL;
-  if (b->len + n > b->cap) {
-    size_t cap = b->cap ? b->cap : BATCH_MIN_BYTES;
-    while (cap < b->len + n)
-      cap *= 2;
-    uint8_t *nb = uvmqtt__realloc(b->buf, cap);
-    if (!nb)
-      return NULL;
-    b->buf = nb;
-    b->cap = cap;
-  }
-  if (b->nsegs == 0 || b->segs[b->nsegs - 1].ext != NULL) {
-    if (grow_segs(b))
-      return NULL;
-    b->segs[b->nsegs++] = (seg_t){b->len, 0, NULL};
-  }
-  uint8_t *p = b->buf + b->len;
-  b->len += n;
-  b->segs[b->nsegs - 1].len += n;
-  return p;
-}
-
-/* Gives back the unused tail of the last reservation. */
-static void out_unreserve(uvmqtt_session_t *s, size_t n) {
-  s->cur->len -= n;
-  /* A segment left empty goes too: the output never holds an empty
-   * entry (nor a batch of nothing but empty entries). */
-  if ((s->cur->segs[s->cur->nsegs - 1].len -= n) == 0)
-    s->cur->nsegs--;
-}
-
-static int out_ext(uvmqtt_session_t *s, const uint8_t *p, size_t n,
-                   uvmqtt_smsg_t *ref) {
-  uvmqtt_out_batch_t *b = cur_batch(s);
-  if (!b)
-    return UVMQTT_ENOMEM;
-  if (grow_segs(b))
-    return UVMQTT_ENOMEM;
-  if (ref) {
-    if (grow((void **)&b->refs, &b->refcap, b->nrefs + 1, sizeof(*b->refs)))
-      return UVMQTT_ENOMEM;
-    b->refs[b->nrefs++] = ref;
-    ref->refs++;
-  }
-  b->segs[b->nsegs++] = (seg_t){0, n, p};
-  return 0;
-}
-
-static int out_done_entry(uvmqtt_session_t *s, uvmqtt_session_fn cb,
-                          void *arg) {
-  if (!cb)
-    return 0;
-  uvmqtt_out_batch_t *b = cur_batch(s);
-  if (!b || grow((void **)&b->done, &b->donecap, b->ndone + 1, sizeof(done_t)))
-    return UVMQTT_ENOMEM;
-  b->done[b->ndone++] = (done_t){cb, arg};
-  return 0;
-}
-
-/* Makes room for one completion in the current batch, so that a packet
- * encoded next cannot be left in the output with its completion lost. */
-static int done_room(uvmqtt_session_t *s, uvmqtt_session_fn cb) {
-  if (!cb)
-    return 0;
-  uvmqtt_out_batch_t *b = cur_batch(s);
-  if (!b || grow((void **)&b->done, &b->donecap, b->ndone + 1, sizeof(done_t)))
-    return UVMQTT_ENOMEM;
-  return 0;
-}
-
-/* Encodes a non-PUBLISH packet into the output. */
-static int out_packet(uvmqtt_session_t *s, const uvmqtt_packet_t *pkt) {
-  size_t size;
-  int rc = uvmqtt_encode_size(pkt, s->version, &size);
-  if (rc < 0)
-    return rc;
-  uint8_t *p = out_reserve(s, size);
-  if (!p)
-    return UVMQTT_ENOMEM;
-  rc = uvmqtt_encode(pkt, s->version, p, size);
-  if (rc < 0) {
-    out_unreserve(s, size);
-    return rc;
-  }
-  return 0;
-}
-
-static int out_ack(uvmqtt_session_t *s, uint8_t type, uint16_t id,
-                   uint8_t reason) {
-  uvmqtt_packet_t pkt;
-  memset(&pkt, 0, sizeof(pkt));
-  pkt.type = type;
-  pkt.u.ack.packet_id = id;
-  pkt.u.ack.reason_code = reason;
-  return out_packet(s, &pkt);
-}
-
-/* Encodes a PUBLISH. `ref` (may be NULL) is the message whose memory holds
- * the payload; large payloads are then written from there. */
-static int out_publish(uvmqtt_session_t *s, uint64_t now,
-                       const uvmqtt_publish_t *pub, uvmqtt_smsg_t *ref,
-                       bool ext_ok) {
-  uvmqtt_packet_t pkt;
-  size_t total;
-  memset(&pkt, 0, sizeof(pkt));
-  pkt.type = UVMQTT_PUBLISH;
-  pkt.u.publish = *pub;
-  if (ref && ref->expiry_s && s->version == UVMQTT_V5) {
-    /* v5: send the remaining lifetime. */
-    uint64_t waited = (now - ref->queued_at) / 1000;
-    pkt.u.publish.props.present |=
-        UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
-    pkt.u.publish.props.message_expiry_interval =
-        waited >= ref->expiry_s ? 1 : (uint32_t)(ref->expiry_s - waited);
-  }
-  uint16_t new_alias = 0; /* a mapping the broker learns from this packet */
-  if (s->server_alias_max &&
-      !(pub->props.present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS))) {
-    uint16_t alias;
-    bool known;
-    alias_for(s, pub->topic.data, pub->topic.len, &alias, &known);
-    if (alias) {
-      pkt.u.publish.props.present |= UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
-      pkt.u.publish.props.topic_alias = alias;
-      if (known)
-        pkt.u.publish.topic.len = 0;
-      else
-        new_alias = alias;
-    }
-  }
-  int rc = uvmqtt_encode_size(&pkt, s->version, &total);
-  if (rc == 0 && new_alias && s->server_max_packet &&
-      total > s->server_max_packet) {
-    /* Defining the alias is what makes it too large: send it without. The
-     * alias is optional, the limit is not [MQTT-3.2.2-15]. */
-    struct out_alias *a = &s->alias_out->e[new_alias - 1];
-    uvmqtt__free(a->topic);
-    a->topic = NULL;
-    a->len = 0;
-    new_alias = 0;
-    pkt.u.publish.props.present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
-    rc = uvmqtt_encode_size(&pkt, s->version, &total);
-  }
-  if (rc == 0 && s->server_max_packet && total > s->server_max_packet)
-    rc = UVMQTT_ETOOBIG; /* e.g. queued before the limit was known */
-  if (rc < 0)
-    goto fail;
-  size_t plen = pub->payload.len;
-  bool ext = ext_ok && plen > INLINE_PAYLOAD_MAX;
-  size_t head = total - plen;
-  uint8_t *p = out_reserve(s, ext ? head : total);
-  if (!p) {
-    rc = UVMQTT_ENOMEM;
-    goto fail;
-  }
-  rc = uvmqtt_encode_publish_head(&pkt, s->version, p, head, NULL);
-  if (rc < 0 || (size_t)rc != head) {
-    out_unreserve(s, ext ? head : total);
-    rc = rc < 0 ? rc : UVMQTT_EINVAL;
-    goto fail;
-  }
-  if (!ext) {
-    if (plen)
-      memcpy(p + head, pub->payload.data, plen);
-    return 0;
-  }
-  rc = out_ext(s, pub->payload.data, plen, ref);
-  if (rc < 0) {
-    out_unreserve(s, head); /* no PUBLISH head without its payload */
-    goto fail;
-  }
-  return 0;
-fail:
-  /* The broker never saw this packet: forget the mapping it would have
-   * defined, or a later PUBLISH would use the alias alone. */
-  if (new_alias) {
-    struct out_alias *a = &s->alias_out->e[new_alias - 1];
-    uvmqtt__free(a->topic);
-    a->topic = NULL;
-    a->len = 0;
-  }
-  return rc;
 }
 
 /* ---- messages ------------------------------------------------------------ */
@@ -861,8 +131,8 @@ static void msg_free(uvmqtt_smsg_t *m) {
   uvmqtt__free(m);
 }
 
-static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m,
-                     const uvmqtt_props_t *props) {
+void uvmqtt__session_msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m,
+                              const uvmqtt_props_t *props) {
   if (m->cb && s->ev_->on_publish_done)
     s->ev_->on_publish_done(s->ud, m->cb, m->arg, m->status, m->packet_id,
                             m->reason, props);
@@ -875,14 +145,14 @@ static void msg_fire(uvmqtt_session_t *s, uvmqtt_smsg_t *m,
 static void msg_finish_ack(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
                            uint8_t reason, const uvmqtt_props_t *props) {
   if (m->qos > 0) {
-    idset_del(&s->out_ids, m->packet_id);
+    uvmqtt__idset_del(&s->out_ids, m->packet_id);
     (void)persist_ev(s, UVMQTT_PERSIST_DONE, m, m->packet_id);
   }
   m->status = status;
   m->reason = reason;
   m->done = true;
   if (m->refs == 0 && (m->stored || s->freeing))
-    msg_fire(s, m, props);
+    uvmqtt__session_msg_fire(s, m, props);
 }
 
 static void msg_finish(uvmqtt_session_t *s, uvmqtt_smsg_t *m, int status,
@@ -951,15 +221,17 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
     if (m->retain && !s->server_retain) {
       /* [MQTT-3.2.2-14]: the server said it keeps no retained messages. */
       queue_unlink(s, m);
-      slog(s, LOG_ERROR, "the server does not support retained messages");
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                          "the server does not support retained messages");
       msg_finish(s, m, UVMQTT_ENOTSUP, 0);
       continue;
     }
     if (m->qos > s->server_max_qos) {
       /* [MQTT-3.2.2-11]: never above the server's Maximum QoS. */
       queue_unlink(s, m);
-      slog(s, LOG_ERROR, "QoS %u is above the server's maximum %u", m->qos,
-           s->server_max_qos);
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                          "QoS %u is above the server's maximum %u", m->qos,
+                          s->server_max_qos);
       msg_finish(s, m, UVMQTT_EQOS, 0);
       continue;
     }
@@ -972,12 +244,13 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
     msg_to_publish(m, &pub);
     /* A QoS 0 completion needs room in the batch; make it first, so that
      * it cannot be lost once the PUBLISH is in the output. */
-    int rc = m->qos == 0 ? done_room(s, m->cb) : 0;
+    int rc = m->qos == 0 ? uvmqtt__out_done_room(s, m->cb) : 0;
     if (rc == 0)
-      rc = out_publish(s, now, &pub, m, true);
+      rc = uvmqtt__out_publish(s, now, &pub, m, true);
     if (rc < 0) {
       queue_unlink(s, m);
-      slog(s, LOG_ERROR, "cannot encode PUBLISH: %s", uvmqtt_strerror(rc));
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR, "cannot encode PUBLISH: %s",
+                          uvmqtt_strerror(rc));
       if (m == s->fresh) {
         s->fresh_rc = rc; /* returned by the publish call, no callback */
         continue;
@@ -992,7 +265,7 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       if (m->refs == 0) {
         /* The payload was copied into the batch: the message can go (its
          * completion has room, see above). */
-        (void)out_done_entry(s, m->cb, m->arg);
+        (void)uvmqtt__out_done_entry(s, m->cb, m->arg);
         msg_free(m);
       }
       /* Otherwise the batch frees it, and fires its callback, when done. */
@@ -1073,31 +346,6 @@ static int session_setup(uvmqtt_session_t *s,
   return 0;
 }
 
-static void batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
-                          int status) {
-  for (size_t i = 0; i < b->ndone; i++)
-    if (s->ev_->on_publish_done)
-      s->ev_->on_publish_done(s->ud, b->done[i].cb, b->done[i].arg, status, 0,
-                              0, NULL);
-  for (size_t i = 0; i < b->nrefs; i++) {
-    uvmqtt_smsg_t *m = b->refs[i];
-    if (--m->refs == 0 && m->done && (m->stored || s->freeing)) {
-      if (m->qos == 0)
-        m->status = status;
-      msg_fire(s, m, NULL);
-    }
-  }
-  b->ndone = b->nrefs = b->nsegs = b->len = 0;
-  pool_join(s);
-  if (batch_pool.n < SPARE_BATCHES && b->cap <= 1 << 20) {
-    b->next = batch_pool.head;
-    batch_pool.head = b;
-    batch_pool.n++;
-  } else {
-    batch_free(b);
-  }
-}
-
 /* Forgets a packet partly received (its buffer is in the same block).
  * Input for this connection stops: a nested uvmqtt__session_input() loop
  * sees `gen` change. */
@@ -1117,7 +365,7 @@ static void fail_requests(uvmqtt_session_t *s, int status) {
   while (s->reqs) {
     uvmqtt_sreq_t *r = s->reqs;
     s->reqs = r->next;
-    idset_del(&s->out_ids, r->packet_id);
+    uvmqtt__idset_del(&s->out_ids, r->packet_id);
     if (s->ev_->on_sub_done)
       s->ev_->on_sub_done(s->ud, r->type, r->cb, r->arg, status, r->packet_id,
                           NULL, 0, NULL);
@@ -1133,7 +381,7 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
   if (s->cur) {
     uvmqtt_out_batch_t *b = s->cur;
     s->cur = NULL;
-    batch_release(s, b, status);
+    uvmqtt__batch_release(s, b, status);
   }
   fail_requests(s, status);
   while (s->f_head) {
@@ -1147,14 +395,11 @@ void uvmqtt__session_free(uvmqtt_session_t *s, int status) {
     queue_unlink(s, m);
     msg_finish(s, m, status, 0);
   }
-  /* Only the pool of this thread is counted down: a session last used on
-   * another thread is not counted here. */
-  if (s->pool_home == (const void *)&batch_pool && --batch_pool.sessions == 0)
-    batch_pool_drain();
+  uvmqtt__batch_pool_leave(s);
   drop_parser(s);
-  aliases_reset(s);
-  idset_clear(&s->out_ids);
-  idset_clear(&s->in_ids);
+  uvmqtt__aliases_reset(s);
+  uvmqtt__idset_clear(&s->out_ids);
+  uvmqtt__idset_clear(&s->in_ids);
   if (s->flow) {
     s->flow->unacked = 0; /* no warning: the application closed */
     acks_forget(s);
@@ -1175,7 +420,7 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   if (s->cur) {
     uvmqtt_out_batch_t *b = s->cur;
     s->cur = NULL;
-    batch_release(s, b, UVMQTT_ENOTCONN);
+    uvmqtt__batch_release(s, b, UVMQTT_ENOTCONN);
   }
   drop_parser(s);
   acks_forget(s);
@@ -1189,7 +434,7 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   s->server_alias_max = 0;
   s->server_retain = true;
   s->clean_start = c->clean_start;
-  aliases_reset(s);
+  uvmqtt__aliases_reset(s);
   s->keepalive_ms = (uint32_t)c->keep_alive * 1000;
   s->last_send = s->last_recv = now;
   s->ping_outstanding = false;
@@ -1197,7 +442,7 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   pkt.type = UVMQTT_CONNECT;
   pkt.u.connect = *c;
   pkt.u.connect.protocol_version = s->version;
-  int rc = out_packet(s, &pkt);
+  int rc = uvmqtt__out_packet(s, &pkt);
   if (rc < 0)
     return rc;
   s->state = UVMQTT_SS_CONNECTING;
@@ -1211,7 +456,7 @@ void uvmqtt__session_connection_lost(uvmqtt_session_t *s, int status) {
   if (s->cur) {
     uvmqtt_out_batch_t *b = s->cur;
     s->cur = NULL;
-    batch_release(s, b, status);
+    uvmqtt__batch_release(s, b, status);
   }
   drop_parser(s);
   acks_forget(s);
@@ -1237,7 +482,7 @@ static int out_reason_packet(uvmqtt_session_t *s, uvmqtt_packet_t *pkt,
     if (rc < 0)
       return rc;
   }
-  return out_packet(s, pkt);
+  return uvmqtt__out_packet(s, pkt);
 }
 
 int uvmqtt__session_disconnect(uvmqtt_session_t *s, uint8_t reason,
@@ -1288,8 +533,9 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
   /* While input is held the broker's silence means nothing: we are not
    * reading. Our PINGREQs keep the broker from judging us. */
   if (!held && now - s->last_recv >= silence_limit(s)) {
-    slog(s, LOG_WARN, "no answer from the broker for %llu ms",
-         (unsigned long long)(now - s->last_recv));
+    uvmqtt__session_log(s, UVMQTT_LOG_WARN,
+                        "no answer from the broker for %llu ms",
+                        (unsigned long long)(now - s->last_recv));
     return UVMQTT_EKEEPALIVE;
   }
   bool due =
@@ -1300,7 +546,7 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
     uvmqtt_packet_t pkt;
     memset(&pkt, 0, sizeof(pkt));
     pkt.type = UVMQTT_PINGREQ;
-    int rc = out_packet(s, &pkt);
+    int rc = uvmqtt__out_packet(s, &pkt);
     if (rc < 0)
       return rc;
     s->ping_outstanding = true;
@@ -1427,12 +673,12 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   if (p->qos == 0 && s->state == UVMQTT_SS_CONNECTED && !s->q_head &&
       !s->gated && !p->expiry_s &&
       (!p->zero_copy || p->payload_len <= INLINE_PAYLOAD_MAX)) {
-    rc = done_room(s, cb);
+    rc = uvmqtt__out_done_room(s, cb);
     if (rc == 0)
-      rc = out_publish(s, now, &pkt.u.publish, NULL, false);
+      rc = uvmqtt__out_publish(s, now, &pkt.u.publish, NULL, false);
     if (rc < 0)
       return rc;
-    rc = out_done_entry(s, cb, arg);
+    rc = uvmqtt__out_done_entry(s, cb, arg);
     return rc < 0 ? rc : 0;
   }
 
@@ -1447,8 +693,9 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
       return UVMQTT_EQUEUEFULL;
     uvmqtt_smsg_t *old = s->q_head;
     queue_unlink(s, old);
-    slog(s, LOG_WARN, "queue full: dropping the oldest message (id %u)",
-         old->packet_id);
+    uvmqtt__session_log(s, UVMQTT_LOG_WARN,
+                        "queue full: dropping the oldest message (id %u)",
+                        old->packet_id);
     msg_finish(s, old, UVMQTT_EDROPPED, 0);
   }
 
@@ -1474,7 +721,7 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
     rc = persist_ev(s, UVMQTT_PERSIST_PUT, m, m->packet_id);
     if (rc < 0) {
       queue_unlink(s, m);
-      idset_del(&s->out_ids, m->packet_id);
+      uvmqtt__idset_del(&s->out_ids, m->packet_id);
       msg_free(m);
       return rc;
     }
@@ -1493,7 +740,7 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   if (rc < 0) {
     /* pump() unlinked it; nothing references it. */
     if (m->qos > 0)
-      idset_del(&s->out_ids, m->packet_id);
+      uvmqtt__idset_del(&s->out_ids, m->packet_id);
     msg_free(m);
     return rc;
   }
@@ -1524,9 +771,9 @@ static int send_request(uvmqtt_session_t *s, uvmqtt_sreq_t *r,
                         uvmqtt_packet_t *pkt) {
   int rc = check_size(s, pkt);
   if (rc == 0)
-    rc = out_packet(s, pkt);
+    rc = uvmqtt__out_packet(s, pkt);
   if (rc < 0) {
-    idset_del(&s->out_ids, r->packet_id);
+    uvmqtt__idset_del(&s->out_ids, r->packet_id);
     uvmqtt__free(r);
     return rc;
   }
@@ -1626,10 +873,11 @@ static void acks_forget(uvmqtt_session_t *s) {
   if (!f)
     return;
   if (f->unacked)
-    slog(s, LOG_WARN,
-         "%u delivered message(s) not acknowledged when the connection "
-         "ended: the broker will send them again",
-         (unsigned)f->unacked);
+    uvmqtt__session_log(
+        s, UVMQTT_LOG_WARN,
+        "%u delivered message(s) not acknowledged when the connection "
+        "ended: the broker will send them again",
+        (unsigned)f->unacked);
   while (f->count) {
     uvmqtt__free(f->ring[f->head].props);
     f->head = (f->head + 1) % f->cap;
@@ -1661,10 +909,10 @@ static int acks_flush(uvmqtt_session_t *s) {
     in_ack_t *e = &f->ring[f->head];
     /* A PUBREC starts the wait for PUBREL: the id is then a duplicate
      * filter (and, with a store, recorded), as in automatic mode. */
-    bool add =
-        e->qos == 2 && e->reason < 0x80 && !idset_has(s->in_ids, e->packet_id);
+    bool add = e->qos == 2 && e->reason < 0x80 &&
+               !uvmqtt__idset_has(s->in_ids, e->packet_id);
     if (add) {
-      int rc = idset_add(&s->in_ids, e->packet_id);
+      int rc = uvmqtt__idset_add(&s->in_ids, e->packet_id);
       if (rc < 0)
         return rc;
     }
@@ -1672,7 +920,7 @@ static int acks_flush(uvmqtt_session_t *s) {
                            e->packet_id, e->reason, e->props);
     if (rc < 0) {
       if (add)
-        idset_del(&s->in_ids, e->packet_id);
+        uvmqtt__idset_del(&s->in_ids, e->packet_id);
       return rc;
     }
     if (add)
@@ -1804,8 +1052,9 @@ int uvmqtt__session_ack(uvmqtt_session_t *s, uint64_t now, uint64_t handle,
    * flush; the connection is in trouble anyway (out of memory). */
   int rc = acks_flush(s);
   if (rc < 0)
-    slog(s, LOG_ERROR, "cannot queue an acknowledgement: %s",
-         uvmqtt_strerror(rc));
+    uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                        "cannot queue an acknowledgement: %s",
+                        uvmqtt_strerror(rc));
   hold_changed(s, now, was);
   return 0;
 }
@@ -1870,7 +1119,8 @@ int uvmqtt__session_release_input(uvmqtt_session_t *s, uint64_t now) {
  * ------------------------------------------------------------------- */
 
 static int unexpected(uvmqtt_session_t *s, const char *what, unsigned id) {
-  slog(s, LOG_ERROR, "protocol violation by the broker: %s (id %u)", what, id);
+  uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                      "protocol violation by the broker: %s (id %u)", what, id);
   return UVMQTT_EUNEXPECTED;
 }
 
@@ -1879,12 +1129,12 @@ static int unexpected(uvmqtt_session_t *s, const char *what, unsigned id) {
 static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
   if (!present) {
     if (s->persist) /* rare (a session lost): a scan of the id space */
-      for (uint32_t id = 1; id <= 65535 && idset_count(s->in_ids); id++)
-        if (idset_has(s->in_ids, (uint16_t)id)) {
-          idset_del(&s->in_ids, (uint16_t)id);
+      for (uint32_t id = 1; id <= 65535 && uvmqtt__idset_count(s->in_ids); id++)
+        if (uvmqtt__idset_has(s->in_ids, (uint16_t)id)) {
+          uvmqtt__idset_del(&s->in_ids, (uint16_t)id);
           (void)persist_ev(s, UVMQTT_PERSIST_IN_DEL, NULL, (uint16_t)id);
         }
-    idset_clear(&s->in_ids);
+    uvmqtt__idset_clear(&s->in_ids);
     if (s->flow)
       s->flow->nknown = 0;
     /* Walk from the tail so that prepending keeps the original order. */
@@ -1894,16 +1144,17 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
       list_remove(&s->f_head, &s->f_tail, m);
       s->f_count--;
       if (m->qos == 2) {
-        slog(s, LOG_WARN,
-             "broker has no session: QoS 2 message %u cannot be completed "
-             "exactly once",
-             m->packet_id);
+        uvmqtt__session_log(
+            s, UVMQTT_LOG_WARN,
+            "broker has no session: QoS 2 message %u cannot be completed "
+            "exactly once",
+            m->packet_id);
         msg_finish(s, m, UVMQTT_ESESSION, 0);
       } else {
-        slog(s, LOG_INFO,
-             "broker has no session: sending QoS 1 message %u "
-             "again as a new message",
-             m->packet_id);
+        uvmqtt__session_log(s, UVMQTT_LOG_INFO,
+                            "broker has no session: sending QoS 1 message %u "
+                            "again as a new message",
+                            m->packet_id);
         m->dup = false;
         m->state = MSG_QUEUED;
         (void)persist_ev(s, UVMQTT_PERSIST_REQUEUED, m, m->packet_id);
@@ -1920,7 +1171,7 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
     if (m->state == MSG_WAIT_COMP) {
       if (!m->stored)
         continue; /* PUBREL once its state is durable (see on_ack) */
-      rc = out_ack(s, UVMQTT_PUBREL, m->packet_id, 0);
+      rc = uvmqtt__out_ack(s, UVMQTT_PUBREL, m->packet_id, 0);
     } else {
       uvmqtt_publish_t pub;
       m->dup = true;
@@ -1928,7 +1179,7 @@ static int resume_inflight(uvmqtt_session_t *s, uint64_t now, bool present) {
       /* Aliases belong to the old connection; the resend carries the full
        * topic (and gets a fresh automatic alias if any). */
       pub.props.present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS);
-      rc = out_publish(s, now, &pub, m, true);
+      rc = uvmqtt__out_publish(s, now, &pub, m, true);
     }
     if (rc < 0)
       return rc;
@@ -1985,12 +1236,13 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
  * (manual acknowledgement) and QoS 2 ones waiting for PUBREL. */
 static int recv_max_check(uvmqtt_session_t *s) {
   uint16_t rmax = s->receive_maximum ? s->receive_maximum : 65535;
-  size_t n = idset_count(s->in_ids) + (s->flow ? s->flow->count : 0);
+  size_t n = uvmqtt__idset_count(s->in_ids) + (s->flow ? s->flow->count : 0);
   if (s->version == UVMQTT_V5 && n >= rmax) {
-    slog(s, LOG_ERROR,
-         "broker exceeded our receive maximum %u (%zu QoS 1/2 messages in "
-         "flight towards us)",
-         rmax, n + 1);
+    uvmqtt__session_log(
+        s, UVMQTT_LOG_ERROR,
+        "broker exceeded our receive maximum %u (%zu QoS 1/2 messages in "
+        "flight towards us)",
+        rmax, n + 1);
     return UVMQTT_ERECVMAX;
   }
   return 0;
@@ -1999,11 +1251,13 @@ static int recv_max_check(uvmqtt_session_t *s) {
 /* Manual mode: delivers with a handle; the ack waits for the application. */
 static int on_publish_manual(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
   inflow_t *f = s->flow;
-  if (pub->qos == 2 && idset_has(s->in_ids, pub->packet_id))
-    return out_ack(s, UVMQTT_PUBREC, pub->packet_id, 0); /* acked before */
+  if (pub->qos == 2 && uvmqtt__idset_has(s->in_ids, pub->packet_id))
+    return uvmqtt__out_ack(s, UVMQTT_PUBREC, pub->packet_id,
+                           0); /* acked before */
   if (pub->dup && acks_pending_id(f, pub->packet_id)) {
-    slog(s, LOG_DEBUG, "message %u sent again before we acknowledged it",
-         pub->packet_id);
+    uvmqtt__session_log(s, UVMQTT_LOG_DEBUG,
+                        "message %u sent again before we acknowledged it",
+                        pub->packet_id);
     return 0;
   }
   int rc = recv_max_check(s);
@@ -2093,15 +1347,15 @@ static int on_publish_first(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
     uint64_t did = f->known[k].did;
     known_drop(f, k);
     deliver_did(s, pub, did, true);
-    return out_ack(s, UVMQTT_PUBREC, pid, 0);
+    return uvmqtt__out_ack(s, UVMQTT_PUBREC, pid, 0);
   }
   if (f->store_wait && f->wait_pid == pid)
     return 0; /* sent again while its record is written: PUBREC follows */
-  if (idset_has(s->in_ids, pid))
-    return out_ack(s, UVMQTT_PUBREC, pid, 0);
+  if (uvmqtt__idset_has(s->in_ids, pid))
+    return uvmqtt__out_ack(s, UVMQTT_PUBREC, pid, 0);
   int rc = recv_max_check(s);
   if (rc == 0)
-    rc = idset_add(&s->in_ids, pid);
+    rc = uvmqtt__idset_add(&s->in_ids, pid);
   if (rc < 0)
     return rc;
   uint64_t did = f->next_did++;
@@ -2118,13 +1372,14 @@ static int on_publish_first(uvmqtt_session_t *s, const uvmqtt_publish_t *pub) {
     wait_free(f);
   }
   /* Not recorded (no memory): delivered now, as without the option. */
-  slog(s, LOG_ERROR,
-       "cannot record QoS 2 message %u before delivering it: delivered "
-       "without the record-first guarantee",
-       pid);
+  uvmqtt__session_log(
+      s, UVMQTT_LOG_ERROR,
+      "cannot record QoS 2 message %u before delivering it: delivered "
+      "without the record-first guarantee",
+      pid);
   (void)persist_ev(s, UVMQTT_PERSIST_IN_ADD, NULL, pid);
   deliver_did(s, pub, did, false);
-  return out_ack(s, UVMQTT_PUBREC, pid, 0);
+  return uvmqtt__out_ack(s, UVMQTT_PUBREC, pid, 0);
 }
 
 uint64_t uvmqtt__session_in_did(const uvmqtt_session_t *s, bool *maybe) {
@@ -2143,19 +1398,21 @@ void uvmqtt__session_in_stored(uvmqtt_session_t *s, uint64_t now, uint16_t pid,
     return;
   bool was = holding(s);
   if (status < 0)
-    slog(s, LOG_ERROR,
-         "QoS 2 message %u not recorded (%s): delivered without the "
-         "record-first guarantee",
-         pid, uvmqtt_strerror(status));
+    uvmqtt__session_log(
+        s, UVMQTT_LOG_ERROR,
+        "QoS 2 message %u not recorded (%s): delivered without the "
+        "record-first guarantee",
+        pid, uvmqtt_strerror(status));
   if (s->halted) {
     /* The application left: not delivered, and forgotten here so that
      * the broker's resend is delivered (the record only marks it). */
-    idset_del(&s->in_ids, pid);
+    uvmqtt__idset_del(&s->in_ids, pid);
   } else {
     deliver_did(s, &f->wait_pub, f->wait_did, false);
     if (s->state == UVMQTT_SS_CONNECTED && s->gen == f->wait_gen &&
-        !s->halted && out_ack(s, UVMQTT_PUBREC, pid, 0) < 0)
-      slog(s, LOG_ERROR, "cannot queue PUBREC %u: the broker resends it", pid);
+        !s->halted && uvmqtt__out_ack(s, UVMQTT_PUBREC, pid, 0) < 0)
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                          "cannot queue PUBREC %u: the broker resends it", pid);
   }
   wait_free(f);
   hold_changed(s, now, was);
@@ -2175,11 +1432,12 @@ int uvmqtt__session_set_record_first(uvmqtt_session_t *s, uint64_t did_base) {
 static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
   uvmqtt_publish_t resolved = *in, *pub = &resolved;
   if (s->version == UVMQTT_V5) {
-    int rc = alias_in(s, pub);
+    int rc = uvmqtt__alias_in(s, pub);
     if (rc < 0)
       return rc;
   } else if (pub->topic.len == 0) {
-    slog(s, LOG_ERROR, "broker sent a PUBLISH without a topic");
+    uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                        "broker sent a PUBLISH without a topic");
     return UVMQTT_EPROTOCOL;
   }
   if (pub->qos > 0 && s->flow && s->flow->manual)
@@ -2195,21 +1453,21 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
      * and the DISCONNECT is queued after this ack. */
     if (s->ev_->on_message)
       s->ev_->on_message(s->ud, pub);
-    return out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
+    return uvmqtt__out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
   default:
     if (s->flow && s->flow->record_first)
       return on_publish_first(s, pub);
-    if (!idset_has(s->in_ids, pub->packet_id)) {
+    if (!uvmqtt__idset_has(s->in_ids, pub->packet_id)) {
       int rc = recv_max_check(s);
       if (rc == 0)
-        rc = idset_add(&s->in_ids, pub->packet_id);
+        rc = uvmqtt__idset_add(&s->in_ids, pub->packet_id);
       if (rc < 0)
         return rc;
       (void)persist_ev(s, UVMQTT_PERSIST_IN_ADD, NULL, pub->packet_id);
       if (s->ev_->on_message)
         s->ev_->on_message(s->ud, pub);
     }
-    return out_ack(s, UVMQTT_PUBREC, pub->packet_id, 0);
+    return uvmqtt__out_ack(s, UVMQTT_PUBREC, pub->packet_id, 0);
   }
 }
 
@@ -2227,7 +1485,7 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
     m = inflight_find(s, id);
     if (!m || m->qos != 2) {
       if (s->version == UVMQTT_V5)
-        return out_ack(s, UVMQTT_PUBREL, id, 0x92);
+        return uvmqtt__out_ack(s, UVMQTT_PUBREL, id, 0x92);
       return unexpected(s, "PUBREC for an unknown packet id", id);
     }
     if (ack->reason_code < 0x80) {
@@ -2241,21 +1499,21 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
           return 0;
         m->stored = true; /* cannot store it: carry on as without */
       }
-      return out_ack(s, UVMQTT_PUBREL, id, 0);
+      return uvmqtt__out_ack(s, UVMQTT_PUBREL, id, 0);
     }
     break;
   case UVMQTT_PUBREL: {
-    bool known = idset_has(s->in_ids, id);
+    bool known = uvmqtt__idset_has(s->in_ids, id);
     if (s->flow && s->flow->nknown) { /* released: it had been delivered */
       int k = known_find(s->flow, id);
       if (k >= 0)
         known_drop(s->flow, k);
     }
-    idset_del(&s->in_ids, id);
+    uvmqtt__idset_del(&s->in_ids, id);
     if (known)
       (void)persist_ev(s, UVMQTT_PERSIST_IN_DEL, NULL, id);
-    return out_ack(s, UVMQTT_PUBCOMP, id,
-                   (!known && s->version == UVMQTT_V5) ? 0x92 : 0);
+    return uvmqtt__out_ack(s, UVMQTT_PUBCOMP, id,
+                           (!known && s->version == UVMQTT_V5) ? 0x92 : 0);
   }
   default: /* PUBCOMP */
     m = inflight_find(s, id);
@@ -2288,7 +1546,7 @@ static int on_suback(uvmqtt_session_t *s, uint8_t type,
     return unexpected(s, "SUBACK/UNSUBACK with the wrong number of codes",
                       ack->packet_id);
   *pp = r->next;
-  idset_del(&s->out_ids, r->packet_id);
+  uvmqtt__idset_del(&s->out_ids, r->packet_id);
   if (s->ev_->on_sub_done)
     s->ev_->on_sub_done(s->ud, r->type, r->cb, r->arg, 0, r->packet_id,
                         ack->codes, ack->count, &ack->props);
@@ -2318,9 +1576,10 @@ static int handle(uvmqtt_session_t *s, uint64_t now,
     s->ping_outstanding = false;
     return 0;
   case UVMQTT_DISCONNECT:
-    slog(s, LOG_WARN, "broker sent DISCONNECT: %s (0x%02x)",
-         uvmqtt_reason_string(pkt->u.disconnect.reason_code, false),
-         pkt->u.disconnect.reason_code);
+    uvmqtt__session_log(
+        s, UVMQTT_LOG_WARN, "broker sent DISCONNECT: %s (0x%02x)",
+        uvmqtt_reason_string(pkt->u.disconnect.reason_code, false),
+        pkt->u.disconnect.reason_code);
     if (s->ev_->on_disconnect)
       s->ev_->on_disconnect(s->ud, &pkt->u.disconnect);
     return UVMQTT_EDISCONNECTED;
@@ -2431,8 +1690,10 @@ static int input_run(uvmqtt_session_t *s, uint64_t now, const uint8_t *data,
         break;
       }
     } else if (rc < 0) {
-      slog(s, LOG_ERROR, "malformed packet from the broker at byte %llu: %s",
-           (unsigned long long)p->error_offset, uvmqtt_strerror(rc));
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                          "malformed packet from the broker at byte %llu: %s",
+                          (unsigned long long)p->error_offset,
+                          uvmqtt_strerror(rc));
       broken = true;
       break;
     } else if (used == 0) {
@@ -2457,38 +1718,6 @@ static int input_run(uvmqtt_session_t *s, uint64_t now, const uint8_t *data,
   return rc < 0 ? rc : 0;
 }
 
-/* ---- output
- * ------------------------------------------------------------------ */
-
-size_t uvmqtt__session_take_output(uvmqtt_session_t *s, uint64_t now,
-                                   const uvmqtt_iov_t **iov,
-                                   uvmqtt_out_batch_t **batch) {
-  uvmqtt_out_batch_t *b = s->cur;
-  if (!b)
-    return 0;
-  if (b->nsegs == 0) {
-    /* Only completions (nothing to write): finish them right away. */
-    s->cur = NULL;
-    batch_release(s, b, 0);
-    return 0;
-  }
-  /* b->iov always has room for every segment (grow_segs). */
-  for (size_t i = 0; i < b->nsegs; i++) {
-    b->iov[i].base = b->segs[i].ext ? b->segs[i].ext : b->buf + b->segs[i].off;
-    b->iov[i].len = b->segs[i].len;
-  }
-  s->cur = NULL;
-  s->last_send = now;
-  *iov = b->iov;
-  *batch = b;
-  return b->nsegs;
-}
-
-void uvmqtt__session_output_done(uvmqtt_session_t *s, uvmqtt_out_batch_t *batch,
-                                 int status) {
-  batch_release(s, batch, status);
-}
-
 /* ---- queries
  * --------------------------------------------------------------------- */
 
@@ -2507,16 +1736,13 @@ size_t uvmqtt__session_inflight(const uvmqtt_session_t *s) {
   return s->f_count;
 }
 size_t uvmqtt__session_in_pending(const uvmqtt_session_t *s) {
-  return idset_count(s->in_ids);
+  return uvmqtt__idset_count(s->in_ids);
 }
 size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
   return s->q_count;
 }
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
   return s->cur != NULL;
-}
-size_t uvmqtt__session_spare_batches(void) {
-  return batch_pool.n;
 }
 uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s) {
   return s->server_keepalive;
@@ -2536,24 +1762,26 @@ void uvmqtt__session_stored(uvmqtt_session_t *s, uvmqtt_smsg_t *m, uint64_t now,
   m->stored = true;
   if (m->done) { /* completed while its write was under way */
     if (m->refs == 0)
-      msg_fire(s, m, NULL);
+      uvmqtt__session_msg_fire(s, m, NULL);
     return;
   }
   if (m->state == MSG_WAIT_COMP) {
     /* "PUBREC received" is durable (or could not be stored: go on). */
     if (status < 0)
-      slog(s, LOG_ERROR, "cannot store the state of message %u: %s",
-           m->packet_id, uvmqtt_strerror(status));
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR,
+                          "cannot store the state of message %u: %s",
+                          m->packet_id, uvmqtt_strerror(status));
     if (s->state == UVMQTT_SS_CONNECTED &&
-        out_ack(s, UVMQTT_PUBREL, m->packet_id, 0) < 0)
-      slog(s, LOG_ERROR, "cannot queue PUBREL %u", m->packet_id);
+        uvmqtt__out_ack(s, UVMQTT_PUBREL, m->packet_id, 0) < 0)
+      uvmqtt__session_log(s, UVMQTT_LOG_ERROR, "cannot queue PUBREL %u",
+                          m->packet_id);
     return;
   }
   if (status < 0) {
     /* Never sent (pump() held it back): it is still in the queue. */
     queue_unlink(s, m);
-    slog(s, LOG_ERROR, "cannot store message %u: %s", m->packet_id,
-         uvmqtt_strerror(status));
+    uvmqtt__session_log(s, UVMQTT_LOG_ERROR, "cannot store message %u: %s",
+                        m->packet_id, uvmqtt_strerror(status));
     msg_finish(s, m, status, 0);
     return;
   }
@@ -2579,7 +1807,7 @@ int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
       state < 0 || state > 2 || (state == 2 && pub->qos != 2) ||
       !pub->topic.len)
     return UVMQTT_EINVAL;
-  if (idset_has(s->out_ids, pub->packet_id))
+  if (uvmqtt__idset_has(s->out_ids, pub->packet_id))
     return UVMQTT_EEXIST;
   memset(&p, 0, sizeof(p));
   p.topic = pub->topic.data;
@@ -2595,7 +1823,7 @@ int uvmqtt__session_restore_msg(uvmqtt_session_t *s, uint64_t now,
     return rc;
   if (m->props) /* kept in the record, not a property to send twice */
     m->props->present &= ~UVMQTT_PROP_BIT(UVMQTT_PROP_MESSAGE_EXPIRY_INTERVAL);
-  rc = idset_add(&s->out_ids, pub->packet_id);
+  rc = uvmqtt__idset_add(&s->out_ids, pub->packet_id);
   if (rc < 0) {
     msg_free(m);
     return rc;
@@ -2640,7 +1868,8 @@ int uvmqtt__session_restore_in_id(uvmqtt_session_t *s, uint16_t id,
     }
     f->known[k].did = did;
   }
-  return idset_has(s->in_ids, id) ? 0 : idset_add(&s->in_ids, id);
+  return uvmqtt__idset_has(s->in_ids, id) ? 0
+                                          : uvmqtt__idset_add(&s->in_ids, id);
 }
 
 void uvmqtt__session_each_msg(uvmqtt_session_t *s,

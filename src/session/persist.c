@@ -1,7 +1,7 @@
 /* The session's records in a store: encoding a message record and
  * rebuilding a session from a client's records (format in
- * session_persist.h and docs/persistence.md). */
-#include "session_persist.h"
+ * persist.h and docs/persistence.md). */
+#include "session/persist.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -25,7 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "session.h"
+#include "session/session.h"
 #include "store/store_int.h"
 
 #define UVMQTT__REC_MSG(id) ((1ull << 32) | (uint64_t)(id))
