@@ -20,9 +20,7 @@
 #include "http.h"
 #include "transport.h"
 #include "uvmqtt/errors.h"
-
-/* Log levels, as UVMQTT_LOG_* in uvmqtt.h. */
-enum { WS_LOG_ERROR = 0, WS_LOG_WARN = 1, WS_LOG_INFO = 2, WS_LOG_DEBUG = 3 };
+#include "uvmqtt/log.h"
 
 #define WS_DEFAULT_PATH "/mqtt"
 #define WS_DEFAULT_PROTOCOL "mqtt"
@@ -278,7 +276,7 @@ static void send_close(ws_stream_t *ws, uint16_t code) {
   uv_buf_t b = uv_buf_init((char *)payload, 2);
   int rc = send_frame(ws, OP_CLOSE, &b, 1, NULL, NULL);
   if (rc != 0)
-    ws_log(ws, WS_LOG_DEBUG, "ws: could not send close frame: %s",
+    ws_log(ws, UVMQTT_LOG_DEBUG, "ws: could not send close frame: %s",
            uvmqtt_strerror(rc));
 }
 
@@ -307,7 +305,7 @@ static void end_read(ws_stream_t *ws, int err) {
 /* A protocol error from the peer: say goodbye, then end reading. */
 static void frame_error(ws_stream_t *ws, int err, uint16_t code,
                         const char *why) {
-  ws_log(ws, WS_LOG_ERROR, "ws: %s", why);
+  ws_log(ws, UVMQTT_LOG_ERROR, "ws: %s", why);
   send_close(ws, code);
   end_read(ws, err);
 }
@@ -327,7 +325,7 @@ static void handle_control(ws_stream_t *ws) {
     uv_buf_t b = uv_buf_init((char *)ws->ctrl, ws->ctrl_len);
     int rc = send_frame(ws, OP_PONG, &b, 1, NULL, NULL);
     if (rc != 0)
-      ws_log(ws, WS_LOG_WARN, "ws: could not answer ping: %s",
+      ws_log(ws, UVMQTT_LOG_WARN, "ws: could not answer ping: %s",
              uvmqtt_strerror(rc));
     return;
   }
@@ -343,15 +341,15 @@ static void handle_control(ws_stream_t *ws) {
   if (ws->ctrl_len >= 2) {
     code = ((unsigned)ws->ctrl[0] << 8) | ws->ctrl[1];
     if (!valid_close_code(code)) {
-      ws_log(ws, WS_LOG_WARN, "ws: close frame with invalid code %u", code);
+      ws_log(ws, UVMQTT_LOG_WARN, "ws: close frame with invalid code %u", code);
       send_close(ws, CLOSE_PROTOCOL);
       end_read(ws, UVMQTT_EWS_FRAME);
       return;
     }
   }
   ws_log(ws,
-         code == CLOSE_NORMAL || code == CLOSE_NO_STATUS ? WS_LOG_DEBUG
-                                                         : WS_LOG_WARN,
+         code == CLOSE_NORMAL || code == CLOSE_NO_STATUS ? UVMQTT_LOG_DEBUG
+                                                         : UVMQTT_LOG_WARN,
          "ws: closed by the peer (code %u%s%.*s)", code,
          ws->ctrl_len > 2 ? ": " : "", ws->ctrl_len > 2 ? ws->ctrl_len - 2 : 0,
          (const char *)ws->ctrl + 2);
@@ -414,7 +412,8 @@ static int start_frame(ws_stream_t *ws) {
     return -1;
   }
   if (len > ws->max_frame) {
-    ws_log(ws, WS_LOG_ERROR, "ws: frame of %llu bytes over the limit of %llu",
+    ws_log(ws, UVMQTT_LOG_ERROR,
+           "ws: frame of %llu bytes over the limit of %llu",
            (unsigned long long)len, (unsigned long long)ws->max_frame);
     send_close(ws, CLOSE_TOO_BIG);
     end_read(ws, UVMQTT_EWS_TOOBIG);
@@ -558,12 +557,13 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
     if (llen == 0)
       break; /* end of the header */
     if (uvmqtt__http_is_ows(line[0])) {
-      ws_log(ws, WS_LOG_ERROR, "ws: folded header line in the upgrade reply");
+      ws_log(ws, UVMQTT_LOG_ERROR,
+             "ws: folded header line in the upgrade reply");
       return UVMQTT_EWS_UPGRADE;
     }
     const char *colon = memchr(line, ':', llen);
     if (!colon || colon == line) {
-      ws_log(ws, WS_LOG_ERROR, "ws: malformed header line in the reply");
+      ws_log(ws, UVMQTT_LOG_ERROR, "ws: malformed header line in the reply");
       return UVMQTT_EWS_UPGRADE;
     }
     size_t nlen = (size_t)(colon - line);
@@ -581,7 +581,7 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
         connection = 1;
     } else if (uvmqtt__http_ci_equal(line, nlen, "sec-websocket-accept")) {
       if (vlen != 28 || memcmp(v, ws->accept, 28) != 0) {
-        ws_log(ws, WS_LOG_ERROR,
+        ws_log(ws, UVMQTT_LOG_ERROR,
                "ws: Sec-WebSocket-Accept is \"%.*s\", expected \"%s\"",
                (int)(vlen > 64 ? 64 : vlen), v, ws->accept);
         return UVMQTT_EWS_ACCEPT;
@@ -589,7 +589,7 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
       accept = 1;
     } else if (uvmqtt__http_ci_equal(line, nlen, "sec-websocket-protocol")) {
       if (!uvmqtt__http_ci_equal(v, vlen, ws->protocol)) {
-        ws_log(ws, WS_LOG_ERROR,
+        ws_log(ws, UVMQTT_LOG_ERROR,
                "ws: server chose subprotocol \"%.*s\", asked for \"%s\"",
                (int)(vlen > 64 ? 64 : vlen), v, ws->protocol);
         return UVMQTT_EWS_PROTOCOL;
@@ -598,7 +598,7 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
     } else if (uvmqtt__http_ci_equal(line, nlen, "sec-websocket-extensions")) {
       if (vlen > 0) {
         /* We asked for none (RFC 6455 section 4.1, point 5). */
-        ws_log(ws, WS_LOG_ERROR,
+        ws_log(ws, UVMQTT_LOG_ERROR,
                "ws: server enabled extensions we did not "
                "ask for");
         return UVMQTT_EWS_UPGRADE;
@@ -606,16 +606,16 @@ static int check_reply(ws_stream_t *ws, const char *r, size_t len) {
     }
   }
   if (!upgrade || !connection) {
-    ws_log(ws, WS_LOG_ERROR, "ws: reply lacks %s",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: reply lacks %s",
            !upgrade ? "\"Upgrade: websocket\"" : "\"Connection: Upgrade\"");
     return UVMQTT_EWS_UPGRADE;
   }
   if (!accept) {
-    ws_log(ws, WS_LOG_ERROR, "ws: reply lacks Sec-WebSocket-Accept");
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: reply lacks Sec-WebSocket-Accept");
     return UVMQTT_EWS_ACCEPT;
   }
   if (!protocol) {
-    ws_log(ws, WS_LOG_ERROR, "ws: server did not accept subprotocol \"%s\"",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: server did not accept subprotocol \"%s\"",
            ws->protocol);
     return UVMQTT_EWS_PROTOCOL;
   }
@@ -637,7 +637,7 @@ static void handshake_read(ws_stream_t *ws, const uint8_t *p, size_t n) {
       ws->eoh = c == '\n' ? 1 : (c == '\r' && ws->eoh == 1) ? 2 : 0;
   }
   if (ws->reply_len + i > ws->max_reply) {
-    ws_log(ws, WS_LOG_ERROR, "ws: upgrade reply longer than %zu bytes",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: upgrade reply longer than %zu bytes",
            ws->max_reply);
     open_done(ws, UVMQTT_EWS_TOOBIG);
     return;
@@ -668,14 +668,14 @@ static void handshake_read(ws_stream_t *ws, const uint8_t *p, size_t n) {
     l1--;
   int status = uvmqtt__http_status_line(ws->reply, l1);
   if (status < 0) {
-    ws_log(ws, WS_LOG_ERROR, "ws: malformed status line \"%.*s\"",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: malformed status line \"%.*s\"",
            (int)(l1 > 80 ? 80 : l1), ws->reply);
     open_done(ws, UVMQTT_EWS_UPGRADE);
     return;
   }
   if (status != 101) {
     ws->http_status = status;
-    ws_log(ws, WS_LOG_ERROR, "ws: upgrade refused: \"%.*s\"",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: upgrade refused: \"%.*s\"",
            (int)(l1 > 80 ? 80 : l1), ws->reply);
     open_done(ws, UVMQTT_EWS_STATUS);
     return;
@@ -698,13 +698,14 @@ static void on_lower_read(uvmqtt_stream_t *lower, ssize_t nread,
     return;
   if (ws->state == ST_HANDSHAKE || ws->state == ST_NEW) {
     if (nread < 0) {
-      ws_log(ws, WS_LOG_ERROR, "ws: connection ended during the upgrade: %s",
+      ws_log(ws, UVMQTT_LOG_ERROR,
+             "ws: connection ended during the upgrade: %s",
              uvmqtt_strerror((int)nread));
       open_done(ws, (int)nread);
       return;
     }
     if (ws->state == ST_NEW) {
-      ws_log(ws, WS_LOG_ERROR, "ws: server spoke before the request");
+      ws_log(ws, UVMQTT_LOG_ERROR, "ws: server spoke before the request");
       open_done(ws, UVMQTT_EWS_UPGRADE);
       return;
     }
@@ -715,7 +716,7 @@ static void on_lower_read(uvmqtt_stream_t *lower, ssize_t nread,
     return;
   if (nread < 0) {
     if (ws->in_payload || ws->hdr_len > 0) {
-      ws_log(ws, WS_LOG_WARN, "ws: connection ended inside a frame");
+      ws_log(ws, UVMQTT_LOG_WARN, "ws: connection ended inside a frame");
       end_read(ws, nread == UV_EOF ? UVMQTT_EWS_FRAME : (int)nread);
     } else {
       end_read(ws, (int)nread);
@@ -756,7 +757,7 @@ static void on_request_written(uvmqtt_stream_t *lower, int status, void *arg) {
   uvmqtt__free(ws->request);
   ws->request = NULL;
   if (status != 0 && !ws->closing && ws->state == ST_HANDSHAKE) {
-    ws_log(ws, WS_LOG_ERROR, "ws: could not send the upgrade request: %s",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: could not send the upgrade request: %s",
            uvmqtt_strerror(status));
     open_done(ws, status);
   }
@@ -794,7 +795,7 @@ static int ws_open(uvmqtt_stream_t *s, uvmqtt_stream_open_cb cb) {
     rc = s->lower->ops->read_start(s->lower);
   if (rc != 0) {
     /* open_cb must not fire from inside open(): defer the error. */
-    ws_log(ws, WS_LOG_ERROR, "ws: could not send the upgrade request: %s",
+    ws_log(ws, UVMQTT_LOG_ERROR, "ws: could not send the upgrade request: %s",
            uvmqtt_strerror(rc));
     ws->deferred_open_err = rc;
     uv_timer_start(&ws->timer, on_timer, 0, 0);
