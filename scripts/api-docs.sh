@@ -46,8 +46,10 @@ names = set()
 for el in ET.parse(sys.argv[1]).getroot().iter():
     if el.tag == "name" and el.text:
         names.add(el.text.strip())
-# Struct tags (uvmqtt_client_s) hidden behind their typedefs.
+# Struct tags (uvmqtt_client_s) hidden behind their typedefs, and names
+# that are not symbols: the libraries (meson targets, pkg-config names).
 names |= {n[:-2] + "_s" for n in names if n.endswith("_t")}
+names |= {"uvmqtt_proto"}
 
 comment = re.compile(r"/\*.*?\*/", re.S)
 word = re.compile(r"\b((?:uvmqtt|UVMQTT)_[A-Za-z0-9_]*)(\*?)")

@@ -1,4 +1,5 @@
-/* uvmqtt error codes.
+/** @file
+ * uvmqtt error codes.
  *
  * Every fallible function returns an int: 0 (or a positive count) on success
  * and a negative code on failure. The library's own codes live in the block
@@ -18,7 +19,7 @@
 extern "C" {
 #endif
 
-/* XX(name, value, message). Grouped by layer: general, codec, client, TLS,
+/** XX(name, value, message). Grouped by layer: general, codec, client, TLS,
  * WebSocket, DNS, store, proxies. Values never change once released. */
 #define UVMQTT_ERRNO_MAP(XX)                                                   \
   XX(EINVAL, -20001, "invalid argument")                                       \
@@ -124,26 +125,28 @@ extern "C" {
   XX(ESOCKS_ATYP, -20717, "SOCKS proxy: address type not supported")           \
   XX(ESOCKS_METHOD, -20718, "SOCKS proxy: no acceptable authentication method")
 
+/** The codes of UVMQTT_ERRNO_MAP as constants: UVMQTT_EINVAL,
+ * UVMQTT_ENOMEM, ... (uvmqtt_strerror() gives each one's message). */
 typedef enum {
 #define UVMQTT_ERR_ENUM_(name, val, msg) UVMQTT_##name = val,
   UVMQTT_ERRNO_MAP(UVMQTT_ERR_ENUM_)
 #undef UVMQTT_ERR_ENUM_
-      UVMQTT_ERRNO_MAX_ = -20999
+      UVMQTT_ERRNO_MAX_ = -20999 /**< the end of the block, not a code */
 } uvmqtt_errno_t;
 
-/* A human-readable message for any code: uvmqtt's own, libuv's (on the
+/** A human-readable message for any code: uvmqtt's own, libuv's (on the
  * client library) or "unknown error". Never returns NULL; the string is
  * static. */
 UVMQTT_EXTERN const char *uvmqtt_strerror(int err);
 
-/* The code's symbolic name, e.g. "UVMQTT_ETOPIC" or "ECONNREFUSED".
+/** The code's symbolic name, e.g. "UVMQTT_ETOPIC" or "ECONNREFUSED".
  * Never returns NULL; the string is static. */
 UVMQTT_EXTERN const char *uvmqtt_err_name(int err);
 
-/* 1 when the error is in uvmqtt's own range. */
+/** 1 when the error is in uvmqtt's own range. */
 UVMQTT_EXTERN int uvmqtt_is_own_error(int err);
 
-/* The retry policy, in one place: whether connecting again later may
+/** The retry policy, in one place: whether connecting again later may
  * succeed after a connection attempt or a connection failed with `err`.
  * The client's automatic reconnect follows it (a connection that was up is
  * always reconnected), and so do the one-shot helpers and the command-line
@@ -175,7 +178,7 @@ UVMQTT_EXTERN int uvmqtt_is_own_error(int err);
  * Pure function; any thread. */
 UVMQTT_EXTERN int uvmqtt_err_is_retryable(int err);
 
-/* Whether a broker that refused a connection with the CONNACK code
+/** Whether a broker that refused a connection with the CONNACK code
  * `reason_code` may accept a later attempt. Codes below 0x80 are 3.1/3.1.1
  * return codes, the others 5.0 reason codes, so no protocol version is
  * needed. 0 for the refusals that name us or our configuration (3.x: 1

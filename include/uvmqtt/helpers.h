@@ -1,4 +1,5 @@
-/* uvmqtt helpers: one-shot publishing and subscribing, and calling in from
+/** @file
+ * uvmqtt helpers: one-shot publishing and subscribing, and calling in from
  * other threads.
  *
  * - One-shot publishing (Paho's publish.single / publish.multiple): connect,
@@ -29,7 +30,9 @@
 extern "C" {
 #endif
 
-/* Forward declarations of uvmqtt.h's types, so this header stands alone. */
+/* Forward declarations of uvmqtt.h's types, so this header stands alone
+ * (documented there). */
+/** @cond */
 typedef struct uvmqtt_client_s uvmqtt_client_t;
 typedef struct uvmqtt_options_s uvmqtt_options_t;
 typedef struct uvmqtt_pub_result_s uvmqtt_pub_result_t;
@@ -38,21 +41,22 @@ typedef void (*uvmqtt_publish_cb)(uvmqtt_client_t *c,
 typedef struct uvmqtt_message_s uvmqtt_message_t;
 typedef void (*uvmqtt_message_cb)(uvmqtt_client_t *c,
                                   const uvmqtt_message_t *msg, void *arg);
+/** @endcond */
 
 /* ---- one-shot publishing ------------------------------------------------ */
 
-/* One message of uvmqtt_publish_multiple(). Everything is copied before the
+/** One message of uvmqtt_publish_multiple(). Everything is copied before the
  * call returns. */
 typedef struct {
-  const char *topic;
-  const void *payload; /* may be NULL when payload_len is 0 */
-  size_t payload_len;
-  int qos; /* 0, 1 or 2 */
-  bool retain;
-  const uvmqtt_props_t *props; /* v5 PUBLISH properties, may be NULL */
+  const char *topic;           /**< the topic name, NUL-terminated */
+  const void *payload;         /**< may be NULL when payload_len is 0 */
+  size_t payload_len;          /**< the payload's length in bytes */
+  int qos;                     /**< 0, 1 or 2 */
+  bool retain;                 /**< the retain flag */
+  const uvmqtt_props_t *props; /**< v5 PUBLISH properties, may be NULL */
 } uvmqtt_oneshot_msg_t;
 
-/* The one-shot publish finished. status is 0 when every message completed
+/** The one-shot publish finished. status is 0 when every message completed
  * at its QoS (QoS 0 written, QoS 1 PUBACK, QoS 2 PUBCOMP), else the first
  * error: the connect failure (UVMQTT_EREFUSED, a libuv error such as
  * UV_ECONNREFUSED, a DNS or TLS error, UVMQTT_ETIMEDOUT) or the first
@@ -60,9 +64,9 @@ typedef struct {
  * used for the job has been closed. */
 typedef void (*uvmqtt_oneshot_cb)(int status, void *arg);
 
-/* Connects to `uri` (as uvmqtt_client_connect_uri()) with a client made
+/** Connects to `uri` (as uvmqtt_client_connect_uri()) with a client made
  * from `opts` (NULL: defaults; copied, may be deleted right after),
- * publishes `msgs[0 .. n)` in order, waits for every completion, sends
+ * publishes msgs[0 .. n) in order, waits for every completion, sends
  * DISCONNECT, closes the client and calls cb(status, arg) once.
  *
  * A failure of the FIRST connection attempt ends the job (it is not
@@ -84,7 +88,7 @@ uvmqtt_publish_multiple(uv_loop_t *loop, const uvmqtt_options_t *opts,
                         const char *uri, const uvmqtt_oneshot_msg_t *msgs,
                         size_t n, uvmqtt_oneshot_cb cb, void *arg);
 
-/* uvmqtt_publish_multiple() with one message. */
+/** uvmqtt_publish_multiple() with one message. */
 UVMQTT_EXTERN int uvmqtt_publish_single(uv_loop_t *loop,
                                         const uvmqtt_options_t *opts,
                                         const char *uri, const char *topic,
@@ -92,7 +96,8 @@ UVMQTT_EXTERN int uvmqtt_publish_single(uv_loop_t *loop,
                                         int qos, bool retain,
                                         uvmqtt_oneshot_cb cb, void *arg);
 
-/* Blocking forms: run the job on a private loop in the calling thread and
+/** @{ */
+/** Blocking forms: run the job on a private loop in the calling thread and
  * return its status (the cb status above, or a start error). They never
  * touch the caller's loops and may be called from any thread. */
 UVMQTT_EXTERN int uvmqtt_publish_multiple_sync(const uvmqtt_options_t *opts,
@@ -103,10 +108,11 @@ UVMQTT_EXTERN int uvmqtt_publish_single_sync(const uvmqtt_options_t *opts,
                                              const char *uri, const char *topic,
                                              const void *payload, size_t len,
                                              int qos, bool retain);
+/** @} */
 
 /* ---- one-shot subscribing ----------------------------------------------- */
 
-/* The messages collected by uvmqtt_subscribe_simple, in arrival order:
+/** The messages collected by uvmqtt_subscribe_simple, in arrival order:
  * msgs[0 .. count) are valid during the call only (copy one with
  * uvmqtt_message_copy to keep it). status 0 when `count` messages arrived,
  * else the error that ended the job (as uvmqtt_oneshot_cb; also
@@ -117,7 +123,7 @@ typedef void (*uvmqtt_collect_cb)(int status,
                                   const uvmqtt_message_t *const *msgs,
                                   size_t count, void *arg);
 
-/* Paho's subscribe.simple: connects to `uri` with a client made from `opts`
+/** Paho's subscribe.simple: connects to `uri` with a client made from `opts`
  * (NULL: defaults; copied), subscribes to filters[0 .. nfilters) at `qos`,
  * collects the first `count` messages (retained ones included when
  * `retained` is true, else skipped), sends DISCONNECT, closes the client
@@ -134,7 +140,7 @@ uvmqtt_subscribe_simple(uv_loop_t *loop, const uvmqtt_options_t *opts,
                         size_t nfilters, int qos, size_t count, bool retained,
                         uvmqtt_collect_cb cb, void *arg);
 
-/* Blocking form on a private loop (any thread): returns the number of
+/** Blocking form on a private loop (any thread): returns the number of
  * messages (count, at most INT_MAX) and *msgs, an array the caller frees
  * with uvmqtt_messages_free(*msgs, n); or a negative error (the job's
  * status or a start error; *msgs is then NULL). */
@@ -144,13 +150,13 @@ UVMQTT_EXTERN int uvmqtt_subscribe_simple_sync(const uvmqtt_options_t *opts,
                                                size_t nfilters, int qos,
                                                size_t count, bool retained,
                                                uvmqtt_message_t ***msgs);
-/* Frees what uvmqtt_subscribe_simple_sync returned; NULL is a no-op. */
+/** Frees what uvmqtt_subscribe_simple_sync returned; NULL is a no-op. */
 UVMQTT_EXTERN void uvmqtt_messages_free(uvmqtt_message_t **msgs, size_t n);
 
-/* A running uvmqtt_subscribe_callback job. */
+/** A running uvmqtt_subscribe_callback job. */
 typedef struct uvmqtt_sub_job_s uvmqtt_sub_job_t;
 
-/* Paho's subscribe.callback: as uvmqtt_subscribe_simple, but every message
+/** Paho's subscribe.callback: as uvmqtt_subscribe_simple, but every message
  * goes to msg_cb(client, msg, arg) (the message is a view valid during the
  * call) until uvmqtt_subscribe_callback_stop(); then the client
  * disconnects and closes and done_cb(status, arg) fires once: 0 after a
@@ -165,7 +171,7 @@ uvmqtt_subscribe_callback(uv_loop_t *loop, const uvmqtt_options_t *opts,
                           size_t nfilters, int qos, bool retained,
                           uvmqtt_message_cb msg_cb, uvmqtt_oneshot_cb done_cb,
                           void *arg, uvmqtt_sub_job_t **out);
-/* Stops the job (from any callback too; takes effect after it returns):
+/** Stops the job (from any callback too; takes effect after it returns):
  * no message is handed over afterwards, and done_cb fires with 0 once the
  * client is closed. A second call, or NULL, is a no-op; calling it after
  * done_cb ran is not allowed. Loop thread only. */
@@ -173,18 +179,19 @@ UVMQTT_EXTERN void uvmqtt_subscribe_callback_stop(uvmqtt_sub_job_t *job);
 
 /* ---- calling in from other threads --------------------------------------- */
 
-/* A client's thread-safe bridge: a uv_async_t and a mutex-protected queue
+/** A client's thread-safe bridge: a uv_async_t and a mutex-protected queue
  * through which other threads hand messages to the client. */
 typedef struct uvmqtt_bridge_s uvmqtt_bridge_t;
+/** Called once a bridge has closed (uvmqtt_bridge_close()). */
 typedef void (*uvmqtt_bridge_close_cb)(uvmqtt_bridge_t *b, void *arg);
 
-/* Creates the bridge of client `c`. MUST be called on the loop thread (or
+/** Creates the bridge of client `c`. MUST be called on the loop thread (or
  * before the loop runs). A client has at most one bridge. Errors:
  * UVMQTT_EINVAL, UVMQTT_EEXIST (the client has one), UVMQTT_ENOMEM, or a
  * libuv error from uv_async_init. */
 UVMQTT_EXTERN int uvmqtt_bridge_new(uvmqtt_client_t *c, uvmqtt_bridge_t **out);
 
-/* Closes the bridge, on the loop thread. From this call on, new
+/** Closes the bridge, on the loop thread. From this call on, new
  * uvmqtt_client_publish_threadsafe() calls for the client fail with
  * UVMQTT_ECLOSED; messages already accepted are handed to the client
  * (their callbacks fire as usual). cb (may be NULL) fires once the
@@ -193,7 +200,7 @@ UVMQTT_EXTERN int uvmqtt_bridge_new(uvmqtt_client_t *c, uvmqtt_bridge_t **out);
 UVMQTT_EXTERN void uvmqtt_bridge_close(uvmqtt_bridge_t *b,
                                        uvmqtt_bridge_close_cb cb, void *arg);
 
-/* THE thread-safe entry point: may be called from ANY thread, including the
+/** THE thread-safe entry point: may be called from ANY thread, including the
  * loop thread, while the client's bridge exists (see uvmqtt_bridge_new).
  *
  * Copies `topic` and payload[0 .. len) into a node, queues it for the loop
@@ -215,9 +222,10 @@ uvmqtt_client_publish_threadsafe(uvmqtt_client_t *c, const char *topic,
 
 /* ---- a loop in its own thread -------------------------------------------- */
 
+/** A thread running a loop (opaque; uvmqtt_thread_start()). */
 typedef struct uvmqtt_thread_s uvmqtt_thread_t;
 
-/* Starts a thread that runs `loop` (Paho's loop_start). From then on the
+/** Starts a thread that runs `loop` (Paho's loop_start). From then on the
  * loop belongs to that thread: other threads reach it only through
  * uvmqtt_client_publish_threadsafe() and uvmqtt_thread_call(). The thread
  * keeps the loop alive even when it has no other handle. Call it on the
@@ -225,14 +233,14 @@ typedef struct uvmqtt_thread_s uvmqtt_thread_t;
  * Errors: UVMQTT_EINVAL, UVMQTT_ENOMEM, libuv errors. */
 UVMQTT_EXTERN int uvmqtt_thread_start(uv_loop_t *loop, uvmqtt_thread_t **out);
 
-/* Runs fn(arg) on the loop thread and waits until it has returned (fn runs
+/** Runs fn(arg) on the loop thread and waits until it has returned (fn runs
  * between two loop iterations, so it may call any uvmqtt function). Called
  * on the loop thread itself it runs fn at once. Returns 0, UVMQTT_EINVAL or
  * UVMQTT_ECLOSED (the thread is stopping). */
 UVMQTT_EXTERN int uvmqtt_thread_call(uvmqtt_thread_t *t, void (*fn)(void *arg),
                                      void *arg);
 
-/* Stops the thread (Paho's loop_stop): the loop stops after its current
+/** Stops the thread (Paho's loop_stop): the loop stops after its current
  * iteration, the thread is joined, and the loop returns to the caller,
  * who may run it again (for instance to close clients). Handles the loop
  * still has are left as they are. Frees `t`. Must not be called from the

@@ -1,4 +1,5 @@
-/* A topic-filter router: a table of routes keyed by MQTT topic filter,
+/** @file
+ * A topic-filter router: a table of routes keyed by MQTT topic filter,
  * matched against topic names.
  *
  * Dependency-free; part of uvmqtt_proto and usable without a client, so a
@@ -11,18 +12,18 @@
  * and a '#' list. Nodes that match a prefix but lead to no route ('+'
  * branches that die deeper) grow in number with the table.
  *
- * A route is one filter with one opaque value. "$share/<group>/<f>" routes
- * match as <f> but stay distinct routes, identified by the full filter.
+ * A route is one filter with one opaque value. `$share/<group>/<f>` routes
+ * match as `<f>` but stay distinct routes, identified by the full filter.
  *
  * Threading: a router is not thread-safe. Calls on one router must not run
  * concurrently; distinct routers are independent. All memory goes through
  * the allocator hooks of uvmqtt/alloc.h.
  *
  * Match order. For one topic, the matching routes are visited in "trie
- * order": compare the routes' keys (the filter, without a "$share/<group>/"
+ * order": compare the routes' keys (the filter, without a `$share/<group>/`
  * prefix) level by level, ranking, at the first level where they differ,
  *     '#'  <  end of filter  <  a literal level  <  '+'.
- * Depth-first, therefore: at each level, "<prefix>/#" routes first, then
+ * Depth-first, therefore: at each level, `<prefix>/#` routes first, then
  * (at the topic's last level) the routes ending exactly there, then the
  * literal branch, then the '+' branch. Routes with the same key (a filter
  * and its $share forms) are visited in the order they were first added.
@@ -56,12 +57,13 @@
 extern "C" {
 #endif
 
+/** A router (opaque): a table of routes keyed by topic filter. */
 typedef struct uvmqtt_router_s uvmqtt_router_t;
 
-/* Called once per matching route.
+/** Called once per matching route.
  *
  * value: the route's value, as last set by uvmqtt_router_add.
- * filter, filter_len: the route's full filter (with any "$share/<group>/"
+ * filter, filter_len: the route's full filter (with any `$share/<group>/`
  *   prefix), owned by the router and valid during the call only; not
  *   NUL-terminated.
  * arg: the match's arg.
@@ -70,18 +72,18 @@ typedef struct uvmqtt_router_s uvmqtt_router_t;
 typedef int (*uvmqtt_router_visit_cb)(void *value, const char *filter,
                                       size_t filter_len, void *arg);
 
-/* Creates an empty router in *out.
+/** Creates an empty router in *out.
  *
  * Returns 0, UVMQTT_EINVAL when out is NULL, or UVMQTT_ENOMEM (then *out
  * is left unchanged and nothing needs cleaning up). */
 UVMQTT_EXTERN int uvmqtt_router_new(uvmqtt_router_t **out);
 
-/* Frees the router and all its routes. Values are not touched: the caller
+/** Frees the router and all its routes. Values are not touched: the caller
  * owns them (walk or track them first if they need freeing). NULL is a
  * no-op. MUST NOT be called from a visitor. */
 UVMQTT_EXTERN void uvmqtt_router_free(uvmqtt_router_t *r);
 
-/* Adds a route, or replaces the value of the route with this exact filter.
+/** Adds a route, or replaces the value of the route with this exact filter.
  *
  * filter, len: a topic filter, validated with uvmqtt_filter_validate and
  *   copied; need not be NUL-terminated.
@@ -97,7 +99,7 @@ UVMQTT_EXTERN void uvmqtt_router_free(uvmqtt_router_t *r);
 UVMQTT_EXTERN int uvmqtt_router_add(uvmqtt_router_t *r, const char *filter,
                                     size_t len, void *value, void **old);
 
-/* Removes the route with this exact filter ("$share/g/a" and "a" are
+/** Removes the route with this exact filter ("$share/g/a" and "a" are
  * different routes).
  *
  * value: when not NULL, receives the removed route's value.
@@ -110,7 +112,7 @@ UVMQTT_EXTERN int uvmqtt_router_add(uvmqtt_router_t *r, const char *filter,
 UVMQTT_EXTERN int uvmqtt_router_remove(uvmqtt_router_t *r, const char *filter,
                                        size_t len, void **value);
 
-/* Calls cb for every route whose filter matches the topic, in trie order
+/** Calls cb for every route whose filter matches the topic, in trie order
  * (see the top of this file), until cb returns non-zero.
  *
  * topic, len: a topic name. For speed it is not checked beyond its length
@@ -127,10 +129,10 @@ UVMQTT_EXTERN int uvmqtt_router_match(uvmqtt_router_t *r, const char *topic,
                                       size_t len, uvmqtt_router_visit_cb cb,
                                       void *arg);
 
-/* The number of routes in the table. */
+/** The number of routes in the table. */
 UVMQTT_EXTERN size_t uvmqtt_router_count(const uvmqtt_router_t *r);
 
-/* The bytes the router has requested from the allocator and not yet
+/** The bytes the router has requested from the allocator and not yet
  * released (router, trie nodes, hash tables, routes; allocator overhead
  * not included). An empty router reports the same figure as a new one. */
 UVMQTT_EXTERN size_t uvmqtt_router_memory(const uvmqtt_router_t *r);

@@ -1,4 +1,5 @@
-/* Topic names and topic filters: validation and the reference matcher.
+/** @file
+ * Topic names and topic filters: validation and the reference matcher.
  *
  * Dependency-free; part of uvmqtt_proto. Every function here is pure: it
  * allocates nothing, keeps no pointer to its arguments and may be called
@@ -19,10 +20,10 @@
 extern "C" {
 #endif
 
-/* The longest topic name or filter MQTT can carry (a two-byte length). */
+/** The longest topic name or filter MQTT can carry (a two-byte length). */
 #define UVMQTT_TOPIC_MAX 65535
 
-/* Checks a topic name as used in PUBLISH [MQTT-4.7.3].
+/** Checks a topic name as used in PUBLISH [MQTT-4.7.3].
  *
  * topic, len: the name; need not be NUL-terminated.
  *
@@ -33,7 +34,7 @@ extern "C" {
  * valid: servers publish them ($SYS/...). */
 UVMQTT_EXTERN int uvmqtt_topic_validate(const char *topic, size_t len);
 
-/* Checks a topic filter as used in SUBSCRIBE and in routes [MQTT-4.7.1].
+/** Checks a topic filter as used in SUBSCRIBE and in routes [MQTT-4.7.1].
  *
  * filter, len: the filter; need not be NUL-terminated.
  *
@@ -41,13 +42,13 @@ UVMQTT_EXTERN int uvmqtt_topic_validate(const char *topic, size_t len);
  * longer than UVMQTT_TOPIC_MAX bytes, contains U+0000 or ill-formed UTF-8,
  * has a '#' that is not alone in the last level, has a '+' that is not alone
  * in its level, or starts with the level "$share" without continuing as
- * "$share/<group>/<filter>" where <group> is non-empty and free of
- * wildcards and <filter> is itself a valid (non-shared) filter. */
+ * `$share/<group>/<filter>` where `<group>` is non-empty and free
+ * of wildcards and `<filter>` is itself a valid (non-shared) filter. */
 UVMQTT_EXTERN int uvmqtt_filter_validate(const char *filter, size_t len);
 
-/* The reference matcher: true when the topic name matches the filter.
+/** The reference matcher: true when the topic name matches the filter.
  *
- * filter, flen: a topic filter; "$share/<group>/<f>" matches as <f>.
+ * filter, flen: a topic filter; `$share/<group>/<f>` matches as `<f>`.
  * topic, tlen: a topic name.
  *
  * Rules [MQTT-4.7]: levels are separated by '/', and empty levels are
