@@ -11,7 +11,7 @@
  * awaits PUBRELs, or a read carried several incoming messages. Then, after the
  * reply, the tcp layer waits a little for 16 acknowledgements (4 bytes each) or
  * 16 more messages of the size just read to pile up before the next read
- * (uvmqtt__tcp_coalesce()). The round trip of a single message (one or two in
+ * (UVMQTT__HINT_COALESCE). The round trip of a single message (one or two in
  * flight, one message per read) stays below both thresholds: light load keeps
  * immediate I/O. */
 #define COALESCE_INFLIGHT 8
@@ -141,12 +141,13 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
       /* Acknowledgements or new publishes go out in this iteration and
        * carry the TCP ACK: the tcp layer need not send one at once. */
       if (c->stream && uvmqtt__session_has_output(c->session))
-        uvmqtt__tcp_reply(c->stream);
+        uvmqtt__stream_hint(c->stream, UVMQTT__HINT_REPLY, 0);
       /* Under load (a window of publishes awaiting acknowledgements, or a
        * read full of incoming ones) more input is on its way: let it pile
        * up a little before the next read. */
       if (c->stream)
-        uvmqtt__tcp_coalesce(c->stream, coalesce_want(c, (size_t)nread, msgs));
+        uvmqtt__stream_hint(c->stream, UVMQTT__HINT_COALESCE,
+                            coalesce_want(c, (size_t)nread, msgs));
       /* Completions of publishes without a callback fire no event. */
       if (uvmqtt__draining(c))
         uvmqtt__drain_check(c);

@@ -33,7 +33,8 @@ void uvmqtt__proxy_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb);
     .name = layer_name, .open = uvmqtt__proxy_open,                            \
     .write = uvmqtt__proxy_write, .read_start = uvmqtt__proxy_read_start,      \
     .read_stop = uvmqtt__proxy_read_stop, .shutdown = uvmqtt__proxy_shutdown,  \
-    .close = uvmqtt__proxy_close, .try_write = uvmqtt__proxy_try_write         \
+    .close = uvmqtt__proxy_close, .try_write = uvmqtt__proxy_try_write,        \
+    .hint = uvmqtt__stream_forward_hint                                        \
   }
 
 typedef struct {

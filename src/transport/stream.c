@@ -1,5 +1,6 @@
 /* What every transport layer shares beyond the contract in transport.h:
- * formatting a log line for the owner's log callback. */
+ * formatting a log line for the owner's log callback, and passing a
+ * reader's hint to the layer below. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -19,4 +20,8 @@ void uvmqtt__stream_log(uvmqtt_stream_t *s, int level, const char *fmt, ...) {
   va_start(ap, fmt);
   uvmqtt__stream_vlog(s, level, fmt, ap);
   va_end(ap);
+}
+
+void uvmqtt__stream_forward_hint(uvmqtt_stream_t *s, int kind, unsigned value) {
+  uvmqtt__stream_hint(s->lower, kind, value);
 }

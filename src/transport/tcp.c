@@ -58,7 +58,7 @@ enum {
   F_POLL_R = 32, /* the events the poll handle watches now */
   F_POLL_W = 64,
   F_IN_POLL = 128,     /* inside on_poll(): it updates the events at the end */
-  F_REPLY = 256,       /* the reader has a reply queued: uvmqtt__tcp_reply() */
+  F_REPLY = 256,       /* the reader has a reply queued: UVMQTT__HINT_REPLY */
   F_SHUT_WANTED = 512, /* shutdown(): half-close once the queue is sent */
   F_SHUT = 1024,       /* our side is half-closed (FIN sent) */
   F_ACKED = 2048,      /* quick ACKs on since the last TCP_QUICKACK */
@@ -68,7 +68,7 @@ enum {
 /* A connect error reported through open_cb on the next loop turn (as
  * uv_tcp_connect() does for ECONNREFUSED and a bind's EADDRINUSE) is kept
  * as a positive errno above the flags; once connected, the same bits hold
- * the coalescing threshold of uvmqtt__tcp_coalesce(). */
+ * the coalescing threshold of UVMQTT__HINT_COALESCE. */
 #define DELAYED_SHIFT 16
 
 /* A write request, allocated per write() with a copy of the caller's
@@ -278,7 +278,7 @@ uint64_t uvmqtt__tcp_naps(void) {
   return nap_count;
 }
 
-/* Under load (uvmqtt__tcp_coalesce()), after the reply or the read: wait a
+/* Under load (UVMQTT__HINT_COALESCE), after the reply or the read: wait a
  * little before polling again unless enough is queued already, so that
  * the peer's next segments pile up in the socket instead of each waking
  * this thread. A sleep on a timer costs the peer nothing, a wake-up
@@ -333,7 +333,7 @@ static void do_reads(tcp_stream_t *t) {
      * 40 ms: an echoed PUBLISH waits behind its PUBACK. Only a read that
      * follows a write of ours can be such an answer with more to come;
      * and when the reader writes back (now, or with a reply it queued for
-     * this loop iteration: uvmqtt__tcp_reply()) that segment carries the
+     * this loop iteration: UVMQTT__HINT_REPLY) that segment carries the
      * ACK. Otherwise TCP_QUICKACK sends the ACK at once. A stream that
      * answers every read (QoS 1/2 traffic) never pays the system call.
      *
@@ -360,7 +360,7 @@ static void do_reads(tcp_stream_t *t) {
     set(t, F_WROTE, 0);
     set(t, F_REPLY, 0);
     /* A coalescing wait is asked for by the read callback of this read
-     * (uvmqtt__tcp_coalesce()), never left over from an earlier one. */
+     * (UVMQTT__HINT_COALESCE), never left over from an earlier one. */
     t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
     if (t->base.read_cb)
       t->base.read_cb(&t->base, n, n > 0 ? shared_read_buf : NULL);
@@ -564,6 +564,8 @@ static void tcp_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
     close(fd);
 }
 
+static void tcp_hint(uvmqtt_stream_t *s, int kind, unsigned value);
+
 static const uvmqtt_stream_ops_t tcp_ops = {
     .name = "tcp",
     .open = NULL,
@@ -573,27 +575,24 @@ static const uvmqtt_stream_ops_t tcp_ops = {
     .read_stop = tcp_read_stop,
     .shutdown = tcp_shutdown,
     .close = tcp_close,
+    .hint = tcp_hint,
 };
 
-void uvmqtt__tcp_reply(uvmqtt_stream_t *s) {
-  while (s && s->lower)
-    s = s->lower;
-  if (s && s->ops == &tcp_ops)
-    set((tcp_stream_t *)s, F_REPLY, 1);
-}
-
-void uvmqtt__tcp_coalesce(uvmqtt_stream_t *s, unsigned want) {
-  while (s && s->lower)
-    s = s->lower;
-  if (!s || s->ops != &tcp_ops)
-    return;
-  tcp_stream_t *t = (tcp_stream_t *)s;
+static void tcp_coalesce(tcp_stream_t *t, unsigned want) {
   if (has(t, F_CONNECTING))
     return; /* the bits hold a deferred error then */
   if (want > 0xffff)
     want = 0xffff;
   t->poll.data = (void *)((flags(t) & ((1u << DELAYED_SHIFT) - 1)) |
                           ((uintptr_t)want << DELAYED_SHIFT));
+}
+
+static void tcp_hint(uvmqtt_stream_t *s, int kind, unsigned value) {
+  tcp_stream_t *t = (tcp_stream_t *)s;
+  if (kind == UVMQTT__HINT_REPLY)
+    set(t, F_REPLY, 1);
+  else if (kind == UVMQTT__HINT_COALESCE)
+    tcp_coalesce(t, value);
 }
 
 /* Wraps the non-blocking socket `fd` (not closed on failure). */

@@ -853,6 +853,7 @@ static const uvmqtt_stream_ops_t tls_ops = {
     .read_stop = tls_read_stop,
     .shutdown = tls_shutdown,
     .close = tls_close,
+    .hint = uvmqtt__stream_forward_hint,
 };
 
 /* 2.28 does not match iPAddress subjectAltName entries; do it here when the

@@ -107,6 +107,11 @@ typedef struct {
    * after it returns and no callback fires. It spares a write request,
    * a deferred callback and, with libuv, an epoll_ctl per write. */
   int (*try_write)(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned nbufs);
+  /* Optional: a hint from the reader about its reads (UVMQTT__HINT_*), for
+   * the layer that owns the socket. A layer that cannot act on it MUST
+   * hand it to its lower stream unchanged (uvmqtt__stream_forward_hint)
+   * and MUST NOT look further down itself; NULL drops it. */
+  void (*hint)(uvmqtt_stream_t *s, int kind, unsigned value);
 } uvmqtt_stream_ops_t;
 
 struct uvmqtt_stream_s {
@@ -118,6 +123,29 @@ struct uvmqtt_stream_s {
   uvmqtt_stream_log_cb log_cb;
   void *data; /* owner's pointer */
 };
+
+/* What the reader tells the stack about its reads (ops->hint). */
+enum {
+  /* From inside a read callback: a reply to what was just read is queued
+   * and goes out in this loop iteration, so the socket need not
+   * acknowledge the read at once (TCP_QUICKACK); the reply carries the
+   * ACK. `value` unused. */
+  UVMQTT__HINT_REPLY = 1,
+  /* From inside each read callback: `value` > 0 when more input is
+   * certainly on its way, the number of bytes worth waiting for (see
+   * UVMQTT__TCP_NAP_US); 0: no wait. */
+  UVMQTT__HINT_COALESCE = 2
+};
+
+/* Gives a hint to stream s (nothing when s or its hint op is NULL). */
+static inline void uvmqtt__stream_hint(uvmqtt_stream_t *s, int kind,
+                                       unsigned value) {
+  if (s && s->ops->hint)
+    s->ops->hint(s, kind, value);
+}
+
+/* ops->hint of a layer that passes hints to the stream below it. */
+void uvmqtt__stream_forward_hint(uvmqtt_stream_t *s, int kind, unsigned value);
 
 /* A log line of layer s for its owner's log_cb (none: nothing), formatted
  * as printf() does, at most 319 bytes (src/transport/stream.c). */
@@ -168,13 +196,10 @@ int uvmqtt__unix_connect(uv_loop_t *loop, const char *path,
                          uvmqtt_stream_open_cb open_cb, void *data,
                          uvmqtt_stream_t **out);
 
-/* Called by the reader from inside a read callback: a reply to what it
- * just read is queued and goes out in this loop iteration, so the bottom
- * tcp stream of `s` need not acknowledge the read at once (TCP_QUICKACK);
- * the reply carries the ACK. */
-void uvmqtt__tcp_reply(uvmqtt_stream_t *s);
+/* The tcp stream acts on both hints (UVMQTT__HINT_REPLY and
+ * UVMQTT__HINT_COALESCE, through ops->hint). */
 
-/* Called by the reader from inside each read callback: `want` > 0 when
+/* UVMQTT__HINT_COALESCE, given from inside each read callback: `want` > 0 when
  * more input is certainly on its way (a window of publishes awaiting
  * their acknowledgements, a stream of incoming publishes). Then the
  * bottom tcp stream of `s` waits UVMQTT__TCP_NAP_US before the loop
@@ -189,7 +214,6 @@ void uvmqtt__tcp_reply(uvmqtt_stream_t *s);
  * delays only reading, never a write. Over TLS only the wait of a reader
  * with nothing to answer applies (replies go through write()). */
 #define UVMQTT__TCP_NAP_US 50
-void uvmqtt__tcp_coalesce(uvmqtt_stream_t *s, unsigned want);
 /* How many such waits the calling thread made (tests, diagnostics). */
 uint64_t uvmqtt__tcp_naps(void);
 

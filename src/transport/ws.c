@@ -879,6 +879,7 @@ static const uvmqtt_stream_ops_t ws_ops = {
     .read_stop = ws_read_stop,
     .shutdown = ws_shutdown,
     .close = ws_close,
+    .hint = uvmqtt__stream_forward_hint,
 };
 
 /* ---- creation ------------------------------------------------------------ */

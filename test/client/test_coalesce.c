@@ -1,6 +1,6 @@
 /* Coalescing on the tcp layer.
  *
- * - Reads under load (uvmqtt__tcp_coalesce()): a QoS 1 burst through
+ * - Reads under load (UVMQTT__HINT_COALESCE): a QoS 1 burst through
  *   mosquitto makes the tcp layer wait before reading (naps), every
  *   message still arrives and completes within a bound once the load
  *   stops, and single round trips at light load never wait.
