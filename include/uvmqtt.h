@@ -965,7 +965,9 @@ typedef enum {
 
 /** The reconnect policy beyond uvmqtt_options_set_reconnect():
  * - stable_ms (default 30000): the backoff starts over only after a
- *   connection stayed up this long; a connection lost sooner continues the
+ *   connection stayed up this long, and at least the longest delay
+ *   (max_ms * (1 + jitter) + min_ms: a rival with our id may have waited
+ *   that long); a connection lost sooner continues the
  *   backoff where it was, so a broker that accepts and then closes at once
  *   sees the delays grow instead of a reconnect a second. The first delay
  *   after losing a connection that was stable is random in [0, min_ms],

@@ -40,7 +40,12 @@ int uvmqtt__rc_lost(uvmqtt__rc_t *rc, const uvmqtt__rc_policy_t *p,
       rc->max_next = 1;
     return UVMQTT_ETAKENOVER;
   }
-  if (up >= p->stable_ms) {
+  /* A connection that lived less than our longest delay is not proof of
+   * stability: a rival with the same id may simply have been waiting that
+   * long. So the threshold is never below max_ms * (1 + jitter) + min_ms. */
+  uint64_t floor = (uint64_t)(p->max_ms * (1.0 + p->jitter)) + p->min_ms;
+  uint64_t stable = p->stable_ms > floor ? p->stable_ms : floor;
+  if (up >= stable) {
     rc->step = 0;
     rc->quick = 0;
     rc->first = 1;

@@ -94,6 +94,22 @@ static void test_delays_continue_across_short_connections(void **state) {
   assert_int_equal(30000, delay_mid(&rc, &p));
 }
 
+/* A connection that lived less than the longest delay (30 s + 20 %) is not
+ * stable even when stable_ms says so: a rival may have waited that long. */
+static void test_stable_floor_is_the_longest_delay(void **state) {
+  uvmqtt__rc_t rc;
+  bool stop;
+  (void)state;
+  uvmqtt__rc_reset(&rc);
+  (void)uvmqtt__rc_delay(&rc, &pol, MID);
+  uvmqtt__rc_connected(&rc, 0);
+  (void)uvmqtt__rc_lost(&rc, &pol, 36999, UVMQTT_EPEERCLOSED, 0, &stop);
+  assert_int_equal(2000, delay_mid(&rc, &pol)); /* continued */
+  uvmqtt__rc_connected(&rc, 100000);
+  (void)uvmqtt__rc_lost(&rc, &pol, 137000, UVMQTT_EPEERCLOSED, 0, &stop);
+  assert_int_equal(500, delay_mid(&rc, &pol)); /* started over */
+}
+
 static void test_stable_connection_starts_over(void **state) {
   uvmqtt__rc_t rc;
   bool stop;
@@ -102,7 +118,7 @@ static void test_stable_connection_starts_over(void **state) {
   for (int i = 0; i < 5; i++)
     (void)uvmqtt__rc_delay(&rc, &pol, MID);
   uvmqtt__rc_connected(&rc, 1000);
-  assert_int_equal(UV_ECONNRESET, uvmqtt__rc_lost(&rc, &pol, 1000 + 30000,
+  assert_int_equal(UV_ECONNRESET, uvmqtt__rc_lost(&rc, &pol, 1000 + 37000,
                                                   UV_ECONNRESET, 0, &stop));
   assert_false(stop);
   /* The first delay is spread over [0, min]: the ends of the range. */
@@ -162,7 +178,7 @@ static void test_suspect_after_threshold_quiet_closes_only(void **state) {
   /* A stable connection in between resets the count. */
   uvmqtt__rc_reset(&rc);
   for (int i = 0; i < 6; i++) {
-    uint64_t up = i == 2 || i == 4 ? 31000 : 100;
+    uint64_t up = i == 2 || i == 4 ? 37000 : 100;
     uvmqtt__rc_connected(&rc, now);
     assert_int_equal(
         UVMQTT_EPEERCLOSED,
@@ -467,6 +483,7 @@ int main(void) {
       cmocka_unit_test(test_accept_then_close_backs_off),
       cmocka_unit_test(test_delays_continue_across_short_connections),
       cmocka_unit_test(test_stable_connection_starts_over),
+      cmocka_unit_test(test_stable_floor_is_the_longest_delay),
       cmocka_unit_test(test_suspect_after_threshold_quiet_closes_only),
       cmocka_unit_test(test_v5_taken_over),
       cmocka_unit_test(test_herd_limit),
