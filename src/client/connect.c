@@ -43,18 +43,20 @@ static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
 /* Connecting, connected, or waiting to reconnect: a new connect call is
  * refused until the client is idle (disconnected by the application, or
  * given up). */
-static bool busy(const uvmqtt_client_t *c) {
-  return c->state != C_IDLE;
+/* What every connect call checks first: the client is neither closing nor
+ * already connected or trying, and its id can be sent. */
+static int may_connect(const uvmqtt_client_t *c) {
+  if (c->state == C_CLOSING || c->close_requested)
+    return UVMQTT_ECLOSED;
+  if (c->state != C_IDLE)
+    return UVMQTT_EBUSY;
+  return client_id_ok(c);
 }
 
 int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
   if (!c || !host || !*host || port < 0 || port > 65535)
     return UVMQTT_EINVAL;
-  if (c->state == C_CLOSING || c->close_requested)
-    return UVMQTT_ECLOSED;
-  if (busy(c))
-    return UVMQTT_EBUSY;
-  int rc = client_id_ok(c);
+  int rc = may_connect(c);
   if (rc < 0)
     return rc;
   server_spec_t tmp;
@@ -85,11 +87,7 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
                                size_t count) {
   if (!c || !uris || count == 0 || count > UINT16_MAX)
     return UVMQTT_EINVAL;
-  if (c->state == C_CLOSING || c->close_requested)
-    return UVMQTT_ECLOSED;
-  if (busy(c))
-    return UVMQTT_EBUSY;
-  int rc = client_id_ok(c);
+  int rc = may_connect(c);
   if (rc < 0)
     return rc;
   server_spec_t *sv = uvmqtt__calloc(count, sizeof(*sv));
@@ -126,11 +124,7 @@ int uvmqtt_client_connect_srv(uvmqtt_client_t *c, const char *domain) {
 #if !UVMQTT_HAVE_SRV
   return UVMQTT_ENOTSUP;
 #else
-  if (c->state == C_CLOSING || c->close_requested)
-    return UVMQTT_ECLOSED;
-  if (busy(c))
-    return UVMQTT_EBUSY;
-  int rc = client_id_ok(c);
+  int rc = may_connect(c);
   if (rc < 0)
     return rc;
   rare_t *r = uvmqtt__client_rare(c);
