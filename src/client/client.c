@@ -18,12 +18,6 @@ rare_t *uvmqtt__client_rare(uvmqtt_client_t *c) {
   return c->rare;
 }
 
-/* The client id starts in the client's own allocation. */
-void uvmqtt__client_id_free(uvmqtt_client_t *c) {
-  if (c->client_id != c->id)
-    uvmqtt__free(c->client_id);
-}
-
 void uvmqtt__client_log(uvmqtt_client_t *c, int level, const char *fmt, ...) {
   char buf[512];
   va_list ap;
@@ -115,7 +109,7 @@ int uvmqtt_client_new(uv_loop_t *loop, const uvmqtt_options_t *opts,
   if (!c)
     return UVMQTT_ENOMEM;
   c->log_level = UVMQTT_LOG_INFO;
-  c->client_id = memcpy(c->id, id, idsize);
+  memcpy(c->id, id, idsize);
   int rc = uvmqtt__copts_copy(&c->o, k);
   if (rc < 0) {
     uvmqtt__free(c);
@@ -260,14 +254,14 @@ void uvmqtt__client_close_now(uvmqtt_client_t *c) {
   }
   if (c->open_handles > 0)
     return;
-  uvmqtt_close_cb cb = c->close_cb;
+  uvmqtt_close_cb cb = c->close_called ? c->close_cb : NULL;
   if (cb)
     cb(c);
   uvmqtt__routes_free(c);
   uvmqtt__subs_free(c);
   uvmqtt__servers_free(c);
-  uvmqtt__client_id_free(c);
   if (c->rare) {
+    uvmqtt__free(c->rare->assigned_id);
     uvmqtt__stack_proxy_free(c); /* freed with its attempt already */
     uvmqtt__free(c->rare->srv_domain);
     uvmqtt__free(c->rare->req_timer);
@@ -286,7 +280,8 @@ void uvmqtt_client_close(uvmqtt_client_t *c, uvmqtt_close_cb cb) {
   if (!c || c->state == C_CLOSING || c->close_requested ||
       (uvmqtt__leave_of(c) && uvmqtt__leave_of(c)->close))
     return;
-  c->close_cb = cb;
+  c->close_cb = cb; /* the pre-connect hook's place: never called again */
+  c->close_called = true;
   /* No message is delivered after this call. */
   uvmqtt__session_halt_input(c->session);
   if (c->depth > 0) {
@@ -346,6 +341,8 @@ int uvmqtt_client_on_pre_connect(uvmqtt_client_t *c, uvmqtt_pre_connect_cb cb,
                                  void *arg) {
   if (!c)
     return UVMQTT_EINVAL;
+  if (c->close_called)
+    return UVMQTT_ECLOSED;
   c->pre_connect_cb = cb;
   c->pre_connect_arg = arg;
   return 0;
@@ -447,7 +444,7 @@ bool uvmqtt_client_get_reconnect(const uvmqtt_client_t *c) {
   return c && c->o.reconnect;
 }
 const char *uvmqtt_client_get_client_id(const uvmqtt_client_t *c) {
-  return c ? c->client_id : NULL;
+  return c ? uvmqtt__client_id(c) : NULL;
 }
 size_t uvmqtt_client_get_inflight(const uvmqtt_client_t *c) {
   return c && c->session ? uvmqtt__session_inflight(c->session) : 0;

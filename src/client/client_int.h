@@ -51,14 +51,23 @@ typedef struct {
   bool has_user, has_pass;
 } server_spec_t;
 
-/* A client's servers are one allocation: the array, then the strings,
- * which entries name by their offset from the block's start (0: none).
- * See uvmqtt__servers_pack(). */
+/* A client's servers are one allocation: the array, then the strings.
+ * An entry's strings are consecutive (host, path, user, pass: those it
+ * has, as its flags say), starting at `strs` from the block's start, so
+ * an entry is 8 bytes. See uvmqtt__servers_pack(). */
+enum {
+  SV_HOST = 1, /* string present */
+  SV_PATH = 2,
+  SV_USER = 4,
+  SV_PASS = 8,
+  SV_HAS_USER = 16, /* server_spec_t's has_user, has_pass */
+  SV_HAS_PASS = 32,
+};
 typedef struct {
-  uint32_t host, path, user, pass;
+  uint32_t strs;
   uint16_t port;
   uint8_t scheme;
-  bool has_user, has_pass;
+  uint8_t flags; /* SV_* */
 } server_t;
 
 /* Options most clients leave at their defaults live in a block allocated
@@ -284,6 +293,7 @@ typedef struct {
   leave_t *leave;
   struct drain_s *drain; /* uvmqtt_client_disconnect_drain() */
   proxy_attempt_t *px;   /* while an attempt goes through a proxy */
+  char *assigned_id;     /* v5: the broker's Assigned Client Identifier */
   int tls_err;           /* raw mbedTLS error of the last failed handshake */
   uint32_t tls_flags;
   unsigned redirects;        /* in a row, to stop loops */
@@ -319,15 +329,18 @@ struct uvmqtt_client_s {
   void *message_arg;
   uvmqtt_log_cb log_cb;
   void *log_arg;
-  uvmqtt_close_cb close_cb;
-  uvmqtt_pre_connect_cb pre_connect_cb;
+  /* The pre-connect hook is never called once uvmqtt_client_close() was
+   * (close_called), so the close callback takes its place. */
+  union {
+    uvmqtt_pre_connect_cb pre_connect_cb;
+    uvmqtt_close_cb close_cb; /* valid once close_called */
+  };
   void *pre_connect_arg;
 
   uvmqtt_session_t *session;
   routing_t *rt;
-  sub_t *subs;     /* the subscriptions held (subs.c) */
-  sop_t *sub_ops;  /* requests not yet answered, in submission order */
-  char *client_id; /* effective id; initially in the client's own block */
+  sub_t *subs;    /* the subscriptions held (subs.c) */
+  sop_t *sub_ops; /* requests not yet answered, in submission order */
 
   uvmqtt_stream_t *stream; /* top of the stack once open */
   server_t *servers;
@@ -360,7 +373,8 @@ struct uvmqtt_client_s {
   bool user_disconnect : 1;
   bool freed_session : 1;
   bool disconnect_reported : 1; /* by ev_disconnect, for the drop under way */
-  char id[];                    /* the initial client id */
+  bool close_called : 1;        /* uvmqtt_client_close(): close_cb is set */
+  char id[]; /* the client id we connect with (see uvmqtt__client_id()) */
 };
 
 /* The per-loop context (loop.c): one uv_timer_t and one uv_idle_t shared
@@ -395,10 +409,15 @@ static inline uint64_t uvmqtt__client_now(uvmqtt_client_t *c) {
   return uv_now(c->lc->loop);
 }
 
+/* The effective client id: the one the broker assigned (v5, an empty id
+ * in CONNECT), else the one in the client's own block. */
+static inline const char *uvmqtt__client_id(const uvmqtt_client_t *c) {
+  return c->rare && c->rare->assigned_id ? c->rare->assigned_id : c->id;
+}
+
 /* ---- client.c: lifecycle, accessors, logging */
 /* The rare block, allocated on first use. NULL: out of memory. */
 rare_t *uvmqtt__client_rare(uvmqtt_client_t *c);
-void uvmqtt__client_id_free(uvmqtt_client_t *c);
 void uvmqtt__client_log(uvmqtt_client_t *c, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Idempotent: advances the teardown as far as it can. */

@@ -197,8 +197,8 @@ void uvmqtt__client_send_connect(uvmqtt_client_t *c) {
   p.protocol_version = (uint8_t)c->o.version;
   p.clean_start = c->o.clean;
   p.keep_alive = (uint16_t)c->o.keepalive;
-  p.client_id.data = c->client_id;
-  p.client_id.len = strlen(c->client_id);
+  p.client_id.data = uvmqtt__client_id(c);
+  p.client_id.len = strlen(p.client_id.data);
   if (CX(c)->will_topic) {
     p.will = true;
     p.will_qos = (uint8_t)CX(c)->will_qos;
@@ -545,7 +545,7 @@ void uvmqtt__client_start_attempt(uvmqtt_client_t *c) {
   bool granted = c->at && c->at->granted;
   if (granted)
     c->at->granted = false;
-  if (!granted && c->pre_connect_cb &&
+  if (!granted && !c->close_called && c->pre_connect_cb &&
       c->pre_connect_cb(c, c->rc.tries, c->pre_connect_arg) != 0 &&
       c->state == C_WAIT) {
     c->state = C_IDLE;

@@ -58,11 +58,14 @@ static void ev_connack(void *ud, const uvmqtt_connack_t *ack) {
   if (c->o.version == UVMQTT_V5 &&
       (ack->props.present &
        UVMQTT_PROP_BIT(UVMQTT_PROP_ASSIGNED_CLIENT_IDENTIFIER))) {
+    /* A v5 client has its rare block from creation. */
     char *id = uvmqtt__strndup(ack->props.assigned_client_identifier.data,
                                ack->props.assigned_client_identifier.len);
-    if (id) {
-      uvmqtt__client_id_free(c);
-      c->client_id = id;
+    if (id && c->rare) {
+      uvmqtt__free(c->rare->assigned_id);
+      c->rare->assigned_id = id;
+    } else {
+      uvmqtt__free(id);
     }
   }
   uvmqtt__client_log(c, UVMQTT_LOG_INFO, "connected (session present: %d)",

@@ -75,7 +75,7 @@ int uvmqtt__persist_open(uvmqtt_client_t *c, uv_loop_t *loop) {
   if (!p)
     return UVMQTT_ENOMEM;
   int rc = uvmqtt__store_attach(
-      CX(c)->store, c->client_id, strlen(c->client_id), &idn,
+      CX(c)->store, uvmqtt__client_id(c), strlen(uvmqtt__client_id(c)), &idn,
       (uvmqtt_durability_t)CX(c)->durability, &p->sc, &recs, &n);
   if (rc < 0) {
     uvmqtt__free(p);

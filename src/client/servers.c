@@ -28,14 +28,10 @@ static size_t str_size(const char *s) {
   return s ? strlen(s) + 1 : 0;
 }
 
-static uint32_t str_put(char *base, size_t *off, const char *s) {
-  if (!s)
-    return 0;
+static void str_put(char *base, size_t *off, const char *s) {
   size_t n = strlen(s) + 1;
-  uint32_t at = (uint32_t)*off;
-  memcpy(base + at, s, n);
+  memcpy(base + *off, s, n);
   *off += n;
-  return at;
 }
 
 /* Copies n servers and their strings into one allocation. NULL: ENOMEM. */
@@ -49,14 +45,18 @@ server_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n) {
     return NULL;
   size_t off = n * sizeof(server_t);
   for (size_t i = 0; i < n; i++) {
+    const char *str[4] = {src[i].host, src[i].path, src[i].user, src[i].pass};
     v[i].port = src[i].port;
     v[i].scheme = src[i].scheme;
-    v[i].has_user = src[i].has_user;
-    v[i].has_pass = src[i].has_pass;
-    v[i].host = str_put((char *)v, &off, src[i].host);
-    v[i].path = str_put((char *)v, &off, src[i].path);
-    v[i].user = str_put((char *)v, &off, src[i].user);
-    v[i].pass = str_put((char *)v, &off, src[i].pass);
+    v[i].strs = (uint32_t)off;
+    v[i].flags = (uint8_t)((src[i].has_user ? SV_HAS_USER : 0) |
+                           (src[i].has_pass ? SV_HAS_PASS : 0));
+    for (int k = 0; k < 4; k++) {
+      if (str[k]) {
+        v[i].flags |= (uint8_t)(SV_HOST << k);
+        str_put((char *)v, &off, str[k]);
+      }
+    }
   }
   return v;
 }
@@ -64,16 +64,24 @@ server_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n) {
 /* Server i of the client's list, its strings pointing into the list. */
 server_spec_t uvmqtt__server_at(const uvmqtt_client_t *c, size_t i) {
   const server_t *s = &c->servers[i];
-  char *b = (char *)c->servers;
+  char *p = (char *)c->servers + s->strs;
+  char *str[4];
+  for (int k = 0; k < 4; k++) {
+    str[k] = NULL;
+    if (s->flags & (SV_HOST << k)) {
+      str[k] = p;
+      p += strlen(p) + 1;
+    }
+  }
   server_spec_t sp;
-  sp.host = s->host ? b + s->host : NULL;
-  sp.path = s->path ? b + s->path : NULL;
-  sp.user = s->user ? b + s->user : NULL;
-  sp.pass = s->pass ? b + s->pass : NULL;
+  sp.host = str[0];
+  sp.path = str[1];
+  sp.user = str[2];
+  sp.pass = str[3];
   sp.port = s->port;
   sp.scheme = s->scheme;
-  sp.has_user = s->has_user;
-  sp.has_pass = s->has_pass;
+  sp.has_user = (s->flags & SV_HAS_USER) != 0;
+  sp.has_pass = (s->flags & SV_HAS_PASS) != 0;
   return sp;
 }
 

@@ -1,6 +1,7 @@
 /* v5 topic aliases of a session: the incoming table (alias -> topic, sized
  * by our maximum) and the outgoing LRU table (sized by the server's
- * maximum, at most ALIAS_OUT_MAX), both allocated on first use. */
+ * maximum, at most ALIAS_OUT_MAX), in one block allocated when either is
+ * first used on a connection (the session holds one pointer). */
 #include <string.h>
 
 #include "alloc.h"
@@ -11,31 +12,48 @@
 #define ALIAS_OUT_MAX 64
 
 /* Outgoing topic aliases (v5): a small LRU table, sized by the server's
- * maximum, allocated on first use. */
+ * maximum. */
 struct out_alias {
   char *topic;
   size_t len;
   uint64_t used;
 };
-struct uvmqtt_alias_out_s {
+struct uvmqtt_aliases_s {
+  uvmqtt_str_t *in; /* incoming: alias -> topic, allocated on first use */
   uint64_t clock;
-  uint16_t n;
+  uint16_t n, max_out; /* outgoing entries used / allocated */
   struct out_alias e[];
 };
 
+/* The block, sized for the server's maximum of this connection (known
+ * from CONNACK, before any PUBLISH). NULL: out of memory. */
+static uvmqtt_aliases_t *aliases(uvmqtt_session_t *s) {
+  if (!s->aliases) {
+    unsigned max = s->server_alias_max < ALIAS_OUT_MAX ? s->server_alias_max
+                                                       : ALIAS_OUT_MAX;
+    if (!s->topic_alias_auto || s->version != UVMQTT_V5)
+      max = 0;
+    s->aliases =
+        uvmqtt__calloc(1, sizeof(*s->aliases) + max * sizeof(s->aliases->e[0]));
+    if (s->aliases)
+      s->aliases->max_out = (uint16_t)max;
+  }
+  return s->aliases;
+}
+
 void uvmqtt__aliases_reset(uvmqtt_session_t *s) {
-  if (s->alias_in) {
+  uvmqtt_aliases_t *t = s->aliases;
+  if (!t)
+    return;
+  if (t->in) {
     for (unsigned i = 0; i <= s->topic_alias_max_in; i++)
-      uvmqtt__free((void *)s->alias_in[i].data);
-    uvmqtt__free(s->alias_in);
-    s->alias_in = NULL;
+      uvmqtt__free((void *)t->in[i].data);
+    uvmqtt__free(t->in);
   }
-  if (s->alias_out) {
-    for (unsigned i = 0; i < s->alias_out->n; i++)
-      uvmqtt__free(s->alias_out->e[i].topic);
-    uvmqtt__free(s->alias_out);
-    s->alias_out = NULL;
-  }
+  for (unsigned i = 0; i < t->n; i++)
+    uvmqtt__free(t->e[i].topic);
+  uvmqtt__free(t);
+  s->aliases = NULL;
 }
 
 int uvmqtt__alias_out(uvmqtt_session_t *s, const char *topic, size_t len,
@@ -46,13 +64,13 @@ int uvmqtt__alias_out(uvmqtt_session_t *s, const char *topic, size_t len,
   *known = false;
   if (!s->topic_alias_auto || max == 0 || s->version != UVMQTT_V5)
     return 0;
-  uvmqtt_alias_out_t *t = s->alias_out;
-  if (!t) {
-    t = uvmqtt__calloc(1, sizeof(*t) + max * sizeof(t->e[0]));
-    if (!t)
-      return 0; /* no alias: still correct, just longer */
-    s->alias_out = t;
-  }
+  uvmqtt_aliases_t *t = aliases(s);
+  if (!t)
+    return 0; /* no alias: still correct, just longer */
+  if (max > t->max_out)
+    max = t->max_out;
+  if (max == 0)
+    return 0;
   unsigned lru = 0;
   for (unsigned i = 0; i < t->n; i++) {
     struct out_alias *a = &t->e[i];
@@ -94,13 +112,16 @@ int uvmqtt__alias_in(uvmqtt_session_t *s, uvmqtt_publish_t *pub) {
                         s->topic_alias_max_in);
     return UVMQTT_ETOPICALIAS;
   }
-  if (!s->alias_in) {
-    s->alias_in =
+  uvmqtt_aliases_t *t = aliases(s);
+  if (!t)
+    return UVMQTT_ENOMEM;
+  if (!t->in) {
+    t->in =
         uvmqtt__calloc((size_t)s->topic_alias_max_in + 1, sizeof(uvmqtt_str_t));
-    if (!s->alias_in)
+    if (!t->in)
       return UVMQTT_ENOMEM;
   }
-  uvmqtt_str_t *slot = &s->alias_in[a];
+  uvmqtt_str_t *slot = &t->in[a];
   if (pub->topic.len > 0) {
     char *copy = uvmqtt__strndup(pub->topic.data, pub->topic.len);
     if (!copy)
@@ -120,7 +141,7 @@ int uvmqtt__alias_in(uvmqtt_session_t *s, uvmqtt_publish_t *pub) {
 }
 
 void uvmqtt__alias_out_forget(uvmqtt_session_t *s, uint16_t alias) {
-  struct out_alias *a = &s->alias_out->e[alias - 1];
+  struct out_alias *a = &s->aliases->e[alias - 1];
   uvmqtt__free(a->topic);
   a->topic = NULL;
   a->len = 0;

@@ -76,7 +76,12 @@ static _Thread_local struct {
   uvmqtt_out_batch_t *head;
   size_t n;
   size_t sessions;
+  uint32_t id; /* 0 until first joined, then unique in the process */
 } batch_pool;
+
+/* Pool ids are handed out once per thread that produces output; a
+ * session keeps its pool's id (4 bytes, not a pointer). */
+static uint32_t pool_ids;
 
 static void batch_pool_drain(void) {
   while (batch_pool.head) {
@@ -96,8 +101,10 @@ static void batch_pool_drain(void) {
  * may be gone); its spares go when that thread ends
  * (uvmqtt__session_thread_end()) or with its last session. */
 static void pool_join(uvmqtt_session_t *s) {
-  if (s->pool_home != (const void *)&batch_pool) {
-    s->pool_home = &batch_pool;
+  if (batch_pool.id == 0)
+    batch_pool.id = __atomic_add_fetch(&pool_ids, 1, __ATOMIC_RELAXED);
+  if (s->pool_home != batch_pool.id) {
+    s->pool_home = batch_pool.id;
     batch_pool.sessions++;
   }
 }
@@ -340,7 +347,8 @@ void uvmqtt__batch_release(uvmqtt_session_t *s, uvmqtt_out_batch_t *b,
 void uvmqtt__batch_pool_leave(uvmqtt_session_t *s) {
   /* Only the pool of this thread is counted down: a session last used on
    * another thread is not counted here. */
-  if (s->pool_home == (const void *)&batch_pool && --batch_pool.sessions == 0)
+  if (s->pool_home != 0 && s->pool_home == batch_pool.id &&
+      --batch_pool.sessions == 0)
     batch_pool_drain();
 }
 

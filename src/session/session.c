@@ -252,7 +252,8 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       uvmqtt__session_log(s, UVMQTT_LOG_ERROR, "cannot encode PUBLISH: %s",
                           uvmqtt_strerror(rc));
       if (m == s->fresh) {
-        s->fresh_rc = rc; /* returned by the publish call, no callback */
+        s->fresh_rc =
+            (int16_t)rc; /* returned by the publish call, no callback */
         continue;
       }
       msg_finish(s, m, rc, 0);
@@ -334,7 +335,10 @@ static int session_setup(uvmqtt_session_t *s,
   s->queue_policy = (uint8_t)cfg->queue_policy;
   s->max_packet_size = cfg->max_packet_size;
   s->receive_maximum = cfg->receive_maximum;
-  s->ping_timeout_pct = cfg->ping_timeout_pct ? cfg->ping_timeout_pct : 40;
+  s->ping_timeout_pct =
+      (uint8_t)(cfg->ping_timeout_pct == 0    ? 40
+                : cfg->ping_timeout_pct > 255 ? 255
+                                              : cfg->ping_timeout_pct);
   s->topic_alias_max_in = cfg->topic_alias_max_in;
   s->topic_alias_auto = cfg->topic_alias_auto;
   s->persist = cfg->persist;
@@ -354,7 +358,7 @@ static void drop_parser(uvmqtt_session_t *s) {
     /* As the parser's own rule: the bytes copied so far are gone, so this
      * stream cannot continue. */
     if (!s->in_error)
-      s->in_error = UVMQTT_ESTATE;
+      s->in_error = (int16_t)UVMQTT_ESTATE;
     uvmqtt__free(s->in);
     s->in = NULL;
   }
@@ -429,13 +433,12 @@ int uvmqtt__session_connect(uvmqtt_session_t *s, uint64_t now,
   s->in_offset = 0;
   s->server_receive_max = 0;
   s->server_max_packet = 0;
-  s->server_keepalive = 0;
   s->server_max_qos = 2;
   s->server_alias_max = 0;
   s->server_retain = true;
   s->clean_start = c->clean_start;
   uvmqtt__aliases_reset(s);
-  s->keepalive_ms = (uint32_t)c->keep_alive * 1000;
+  s->keepalive_s = c->keep_alive;
   s->last_send = s->last_recv = now;
   s->ping_outstanding = false;
   memset(&pkt, 0, sizeof(pkt));
@@ -521,13 +524,18 @@ int uvmqtt__session_auth(uvmqtt_session_t *s, uint8_t reason,
 /* ---- keepalive -------------------------------------------------------------
  */
 
+/* The keepalive period in force, in ms. */
+static inline uint64_t keepalive_ms(const uvmqtt_session_t *s) {
+  return (uint64_t)s->keepalive_s * 1000;
+}
+
 static uint64_t silence_limit(const uvmqtt_session_t *s) {
-  uint64_t k = s->keepalive_ms;
+  uint64_t k = keepalive_ms(s);
   return k + k * s->ping_timeout_pct / 100;
 }
 
 int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
-  if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_ms == 0)
+  if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_s == 0)
     return 0;
   bool held = holding(s);
   /* While input is held the broker's silence means nothing: we are not
@@ -538,10 +546,10 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
                         (unsigned long long)(now - s->last_recv));
     return UVMQTT_EKEEPALIVE;
   }
-  bool due =
-      held ? now - s->last_send >= s->keepalive_ms
-           : !s->ping_outstanding && (now - s->last_send >= s->keepalive_ms ||
-                                      now - s->last_recv >= s->keepalive_ms);
+  uint64_t k = keepalive_ms(s);
+  bool due = held ? now - s->last_send >= k
+                  : !s->ping_outstanding &&
+                        (now - s->last_send >= k || now - s->last_recv >= k);
   if (s->state == UVMQTT_SS_CONNECTED && due) {
     uvmqtt_packet_t pkt;
     memset(&pkt, 0, sizeof(pkt));
@@ -558,14 +566,14 @@ int uvmqtt__session_tick(uvmqtt_session_t *s, uint64_t now) {
 }
 
 uint64_t uvmqtt__session_deadline(const uvmqtt_session_t *s) {
-  if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_ms == 0)
+  if (s->state == UVMQTT_SS_DISCONNECTED || s->keepalive_s == 0)
     return UINT64_MAX;
   if (holding(s))
-    return s->last_send + s->keepalive_ms;
+    return s->last_send + keepalive_ms(s);
   uint64_t d = s->last_recv + silence_limit(s);
   if (s->state == UVMQTT_SS_CONNECTED && !s->ping_outstanding) {
-    uint64_t p = s->last_send + s->keepalive_ms;
-    uint64_t q = s->last_recv + s->keepalive_ms;
+    uint64_t p = s->last_send + keepalive_ms(s);
+    uint64_t q = s->last_recv + keepalive_ms(s);
     if (p < d)
       d = p;
     if (q < d)
@@ -575,7 +583,7 @@ uint64_t uvmqtt__session_deadline(const uvmqtt_session_t *s) {
 }
 
 void uvmqtt__session_set_keepalive(uvmqtt_session_t *s, uint16_t seconds) {
-  s->keepalive_ms = (uint32_t)seconds * 1000;
+  s->keepalive_s = seconds;
 }
 
 /* ---- publish / subscribe --------------------------------------------------
@@ -736,7 +744,7 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   pump(s, now);
   rc = s->fresh_rc;
   s->fresh = outer;
-  s->fresh_rc = outer_rc;
+  s->fresh_rc = (int16_t)outer_rc;
   if (rc < 0) {
     /* pump() unlinked it; nothing references it. */
     if (m->qos > 0)
@@ -1210,10 +1218,8 @@ static int on_connack(uvmqtt_session_t *s, uint64_t now,
       s->server_receive_max = p->receive_maximum;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_PACKET_SIZE))
       s->server_max_packet = p->maximum_packet_size;
-    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_KEEP_ALIVE)) {
-      s->server_keepalive = p->server_keep_alive;
-      s->keepalive_ms = (uint32_t)p->server_keep_alive * 1000;
-    }
+    if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_SERVER_KEEP_ALIVE))
+      s->keepalive_s = p->server_keep_alive;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_MAXIMUM_QOS))
       s->server_max_qos = p->maximum_qos;
     if (p->present & UVMQTT_PROP_BIT(UVMQTT_PROP_TOPIC_ALIAS_MAXIMUM))
@@ -1711,7 +1717,7 @@ static int input_run(uvmqtt_session_t *s, uint64_t now, const uint8_t *data,
     /* Sticky, as the parser's own errors: what was received so far is
      * lost, so the owner closes the connection. A handler's error (a
      * protocol violation) leaves the stream in step and is not sticky. */
-    s->in_error = rc;
+    s->in_error = (int16_t)rc;
     uvmqtt__free(s->in);
     s->in = NULL;
   }
@@ -1744,8 +1750,8 @@ size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
   return s->cur != NULL;
 }
-uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s) {
-  return s->server_keepalive;
+uint16_t uvmqtt__session_keepalive(const uvmqtt_session_t *s) {
+  return s->keepalive_s;
 }
 uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s) {
   return s->server_max_packet;

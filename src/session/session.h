@@ -262,8 +262,10 @@ size_t uvmqtt__session_in_pending(const uvmqtt_session_t *s);
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
 /* Spare output batches kept for the sessions of the calling thread. */
 size_t uvmqtt__session_spare_batches(void);
+/* The keepalive in force, in seconds: CONNECT's, or the server's v5
+ * Server Keep Alive once a CONNACK gave one. */
+uint16_t uvmqtt__session_keepalive(const uvmqtt_session_t *s);
 /* Server limits learnt from the v5 CONNACK (0 when not given). */
-uint16_t uvmqtt__session_server_keepalive(const uvmqtt_session_t *s);
 uint32_t uvmqtt__session_server_max_packet(const uvmqtt_session_t *s);
 uint16_t uvmqtt__session_server_alias_max(const uvmqtt_session_t *s);
 /* The v5 DISCONNECT reason code that describes error `err` detected on

@@ -48,7 +48,7 @@ struct uvmqtt_sreq_s {
 };
 
 /* Outgoing topic aliases (alias.c), allocated on first use. */
-typedef struct uvmqtt_alias_out_s uvmqtt_alias_out_t;
+typedef struct uvmqtt_aliases_s uvmqtt_aliases_t;
 
 /* An incoming QoS 1/2 message delivered in manual mode, waiting for the
  * application's acknowledgement or for the earlier ones (acks go out in
@@ -113,9 +113,6 @@ struct uvmqtt_session_s {
   uvmqtt_smsg_t *f_head, *f_tail; /* in flight, in send order */
   uvmqtt_sreq_t *reqs;
   uvmqtt_out_batch_t *cur; /* being filled */
-  /* The batch_pool it is counted in (its thread's; compared, never
-   * dereferenced), NULL before its first output. */
-  const void *pool_home;
 
   /* The message of the uvmqtt__session_publish() call under way: pump()
    * leaves a failure to send it in fresh_rc, for the call to return,
@@ -132,22 +129,23 @@ struct uvmqtt_session_s {
 
   inflow_t *flow; /* NULL until needed */
 
-  /* v5 topic aliases. Incoming: alias -> topic, sized by our maximum. */
-  uvmqtt_str_t *alias_in;
-  uvmqtt_alias_out_t *alias_out;
+  /* v5 topic aliases, both directions in one block (alias.c), allocated
+   * when first used on a connection. */
+  uvmqtt_aliases_t *aliases;
 
   size_t q_bytes;
   size_t max_queued_bytes; /* 0 = unbounded */
   uint64_t last_send, last_recv;
 
   uint32_t q_count;
-  uint32_t max_queued; /* 0 = unbounded */
-  uint32_t keepalive_ms;
+  uint32_t max_queued;        /* 0 = unbounded */
   uint32_t max_packet_size;   /* largest incoming packet we accept */
   uint32_t server_max_packet; /* v5 CONNACK limits (0 when not given) */
-  uint32_t ping_timeout_pct;
-  int fresh_rc;
-  int in_error; /* sticky input error (the stream cannot be resumed) */
+  /* The batch pool it is counted in (its thread's pool id, batch.c), 0
+   * before its first output. */
+  uint32_t pool_home;
+  int16_t fresh_rc; /* error codes fit: libuv's and ours (> -32768) */
+  int16_t in_error; /* sticky input error (the stream cannot be resumed) */
 
   uint16_t f_count; /* bounded by the ids: at most 65535 */
   uint16_t next_id;
@@ -155,14 +153,15 @@ struct uvmqtt_session_s {
   uint16_t receive_maximum;
   uint16_t topic_alias_max_in;
   uint16_t server_receive_max;
-  uint16_t server_keepalive;
   uint16_t server_alias_max;
+  uint16_t keepalive_s; /* in force: CONNECT's, or the server's (v5) */
 
   uint8_t version;
   uint8_t queue_policy;
   uint8_t state; /* uvmqtt_session_state_t */
   uint8_t gen;   /* counts connections: input stops when one ends */
   uint8_t server_max_qos;
+  uint8_t ping_timeout_pct; /* of the keepalive (1-255) */
   bool topic_alias_auto : 1;
   bool clean_start : 1;   /* of the CONNECT in progress */
   bool server_retain : 1; /* v5 Retain Available (true unless 0) */

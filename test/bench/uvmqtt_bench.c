@@ -16,7 +16,10 @@
  * conns opens --count clients on one loop, each subscribing to
  * <topic>/<i>, and reports the time until all CONNACKs and all SUBACKs
  * and (VmHWM - VmRSS before creating the clients) / count. The RESULT
- * line is printed while they are all open. At most --conc connections
+ * line is printed while they are all open; with UVB_MEM=1 in the
+ * environment a second line on stderr splits the peak into resident
+ * anonymous and file-backed memory (code pages first touched by the
+ * connections) and the allocator's heap. At most --conc connections
  * are between uvmqtt_client_connect() and their CONNACK at any time;
  * --conc 0 (the harness's default, "all at once") means 64 here:
  * mosquitto listens with a fixed backlog of 100, and thousands of
@@ -29,6 +32,7 @@
  * within --timeout (with a partial RESULT and status 1 when it ran out).
  * Timestamps *_ns are CLOCK_REALTIME. The CLI and RESULT formats mirror
  * the harness's c/bench_common.h, rewritten here. */
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,6 +145,9 @@ static int64_t mono_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+/* Resident anonymous / file-backed memory before the clients (KiB). */
+static long c_base_anon, c_base_file;
+
 /* VmRSS / VmHWM of this process in KiB (0 if unknown). */
 static long status_kb(const char *key) {
   FILE *f = fopen("/proc/self/status", "r");
@@ -226,6 +233,17 @@ static void print_conns(long connected, long ready, double connect_s,
          o.count, connected, ready, connect_s, ready_s, rss_base_kb, rss, hwm,
          ready > 0 ? (double)(hwm - rss_base_kb) / (double)ready : 0.0);
   fflush(stdout);
+  /* UVB_MEM=1: where the peak went (resident anonymous and file-backed
+   * memory, the allocator's heap and what is in use in it), to stderr. */
+  if (getenv("UVB_MEM")) {
+    struct mallinfo2 mi = mallinfo2();
+    fprintf(stderr,
+            "uvmqtt_bench: base anon %ld file %ld | now anon %ld file %ld | "
+            "heap %zu KiB in use %zu KiB mmapped %zu KiB\n",
+            c_base_anon, c_base_file, status_kb("RssAnon"),
+            status_kb("RssFile"), mi.arena / 1024, mi.uordblks / 1024,
+            mi.hblkhd / 1024);
+  }
 }
 
 /* ---- clients ------------------------------------------------------------ */
@@ -582,6 +600,8 @@ static int run_conns(void) {
   uv_timer_init(&loop, &deadline_timer);
   uv_idle_init(&loop, &starter);
   c_rss_base = status_kb("VmRSS");
+  c_base_anon = status_kb("RssAnon");
+  c_base_file = status_kb("RssFile");
   cs = calloc((size_t)o.count, sizeof(*cs));
   c_t0 = mono_ns();
   on_start(&starter);

@@ -1037,10 +1037,11 @@ static void test_keepalive_server_keep_alive(void **state) {
   h_init_v(UVMQTT_V5);
   assert_int_equal(h_connect(0, 60, true), 0);
   h_flush(0);
+  assert_int_equal(uvmqtt__session_keepalive(H.s), 60);
   assert_int_equal(uvmqtt__session_deadline(H.s), 84000);
   uvmqtt_props_t p = props_with(UVMQTT_PROP_SERVER_KEEP_ALIVE, 5);
   assert_int_equal(h_feed_connack(100, false, 0, &p), 0);
-  assert_int_equal(uvmqtt__session_server_keepalive(H.s), 5);
+  assert_int_equal(uvmqtt__session_keepalive(H.s), 5);
   assert_int_equal(uvmqtt__session_deadline(H.s), 5000);
   assert_int_equal(uvmqtt__session_tick(H.s, 5000), 0);
   assert_int_equal(h_flush(5000), 1);
