@@ -583,8 +583,9 @@ UVMQTT_EXTERN int uvmqtt_client_on_message(uvmqtt_client_t *c,
 UVMQTT_EXTERN int uvmqtt_client_on_log(uvmqtt_client_t *c, uvmqtt_log_cb cb,
                                        void *arg, int max_level);
 /** @} */
-/** Installs (cb NULL: removes) the pre-connect hook. Returns 0, or
- * UVMQTT_EINVAL for a NULL client. */
+/** Installs (cb NULL: removes) the pre-connect hook. Returns 0,
+ * UVMQTT_EINVAL for a NULL client, or UVMQTT_ECLOSED once
+ * uvmqtt_client_close() was called (the hook is not called after that). */
 UVMQTT_EXTERN int uvmqtt_client_on_pre_connect(uvmqtt_client_t *c,
                                                uvmqtt_pre_connect_cb cb,
                                                void *arg);

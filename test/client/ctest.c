@@ -128,14 +128,14 @@ void ct_wait_connected(ct_client_t *t, int want) {
   assert_true(uvmqtt_client_is_connected(t->c));
 }
 
-static void on_closed(uvmqtt_client_t *c) {
+void ct_on_closed(uvmqtt_client_t *c) {
   ct_client_t *t = uvmqtt_client_get_data(c);
   assert_int_equal(t->closed, 0);
   t->closed = 1;
 }
 
 void ct_close(ct_client_t *t) {
-  uvmqtt_client_close(t->c, on_closed);
+  uvmqtt_client_close(t->c, ct_on_closed);
   assert_int_equal(ct_wait_int(t->loop, &t->closed, 1, CT_WAIT_MS), 0);
 }
 

@@ -99,6 +99,8 @@ void ct_connect(ct_client_t *t, int port);
 /* Runs the loop until the client is connected (asserting it). */
 void ct_wait_connected(ct_client_t *t, int want_connected);
 /* Closes the client and runs until its close callback (asserting it). */
+/* The close callback ct_close() uses: sets t->closed (once). */
+void ct_on_closed(uvmqtt_client_t *c);
 void ct_close(ct_client_t *t);
 /* Frees recorded messages. */
 void ct_client_free(ct_client_t *t);

@@ -405,7 +405,14 @@ static void pre_connect_hook(void **state) {
   ct_wait_connected(&t, 2);
   assert_true(pre_calls >= 2);
   assert_true(tu_broker_log_contains(b, "as pre-hook (p5, c1, k44, u'u2')"));
-  ct_close(&t);
+  /* Once close() is called the hook is never called again and cannot be
+   * set (the close callback takes its place); the close callback fires. */
+  int calls = pre_calls;
+  uvmqtt_client_close(t.c, ct_on_closed);
+  assert_int_equal(uvmqtt_client_on_pre_connect(t.c, pre_connect, NULL),
+                   UVMQTT_ECLOSED);
+  assert_int_equal(ct_wait_int(&loop, &t.closed, 1, CT_WAIT_MS), 0);
+  assert_int_equal(pre_calls, calls);
   assert_int_equal(tu_loop_close(&loop, 2000), 0);
   ct_client_free(&t);
 }
