@@ -333,25 +333,32 @@ if targets:
 # this script; re-check them when the code changes).
 L.append("""## What bounds the remaining gaps
 
-(Numbers quoted here are from the run this file was written from, 5
-repetitions; re-check them when the code changes.)
+(Numbers quoted here were measured when this text was written, on
+2026-12-05 unless they say otherwise; re-check them when the code
+changes.)
 
-- **Memory per connection** (target 1.0 KiB): **not met in this run**:
-  1.08 / 1.10 KiB at 1,000 in the harness and 1.09 on the private broker,
-  0.87 at 10,000 (the baseline c673a16, measured in the same session on
-  the same machine: 1.06 / 0.98, 0.99 and 0.82). The growth is the
-  client's own chunk: client struct 240 -> 272 B (API 0.2's pre-connect
-  hook and subscription request queue, 24 B; the reconnect policy state,
-  8 B) and session 208 -> 224 B (held input and the store flags), so
-  client + session + id went from a 480 B to a 528 B malloc chunk (+48 B
-  per connection; counted with the allocator hooks on 200 idle subscribed
-  connections: 805 -> 855 B of chunks each). The rest per idle subscribed
-  connection is unchanged: the tcp stream 224 B, the server list 32 B,
-  the subscription record 48 B, 8 B in the loop's deadline heap and 8 B
-  in libuv's watcher table; the parser, packet-id sets, output batches,
-  connect-time state, statistics, proxy and delivery state exist only
-  while used. At 1,000 connections about 0.15-0.25 KiB per connection is
-  one-off code pages first touched by the connection path.
+- **Memory per connection** (target 1.0 KiB): met at 10,000 (0.81 KiB),
+  **not met at 1,000** (1.10 / 1.04 KiB in the harness, 1.04 on the
+  private broker). What each idle subscribed connection holds is 0.78
+  KiB: malloc chunks of 480 B (client, session and id in one block), 224
+  B (the tcp stream: a uv_poll_t and our 56 B), 32 B (the server list)
+  and 32 B (the subscription record), plus 8 B in the loop's deadline
+  heap and 16 B in libuv's watcher table; everything else exists only
+  while used. The rest of the 1,000 figure is one-off: code pages first
+  touched by the connection path (`uvmqtt_bench` with `UVB_MEM=1` splits
+  the peak: heap about 830 KiB, file-backed 150-350 KiB, varying run to
+  run). Kernel fault-around maps text in 64 KiB windows, and every page
+  of the benchmark's 216 KiB text mapping is resident at the peak (54 of
+  54 pages, read from /proc/self/pagemap), so the fixed part follows the
+  library's code size (195 KB of text at c673a16, 360 KB now with
+  delivery, persistence, proxies and the fleet controls), plus libc's
+  printf pages that the benchmark's own `snprintf` of ids and topics
+  pulls in. Two figures from 1,000 and 10,000 connections separate them:
+  0.78 KiB per connection plus about 256 KiB once (c673a16: 0.81 KiB
+  plus about 194 KiB). Linking the library's objects hot-first did not
+  reduce the resident text (51 of 54 pages). Same session, same broker,
+  8 runs each at 1,000: c673a16 median 0.98 (0.97-1.14), now 1.035
+  (0.99-1.10).
 - **CPU per message** (target 0.5x libmosquitto) and **QoS 1 / QoS 2
   throughput**: about 90 % of a client's CPU at QoS 1/2 is kernel time
   spent going to sleep and being woken, and each wake-up of a client is
@@ -369,21 +376,29 @@ repetitions; re-check them when the code changes.)
   every segment, and mosquitto's Nagle sent one segment per ACK (1-2
   messages each instead of a full one). The first read that answers no
   write of ours now turns delayed ACKs back on (`docs/cpu-per-message.md`).
-- **QoS 0 16 KiB** (0.92x / 1.11x the raw ceiling in this run; 0.81x /
-  0.88x and 1.06x / 0.78x in earlier full runs): noise-bound on this
-  machine, and not yet shown otherwise. In one earlier run the raw ceiling
+- **QoS 0 16 KiB** (0.96x / 1.05x the raw ceiling in this run, 1.16x /
+  1.06x in the run before; 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x
+  in earlier full runs): noise-bound on this machine. In one earlier run the raw ceiling
   ranged 44-60 k msg/s across repetitions in `nodelay` (uvmqtt 39-54 k,
   libmosquitto 35-47 k); with 40,000 messages instead of 10,000, uvmqtt
   measured 56.6 / 57.4 k against raw's 53.5 / 54.5 k (nodelay) and 70.8 /
   60.3 k against 60.2 / 61.4 k (default). The broker is at 90-96 % of a
   core.
+- **RTT QoS 1 p50 with TCP_NODELAY** (1.13x the raw ceiling in this run,
+  0.63x in an earlier one): per round trip uvmqtt makes exactly one
+  `epoll_wait`, one `recvfrom` and one `sendmsg` (strace -c over 2,000
+  round trips: 2,105 / 2,103 / 2,103), where the raw ceiling makes one
+  blocking `read` and one `writev` (2,112 / 2,100). The difference is the
+  readiness wait an event-loop client on the caller's loop cannot skip;
+  libmosquitto's p50 is 53 µs against uvmqtt's 36 µs.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
-  near 10-20 µs (both processes stay on a CPU) or near 80-125 µs (a
-  wake-up from idle), so a median over 5 repetitions says more about which
-  mode the repetitions hit than about the client. In `default` the raw
-  ceiling hit the fast mode 5 times of 5, libmosquitto twice and uvmqtt
-  once; in `nodelay` no client hit it and uvmqtt's p50 is 0.97x the raw
-  ceiling's.
+  near 10-30 µs (both processes stay on a CPU) or near 50-125 µs (a
+  wake-up from idle), so a median over 3 repetitions says more about which
+  mode the repetitions hit than about the client.
+- **QoS 1/2 throughput** moves ±5 % between runs: the run before the last
+  memory change measured 0.96x / 0.98x (nodelay) and 0.97x / 0.97x
+  (default) against the raw ceiling; this one 0.92x / 0.95x and 0.98x /
+  0.90x, with no change to the I/O path in between.
 """)
 
 # micro-benchmarks
