@@ -70,6 +70,13 @@ typedef struct {
   uint8_t flags; /* SV_* */
 } server_t;
 
+/* The block: how many servers, the one being tried, the entries, then
+ * their strings. */
+typedef struct {
+  uint16_t n, cur;
+  server_t v[];
+} server_list_t;
+
 /* Options most clients leave at their defaults live in a block allocated
  * when first set: a client's copy of the options is then only the core. */
 typedef struct {
@@ -343,7 +350,7 @@ struct uvmqtt_client_s {
   sop_t *sub_ops; /* requests not yet answered, in submission order */
 
   uvmqtt_stream_t *stream; /* top of the stack once open */
-  server_t *servers;
+  server_list_t *servers;  /* NULL: none yet */
   attempt_t *at;
   rare_t *rare;
 
@@ -356,13 +363,12 @@ struct uvmqtt_client_s {
   uint32_t heap_idx; /* 1-based slot in lc->heap, 0: no deadline */
   uint32_t seq;      /* ties between equal deadlines: first armed first */
   struct uvmqtt_client_s *lnext, **lpprev; /* flush or closing list */
-  uint16_t nservers, cur_server;
-  unsigned writes; /* batches being written */
-  int drop_status;
+  unsigned writes;                         /* batches being written */
   uvmqtt__rc_t rc; /* reconnect policy state (backoff.h) */
   /* Small fields together, so the struct has no holes. */
-  uint16_t open_handles;
+  int16_t drop_status; /* error codes fit: libuv's and ours (> -32768) */
   uint16_t depth;
+  uint8_t open_handles; /* the stream and a few timers */
   int8_t log_level;
   uint8_t state;
   uint8_t last_reason;
@@ -458,7 +464,15 @@ void uvmqtt__loop_attempt_release(uvmqtt_client_t *c);
 /* ---- servers.c: URIs, server lists, redirect references */
 void uvmqtt__servers_free(uvmqtt_client_t *c);
 void uvmqtt__server_clear(server_spec_t *sv);
-server_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n);
+/* n servers in one block, the first one current. NULL: ENOMEM. */
+server_list_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n);
+/* The number of servers, and the index of the one being tried. */
+static inline unsigned uvmqtt__nservers(const uvmqtt_client_t *c) {
+  return c->servers ? c->servers->n : 0;
+}
+static inline unsigned uvmqtt__cur_server(const uvmqtt_client_t *c) {
+  return c->servers ? c->servers->cur : 0;
+}
 server_spec_t uvmqtt__server_at(const uvmqtt_client_t *c, size_t i);
 uint16_t uvmqtt__default_port(const uvmqtt_client_t *c, int scheme);
 int uvmqtt__parse_uri(const uvmqtt_client_t *c, const char *uri,

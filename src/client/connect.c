@@ -15,20 +15,17 @@ static int client_id_ok(const uvmqtt_client_t *c) {
   return 0;
 }
 
-static int begin(uvmqtt_client_t *c, server_t *servers, size_t n, bool srv) {
+static int begin(uvmqtt_client_t *c, server_list_t *servers, bool srv) {
   if (c->state == C_CLOSING || c->close_requested) {
     uvmqtt__free(servers);
     return UVMQTT_ECLOSED;
   }
   uvmqtt__servers_free(c);
   c->servers = servers;
-  c->nservers = (uint16_t)n;
-  c->cur_server = 0;
   c->srv_mode = srv;
   int rc = uvmqtt__persist_check_broker(c);
   if (rc < 0) { /* the stored session belongs to another broker */
     uvmqtt__servers_free(c);
-    c->nservers = 0;
     c->srv_mode = false;
     return rc;
   }
@@ -64,10 +61,10 @@ int uvmqtt_client_connect(uvmqtt_client_t *c, const char *host, int port) {
   tmp.host = (char *)host;
   tmp.scheme = CX(c)->tls_for_tcp ? S_MQTTS : S_MQTT;
   tmp.port = (uint16_t)port;
-  server_t *sv = uvmqtt__servers_pack(&tmp, 1);
+  server_list_t *sv = uvmqtt__servers_pack(&tmp, 1);
   if (!sv)
     return UVMQTT_ENOMEM;
-  return begin(c, sv, 1, false);
+  return begin(c, sv, false);
 }
 
 /* A TLS scheme without a TLS configuration: the system's trust store. */
@@ -104,14 +101,14 @@ int uvmqtt_client_connect_uris(uvmqtt_client_t *c, const char *const *uris,
   }
   if (rc == 0 && need_tls && !CX(c)->tls)
     rc = use_system_trust(c);
-  server_t *packed = rc < 0 ? NULL : uvmqtt__servers_pack(sv, count);
+  server_list_t *packed = rc < 0 ? NULL : uvmqtt__servers_pack(sv, count);
   if (rc == 0 && !packed)
     rc = UVMQTT_ENOMEM;
   /* sv[i] too: it may have parsed before the TLS check refused it. */
   for (size_t j = 0; j < count; j++)
     uvmqtt__server_clear(&sv[j]);
   uvmqtt__free(sv);
-  return rc < 0 ? rc : begin(c, packed, count, false);
+  return rc < 0 ? rc : begin(c, packed, false);
 }
 
 int uvmqtt_client_connect_uri(uvmqtt_client_t *c, const char *uri) {
@@ -133,7 +130,7 @@ int uvmqtt_client_connect_srv(uvmqtt_client_t *c, const char *domain) {
     return UVMQTT_ENOMEM;
   uvmqtt__free(r->srv_domain);
   r->srv_domain = d;
-  return begin(c, NULL, 0, true);
+  return begin(c, NULL, true);
 #endif
 }
 
@@ -188,8 +185,8 @@ void uvmqtt__client_close_stream(uvmqtt_client_t *c) {
 void uvmqtt__client_send_connect(uvmqtt_client_t *c) {
   server_spec_t cur;
   const server_spec_t *sv = NULL;
-  if (c->nservers) {
-    cur = uvmqtt__server_at(c, c->cur_server);
+  if (uvmqtt__nservers(c)) {
+    cur = uvmqtt__server_at(c, uvmqtt__cur_server(c));
     sv = &cur;
   }
   uvmqtt_connect_t p;
@@ -360,7 +357,7 @@ static void on_addrs(int status, const struct sockaddr_storage *addrs, size_t n,
   if (status < 0 || n == 0) {
     uvmqtt__client_log(
         c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
-        uvmqtt__server_at(c, c->cur_server).host,
+        uvmqtt__server_at(c, uvmqtt__cur_server(c)).host,
         uvmqtt_strerror(status < 0 ? status : UVMQTT_EDNS_NODATA));
     uvmqtt__client_attempt_failed(c, status < 0 ? status : UVMQTT_EDNS_NODATA);
   } else {
@@ -435,7 +432,7 @@ static void dial_first_hop(uvmqtt_client_t *c) {
     dial(c, px->proxy.host, uvmqtt__proxy_port(&px->proxy));
     return;
   }
-  server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
+  server_spec_t sv = uvmqtt__server_at(c, uvmqtt__cur_server(c));
   dial(c, sv.host, sv.port ? sv.port : uvmqtt__default_port(c, sv.scheme));
 }
 
@@ -457,7 +454,7 @@ static void on_target_addrs(int status, const struct sockaddr_storage *addrs,
   }
   if (rc < 0) {
     uvmqtt__client_log(c, UVMQTT_LOG_WARN, "cannot resolve %s: %s",
-                       uvmqtt__server_at(c, c->cur_server).host,
+                       uvmqtt__server_at(c, uvmqtt__cur_server(c)).host,
                        uvmqtt_strerror(rc));
     uvmqtt__client_attempt_failed(c, rc);
   } else {
@@ -474,7 +471,7 @@ static void resolve_server(uvmqtt_client_t *c) {
     return;
   }
   attempt_t *at = c->at;
-  server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
+  server_spec_t sv = uvmqtt__server_at(c, uvmqtt__cur_server(c));
   if (sv.scheme == S_UNIX || sv.scheme == S_WS_UNIX) {
     dial_unix(c, sv.host);
     return;
@@ -505,7 +502,7 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
   ENTER(c);
   c->at->resolve_req = NULL;
   server_spec_t *tmp = NULL;
-  server_t *sv = NULL;
+  server_list_t *sv = NULL;
   if (n > UINT16_MAX)
     n = UINT16_MAX; /* in order of preference: the rest would never be tried */
   if (status == 0 && n > 0 && (tmp = uvmqtt__calloc(n, sizeof(*tmp)))) {
@@ -521,7 +518,8 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
     uvmqtt__client_log(c, UVMQTT_LOG_WARN, "SRV lookup for %s failed: %s",
                        c->rare->srv_domain,
                        uvmqtt_strerror(status < 0 ? status : UVMQTT_ENOMEM));
-    c->nservers = 0;
+    if (c->servers)
+      c->servers->n = 0;
     uvmqtt__client_attempt_failed(c, status < 0 ? status : UVMQTT_ENOMEM);
   } else {
     for (size_t i = 0; i < n; i++)
@@ -530,8 +528,6 @@ static void on_srv(int status, const uvmqtt_srv_target_t *t, size_t n,
                          t[i].port, t[i].priority, t[i].weight);
     uvmqtt__servers_free(c);
     c->servers = sv;
-    c->nservers = (uint16_t)n;
-    c->cur_server = 0;
     c->srv_done = true;
     resolve_server(c);
   }

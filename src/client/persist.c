@@ -126,7 +126,7 @@ int uvmqtt__persist_check_broker(uvmqtt_client_t *c) {
     return 0;
   if (c->srv_mode && c->rare && c->rare->srv_domain) {
     snprintf(broker, sizeof(broker), "srv:%s", c->rare->srv_domain);
-  } else if (c->nservers) {
+  } else if (uvmqtt__nservers(c)) {
     server_spec_t sv = uvmqtt__server_at(c, 0);
     snprintf(
         broker, sizeof(broker), "%s:%u", sv.host,

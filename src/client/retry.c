@@ -71,8 +71,9 @@ void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
   }
   /* More servers in the list: move on at once, unless the error is ours
    * (a bad configuration no other server can fix). */
-  if (c->cur_server + 1 < c->nservers && !config_error(status)) {
-    c->cur_server++;
+  if (uvmqtt__cur_server(c) + 1 < uvmqtt__nservers(c) &&
+      !config_error(status)) {
+    c->servers->cur++;
     if (at)
       at->cur_addr = at->naddrs = 0;
     c->state = C_WAIT;
@@ -80,10 +81,10 @@ void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
     return;
   }
   const char *what =
-      c->nservers
-          ? uvmqtt__server_at(c, c->cur_server).host
+      uvmqtt__nservers(c)
+          ? uvmqtt__server_at(c, uvmqtt__cur_server(c)).host
           : (c->rare && c->rare->srv_domain ? c->rare->srv_domain : "?");
-  if (c->nservers > 1 || c->srv_mode)
+  if (uvmqtt__nservers(c) > 1 || c->srv_mode)
     uvmqtt__client_log(c, UVMQTT_LOG_WARN, "every server failed (last %s: %s)",
                        what, uvmqtt_strerror(status));
   else
@@ -101,7 +102,8 @@ void uvmqtt__client_attempt_failed(uvmqtt_client_t *c, int status) {
     uvmqtt__client_timer_stop(c);
     return;
   }
-  c->cur_server = 0;
+  if (c->servers)
+    c->servers->cur = 0;
   if (c->srv_mode)
     c->srv_done = false;
   schedule_reconnect(c);
@@ -131,25 +133,25 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
   char *ref = r->redirect_ref;
   r->redirect_ref = NULL;
   bool ok = false;
-  if (c->nservers && r->redirects < 5 &&
+  if (uvmqtt__nservers(c) && r->redirects < 5 &&
       (!c->rare->redirect_cb ||
        c->rare->redirect_cb(c, reason, ref, c->rare->redirect_arg) == 0)) {
     char *host = NULL;
     uint16_t port = 0;
     /* The list is one block: it is rebuilt with the new host. */
-    size_t n = c->nservers;
+    size_t n = c->servers->n, cur = c->servers->cur;
     server_spec_t one, *tmp = n == 1 ? &one : uvmqtt__malloc(n * sizeof(*tmp));
-    server_t *v = NULL;
+    server_list_t *v = NULL;
     if (tmp && uvmqtt__server_ref_parse(ref, &host, &port) == 0) {
       for (size_t i = 0; i < n; i++)
         tmp[i] = uvmqtt__server_at(c, i);
-      tmp[c->cur_server].host = host;
-      tmp[c->cur_server].port = port;
+      tmp[cur].host = host;
+      tmp[cur].port = port;
       /* A host and port: a unix socket's broker moves to TCP. */
-      if (tmp[c->cur_server].scheme == S_UNIX)
-        tmp[c->cur_server].scheme = S_MQTT;
-      else if (tmp[c->cur_server].scheme == S_WS_UNIX)
-        tmp[c->cur_server].scheme = S_WS;
+      if (tmp[cur].scheme == S_UNIX)
+        tmp[cur].scheme = S_MQTT;
+      else if (tmp[cur].scheme == S_WS_UNIX)
+        tmp[cur].scheme = S_WS;
       v = uvmqtt__servers_pack(tmp, n);
     }
     if (tmp != &one)
@@ -158,6 +160,7 @@ static bool follow_redirect(uvmqtt_client_t *c, uint8_t reason) {
       uvmqtt__client_log(c, UVMQTT_LOG_INFO,
                          "redirected (reason 0x%02x) to %s:%u", reason, host,
                          port);
+      v->cur = (uint16_t)cur;
       uvmqtt__free(c->servers);
       c->servers = v;
       r->redirects++;
@@ -264,7 +267,8 @@ static void do_drop(uvmqtt_client_t *c) {
     uvmqtt__drain_end(c, c->rare->drain->status);
   if (stop || c->state != C_WAIT)
     return;
-  c->cur_server = 0;
+  if (c->servers)
+    c->servers->cur = 0;
   if (c->srv_mode)
     c->srv_done = false;
   schedule_reconnect(c);
@@ -274,7 +278,7 @@ void uvmqtt__client_drop(uvmqtt_client_t *c, int status) {
   if (c->drop_requested || c->state == C_CLOSING)
     return;
   c->drop_requested = true;
-  c->drop_status = status;
+  c->drop_status = (int16_t)status;
 }
 
 void uvmqtt__client_leave(uvmqtt_client_t *c) {

@@ -13,7 +13,6 @@
 void uvmqtt__servers_free(uvmqtt_client_t *c) {
   uvmqtt__free(c->servers);
   c->servers = NULL;
-  c->nservers = c->cur_server = 0;
 }
 
 /* Frees the strings of a server parsed by uvmqtt__parse_uri(). */
@@ -35,15 +34,19 @@ static void str_put(char *base, size_t *off, const char *s) {
 }
 
 /* Copies n servers and their strings into one allocation. NULL: ENOMEM. */
-server_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n) {
-  size_t size = n * sizeof(server_t);
+server_list_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n) {
+  size_t size = offsetof(server_list_t, v) + n * sizeof(server_t);
   for (size_t i = 0; i < n; i++)
     size += str_size(src[i].host) + str_size(src[i].path) +
             str_size(src[i].user) + str_size(src[i].pass);
-  server_t *v = size <= UINT32_MAX ? uvmqtt__malloc(size) : NULL;
-  if (!v)
+  server_list_t *l =
+      size <= UINT32_MAX && n <= UINT16_MAX ? uvmqtt__malloc(size) : NULL;
+  if (!l)
     return NULL;
-  size_t off = n * sizeof(server_t);
+  l->n = (uint16_t)n;
+  l->cur = 0;
+  server_t *v = l->v;
+  size_t off = offsetof(server_list_t, v) + n * sizeof(server_t);
   for (size_t i = 0; i < n; i++) {
     const char *str[4] = {src[i].host, src[i].path, src[i].user, src[i].pass};
     v[i].port = src[i].port;
@@ -54,16 +57,16 @@ server_t *uvmqtt__servers_pack(const server_spec_t *src, size_t n) {
     for (int k = 0; k < 4; k++) {
       if (str[k]) {
         v[i].flags |= (uint8_t)(SV_HOST << k);
-        str_put((char *)v, &off, str[k]);
+        str_put((char *)l, &off, str[k]);
       }
     }
   }
-  return v;
+  return l;
 }
 
 /* Server i of the client's list, its strings pointing into the list. */
 server_spec_t uvmqtt__server_at(const uvmqtt_client_t *c, size_t i) {
-  const server_t *s = &c->servers[i];
+  const server_t *s = &c->servers->v[i];
   char *p = (char *)c->servers + s->strs;
   char *str[4];
   for (int k = 0; k < 4; k++) {

@@ -154,7 +154,7 @@ int uvmqtt__stack_plan(uvmqtt_client_t *c) {
   uvmqtt__stack_proxy_free(c);
   at->plan = at->layer = 0;
   at->http_status = 0;
-  server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
+  server_spec_t sv = uvmqtt__server_at(c, uvmqtt__cur_server(c));
   if (sv.scheme != S_UNIX && sv.scheme != S_WS_UNIX) {
     int rc = choose_proxy(c, &sv);
     if (rc < 0)
@@ -314,7 +314,7 @@ void uvmqtt__stack_build(uvmqtt_client_t *c, uvmqtt_stream_t *s) {
     uvmqtt__client_send_connect(c);
     return;
   }
-  server_spec_t sv = uvmqtt__server_at(c, c->cur_server);
+  server_spec_t sv = uvmqtt__server_at(c, uvmqtt__cur_server(c));
   uvmqtt_stream_t *up = NULL;
   at->layer = (uint8_t)next;
   int rc = layers[next].make(c, &sv, s, &up);

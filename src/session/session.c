@@ -42,6 +42,16 @@ void uvmqtt__session_log(uvmqtt_session_t *s, int level, const char *fmt, ...) {
   s->ev_->on_log(s->ud, level, buf);
 }
 
+/* The message of the uvmqtt__session_publish() call under way on this
+ * thread: pump() leaves a failure to send it in rc, for the call to
+ * return, instead of completing it from inside that call. A publish from
+ * a callback of that pump() (on any session) nests and restores it. Kept
+ * per thread, not per session: no idle session carries it. */
+static _Thread_local struct {
+  uvmqtt_smsg_t *m;
+  int rc;
+} fresh;
+
 static int alloc_id(uvmqtt_session_t *s, uint16_t *out) {
   if (uvmqtt__idset_count(s->out_ids) >= 65535)
     return UVMQTT_ENOPKTID;
@@ -251,9 +261,8 @@ static void pump(uvmqtt_session_t *s, uint64_t now) {
       queue_unlink(s, m);
       uvmqtt__session_log(s, UVMQTT_LOG_ERROR, "cannot encode PUBLISH: %s",
                           uvmqtt_strerror(rc));
-      if (m == s->fresh) {
-        s->fresh_rc =
-            (int16_t)rc; /* returned by the publish call, no callback */
+      if (m == fresh.m) {
+        fresh.rc = rc; /* returned by the publish call, no callback */
         continue;
       }
       msg_finish(s, m, rc, 0);
@@ -737,14 +746,14 @@ int uvmqtt__session_publish(uvmqtt_session_t *s, uint64_t now,
   /* pump() may send it at once. If that fails, the error is returned here
    * and its callback never fires (see session.h). A publish from inside a
    * callback of pump() nests, hence the saved outer state. */
-  uvmqtt_smsg_t *outer = s->fresh;
-  int outer_rc = s->fresh_rc;
-  s->fresh = m;
-  s->fresh_rc = 0;
+  uvmqtt_smsg_t *outer = fresh.m;
+  int outer_rc = fresh.rc;
+  fresh.m = m;
+  fresh.rc = 0;
   pump(s, now);
-  rc = s->fresh_rc;
-  s->fresh = outer;
-  s->fresh_rc = (int16_t)outer_rc;
+  rc = fresh.rc;
+  fresh.m = outer;
+  fresh.rc = outer_rc;
   if (rc < 0) {
     /* pump() unlinked it; nothing references it. */
     if (m->qos > 0)

@@ -114,11 +114,6 @@ struct uvmqtt_session_s {
   uvmqtt_sreq_t *reqs;
   uvmqtt_out_batch_t *cur; /* being filled */
 
-  /* The message of the uvmqtt__session_publish() call under way: pump()
-   * leaves a failure to send it in fresh_rc, for the call to return,
-   * instead of completing it from inside that call. */
-  uvmqtt_smsg_t *fresh;
-
   idset_ref_t out_ids; /* ids in use by our messages and requests */
   idset_ref_t in_ids;  /* incoming QoS 2 ids waiting for PUBREL */
 
@@ -144,8 +139,8 @@ struct uvmqtt_session_s {
   /* The batch pool it is counted in (its thread's pool id, batch.c), 0
    * before its first output. */
   uint32_t pool_home;
-  int16_t fresh_rc; /* error codes fit: libuv's and ours (> -32768) */
-  int16_t in_error; /* sticky input error (the stream cannot be resumed) */
+  int16_t in_error; /* sticky input error (the stream cannot be resumed);
+                       error codes fit: libuv's and ours (> -32768) */
 
   uint16_t f_count; /* bounded by the ids: at most 65535 */
   uint16_t next_id;

@@ -362,7 +362,7 @@ int uvmqtt__proxy_new(uvmqtt_stream_t *lower,
   }
   int rc = proto->init(hs->state, opts);
   if (rc == 0) {
-    rc = uv_timer_init(lower->loop, &hs->timer);
+    rc = uv_timer_init(uvmqtt__stream_loop(lower), &hs->timer);
     if (rc != 0 && proto->clear)
       proto->clear(hs->state);
   }
@@ -376,7 +376,6 @@ int uvmqtt__proxy_new(uvmqtt_stream_t *lower,
   p->hs = hs;
   p->reading = 1;
   p->base.ops = &proto->ops;
-  p->base.loop = lower->loop;
   p->base.lower = lower;
   lower->data = p;
   lower->read_cb = on_lower_read;

@@ -1,6 +1,6 @@
 /* What every transport layer shares beyond the contract in transport.h:
- * formatting a log line for the owner's log callback, and passing a
- * reader's hint to the layer below. */
+ * formatting a log line for the owner's log callback, passing a reader's
+ * hint to the layer below, and finding the loop a stack runs on. */
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -24,4 +24,10 @@ void uvmqtt__stream_log(uvmqtt_stream_t *s, int level, const char *fmt, ...) {
 
 void uvmqtt__stream_forward_hint(uvmqtt_stream_t *s, int kind, unsigned value) {
   uvmqtt__stream_hint(s->lower, kind, value);
+}
+
+uv_loop_t *uvmqtt__stream_loop(const uvmqtt_stream_t *s) {
+  while (!s->ops->loop)
+    s = s->lower;
+  return s->ops->loop(s);
 }

@@ -35,19 +35,24 @@ typedef struct tcp_write_s tcp_write_t;
 /* The stream of a unix-domain socket is the same struct with the same
  * ops; only its connect differs (uvmqtt__unix_connect). */
 
-/* The base, the poll handle and one pointer, to stay within a smaller
- * malloc size class. The handle's `data` field holds the flag bits below
- * and, while connecting, a deferred error; `u` holds open_cb while
- * connecting and the write queue after; close_cb lives, once closing, in
+/* The base and the poll handle, to stay within a smaller malloc size
+ * class (200 B: 208 with malloc's header). The handle's `data` field
+ * holds the flag bits below and, while connecting, a deferred error; the
+ * base's own slot (the socket's layer has no lower) holds open_cb while
+ * connecting (base.own_cb) and the write queue after (base.own: its tail,
+ * circular, tail->next is the head); close_cb lives, once closing, in
  * base.read_cb (unused from then). */
 typedef struct {
   uvmqtt_stream_t base;
   uv_poll_t poll;
-  union {
-    uvmqtt_stream_open_cb open_cb; /* F_CONNECTING */
-    tcp_write_t *wq_tail;          /* circular: tail->next is the head */
-  } u;
 } tcp_stream_t;
+
+static inline tcp_write_t *wq_tail(const tcp_stream_t *t) {
+  return (tcp_write_t *)t->base.own;
+}
+static inline void set_wq_tail(tcp_stream_t *t, tcp_write_t *w) {
+  t->base.own = w;
+}
 
 enum {
   F_READING = 1,
@@ -119,21 +124,21 @@ static uvmqtt_stream_close_cb get_close_cb(const tcp_stream_t *t) {
 /* ---- the write queue ----------------------------------------------------- */
 
 static void wq_push(tcp_stream_t *t, tcp_write_t *w) {
-  tcp_write_t *tail = t->u.wq_tail;
+  tcp_write_t *tail = wq_tail(t);
   if (tail) {
     w->next = tail->next;
     tail->next = w;
   } else {
     w->next = w;
   }
-  t->u.wq_tail = w;
+  set_wq_tail(t, w);
 }
 
 static tcp_write_t *wq_pop(tcp_stream_t *t) {
-  tcp_write_t *tail = t->u.wq_tail;
+  tcp_write_t *tail = wq_tail(t);
   tcp_write_t *head = tail->next;
   if (head == tail)
-    t->u.wq_tail = NULL;
+    set_wq_tail(t, NULL);
   else
     tail->next = head->next;
   return head;
@@ -175,7 +180,7 @@ static int advance(tcp_write_t *w, size_t n) {
 /* The half-close asked for by shutdown(), once every queued byte is in
  * the kernel (which sends the FIN after them). */
 static void maybe_shut(tcp_stream_t *t) {
-  tcp_write_t *tail = t->u.wq_tail;
+  tcp_write_t *tail = wq_tail(t);
   if (!has(t, F_SHUT_WANTED) || has(t, F_SHUT) || has(t, F_CONNECTING) ||
       closing(t) || (tail && tail->cur < tail->nbufs))
     return;
@@ -186,7 +191,7 @@ static void maybe_shut(tcp_stream_t *t) {
 /* Writes queued bytes until the socket is full; a failed request is done
  * with its error. */
 static void send_queued(tcp_stream_t *t) {
-  tcp_write_t *tail = t->u.wq_tail;
+  tcp_write_t *tail = wq_tail(t);
   if (!tail)
     return;
   int fd = fd_of(t);
@@ -215,9 +220,9 @@ static void send_queued(tcp_stream_t *t) {
  * order. Writes queued by these callbacks wait for the next turn, so a
  * callback that always writes again cannot starve the loop. */
 static void complete_done(tcp_stream_t *t) {
-  tcp_write_t *last = t->u.wq_tail;
-  while (!closing(t) && t->u.wq_tail) {
-    tcp_write_t *w = t->u.wq_tail->next;
+  tcp_write_t *last = wq_tail(t);
+  while (!closing(t) && wq_tail(t)) {
+    tcp_write_t *w = wq_tail(t)->next;
     if (w->cur < w->nbufs)
       return;
     wq_pop(t);
@@ -253,7 +258,7 @@ static void update_poll(tcp_stream_t *t, int drop_w) {
   } else {
     if (has(t, F_READING))
       want |= UV_READABLE;
-    if (t->u.wq_tail || (has(t, F_POLL_W) && !drop_w))
+    if (wq_tail(t) || (has(t, F_POLL_W) && !drop_w))
       want |= UV_WRITABLE;
   }
   int cur = (has(t, F_POLL_R) ? UV_READABLE : 0) |
@@ -434,7 +439,7 @@ static int tcp_write(uvmqtt_stream_t *s, const uv_buf_t bufs[], unsigned n,
   /* Nothing left unsent before it: send at once as uv_write() does, so
    * that a write followed by close() still reaches the peer. The
    * callback waits for the poll callback either way. */
-  tcp_write_t *tail = t->u.wq_tail;
+  tcp_write_t *tail = wq_tail(t);
   int send_now = !tail || tail->cur == tail->nbufs;
   wq_push(t, w);
   if (send_now)
@@ -451,7 +456,7 @@ static int tcp_try_write(uvmqtt_stream_t *s, const uv_buf_t bufs[],
   if (has(t, F_SHUT_WANTED))
     return UV_EPIPE;
   /* Like uv_try_write(): nothing while connecting or with writes queued. */
-  if (has(t, F_CONNECTING) || t->u.wq_tail)
+  if (has(t, F_CONNECTING) || wq_tail(t))
     return 0;
   set(t, F_WROTE, 1);
   ssize_t r = send_bufs(fd_of(t), bufs, n);
@@ -480,7 +485,7 @@ static void tcp_shutdown(uvmqtt_stream_t *s) {
 /* ---- opening ------------------------------------------------------------- */
 
 static void finish_connect(tcp_stream_t *t) {
-  uvmqtt_stream_open_cb open_cb = t->u.open_cb;
+  uvmqtt_stream_open_cb open_cb = t->base.own_cb;
   int status = -(int)(flags(t) >> DELAYED_SHIFT);
   if (status == 0) {
     int err = 0;
@@ -493,7 +498,7 @@ static void finish_connect(tcp_stream_t *t) {
   }
   t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
   set(t, F_CONNECTING, 0);
-  t->u.wq_tail = NULL;
+  set_wq_tail(t, NULL);
   if (status == 0)
     status = tcp_read_start(&t->base);
   open_cb(&t->base, status);
@@ -511,7 +516,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   if (events & UV_DISCONNECT)
     events |= UV_READABLE | UV_WRITABLE;
   /* Writable with nothing to write: stop watching that (update_poll). */
-  int idle_w = (events & UV_WRITABLE) && !has(t, F_CONNECTING) && !t->u.wq_tail;
+  int idle_w = (events & UV_WRITABLE) && !has(t, F_CONNECTING) && !wq_tail(t);
   set(t, F_IN_POLL, 1);
   if (has(t, F_CONNECTING)) {
     finish_connect(t);
@@ -536,7 +541,7 @@ static void on_poll(uv_poll_t *h, int status, int events) {
  * those not fully written with UV_ECANCELED, then close_cb. */
 static void on_close(uv_handle_t *h) {
   tcp_stream_t *t = T_OF(h);
-  while (!has(t, F_CONNECTING) && t->u.wq_tail) {
+  while (!has(t, F_CONNECTING) && wq_tail(t)) {
     tcp_write_t *w = wq_pop(t);
     uvmqtt_stream_write_cb cb = w->cb;
     void *arg = w->arg;
@@ -566,6 +571,10 @@ static void tcp_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
 
 static void tcp_hint(uvmqtt_stream_t *s, int kind, unsigned value);
 
+static uv_loop_t *tcp_loop(const uvmqtt_stream_t *s) {
+  return ((const tcp_stream_t *)s)->poll.loop;
+}
+
 static const uvmqtt_stream_ops_t tcp_ops = {
     .name = "tcp",
     .open = NULL,
@@ -576,6 +585,7 @@ static const uvmqtt_stream_ops_t tcp_ops = {
     .shutdown = tcp_shutdown,
     .close = tcp_close,
     .hint = tcp_hint,
+    .loop = tcp_loop,
 };
 
 static void tcp_coalesce(tcp_stream_t *t, unsigned want) {
@@ -607,7 +617,6 @@ static int tcp_wrap(uv_loop_t *loop, int fd, void *data, tcp_stream_t **out) {
   }
   t->poll.data = NULL; /* the flags */
   t->base.ops = &tcp_ops;
-  t->base.loop = loop;
   t->base.data = data;
   *out = t;
   return 0;
@@ -688,7 +697,7 @@ static int start_connect(uv_loop_t *loop, int fd, const struct sockaddr *addr,
   }
   t->poll.data =
       (void *)(f | F_CONNECTING | ((uintptr_t)delayed << DELAYED_SHIFT));
-  t->u.open_cb = open_cb;
+  t->base.own_cb = open_cb;
   /* Writable once connected or failed; a socket that never connected
    * (a deferred error) reports a hang-up at once. */
   update_poll(t, 0);

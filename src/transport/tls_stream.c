@@ -424,9 +424,9 @@ static _Thread_local struct {
 } hs_budget;
 
 static bool hs_budget_left(const tls_stream_t *t) {
-  uint64_t now = uv_now(t->s.loop);
-  if (hs_budget.loop != t->s.loop || hs_budget.now != now) {
-    hs_budget.loop = t->s.loop;
+  uint64_t now = uv_now(t->timer.loop);
+  if (hs_budget.loop != t->timer.loop || hs_budget.now != now) {
+    hs_budget.loop = t->timer.loop;
     hs_budget.now = now;
     hs_budget.spent_ns = 0;
   }
@@ -649,7 +649,7 @@ static void on_timer(uv_timer_t *timer) {
     if (t->state == ST_OPEN)
       t->resume_pending = true;
   } else if (t->state == ST_HANDSHAKE) {
-    uint64_t now = uv_now(t->s.loop);
+    uint64_t now = uv_now(t->timer.loop);
     if (now < t->deadline) {
       if (t->hs_continue) {
         handshake(t, false);
@@ -703,7 +703,7 @@ static int tls_open_impl(uvmqtt_stream_t *s, uvmqtt_stream_open_cb cb) {
     return UVMQTT_ESTATE;
   t->open_cb = cb;
   t->state = ST_HANDSHAKE;
-  t->deadline = uv_now(t->s.loop) + t->cfg->timeout_ms;
+  t->deadline = uv_now(t->timer.loop) + t->cfg->timeout_ms;
   uv_timer_start(&t->timer, on_timer, t->cfg->timeout_ms, 0);
   if (!t->cfg->verify_peer)
     tls_log(t, UVMQTT_LOG_WARN,
@@ -924,14 +924,13 @@ int uvmqtt__tls_new(uvmqtt_stream_t *lower,
   t->offered = uvmqtt__tls_cache_offer(cfg, t->server_name, &t->ssl);
   mbedtls_ssl_set_bio(&t->ssl, t, bio_send, bio_recv, NULL);
   mbedtls_ssl_set_verify(&t->ssl, verify_cb, t);
-  rc = uv_timer_init(lower->loop, &t->timer);
+  rc = uv_timer_init(uvmqtt__stream_loop(lower), &t->timer);
   if (rc != 0) {
     tls_free(t);
     return rc;
   }
   t->timer.data = t;
   t->s.ops = &tls_ops;
-  t->s.loop = lower->loop;
   t->s.lower = lower;
   lower->read_cb = on_lower_read;
   lower->log_cb = on_lower_log;

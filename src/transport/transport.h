@@ -112,12 +112,23 @@ typedef struct {
    * hand it to its lower stream unchanged (uvmqtt__stream_forward_hint)
    * and MUST NOT look further down itself; NULL drops it. */
   void (*hint)(uvmqtt_stream_t *s, int kind, unsigned value);
+  /* The loop the stream runs on: set by the layer that owns the socket;
+   * NULL in every other layer (uvmqtt__stream_loop() asks the lower). */
+  uv_loop_t *(*loop)(const uvmqtt_stream_t *s);
 } uvmqtt_stream_ops_t;
 
+/* Five pointers: thousands of idle connections each hold a socket's
+ * stream, which fits a smaller malloc size class with them. */
 struct uvmqtt_stream_s {
   const uvmqtt_stream_ops_t *ops;
-  uv_loop_t *loop;
-  uvmqtt_stream_t *lower; /* NULL for tcp */
+  union {
+    uvmqtt_stream_t *lower; /* the layer below, in every layer above the
+                               socket's */
+    /* The socket's layer has nothing below and keeps its own state here
+     * (tcp: its open callback while connecting, its write queue after). */
+    void *own;
+    uvmqtt_stream_open_cb own_cb;
+  };
   /* Installed by the owner (the layer above or the client). */
   uvmqtt_stream_read_cb read_cb;
   uvmqtt_stream_log_cb log_cb;
@@ -146,6 +157,8 @@ static inline void uvmqtt__stream_hint(uvmqtt_stream_t *s, int kind,
 
 /* ops->hint of a layer that passes hints to the stream below it. */
 void uvmqtt__stream_forward_hint(uvmqtt_stream_t *s, int kind, unsigned value);
+/* The loop a stream runs on: its socket layer's (ops->loop). */
+uv_loop_t *uvmqtt__stream_loop(const uvmqtt_stream_t *s);
 
 /* A log line of layer s for its owner's log_cb (none: nothing), formatted
  * as printf() does, at most 319 bytes (src/transport/stream.c). */

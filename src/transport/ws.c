@@ -964,7 +964,7 @@ int uvmqtt__ws_new(uvmqtt_stream_t *lower, const uvmqtt_ws_opts_t *opts,
   if (rc == 0)
     rc = build_request(ws, opts, key);
   if (rc == 0)
-    rc = uv_timer_init(lower->loop, &ws->timer);
+    rc = uv_timer_init(uvmqtt__stream_loop(lower), &ws->timer);
   if (rc != 0) {
     uvmqtt__free(ws->request);
     uvmqtt__free(ws->protocol);
@@ -973,7 +973,6 @@ int uvmqtt__ws_new(uvmqtt_stream_t *lower, const uvmqtt_ws_opts_t *opts,
   }
   ws->timer.data = ws;
   ws->base.ops = &ws_ops;
-  ws->base.loop = lower->loop;
   ws->base.lower = lower;
   ws->state = ST_NEW;
   ws->reading = 1;

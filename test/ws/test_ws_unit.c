@@ -98,14 +98,24 @@ static void mock_close(uvmqtt_stream_t *s, uvmqtt_stream_close_cb cb) {
   m->close_cb = cb;
   uv_close((uv_handle_t *)&m->timer, mock_closed);
 }
+/* The socket layer of this stack: it says which loop the stack runs on. */
+static uv_loop_t *mock_loop(const uvmqtt_stream_t *s) {
+  return ((const mock_t *)s)->timer.loop;
+}
+
 static const uvmqtt_stream_ops_t mock_ops = {
-    "mock",         NULL,          mock_write, mock_read_start,
-    mock_read_stop, mock_shutdown, mock_close};
+    .name = "mock",
+    .write = mock_write,
+    .read_start = mock_read_start,
+    .read_stop = mock_read_stop,
+    .shutdown = mock_shutdown,
+    .close = mock_close,
+    .loop = mock_loop,
+};
 
 static mock_t *mock_new(uv_loop_t *loop) {
   mock_t *m = calloc(1, sizeof(*m));
   m->base.ops = &mock_ops;
-  m->base.loop = loop;
   m->reading = 1;
   uv_timer_init(loop, &m->timer);
   m->timer.data = m;
