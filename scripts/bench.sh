@@ -15,9 +15,6 @@
 #   SCRATCH      scratch directory (default: a new mktemp -d)
 #   BUILD        meson build directory for a release build (default
 #                build-bench)
-#   OPT          its optimization level (default 2: -O2, the level Debian
-#                builds its packages with, the peers' libraries included;
-#                3 is meson's release default)
 #   OUT          report (default docs/benchmarks.md)
 #   SKIP_HARNESS=1 / SKIP_CONNS=1 / SKIP_MICRO=1  leave a part out (the report
 #                then uses what an earlier run left in $SCRATCH)
@@ -44,15 +41,10 @@ mkdir -p "$SCRATCH"
 SCRATCH=$(cd "$SCRATCH" && pwd)
 echo "== scratch directory: $SCRATCH"
 
-# ---- build (release: -O$OPT, assertions kept) --------------------------------
-OPT=${OPT:-2}
-export OPT
+# ---- build (release: -O3, assertions kept) -----------------------------------
 cd "$ROOT"
 if [ ! -d "$BUILD" ]; then
-  meson setup "$BUILD" -Dbuildtype=release -Doptimization="$OPT" \
-    -Db_ndebug=false -Dbench=true >/dev/null
-else
-  meson configure "$BUILD" -Doptimization="$OPT" >/dev/null
+  meson setup "$BUILD" -Dbuildtype=release -Db_ndebug=false -Dbench=true >/dev/null
 fi
 ninja -C "$BUILD" test/bench/uvmqtt_bench test/bench/bench_parser \
   test/bench/bench_router >/dev/null
@@ -220,7 +212,7 @@ if m:
     pk = mi.get("pkgs", {})
     L.append("- Machine: %s, %s CPUs, %s, kernel %s." % (mi.get("cpu", "?"), mi.get("ncpu"), mi.get("os", "?"), mi.get("kernel")))
     L.append("- Broker: mosquitto %s (private, loopback, `persistence false`, `max_inflight_messages 100`)." % pk.get("mosquitto"))
-    L.append("- uvmqtt %s (release build: -O" + os.environ.get("OPT", "2") + ", as Debian builds its packages, the peers' libraries included), libuv %s; Paho C %s (MQTTAsync), libmosquitto %s, "
+    L.append("- uvmqtt %s (release build: -O3), libuv %s; Paho C %s (MQTTAsync), libmosquitto %s, "
              "paho-mqtt %s (%s), MQTT.js %s (node %s). MQTT 3.1.1, clean session, loopback TCP." % (
                  os.environ.get("UVMQTT_VERSION"), pk.get("libuv1"), pk.get("libpaho-mqtt1.3"),
                  pk.get("libmosquitto1"), pk.get("python3-paho-mqtt"), mi.get("python"),
