@@ -337,28 +337,27 @@ L.append("""## What bounds the remaining gaps
 2026-12-05 unless they say otherwise; re-check them when the code
 changes.)
 
-- **Memory per connection** (target 1.0 KiB): met at 10,000 (0.81 KiB),
-  **not met at 1,000** (1.10 / 1.04 KiB in the harness, 1.04 on the
-  private broker). What each idle subscribed connection holds is 0.78
-  KiB: malloc chunks of 480 B (client, session and id in one block), 224
-  B (the tcp stream: a uv_poll_t and our 56 B), 32 B (the server list)
-  and 32 B (the subscription record), plus 8 B in the loop's deadline
-  heap and 16 B in libuv's watcher table; everything else exists only
-  while used. The rest of the 1,000 figure is one-off: code pages first
-  touched by the connection path (`uvmqtt_bench` with `UVB_MEM=1` splits
-  the peak: heap about 830 KiB, file-backed 150-350 KiB, varying run to
-  run). Kernel fault-around maps text in 64 KiB windows, and every page
-  of the benchmark's 216 KiB text mapping is resident at the peak (54 of
-  54 pages, read from /proc/self/pagemap), so the fixed part follows the
-  library's code size (195 KB of text at c673a16, 360 KB now with
-  delivery, persistence, proxies and the fleet controls), plus libc's
-  printf pages that the benchmark's own `snprintf` of ids and topics
-  pulls in. Two figures from 1,000 and 10,000 connections separate them:
-  0.78 KiB per connection plus about 256 KiB once (c673a16: 0.81 KiB
-  plus about 194 KiB). Linking the library's objects hot-first did not
-  reduce the resident text (51 of 54 pages). Same session, same broker,
-  8 runs each at 1,000: c673a16 median 0.98 (0.97-1.14), now 1.035
-  (0.99-1.10).
+- **Memory per connection** (target 1.0 KiB): met in the run this text
+  was written with (0.94 / 0.94 KiB at 1,000 in the harness, 0.96 on the
+  private broker, 0.77 at 10,000). An idle subscribed connection holds
+  736 B of malloc chunks: 464 B (client, session and id in one block), 208
+  B (the socket's stream: a uv_poll_t and our 40 B), 32 B (the server
+  list) and 32 B (the subscription record), plus 8 B in the loop's
+  deadline heap and 16 B in libuv's watcher table; everything else
+  exists only while used. The rest of the 1,000 figure is one-off:
+  libuv's first `uv_run` (its 12 KiB epoll event array is on the stack)
+  and code pages first touched by the connection path (`uvmqtt_bench`
+  with `UVB_MEM=1` splits the peak into heap, anonymous and file-backed
+  memory). Kernel fault-around maps text in 64 KiB windows, and all 54
+  pages of the benchmark's text mapping are resident at the peak (read
+  from /proc/self/pagemap), so the fixed part follows the library's code
+  size (195 KB of text at c673a16, 360 KB with delivery, persistence,
+  proxies and the fleet controls). The library touches no new libc page
+  (pagemap again), but the benchmark's own `snprintf` of ids and topics
+  did: 64-192 KiB of printf code, 0.06-0.19 KiB per connection at 1,000
+  and most of the run-to-run spread; the conns mode now formats them
+  without stdio. From 1,000 and 10,000 connections: about 0.75 KiB per
+  connection plus about 210 KiB once.
 - **CPU per message** (target 0.5x libmosquitto) and **QoS 1 / QoS 2
   throughput**: about 90 % of a client's CPU at QoS 1/2 is kernel time
   spent going to sleep and being woken, and each wake-up of a client is
@@ -376,29 +375,44 @@ changes.)
   every segment, and mosquitto's Nagle sent one segment per ACK (1-2
   messages each instead of a full one). The first read that answers no
   write of ours now turns delayed ACKs back on (`docs/cpu-per-message.md`).
-- **QoS 0 16 KiB** (0.96x / 1.05x the raw ceiling in this run, 1.16x /
-  1.06x in the run before; 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x
-  in earlier full runs): noise-bound on this machine. In one earlier run the raw ceiling
-  ranged 44-60 k msg/s across repetitions in `nodelay` (uvmqtt 39-54 k,
-  libmosquitto 35-47 k); with 40,000 messages instead of 10,000, uvmqtt
-  measured 56.6 / 57.4 k against raw's 53.5 / 54.5 k (nodelay) and 70.8 /
-  60.3 k against 60.2 / 61.4 k (default). The broker is at 90-96 % of a
-  core.
-- **RTT QoS 1 p50 with TCP_NODELAY** (1.13x the raw ceiling in this run,
-  0.63x in an earlier one): per round trip uvmqtt makes exactly one
-  `epoll_wait`, one `recvfrom` and one `sendmsg` (strace -c over 2,000
-  round trips: 2,105 / 2,103 / 2,103), where the raw ceiling makes one
-  blocking `read` and one `writev` (2,112 / 2,100). The difference is the
-  readiness wait an event-loop client on the caller's loop cannot skip;
-  libmosquitto's p50 is 53 µs against uvmqtt's 36 µs.
+- **QoS 0 16 KiB** (1.12x / 1.11x the raw ceiling in this run; 0.96x /
+  1.05x, 1.16x / 1.06x, 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x in
+  earlier full runs): noise-bound on this machine. In one earlier run the
+  raw ceiling ranged 44-60 k msg/s across repetitions in `nodelay`
+  (uvmqtt 39-54 k, libmosquitto 35-47 k); with 40,000 messages instead of
+  10,000, uvmqtt measured 56.6 / 57.4 k against raw's 53.5 / 54.5 k
+  (nodelay) and 70.8 / 60.3 k against 60.2 / 61.4 k (default). The broker
+  is at 90-96 % of a core.
+- **RTT QoS 1 p50 with TCP_NODELAY** (1.19x the raw ceiling in this run,
+  1.13x, 1.22x and 0.63x in earlier ones): per round trip uvmqtt makes
+  exactly one `epoll_wait`, one `recvfrom` and one `sendmsg` (strace -c
+  over 2,000 round trips: 2,105 / 2,103 / 2,103), where the raw ceiling
+  makes one blocking `read` and one `writev` (2,112 / 2,100). Their CPU
+  per round trip is nearly the same (perf stat over 20,000: 19.9 µs
+  against 19.3 µs, kernel time included; 1.02 context switches each), so
+  the difference is the readiness wait an event-loop client on the
+  caller's loop cannot skip. libmosquitto's p50 is 51-58 µs against
+  uvmqtt's 36 µs.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
-  near 10-30 µs (both processes stay on a CPU) or near 50-125 µs (a
+  near 15-30 µs (both processes stay on a CPU) or near 45-125 µs (a
   wake-up from idle), so a median over 3 repetitions says more about which
-  mode the repetitions hit than about the client.
-- **QoS 1/2 throughput** moves ±5 % between runs: the run before the last
-  memory change measured 0.96x / 0.98x (nodelay) and 0.97x / 0.97x
-  (default) against the raw ceiling; this one 0.92x / 0.95x and 0.98x /
-  0.90x, with no change to the I/O path in between.
+  mode the repetitions hit than about the client. In this run's `default`
+  QoS 0 row the raw ceiling hit the fast mode 3 times of 3 (16-18 µs) and
+  uvmqtt and libmosquitto never (48-58 µs and 54-55 µs); in the run
+  before, uvmqtt's first repetition was the fastest of all (20.1 µs
+  against raw's 20.1-46.6 µs), and run back to back on a quiet broker the
+  three measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto).
+- **QoS 1/2 throughput** moves ±5 % between runs of the same code (full
+  runs today: nodelay QoS 1 0.96x / 0.92x / 0.95x, default QoS 2 0.97x /
+  0.90x / 0.91x the raw ceiling). With 5 repetitions in `default`, run
+  side by side: QoS 2 raw 61.0 k, uvmqtt 58.1 k (0.95x), uvmqtt at
+  3d58da3 55.6 k (0.91x); QoS 1 raw 113.0 k, uvmqtt 112.2 k (0.99x),
+  3d58da3 107.6 k. The broker is at 95-101 % of a core in every run. The
+  clients' CPU per QoS 2 message is 5-7 µs against raw's 4.5 µs
+  (publisher and subscriber; raw sends pre-encoded packets), about three
+  quarters of it kernel time in sleeps, wake-ups and socket calls (perf),
+  on a machine whose second core the two clients share with the broker's
+  softirq work.
 """)
 
 # micro-benchmarks
