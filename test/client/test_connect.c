@@ -238,6 +238,30 @@ static void uri_list_failover(void **state) {
   ct_client_free(&t);
 }
 
+/* Each entry of a server list keeps its own strings: the second server's
+ * user name (after a first entry with none) reaches the broker. */
+static void uri_list_credentials(void **state) {
+  uv_loop_t loop;
+  ct_client_t t;
+  char u1[80], u2[80];
+  (void)state;
+  tu_broker_t *b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V311, "list-cred", true);
+  ct_client_init(&t, &loop, o, "cred");
+  uvmqtt_options_del(o);
+  snprintf(u1, sizeof(u1), "mqtt://127.0.0.1:%d", tu_free_port());
+  snprintf(u2, sizeof(u2), "mqtt://al%%69ce:pw@127.0.0.1:%d", b->port);
+  const char *list[2] = {u1, u2};
+  assert_int_equal(uvmqtt_client_connect_uris(t.c, list, 2), 0);
+  ct_wait_connected(&t, 1);
+  assert_true(tu_broker_log_contains(b, "as list-cred (p2, c1, k"));
+  assert_true(tu_broker_log_contains(b, ", u'alice')"));
+  ct_close(&t);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&t);
+}
+
 static void client_id_rules(void **state) {
   uv_loop_t loop;
   uvmqtt_client_t *c = (uvmqtt_client_t *)0x1;
@@ -423,6 +447,7 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(bad_credentials_v5),
     CT_TEST(uri_invalid),
     CT_TEST(uri_list_failover),
+    CT_TEST(uri_list_credentials),
     CT_TEST(client_id_rules),
     CT_TEST(disconnect_while_connecting),
     CT_TEST(connect_from_disconnect_cb),
