@@ -10,9 +10,12 @@
  * publishes awaits acknowledgements, a window of incoming QoS 2 messages
  * awaits PUBRELs, or a read carried several incoming messages. Then, after the
  * reply, the tcp layer waits a little for 16 acknowledgements (4 bytes each) or
- * 16 more messages of the size just read to pile up before the next read
- * (UVMQTT__HINT_COALESCE). The round trip of a single message (one or two in
- * flight, one message per read) stays below both thresholds: light load keeps
+ * 16 more messages of the size last read to pile up before the next read
+ * (UVMQTT__HINT_COALESCE). A QoS 2 window waits for messages too: its PUBRELs
+ * come with more of them, and a read of PUBRELs alone (4 bytes each) would
+ * otherwise pass the threshold at once and wake the broker again for the
+ * next few. The round trip of a single message (one or two in flight, one
+ * message per read) stays below every threshold: light load keeps
  * immediate I/O. */
 #define COALESCE_INFLIGHT 8
 #define COALESCE_MSGS 2
@@ -20,9 +23,13 @@
 
 static unsigned coalesce_want(uvmqtt_client_t *c, size_t nread, uint32_t msgs) {
   size_t want = 0;
-  if (uvmqtt__session_inflight(c->session) >= COALESCE_INFLIGHT ||
-      uvmqtt__session_in_pending(c->session) >= COALESCE_INFLIGHT)
+  loop_ctx_t *lc = c->lc;
+  if (msgs)
+    lc->in_avg = (uint16_t)(nread / msgs > 4095 ? 4095 : nread / msgs);
+  if (uvmqtt__session_inflight(c->session) >= COALESCE_INFLIGHT)
     want = COALESCE_BATCH * 4;
+  if (uvmqtt__session_in_pending(c->session) >= COALESCE_INFLIGHT)
+    want = COALESCE_BATCH * (lc->in_avg > 4 ? (size_t)lc->in_avg : 4);
   if (msgs >= COALESCE_MSGS && COALESCE_BATCH * (nread / msgs) > want)
     want = COALESCE_BATCH * (nread / msgs);
   return want > UINT16_MAX ? UINT16_MAX : (unsigned)want;

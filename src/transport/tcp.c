@@ -273,11 +273,12 @@ static void update_poll(tcp_stream_t *t, int drop_w) {
   set(t, F_POLL_W, (want & UV_WRITABLE) != 0);
 }
 
-/* When the last nap of this thread ended, and how long after it another
- * stream may nap again. */
+/* When the last nap of this thread ended, which stream took it, and how
+ * long after it another stream may nap again. */
 #define NAP_GAP_NS 10000u
 static _Thread_local uint64_t nap_end;
 static _Thread_local uint64_t nap_count;
+static _Thread_local const void *nap_last; /* compared, never followed */
 
 uint64_t uvmqtt__tcp_naps(void) {
   return nap_count;
@@ -298,12 +299,17 @@ static void maybe_nap(tcp_stream_t *t) {
   if (ioctl(fd_of(t), FIONREAD, &queued) != 0 || queued >= (int)want)
     return;
   /* Streams flushed one after the other (one loop pass) share one nap:
-   * the loop never sleeps more than one nap per pass. */
-  if (uv_hrtime() - nap_end < NAP_GAP_NS)
+   * the loop never sleeps more than one nap per pass. The stream that
+   * took the last nap has read since (that is why it asks again), so it is
+   * in a new pass however quick the pass was: without that exception a
+   * reader that handles its batch within the gap would read every other
+   * time without a nap, and wake the broker for a segment or two. */
+  if (nap_last != t && uv_hrtime() - nap_end < NAP_GAP_NS)
     return;
   struct timespec ts = {0, UVMQTT__TCP_NAP_US * 1000};
   (void)nanosleep(&ts, NULL); /* EINTR: a shorter nap, no harm */
   nap_end = uv_hrtime();
+  nap_last = t;
   nap_count++;
 }
 

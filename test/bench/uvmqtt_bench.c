@@ -222,6 +222,11 @@ static void print_rtt(int64_t *s, long n) {
          (double)pctl(s, n, 99) / 1e3, sum / (double)n / 1e3,
          (double)s[0] / 1e3, (double)s[n - 1] / 1e3);
   fflush(stdout);
+  if (getenv("UVB_DECILES")) { /* the shape of the distribution, to stderr */
+    for (int q = 5; q <= 95; q += 10)
+      fprintf(stderr, "%.1f ", (double)pctl(s, n, q) / 1e3);
+    fprintf(stderr, "\n");
+  }
 }
 
 static void print_conns(long connected, long ready, double connect_s,

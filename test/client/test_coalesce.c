@@ -6,7 +6,9 @@
  *   stops, and single round trips at light load never wait.
  * - Delayed ACKs: a QoS 0 subscriber (TCP_NODELAY, the default) behind a
  *   mosquitto with Nagle on (its default) receives many messages per TCP
- *   segment; the quick ACK sent after its SUBACK does not stay on. */
+ *   segment; the quick ACK sent after its SUBACK does not stay on.
+ * - Round trips at full speed: a client answering its own messages as
+ *   fast as they come (tens per millisecond, one per read) never waits. */
 #include <dirent.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -193,9 +195,63 @@ static void coalesce_nagle_peer(void **state) {
   ct_client_free(&pub);
 }
 
+/* ---- round trips at full speed ------------------------------------------ */
+
+#define PINGS 3000
+
+typedef struct {
+  const char *topic;
+  int got;
+  int failed;
+} ping_t;
+
+static void ping_msg(uvmqtt_client_t *c, const uvmqtt_message_t *m, void *arg) {
+  (void)m;
+  ping_t *p = arg;
+  if (++p->got < PINGS &&
+      uvmqtt_publish(c, p->topic, "ping", 4, 1, false, NULL, NULL) <= 0)
+    p->failed++;
+}
+
+static void coalesce_ping_pong(void **state) {
+  (void)state;
+  uv_loop_t loop;
+  ct_client_t cl;
+  char topic[64];
+  tu_broker_t *b =
+      ct_broker("set_tcp_nodelay true\nmax_inflight_messages 100\n");
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(UVMQTT_V311, NULL, true);
+  ct_client_init(&cl, &loop, o, "ping");
+  uvmqtt_options_del(o);
+  ct_connect(&cl, b->port);
+  ct_wait_connected(&cl, 1);
+  snprintf(topic, sizeof(topic), "coalesce/ping/%d", (int)getpid());
+  ct_subscribe(&cl, topic, 1);
+  ping_t p = {topic, 0, 0};
+  assert_int_equal(uvmqtt_client_on_message(cl.c, ping_msg, &p), 0);
+  tu_run_for(&loop, 20);
+  uint64_t naps = uvmqtt__tcp_naps();
+  uint64_t t0 = uv_hrtime();
+  assert_true(uvmqtt_publish(cl.c, topic, "ping", 4, 1, false, NULL, NULL) > 0);
+  assert_int_equal(ct_wait_int(&loop, &p.got, PINGS, CT_WAIT_MS), 0);
+  uint64_t us = (uv_hrtime() - t0) / 1000;
+  print_message("%d round trips in %llu us, %llu naps\n", PINGS,
+                (unsigned long long)us,
+                (unsigned long long)(uvmqtt__tcp_naps() - naps));
+  assert_int_equal(p.failed, 0);
+  /* Many per millisecond, but one message per read and one in flight:
+   * below every threshold, so none waits (a wait would double each trip). */
+  assert_int_equal(uvmqtt__tcp_naps(), naps);
+  ct_close(&cl);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&cl);
+}
+
 static const struct CMUnitTest tests[] = {
     CT_TEST(coalesce_burst),
     CT_TEST(coalesce_nagle_peer),
+    CT_TEST(coalesce_ping_pong),
 };
 
 CT_MAIN(tests)

@@ -2,10 +2,13 @@
  * against a plain libuv server in the same loop: connect and refusal,
  * bind, write order and completion, back-pressure with a paused reader,
  * try_write, EOF, cancelled writes on close, a write to a vanished peer
- * (an error, never SIGPIPE), the half-close of shutdown(). Every wait is
+ * (an error, never SIGPIPE), the half-close of shutdown(), the coalescing
+ * wait of a reader under load (UVMQTT__HINT_COALESCE). Every wait is
  * bounded by tu_run_until(). */
 #include <setjmp.h>
 #include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -322,6 +325,53 @@ static void test_read_and_eof(void **state) {
   assert_int_not_equal(f->s->ops->read_start(f->s), 0);
 }
 
+/* A reader under load asks for a wait after each read; the peer's next
+ * byte is already on its way when the first wait starts. Each read gets
+ * its wait, also the second one, which comes within microseconds of the
+ * end of the first: only a different stream is turned away in that
+ * window (several streams flushed in one loop pass share one wait). */
+static int nap_reads;
+
+static void nap_read(uvmqtt_stream_t *s, ssize_t n, const uint8_t *buf) {
+  fx_t *f = s->data;
+  (void)buf;
+  if (n <= 0)
+    return;
+  f->got += (size_t)n;
+  if (++nap_reads == 1) {
+    /* The peer answers at once, straight into our receive buffer. */
+    uv_os_fd_t pfd;
+    assert_int_equal(uv_fileno((uv_handle_t *)&f->peer, &pfd), 0);
+    assert_int_equal(send(pfd, "b", 1, 0), 1);
+  }
+  uvmqtt__stream_hint(s, UVMQTT__HINT_COALESCE, 60000);
+}
+
+static void test_nap_per_read(void **state) {
+  fx_t *f = *state;
+  connect_ok(f, NULL);
+  f->s->read_cb = nap_read;
+  nap_reads = 0;
+  uint64_t naps = uvmqtt__tcp_naps();
+  uv_os_fd_t pfd;
+  assert_int_equal(uv_fileno((uv_handle_t *)&f->peer, &pfd), 0);
+  assert_int_equal(send(pfd, "a", 1, 0), 1);
+  uint64_t end = uv_now(&f->loop) + WAIT_MS;
+  while (f->got < 2 && uv_now(&f->loop) < end)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->got, 2);
+  assert_int_equal(nap_reads, 2);
+  assert_int_equal(uvmqtt__tcp_naps() - naps, 2);
+  /* No hint, no wait. */
+  f->s->read_cb = on_read;
+  assert_int_equal(send(pfd, "c", 1, 0), 1);
+  end = uv_now(&f->loop) + WAIT_MS;
+  while (f->got < 3 && uv_now(&f->loop) < end)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->got, 3);
+  assert_int_equal(uvmqtt__tcp_naps() - naps, 2);
+}
+
 /* Writes still pending at close complete with UV_ECANCELED, all before
  * the close callback; writing to a closing stream is refused. */
 static void test_close_cancels_writes(void **state) {
@@ -432,6 +482,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_write_to_gone_peer, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shutdown_half_close, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_nap_per_read, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   free(pattern);
