@@ -337,9 +337,9 @@ L.append("""## What bounds the remaining gaps
 2026-12-05 unless they say otherwise; re-check them when the code
 changes.)
 
-- **Memory per connection** (target 1.0 KiB): met in the run this text
-  was written with (0.94 / 0.94 KiB at 1,000 in the harness, 0.96 on the
-  private broker, 0.77 at 10,000). An idle subscribed connection holds
+- **Memory per connection** (target 1.0 KiB): met in every full run
+  since 2026-12-05 (0.91-0.94 KiB at 1,000 in the harness, 0.90-0.96 on
+  the private broker, 0.77 at 10,000). An idle subscribed connection holds
   736 B of malloc chunks: 464 B (client, session and id in one block), 208
   B (the socket's stream: a uv_poll_t and our 40 B), 32 B (the server
   list) and 32 B (the subscription record), plus 8 B in the loop's
@@ -369,9 +369,15 @@ changes.)
   naps 50 µs unless a batch (16 acknowledgements or 16 messages) is
   already queued, and only when more input is certainly coming (8 or more
   publishes or QoS 2 receipts in flight, or 2 or more messages per read),
-  so single round trips keep immediate I/O. Per-message counts (segments,
-  broker CPU and context switches, client sleeps) for raw, libmosquitto
-  and uvmqtt before and after: `docs/cpu-per-message.md`.
+  so single round trips keep immediate I/O. Since 5095b7c a stream gets
+  its nap after every read (before, the rule that lets streams flushed in
+  one loop pass share one nap also turned away the same stream's next one
+  when it handled its batch within 10 µs), and a QoS 2 window waits for
+  16 messages rather than 16 PUBRELs: the subscriber now reads as often
+  as raw's (QoS 1: 0.10-0.11 reads per message, was 0.16-0.20; raw
+  0.10-0.11). Per-message counts (segments, broker CPU and context
+  switches, client sleeps) for raw, libmosquitto and uvmqtt before and
+  after: `docs/cpu-per-message.md`.
 - **QoS 0 64 B in `default`**: the gap was not uvmqtt's TCP_NODELAY but a
   sticky TCP_QUICKACK: the quick ACK after the SUBACK took the
   subscriber's socket out of delayed-ACK mode for good, it then ACKed
@@ -385,33 +391,69 @@ changes.)
   (uvmqtt 39-54 k, libmosquitto 35-47 k); with 40,000 messages instead of
   10,000, uvmqtt measured 56.6 / 57.4 k against raw's 53.5 / 54.5 k
   (nodelay) and 70.8 / 60.3 k against 60.2 / 61.4 k (default). The broker
-  is at 90-96 % of a core.
-- **RTT QoS 1 p50 with TCP_NODELAY** (1.19x the raw ceiling in this run,
-  1.13x, 1.22x and 0.63x in earlier ones): per round trip uvmqtt makes
-  exactly one `epoll_wait`, one `recvfrom` and one `sendmsg` (strace -c
-  over 2,000 round trips: 2,105 / 2,103 / 2,103), where the raw ceiling
-  makes one blocking `read` and one `writev` (2,112 / 2,100). Their CPU
-  per round trip is nearly the same (perf stat over 20,000: 19.9 µs
-  against 19.3 µs, kernel time included; 1.02 context switches each), so
-  the difference is the readiness wait an event-loop client on the
-  caller's loop cannot skip. libmosquitto's p50 is 51-58 µs against
-  uvmqtt's 36 µs.
+  is at 90-96 % of a core. On 2026-12-05 the `default` cell measured
+  0.66x in one full run and 1.07x in the next with the same code; two
+  7-repetition harness runs of that cell alone gave the raw ceiling
+  56.4 k and 67.3 k, uvmqtt at d39adb0 58.5 k and 63.8 k; four
+  interleaved rounds of 40,000 messages gave uvmqtt (5095b7c) 55-71 k,
+  d39adb0 61-64 k and raw 48-71 k. Not napping for messages over 1 KiB
+  was tried (twice the wake-ups, 55-63 k) and dropped.
+- **RTT QoS 1 p50 with TCP_NODELAY** (1.17-1.22x the raw ceiling in every
+  harness run on 2026-12-05, 0.63-1.22x before): what bounds it is
+  measured by `scripts/rtt-bound.sh`, with the client and the broker on
+  one CPU (`taskset`; the harness's scheduler mostly puts them there),
+  50,000 round trips each, beside raw ceilings built from the harness's
+  `raw_bench.c` with one addition each (3 interleaved rounds, ranges):
+
+  | client | p50 µs | mean µs | client CPU s |
+  |---|---|---|---|
+  | raw ceiling (blocking `read`) | 26.6-27.4 | 25.3-26.4 | 0.53-0.55 |
+  | + `epoll_wait` before each read | 28.4-28.7 | 26.6-26.8 | 0.56-0.57 |
+  | + TCP_QUICKACK after a read of acknowledgements only | 30.2-30.6 | 28.5-29.0 | 0.67-0.68 |
+  | uvmqtt | 32.4-33.5 | 29.0-29.6 | 0.67-0.69 |
+
+  uvmqtt's mean round trip and CPU are the raw ceiling's with the two
+  things a client on the caller's event loop that works out of the box
+  does: it waits for readiness on the loop (raw blocks in `read`), and
+  it acknowledges at once a read that holds only the broker's PUBACK,
+  because mosquitto's default (Nagle on) holds the echoed PUBLISH behind
+  that PUBACK until our ACK arrives. Without the quick ACK uvmqtt's
+  `default` QoS 1 p50 was 209 µs instead of 28 µs (5 repetitions), as
+  the raw ceiling, which has none, measures 148-1,144 µs there; on
+  loopback it costs about 2 µs per round trip (a segment the broker's
+  socket processes), and uvmqtt's own code about 0.5 µs more. On one
+  CPU the round trips settle into a fixed
+  cycle: uvmqtt 17, 34, 35 µs repeated; raw 17, 24, 30; raw with both
+  additions 31, 31, 30, 17. The p50 is one element of the cycle and moves
+  by whole steps while the mean does not: without the quick ACK
+  uvmqtt's cycle is 31, 31, 31, 31, 34, 16 (p50 31, mean 29.3). In the
+  harness (7 repetitions, medians of p50 / of mean): raw 29.0 / 31.3,
+  raw + `epoll_wait` 30.9 / 33.8, raw + both 31.3 / 34.2, uvmqtt 35.4 /
+  33.9 µs. libmosquitto's p50 is 44-50 µs.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
   near 15-30 µs (both processes stay on a CPU) or near 45-125 µs (a
   wake-up from idle), so a median over 3 repetitions says more about which
-  mode the repetitions hit than about the client. In this run's `default`
-  QoS 0 row the raw ceiling hit the fast mode 3 times of 3 (16-18 µs) and
-  uvmqtt and libmosquitto never (48-58 µs and 54-55 µs); in the run
-  before, uvmqtt's first repetition was the fastest of all (20.1 µs
-  against raw's 20.1-46.6 µs), and run back to back on a quiet broker the
-  three measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto).
-- **QoS 1/2 throughput** moves ±5 % between runs of the same code (full
-  runs today: nodelay QoS 1 0.96x / 0.92x / 0.95x, default QoS 2 0.97x /
-  0.90x / 0.91x the raw ceiling). With 5 repetitions in `default`, run
-  side by side: QoS 2 raw 61.0 k, uvmqtt 58.1 k (0.95x), uvmqtt at
-  3d58da3 55.6 k (0.91x); QoS 1 raw 113.0 k, uvmqtt 112.2 k (0.99x),
-  3d58da3 107.6 k. The broker is at 95-101 % of a core in every run. The
-  clients' CPU per QoS 2 message is 5-7 µs against raw's 4.5 µs
+  mode the repetitions hit than about the client. Within one repetition
+  the round trips are bimodal too, and the p50 falls in whichever mode
+  holds just over half of them: in the `default` QoS 0 row of the
+  2026-12-05 5-repetition run the raw ceiling's p50s were 15.6-17.6 µs in
+  4 repetitions of 5 with means of 31-42 µs (about half its round trips
+  fast), uvmqtt's 16.4 µs in one and 47-64 µs in four with means of
+  33-49 µs; the medians of the means are 38.3 and 42.3 µs (1.10x). In
+  subset runs of the same code that row measured raw 52.3, uvmqtt 53.1 µs
+  (5 repetitions), and run back to back on a quiet broker the three
+  measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto).
+- **QoS 1/2 throughput** moves ±5 % between runs of the same code: in the
+  nodelay QoS 1 cell uvmqtt measured 0.94x and 1.01x the raw ceiling in
+  the two full runs of 2026-12-05, and 0.995x (69.7 k against 70.0 k; 5
+  repetitions) in a subset run between them, where d39adb0 measured
+  69.3 k; with both clients on the same private broker the counts per
+  message of publisher and subscriber (reads, naps, writes, context
+  switches) are raw's within 0.01 (`docs/cpu-per-message.md`). Subset
+  run, 5 repetitions (raw / uvmqtt / d39adb0): nodelay QoS 2 33.5 /
+  32.8 / 32.5 k; default QoS 1 108.6 / 110.1 / 108.8 k, QoS 2 57.7 / 59.5
+  / 56.6 k. The broker is at 95-102 % of a core in every run. The
+  clients' CPU per QoS 2 message is 4-5 µs against raw's 3.5-4.5 µs
   (publisher and subscriber; raw sends pre-encoded packets), about three
   quarters of it kernel time in sleeps, wake-ups and socket calls (perf),
   on a machine whose second core the two clients share with the broker's
