@@ -132,7 +132,12 @@ if [ "${SKIP_MICRO:-0}" != 1 ]; then
 fi
 
 # ---- report ---------------------------------------------------------------------------
-UVMQTT_VERSION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo "?")
+# The version measured: recorded when the harness runs, so that a report
+# re-rendered later (SKIP_HARNESS=1) still names the code it measured.
+if [ "${SKIP_HARNESS:-0}" != 1 ] || [ ! -s "$SCRATCH/version.txt" ]; then
+  git -C "$ROOT" describe --always --dirty 2>/dev/null >"$SCRATCH/version.txt" || echo "?" >"$SCRATCH/version.txt"
+fi
+UVMQTT_VERSION=$(cat "$SCRATCH/version.txt")
 export ROOT SCRATCH PEERS OUT UVMQTT_VERSION
 mkdir -p "$ROOT/docs"
 python3 - <<'PY'
