@@ -433,8 +433,10 @@ changes.)
   by whole steps while the mean does not: without the quick ACK
   uvmqtt's cycle is 31, 31, 31, 31, 34, 16 (p50 31, mean 29.3). In the
   harness (7 repetitions, medians of p50 / of mean): raw 29.0 / 31.3,
-  raw + `epoll_wait` 30.9 / 33.8, raw + both 31.3 / 34.2, uvmqtt 35.4 /
-  33.9 µs. libmosquitto's p50 is 44-50 µs.
+  raw + `epoll_wait` 30.9 / 33.8, raw + both 31.3 / 34.2, uvmqtt
+  (d39adb0, the same round-trip path) 35.4 / 33.9 µs; in a later subset
+  run (5 repetitions) uvmqtt 5095b7c measured 33.9 µs against raw's 35.3
+  µs (raw's repetitions 27.7-35.5 µs). libmosquitto's p50 is 44-50 µs.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
   near 15-30 µs (both processes stay on a CPU) or near 45-125 µs (a
   wake-up from idle), so a median over 3 repetitions says more about which
@@ -450,9 +452,9 @@ changes.)
   measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto).
 - **QoS 1/2 throughput** moves ±5 % between runs of the same code: in the
   nodelay QoS 1 cell uvmqtt measured 0.94x and 1.01x the raw ceiling in
-  the two full runs of 2026-12-05, and 0.995x (69.7 k against 70.0 k; 5
-  repetitions) in a subset run between them, where d39adb0 measured
-  69.3 k; with both clients on the same private broker the counts per
+  the two full runs of 2026-12-05, and 0.98x (73.7 k against 75.4 k; 5
+  repetitions) in a subset run after them, where d39adb0 measured
+  72.5 k; with both clients on the same private broker the counts per
   message of publisher and subscriber (reads, naps, writes, context
   switches) are raw's within 0.01 (`docs/cpu-per-message.md`), and so
   is the broker's work: with uvmqtt or the raw ceiling as publisher and
@@ -460,11 +462,11 @@ changes.)
   stat -p` on mosquitto) the broker makes the same system calls per
   message to two decimals (read 6.00, write 2.00, epoll_ctl 8.00,
   epoll_wait 1.02-1.03) with the same 0.02-0.03 context switches and the
-  same CPU per message, at 58-65 k msg/s for both. Subset
-  run, 5 repetitions (raw / uvmqtt / d39adb0): nodelay QoS 2 33.5 /
-  32.8 / 32.5 k; default QoS 1 108.6 / 110.1 / 108.8 k, QoS 2 57.7 / 59.5
-  / 56.6 k. The broker is at 95-102 % of a core in every run. The
-  clients' CPU per QoS 2 message is 4-5 µs against raw's 3.5-4.5 µs
+  same CPU per message, at 58-65 k msg/s for both. The same subset
+  run, 5 repetitions (raw / uvmqtt 5095b7c / d39adb0): nodelay QoS 2
+  39.0 / 37.0 / 36.8 k; default QoS 1 110.0 / 110.6 / 109.7 k, QoS 2
+  62.2 / 59.0 / 56.9 k (the raw ceiling's repetitions 55.0-65.9 k).
+  The broker is at 95-102 % of a core in every run. The clients' CPU per QoS 2 message is 4-5 µs against raw's 3.5-4.5 µs
   (publisher and subscriber; raw sends pre-encoded packets), about three
   quarters of it kernel time in sleeps, wake-ups and socket calls (perf),
   on a machine whose second core the two clients share with the broker's
