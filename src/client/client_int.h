@@ -400,7 +400,11 @@ typedef struct loop_ctx_s {
   uvmqtt_client_t *last; /* completes after the handles closed */
   int handles_open;
   uint32_t in_msgs; /* messages delivered on this loop (wraps): per read */
-  uint16_t in_avg;  /* bytes per message of the last read with any (io.c) */
+  /* Bytes per message of the last read on this loop that had any (io.c):
+   * the size a QoS 2 window's wait counts in. Per loop, not per
+   * connection (no byte added to each client); a wrong guess only makes
+   * one bounded wait longer or shorter. */
+  uint16_t in_avg;
   bool dead;        /* handles closed: freed by the last client after its close
                       callback (uvmqtt__loop_free_dead) */
   /* Herd control and the loop's statistics (uvmqtt_loop_stats). */

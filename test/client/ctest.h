@@ -98,9 +98,9 @@ void ct_client_init(ct_client_t *t, uv_loop_t *loop, const uvmqtt_options_t *o,
 void ct_connect(ct_client_t *t, int port);
 /* Runs the loop until the client is connected (asserting it). */
 void ct_wait_connected(ct_client_t *t, int want_connected);
-/* Closes the client and runs until its close callback (asserting it). */
 /* The close callback ct_close() uses: sets t->closed (once). */
 void ct_on_closed(uvmqtt_client_t *c);
+/* Closes the client and runs until its close callback (asserting it). */
 void ct_close(ct_client_t *t);
 /* Frees recorded messages. */
 void ct_client_free(ct_client_t *t);
