@@ -405,8 +405,8 @@ typedef struct loop_ctx_s {
    * connection (no byte added to each client); a wrong guess only makes
    * one bounded wait longer or shorter. */
   uint16_t in_avg;
-  bool dead;        /* handles closed: freed by the last client after its close
-                      callback (uvmqtt__loop_free_dead) */
+  bool dead; /* handles closed: freed by the last client after its close
+               callback (uvmqtt__loop_free_dead) */
   /* Herd control and the loop's statistics (uvmqtt_loop_stats). */
   uvmqtt__herd_t herd;
   uvmqtt_loop_stats_t st;
