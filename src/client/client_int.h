@@ -159,17 +159,19 @@ struct uvmqtt_options_s {
 #define OX(k) ((const opt_ext_t *)((k)->x ? (k)->x : &uvmqtt__opt_ext_defaults))
 #define CX(c) OX(&(c)->o)
 
-/* A subscription the client holds (subs.c): pending until the answer to
- * the latest SUBSCRIBE request naming it (its owner, found in the request
- * queue) settles it; active otherwise. `options` keeps the SUBSCRIBE
- * options in bits 0-5 and, once active, the granted QoS in the reserved
- * bits 6-7. Allocated as offsetof(sub_t, filter) + len (12 + len: the
- * same malloc chunk as before it had a state, for most filters). */
+/* A subscription the client holds (subs.c): pending while `owner` names
+ * the latest queued SUBSCRIBE request naming its filter (that request's
+ * seq: the answer to that request, and no earlier one, settles it);
+ * active once `owner` is 0. `options` keeps the SUBSCRIBE options in bits
+ * 0-5 and, once active, the granted QoS in the reserved bits 6-7.
+ * Allocated as offsetof(sub_t, filter) + len (15 + len). In a list while
+ * the client holds few; past that in the hash table of subs_big_t, and
+ * `next` is unused. */
 typedef struct sub_s {
   struct sub_s *next;
+  uint32_t owner;
   uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
-  bool pending;
   char filter[];
 } sub_t;
 #define SUB_GRANTED_SHIFT 6
@@ -188,11 +190,24 @@ typedef struct sop_s {
   uvmqtt_props_t *props; /* a deep copy, or NULL */
   uint8_t *codes;        /* SOP_WAIT: the result being assembled */
   size_t count;
+  uint32_t seq;       /* unique among the client's requests, never 0 */
   uint16_t packet_id; /* of the packet on this connection */
   uint8_t kind;
   bool sent; /* on this connection */
   uvmqtt_subscription_t v[];
 } sop_t;
+
+/* A client holding many subscriptions or queued requests (subs.c), in its
+ * rare block: the subscriptions in an open-addressing hash table (slot
+ * NULL: empty; SUBS_TOMB: a forgotten one), and the request queue's last
+ * request, so that finding, adding and forgetting a filter, and queueing
+ * a request, take constant time however many there are. */
+typedef struct subs_big_s {
+  sub_t **slot; /* NULL: the subscriptions are still in the list */
+  uint32_t cap; /* a power of two */
+  uint32_t n, tombs;
+  sop_t *tail; /* the last queued request, NULL: none */
+} subs_big_t;
 
 /* Route values live in a list too: the router does not free them. */
 typedef struct route_s {
@@ -308,6 +323,7 @@ typedef struct {
   /* Statistics (asked for) and the outgoing rate limit (configured). */
   uvmqtt__cstats_t *stats;
   struct cthrottle_s *throttle;
+  subs_big_t *subs_big; /* many subscriptions or requests (subs.c) */
 } rare_t;
 
 /* The outgoing rate limit of a client (dispatch.c gates the session's

@@ -4,20 +4,176 @@
  * The table of subscriptions (pending or active) makes a subscribe of an
  * identical filter idempotent, and is what the client re-sends, once,
  * when the broker lost the session. */
+#include <stdatomic.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "client/client_int.h"
 #include "props.h"
 
+/* ---- the table of subscriptions ------------------------------------------
+ * A list while the client holds few filters (what almost every client
+ * does: no memory beyond the records); past SUBS_LIST_MAX an open-
+ * addressing hash table with linear probing, so that a gateway or bridge
+ * holding tens of thousands of filters subscribes, settles, re-subscribes
+ * and unsubscribes each in constant time. */
+#define SUBS_LIST_MAX 16
+#define SUBS_TOMB ((sub_t *)(void *)&subs_tomb) /* compared, never followed */
+static char subs_tomb;
+
+/* sub_t.owner: the owning request's seq in bits 0-30; bit 31 set while a
+ * waiting request (SOP_WAIT) names the filter, so that only an answer
+ * settling such a filter walks the queue for waiting requests. */
+#define SUB_WAITED 0x80000000u
+static uint32_t owner_seq(const sub_t *s) {
+  return s->owner & ~SUB_WAITED;
+}
+static void set_owner(sub_t *s, uint32_t seq) {
+  s->owner = (s->owner & SUB_WAITED) | seq;
+}
+
+static subs_big_t *big_of(const uvmqtt_client_t *c) {
+  return c->rare ? c->rare->subs_big : NULL;
+}
+
+/* The block, allocated on first use (NULL: out of memory). */
+static subs_big_t *big_get(uvmqtt_client_t *c) {
+  subs_big_t *b = big_of(c);
+  if (b)
+    return b;
+  rare_t *r = uvmqtt__client_rare(c);
+  if (!r || !(b = uvmqtt__calloc(1, sizeof(*b))))
+    return NULL;
+  for (sop_t *op = c->sub_ops; op; op = op->next)
+    b->tail = op;
+  r->subs_big = b;
+  return b;
+}
+
+static uint32_t filter_hash(const char *f, size_t len) {
+  uint32_t h = 2166136261u; /* FNV-1a */
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (uint8_t)f[i]) * 16777619u;
+  return h;
+}
+
+/* The slot holding the filter, NULL: none. */
+static sub_t **slot_of(const subs_big_t *b, const char *f, size_t len) {
+  uint32_t mask = b->cap - 1;
+  for (uint32_t i = filter_hash(f, len) & mask;; i = (i + 1) & mask) {
+    sub_t *s = b->slot[i];
+    if (!s)
+      return NULL;
+    if (s != SUBS_TOMB && s->len == len && memcmp(s->filter, f, len) == 0)
+      return &b->slot[i];
+  }
+}
+
+/* Places a record known to be absent; the table has room. */
+static void slot_put(subs_big_t *b, sub_t *s) {
+  uint32_t mask = b->cap - 1;
+  uint32_t i = filter_hash(s->filter, s->len) & mask;
+  while (b->slot[i] && b->slot[i] != SUBS_TOMB)
+    i = (i + 1) & mask;
+  if (b->slot[i] == SUBS_TOMB)
+    b->tombs--;
+  b->slot[i] = s;
+  b->n++;
+}
+
+/* Room for one more record: at most half the slots live, three quarters
+ * used with the forgotten ones. Rehashes (and drops the forgotten) when
+ * needed. UVMQTT_ENOMEM: the table is unchanged. */
+static int table_room(subs_big_t *b) {
+  if ((b->n + 1) * 2 <= b->cap && (b->n + b->tombs + 1) * 4 <= b->cap * 3)
+    return 0;
+  uint32_t cap = 64;
+  while (cap < (b->n + 1) * 4)
+    cap *= 2;
+  sub_t **old = b->slot, **slot = uvmqtt__calloc(cap, sizeof(*slot));
+  if (!slot)
+    return UVMQTT_ENOMEM;
+  uint32_t old_cap = b->cap;
+  b->slot = slot;
+  b->cap = cap;
+  b->n = b->tombs = 0;
+  for (uint32_t i = 0; i < old_cap; i++)
+    if (old[i] && old[i] != SUBS_TOMB)
+      slot_put(b, old[i]);
+  uvmqtt__free(old);
+  return 0;
+}
+
+/* Moves the list into a new table. UVMQTT_ENOMEM: still a list. */
+static int table_build(uvmqtt_client_t *c) {
+  subs_big_t *b = big_get(c);
+  if (!b || table_room(b) < 0)
+    return UVMQTT_ENOMEM;
+  for (sub_t *s = c->subs, *next; s; s = next) {
+    next = s->next;
+    if (table_room(b) < 0)
+      return UVMQTT_ENOMEM; /* the moved ones stay in the table */
+    c->subs = next;
+    slot_put(b, s);
+  }
+  return 0;
+}
+
+static bool indexed(const uvmqtt_client_t *c) {
+  const subs_big_t *b = big_of(c);
+  return b && b->slot;
+}
+
 static sub_t *find_sub(const uvmqtt_client_t *c, const char *f, size_t len) {
+  if (indexed(c)) {
+    sub_t **p = slot_of(big_of(c), f, len);
+    if (p)
+      return *p;
+  }
+  /* The list also holds what a failed table_build() could not move. */
   for (sub_t *s = c->subs; s; s = s->next)
     if (s->len == len && memcmp(s->filter, f, len) == 0)
       return s;
   return NULL;
 }
 
+/* A new record for a filter known to be absent. NULL: out of memory. */
+static sub_t *add_sub(uvmqtt_client_t *c, const char *f, size_t len) {
+  sub_t *s = uvmqtt__malloc(offsetof(sub_t, filter) + len);
+  if (!s)
+    return NULL;
+  s->len = (uint16_t)len;
+  s->owner = 0;
+  s->options = 0;
+  memcpy(s->filter, f, len);
+  if (!indexed(c)) {
+    size_t n = 0;
+    for (const sub_t *t = c->subs; t && n <= SUBS_LIST_MAX; t = t->next)
+      n++;
+    if (n >= SUBS_LIST_MAX)
+      (void)table_build(c); /* out of memory: the list goes on */
+  }
+  if (indexed(c) && table_room(big_of(c)) == 0) {
+    slot_put(big_of(c), s);
+  } else {
+    s->next = c->subs;
+    c->subs = s;
+  }
+  return s;
+}
+
 static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
+  if (indexed(c)) {
+    subs_big_t *b = big_of(c);
+    sub_t **p = slot_of(b, f, len);
+    if (p) {
+      uvmqtt__free(*p);
+      *p = SUBS_TOMB;
+      b->n--;
+      b->tombs++;
+      return;
+    }
+  }
   for (sub_t **pp = &c->subs, *s; (s = *pp); pp = &s->next) {
     if (s->len == len && memcmp(s->filter, f, len) == 0) {
       *pp = s->next;
@@ -27,8 +183,61 @@ static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
   }
 }
 
-/* The owner of a pending subscription: the latest queued SUBSCRIBE request
- * naming its filter (NULL: none queued). */
+/* ---- the request queue ----------------------------------------------------
+ * Requests in submission order. Past SUBS_LIST_MAX of them the rare block
+ * keeps the last, so that queueing stays constant time. */
+
+static uint32_t next_seq(void) {
+  static _Atomic uint32_t seq; /* unique per process: one counter will do */
+  uint32_t v;
+  do
+    v = (atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1) &
+        ~SUB_WAITED;
+  while (v == 0);
+  return v;
+}
+
+static void append_op(uvmqtt_client_t *c, sop_t *op) {
+  subs_big_t *b = big_of(c);
+  op->next = NULL;
+  if (!b) {
+    size_t n = 0;
+    sop_t **pp = &c->sub_ops;
+    for (; *pp; pp = &(*pp)->next)
+      n++;
+    *pp = op;
+    if (n >= SUBS_LIST_MAX)
+      (void)big_get(c); /* out of memory: the walk goes on */
+    return;
+  }
+  if (b->tail)
+    b->tail->next = op;
+  else
+    c->sub_ops = op;
+  b->tail = op;
+}
+
+/* Takes *pp (op) out of the queue. */
+static void unlink_at(uvmqtt_client_t *c, sop_t **pp, sop_t *op) {
+  subs_big_t *b = big_of(c);
+  *pp = op->next;
+  if (b && b->tail == op)
+    b->tail = pp == &c->sub_ops
+                  ? NULL
+                  : (sop_t *)(void *)((char *)pp - offsetof(sop_t, next));
+}
+
+static void unlink_op(uvmqtt_client_t *c, sop_t *op) {
+  for (sop_t **pp = &c->sub_ops; *pp; pp = &(*pp)->next) {
+    if (*pp == op) {
+      unlink_at(c, pp, op);
+      return;
+    }
+  }
+}
+
+/* The latest queued SUBSCRIBE request naming the filter, NULL: none. A
+ * walk of the queue: only when a request fails to go out. */
 static sop_t *owner_of(const uvmqtt_client_t *c, const sub_t *s) {
   sop_t *owner = NULL;
   for (sop_t *op = c->sub_ops; op; op = op->next) {
@@ -47,27 +256,26 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     const uvmqtt_str_t *f = &op->v[i].filter;
     sub_t *s = find_sub(c, f->data, f->len);
-    if (!s) {
-      if (!(s = uvmqtt__malloc(offsetof(sub_t, filter) + f->len)))
-        return UVMQTT_ENOMEM;
-      s->len = (uint16_t)f->len;
-      memcpy(s->filter, f->data, f->len);
-      s->next = c->subs;
-      c->subs = s;
-    }
-    s->pending = true;
+    if (!s && !(s = add_sub(c, f->data, f->len)))
+      return UVMQTT_ENOMEM;
+    set_owner(s, op->seq);
     s->options = op->v[i].options;
   }
   return 0;
 }
 
-/* Forgets the pending subscriptions a request that will never be
- * answered (and is out of the queue) owned: those no queued request
- * names. */
+/* A request that will never be answered (and is out of the queue) gives
+ * up the subscriptions it owned: to the latest queued request naming
+ * them, or they are forgotten. */
 static void disown_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-    if (s && s->pending && !owner_of(c, s))
+    if (!s || owner_seq(s) != op->seq)
+      continue;
+    sop_t *heir = owner_of(c, s);
+    if (heir)
+      set_owner(s, heir->seq);
+    else
       forget_sub(c, s->filter, s->len);
   }
 }
@@ -84,6 +292,7 @@ static sop_t *sop_new(uint8_t kind, const uvmqtt_subscription_t *v,
   memset(op, 0, offsetof(sop_t, v));
   op->kind = kind;
   op->count = n;
+  op->seq = next_seq();
   char *p = (char *)op + head;
   if (kind == SOP_WAIT) {
     op->codes = (uint8_t *)p;
@@ -104,23 +313,6 @@ static sop_t *sop_new(uint8_t kind, const uvmqtt_subscription_t *v,
 static void sop_free(sop_t *op) {
   uvmqtt__free(op->props);
   uvmqtt__free(op);
-}
-
-static void unlink_op(uvmqtt_client_t *c, sop_t *op) {
-  for (sop_t **pp = &c->sub_ops; *pp; pp = &(*pp)->next) {
-    if (*pp == op) {
-      *pp = op->next;
-      return;
-    }
-  }
-}
-
-static void append_op(uvmqtt_client_t *c, sop_t *op) {
-  sop_t **pp = &c->sub_ops;
-  while (*pp)
-    pp = &(*pp)->next;
-  op->next = NULL;
-  *pp = op;
 }
 
 /* Hands a request to the session. 0, or the session's error. */
@@ -165,29 +357,48 @@ static void fire(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
 static bool wait_ready(const uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     const sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-    if (s && s->pending)
+    if (s && owner_seq(s))
       return false;
     op->codes[i] = s ? (uint8_t)(s->options >> SUB_GRANTED_SHIFT) : 0x80;
   }
   return true;
 }
 
-/* Completes every waiting request that is ready. Callbacks may queue new
- * requests: the scan starts again after each. */
+/* The clients whose waiting requests are being completed on this thread:
+ * a callback that settles more (an unsubscribe, an identical subscribe)
+ * asks the pass under way for another round instead of walking the queue
+ * under its feet. */
+typedef struct wpass_s {
+  struct wpass_s *up;
+  const uvmqtt_client_t *c;
+  bool again;
+} wpass_t;
+static _Thread_local wpass_t *wpasses;
+
+/* Completes every waiting request that is ready, in one walk of the queue
+ * (callbacks only append to it), again while a callback asked for it. */
 static void run_waiters(uvmqtt_client_t *c) {
-  bool again = true;
-  while (again) {
-    again = false;
-    for (sop_t *op = c->sub_ops; op; op = op->next) {
-      if (op->kind == SOP_WAIT && wait_ready(c, op)) {
-        unlink_op(c, op);
-        fire(c, op, 0, 0, op->codes, op->count, NULL);
-        sop_free(op);
-        again = true;
-        break;
-      }
+  for (wpass_t *w = wpasses; w; w = w->up) {
+    if (w->c == c) {
+      w->again = true;
+      return;
     }
   }
+  wpass_t me = {wpasses, c, true};
+  wpasses = &me;
+  while (me.again) {
+    me.again = false;
+    for (sop_t **pp = &c->sub_ops, *op; (op = *pp);) {
+      if (op->kind != SOP_WAIT || !wait_ready(c, op)) {
+        pp = &op->next;
+        continue;
+      }
+      unlink_at(c, pp, op); /* *pp is the next one now */
+      fire(c, op, 0, 0, op->codes, op->count, NULL);
+      sop_free(op);
+    }
+  }
+  wpasses = me.up;
 }
 
 void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
@@ -200,13 +411,15 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
     return;
   }
   unlink_op(c, op);
+  bool waited = false; /* a settled filter was waited for */
   if (op->kind == SOP_SUB) {
     for (size_t i = 0; i < op->count; i++) {
       sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-      if (!s || !s->pending || owner_of(c, s))
+      if (!s || owner_seq(s) != op->seq)
         continue; /* replaced or unsubscribed since */
+      waited |= (s->owner & SUB_WAITED) != 0;
       if (status == 0 && i < count && codes[i] < 0x80) {
-        s->pending = false;
+        s->owner = 0;
         s->options |= (uint8_t)((codes[i] & 3) << SUB_GRANTED_SHIFT);
       } else {
         forget_sub(c, s->filter, s->len);
@@ -215,36 +428,79 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
   }
   fire(c, op, status, id, codes, count, props);
   sop_free(op);
-  if (status == 0)
+  if (status == 0 && waited)
     run_waiters(c);
+}
+
+/* Calls fn on every subscription; fn returns true to forget it (then
+ * frees nothing itself). */
+static void each_sub(uvmqtt_client_t *c, bool (*fn)(sub_t *, void *),
+                     void *arg) {
+  subs_big_t *b = big_of(c);
+  for (uint32_t i = 0; b && b->slot && i < b->cap; i++) {
+    sub_t *s = b->slot[i];
+    if (s && s != SUBS_TOMB && fn(s, arg)) {
+      uvmqtt__free(s);
+      b->slot[i] = SUBS_TOMB;
+      b->n--;
+      b->tombs++;
+    }
+  }
+  for (sub_t **pp = &c->subs, *s; (s = *pp);) {
+    if (fn(s, arg)) {
+      *pp = s->next;
+      uvmqtt__free(s);
+    } else {
+      pp = &s->next;
+    }
+  }
+}
+
+typedef struct {
+  bool keep;  /* re-subscribing: keep the active ones */
+  bool nomem; /* some could not be listed */
+  sub_t **active;
+  size_t n, cap;
+} resub_t;
+
+/* The active subscriptions, to re-subscribe or to forget. */
+static bool collect_active(sub_t *s, void *arg) {
+  resub_t *r = arg;
+  if (owner_seq(s))
+    return false;
+  if (!r->keep)
+    return true;
+  if (r->n == r->cap) {
+    size_t cap = r->cap ? r->cap * 2 : 64;
+    sub_t **a = uvmqtt__realloc(r->active, cap * sizeof(*a));
+    if (!a) {
+      r->nomem = true;
+      return false;
+    }
+    r->active = a;
+    r->cap = cap;
+  }
+  r->active[r->n++] = s;
+  return false;
 }
 
 void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
   if (!session_present) {
     /* The broker forgot the active subscriptions: re-subscribe each once,
      * many filters per SUBSCRIBE, ahead of the queued requests. */
-    size_t n = 0;
-    for (sub_t **pp = &c->subs, *s; (s = *pp);) {
-      if (!s->pending && !c->o.resubscribe) {
-        *pp = s->next;
-        uvmqtt__free(s);
-        continue;
-      }
-      n += !s->pending;
-      pp = &s->next;
-    }
+    resub_t r = {c->o.resubscribe, false, NULL, 0, 0};
+    each_sub(c, collect_active, &r);
+    if (r.nomem)
+      uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "out of memory re-subscribing");
     sop_t **at = &c->sub_ops;
-    for (sub_t *s = c->subs; n > 0;) {
-      size_t take = n > 64 ? 64 : n;
+    for (size_t done = 0; done < r.n;) {
+      size_t k = r.n - done > 64 ? 64 : r.n - done;
       uvmqtt_subscription_t v[64];
-      size_t k = 0;
-      for (; s && k < take; s = s->next) {
-        if (s->pending)
-          continue;
-        v[k].filter.data = s->filter;
-        v[k].filter.len = s->len;
-        v[k].options = s->options & 0x3F;
-        k++;
+      for (size_t i = 0; i < k; i++) {
+        const sub_t *s = r.active[done + i];
+        v[i].filter.data = s->filter;
+        v[i].filter.len = s->len;
+        v[i].options = s->options & 0x3F;
       }
       sop_t *op = sop_new(SOP_SUB, v, NULL, k);
       if (!op) {
@@ -254,11 +510,15 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       op->next = *at;
       *at = op;
       at = &op->next;
+      subs_big_t *b = big_of(c);
+      if (b && !op->next)
+        b->tail = op;
       for (size_t i = 0; i < k; i++)
-        find_sub(c, v[i].filter.data, v[i].filter.len)->pending = true;
+        set_owner(r.active[done + i], op->seq);
       uvmqtt__client_log(c, UVMQTT_LOG_INFO, "re-subscribing %zu filter(s)", k);
-      n -= k;
+      done += k;
     }
+    uvmqtt__free(r.active);
   }
   for (sop_t *op = c->sub_ops, *next; op; op = next) {
     next = op->next;
@@ -280,22 +540,30 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
 void uvmqtt__subs_cancel_all(uvmqtt_client_t *c) {
   while (c->sub_ops) {
     sop_t *op = c->sub_ops;
-    c->sub_ops = op->next;
+    unlink_at(c, &c->sub_ops, op);
     fire(c, op, UVMQTT_ECLOSED, 0, NULL, 0, NULL);
     sop_free(op);
   }
 }
 
+static bool forget_all(sub_t *s, void *arg) {
+  (void)s;
+  (void)arg;
+  return true;
+}
+
 void uvmqtt__subs_free(uvmqtt_client_t *c) {
-  while (c->subs) {
-    sub_t *s = c->subs;
-    c->subs = s->next;
-    uvmqtt__free(s);
-  }
+  each_sub(c, forget_all, NULL);
   while (c->sub_ops) {
     sop_t *op = c->sub_ops;
-    c->sub_ops = op->next;
+    unlink_at(c, &c->sub_ops, op);
     sop_free(op);
+  }
+  subs_big_t *b = big_of(c);
+  if (b) {
+    uvmqtt__free(b->slot);
+    uvmqtt__free(b);
+    c->rare->subs_big = NULL;
   }
 }
 
@@ -387,10 +655,20 @@ int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,
    * result, or now when every filter is active. */
   op->cb = cb;
   op->arg = arg;
-  append_op(c, op);
+  if (!wait_ready(c, op)) {
+    /* Completed once the answer settling the last of them came. */
+    for (size_t i = 0; i < count; i++) {
+      sub_t *s = find_sub(c, subs[i].filter.data, subs[i].filter.len);
+      if (s && owner_seq(s))
+        s->owner |= SUB_WAITED;
+    }
+    append_op(c, op);
+    return 0;
+  }
   ENTER(c);
-  run_waiters(c);
+  fire(c, op, 0, 0, op->codes, op->count, NULL);
   LEAVE(c);
+  sop_free(op);
   return 0;
 }
 

@@ -374,10 +374,22 @@ static void drop_parser(uvmqtt_session_t *s) {
   s->gen++;
 }
 
+/* Takes the oldest request out of the ring (NULL: none). */
+static uvmqtt_sreq_t *req_shift(uvmqtt_session_t *s) {
+  uvmqtt_sreq_t *tail = s->reqs;
+  if (!tail)
+    return NULL;
+  uvmqtt_sreq_t *r = tail->next;
+  if (r == tail)
+    s->reqs = NULL;
+  else
+    tail->next = r->next;
+  return r;
+}
+
 static void fail_requests(uvmqtt_session_t *s, int status) {
-  while (s->reqs) {
-    uvmqtt_sreq_t *r = s->reqs;
-    s->reqs = r->next;
+  uvmqtt_sreq_t *r;
+  while ((r = req_shift(s))) {
     uvmqtt__idset_del(&s->out_ids, r->packet_id);
     if (s->ev_->on_sub_done)
       s->ev_->on_sub_done(s->ud, r->type, r->cb, r->arg, status, r->packet_id,
@@ -794,7 +806,14 @@ static int send_request(uvmqtt_session_t *s, uvmqtt_sreq_t *r,
     uvmqtt__free(r);
     return rc;
   }
-  r->next = s->reqs;
+  /* A ring: s->reqs is the newest, its next the oldest. Answers come in
+   * order, so the one answered is found first. */
+  if (s->reqs) {
+    r->next = s->reqs->next;
+    s->reqs->next = r;
+  } else {
+    r->next = r;
+  }
   s->reqs = r;
   return r->packet_id;
 }
@@ -1547,10 +1566,18 @@ static int on_ack(uvmqtt_session_t *s, uint64_t now, uint8_t type,
 
 static int on_suback(uvmqtt_session_t *s, uint8_t type,
                      const uvmqtt_suback_t *ack) {
-  uvmqtt_sreq_t **pp = &s->reqs, *r;
   uint8_t want = type == UVMQTT_SUBACK ? UVMQTT_SUBSCRIBE : UVMQTT_UNSUBSCRIBE;
-  while ((r = *pp) && !(r->packet_id == ack->packet_id && r->type == want))
-    pp = &r->next;
+  uvmqtt_sreq_t *prev = s->reqs, *r = NULL; /* from the oldest */
+  if (prev) {
+    do {
+      uvmqtt_sreq_t *q = prev->next;
+      if (q->packet_id == ack->packet_id && q->type == want) {
+        r = q;
+        break;
+      }
+      prev = q;
+    } while (prev != s->reqs);
+  }
   if (!r)
     return unexpected(s,
                       type == UVMQTT_SUBACK ? "SUBACK for an unknown packet id"
@@ -1560,7 +1587,13 @@ static int on_suback(uvmqtt_session_t *s, uint8_t type,
   if (!v3_unsuback && ack->count != r->count)
     return unexpected(s, "SUBACK/UNSUBACK with the wrong number of codes",
                       ack->packet_id);
-  *pp = r->next;
+  if (r == prev)
+    s->reqs = NULL; /* the only one */
+  else {
+    prev->next = r->next;
+    if (r == s->reqs)
+      s->reqs = prev;
+  }
   uvmqtt__idset_del(&s->out_ids, r->packet_id);
   if (s->ev_->on_sub_done)
     s->ev_->on_sub_done(s->ud, r->type, r->cb, r->arg, 0, r->packet_id,

@@ -111,7 +111,7 @@ struct uvmqtt_session_s {
 
   uvmqtt_smsg_t *q_head, *q_tail; /* waiting to be sent */
   uvmqtt_smsg_t *f_head, *f_tail; /* in flight, in send order */
-  uvmqtt_sreq_t *reqs;
+  uvmqtt_sreq_t *reqs;     /* a ring: the newest, whose next is the oldest */
   uvmqtt_out_batch_t *cur; /* being filled */
 
   idset_ref_t out_ids; /* ids in use by our messages and requests */

@@ -123,6 +123,10 @@ static void on_closed(uvmqtt_client_t *c) {
   r->closed = 1;
 }
 
+static void on_subs_closed(uvmqtt_client_t *c) {
+  *(int *)uvmqtt_client_get_data(c) = 1;
+}
+
 static int finished(run_t *r) {
   return r->done_publishing && r->pub_calls[0] && r->pub_calls[1] &&
          r->pub_calls[2] && r->messages >= r->published;
@@ -230,10 +234,104 @@ static void test_sweep_v5(void **state) {
   sweep(UVMQTT_V5);
 }
 
+/* The subscription table past its list (a hash table, grown twice) and
+ * the request queue past its walk, offline: 60 filters subscribed one by
+ * one and many at once, 10 unsubscribed, an identical subscribe waiting
+ * for a pending one, then close. Every accepted request's callback fires
+ * exactly once (UVMQTT_ECLOSED at the close). */
+static void count_cb(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                     void *arg) {
+  (void)c;
+  (void)res;
+  (*(int *)arg)++;
+}
+
+static long run_subs_once(long n) {
+  uv_loop_t loop;
+  uvmqtt_options_t *o = NULL;
+  uvmqtt_client_t *c = NULL;
+  int promised = 0, calls = 0, closed = 0;
+  char f[32], names[20][16];
+  count = 0;
+  fail_at = n;
+  assert_int_equal(uv_loop_init(&loop), 0);
+  int rc = uvmqtt_options_new(&o);
+  if (rc == 0) {
+    rc = uvmqtt_options_set_client_id(o, "alloc-subs");
+    if (rc == 0)
+      rc = uvmqtt_client_new(&loop, o, &c);
+    uvmqtt_options_del(o);
+  }
+  if (rc < 0) {
+    assert_int_equal(rc, UVMQTT_ENOMEM);
+    assert_int_equal(tu_loop_close(&loop, 1000), 0);
+    return count;
+  }
+  for (int i = 0; i < 40; i++) {
+    snprintf(f, sizeof(f), "t/%d/#", i);
+    rc = uvmqtt_subscribe(c, f, 1, count_cb, &calls);
+    if (rc >= 0)
+      promised++;
+    else
+      assert_int_equal(rc, UVMQTT_ENOMEM);
+  }
+  uvmqtt_subscription_t v[20];
+  for (int i = 0; i < 20; i++) {
+    snprintf(names[i], sizeof(names[i]), "m/%d", i);
+    v[i].filter.data = names[i];
+    v[i].filter.len = strlen(names[i]);
+    v[i].options = 2;
+  }
+  rc = uvmqtt_subscribe_many(c, v, 20, NULL, count_cb, &calls);
+  if (rc >= 0)
+    promised++;
+  else
+    assert_int_equal(rc, UVMQTT_ENOMEM);
+  for (int i = 0; i < 10; i++) {
+    snprintf(f, sizeof(f), "t/%d/#", i);
+    rc = uvmqtt_unsubscribe(c, f, count_cb, &calls);
+    if (rc >= 0)
+      promised++;
+    else
+      assert_int_equal(rc, UVMQTT_ENOMEM);
+  }
+  rc = uvmqtt_subscribe(c, "t/20/#", 1, count_cb, &calls);
+  if (rc >= 0)
+    promised++;
+  else
+    assert_int_equal(rc, UVMQTT_ENOMEM);
+  assert_int_equal(calls, 0); /* offline: all queued */
+  uvmqtt_client_set_data(c, &closed);
+  uvmqtt_client_close(c, on_subs_closed);
+  assert_int_equal(tu_run_until(&loop, &closed, 3000), 0);
+  assert_int_equal(calls, promised);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  return count;
+}
+
+static void test_sweep_subs(void **state) {
+  (void)state;
+  assert_int_equal(
+      uvmqtt_replace_allocator(t_malloc, t_realloc, t_calloc, free), 0);
+  long total = run_subs_once(0);
+  long n;
+  for (n = 1; n <= total + 5; n++) {
+    failures = 0;
+    long made = run_subs_once(n);
+    if (made < n)
+      break;
+    assert_int_equal(failures, 1);
+  }
+  uvmqtt_replace_allocator(malloc, realloc, calloc, free);
+  printf("swept %ld allocation failures (a clean run makes %ld)\n", n - 1,
+         total);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_sweep_v311, teardown),
       cmocka_unit_test_teardown(test_sweep_v5, teardown),
+      cmocka_unit_test_teardown(test_sweep_subs, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -506,6 +506,152 @@ static void routes(void **state) {
   env_down(&e);
 }
 
+/* ---- thousands of filters -------------------------------------------------
+ * The README's pattern at gateway scale: 2,000 filters subscribed one by
+ * one in the connect callback (the client's table past its list, so the
+ * hash table, its tombstones and its rehashing are what is exercised), 500
+ * of them unsubscribed, then a session loss. Afterwards the client
+ * re-subscribes the 1,500 it holds in SUBSCRIBEs of 64, the callback's
+ * identical subscribes send nothing and complete with those answers, and
+ * the 500 it let go are subscribed anew: the broker's log counts every
+ * SUBSCRIBE, and the messages show what is subscribed. */
+
+#define MF_N 2000
+#define MF_GONE 500 /* filters 0 .. MF_GONE - 1 are unsubscribed */
+
+static struct {
+  int calls[MF_N];
+  int done, bad;
+} mf;
+
+static void mf_sub_cb(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
+                      void *arg) {
+  (void)c;
+  intptr_t i = (intptr_t)arg;
+  mf.calls[i]++;
+  mf.done++;
+  if (r->status != 0 || r->count != 1 || r->codes[0] != 1)
+    mf.bad++;
+}
+
+static void mf_on_connect(uvmqtt_client_t *c, int status,
+                          const uvmqtt_connack_t *ack, void *arg) {
+  ct_client_t *t = arg;
+  char f[32];
+  if (status < 0)
+    return;
+  t->connected++;
+  t->session_present = ack->session_present;
+  for (intptr_t i = 0; i < MF_N; i++) {
+    snprintf(f, sizeof(f), "mf/%d/+", (int)i);
+    assert_true(uvmqtt_subscribe(c, f, 1, mf_sub_cb, (void *)i) >= 0);
+  }
+}
+
+/* Publishes QoS 1 to mf/<i>/x for each i, then an end marker: exactly
+ * the indexes from `from` on arrive, each once. */
+static void mf_probe(uv_loop_t *loop, ct_client_t *a, ct_client_t *p,
+                     const int *which, size_t n, int from) {
+  char topic[32];
+  size_t before = a->nmsgs, expect = 0;
+  for (size_t k = 0; k < n; k++) {
+    ct_pub_t d;
+    memset(&d, 0, sizeof(d));
+    snprintf(topic, sizeof(topic), "mf/%d/x", which[k]);
+    assert_true(uvmqtt_publish(p->c, topic, "v", 1, 1, false, ct_pub_cb, &d) >
+                0);
+    assert_int_equal(ct_wait_int(loop, &d.calls, 1, CT_WAIT_MS), 0);
+    assert_int_equal(d.status, 0);
+    expect += which[k] >= from;
+  }
+  ct_pub_t d;
+  memset(&d, 0, sizeof(d));
+  assert_true(
+      uvmqtt_publish(p->c, "mf/1999/end", "e", 1, 1, false, ct_pub_cb, &d) > 0);
+  assert_int_equal(
+      ct_wait_size(loop, &a->nmsgs, before + expect + 1, CT_WAIT_MS), 0);
+  tu_run_for(loop, 200); /* a duplicate would arrive by now */
+  assert_int_equal(a->nmsgs, before + expect + 1);
+  assert_string_equal(a->msgs[a->nmsgs - 1].topic, "mf/1999/end");
+  for (size_t k = 0; k < n; k++) {
+    snprintf(topic, sizeof(topic), "mf/%d/x", which[k]);
+    size_t got = 0;
+    for (size_t m = before; m < a->nmsgs; m++)
+      got += strcmp(a->msgs[m].topic, topic) == 0;
+    assert_int_equal(got, which[k] >= from ? 1 : 0);
+  }
+}
+
+static void run_many_filters(int version) {
+  static const int probe[] = {0, 1, 499, 500, 1234, 1999};
+  char needle[64], f[32];
+  uv_loop_t loop;
+  ct_client_t a, p;
+  memset(&mf, 0, sizeof(mf));
+  tu_broker_t *b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(version, "mf-p", true);
+  ct_client_init(&p, &loop, o, "p");
+  uvmqtt_options_del(o);
+  o = ct_opts(version, "mf-a", true);
+  ct_client_init(&a, &loop, o, "a");
+  uvmqtt_options_del(o);
+  uvmqtt_client_on_connect(a.c, mf_on_connect, &a);
+  ct_connect(&a, b->port);
+  ct_connect(&p, b->port);
+  ct_wait_connected(&p, 1);
+  assert_int_equal(ct_wait_int(&loop, &mf.done, MF_N, CT_WAIT_MS), 0);
+  snprintf(needle, sizeof(needle), "Received SUBSCRIBE from mf-a");
+  assert_int_equal(log_count(b, needle), MF_N);
+
+  /* Identical again while active: nothing sent, completed at once. */
+  assert_int_equal(uvmqtt_subscribe(a.c, "mf/7/+", 1, mf_sub_cb, (void *)7), 0);
+  assert_int_equal(mf.calls[7], 2);
+
+  ct_sub_t u;
+  memset(&u, 0, sizeof(u));
+  for (int i = 0; i < MF_GONE; i++) {
+    snprintf(f, sizeof(f), "mf/%d/+", i);
+    assert_true(uvmqtt_unsubscribe(a.c, f, ct_sub_cb, &u) > 0);
+  }
+  assert_int_equal(ct_wait_int(&loop, &u.calls, MF_GONE, CT_WAIT_MS), 0);
+  assert_int_equal(u.status, 0);
+  mf_probe(&loop, &a, &p, probe, 6, MF_GONE);
+
+  /* The broker restarts without the session. */
+  tu_broker_stop(b);
+  assert_int_equal(tu_broker_restart(b), 0);
+  assert_int_equal(ct_wait_int(&loop, &a.connected, 2, CT_WAIT_MS), 0);
+  assert_false(a.session_present);
+  assert_int_equal(ct_wait_int(&loop, &mf.done, 2 * MF_N + 1, CT_WAIT_MS), 0);
+  tu_run_for(&loop, 200); /* a second completion would come by now */
+  assert_int_equal(mf.done, 2 * MF_N + 1);
+  assert_int_equal(mf.bad, 0);
+  for (int i = 0; i < MF_N; i++)
+    assert_int_equal(mf.calls[i], i == 7 ? 3 : 2);
+  /* 1,500 re-subscribed 64 at a time, 500 subscribed one by one. */
+  size_t resub = (MF_N - MF_GONE + 63) / 64;
+  assert_int_equal(log_count(b, needle), MF_N + resub + MF_GONE);
+  ct_wait_connected(&p, 2);
+  mf_probe(&loop, &a, &p, probe, 6, 0);
+
+  ct_close(&a);
+  ct_close(&p);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&a);
+  ct_client_free(&p);
+  tu_broker_stop(b);
+}
+
+static void many_filters_v311(void **state) {
+  (void)state;
+  run_many_filters(UVMQTT_V311);
+}
+static void many_filters_v5(void **state) {
+  (void)state;
+  run_many_filters(UVMQTT_V5);
+}
+
 static const struct CMUnitTest tests[] = {
     CT_TEST(sub_many_v31),
     CT_TEST(sub_many_v311),
@@ -517,6 +663,8 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(resubscribe_once_v311),
     CT_TEST(resubscribe_once_v5),
     CT_TEST(sub_offline),
+    CT_TEST(many_filters_v311),
+    CT_TEST(many_filters_v5),
 };
 
 CT_MAIN(tests)
