@@ -583,9 +583,17 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
     sop_free(op);
     return UVMQTT_ENOMEM;
   }
-  if (op->kind == SOP_UNSUB)
-    for (size_t i = 0; i < op->count; i++)
-      forget_sub(c, op->v[i].filter.data, op->v[i].filter.len);
+  bool waited = false; /* a forgotten filter was waited for */
+  if (op->kind == SOP_UNSUB) {
+    for (size_t i = 0; i < op->count; i++) {
+      const uvmqtt_str_t *f = &op->v[i].filter;
+      const sub_t *s = find_sub(c, f->data, f->len);
+      if (s) {
+        waited |= (s->owner & SUB_WAITED) != 0;
+        forget_sub(c, f->data, f->len);
+      }
+    }
+  }
   int rc = 0;
   ENTER(c);
   if (c->state == C_CONNECTED && (rc = send_op(c, op)) < 0) {
@@ -597,7 +605,7 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
     rc = op->packet_id;
   }
   /* An unsubscribe may settle requests waiting for those filters. */
-  if (rc >= 0 && op->kind == SOP_UNSUB)
+  if (rc >= 0 && waited)
     run_waiters(c);
   LEAVE(c);
   return rc;
