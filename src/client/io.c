@@ -149,6 +149,13 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
        * carry the TCP ACK: the tcp layer need not send one at once. */
       if (c->stream && uvmqtt__session_has_output(c->session))
         uvmqtt__stream_hint(c->stream, UVMQTT__HINT_REPLY, 0);
+      /* Otherwise, while the broker owes us answers, a broker with
+       * Nagle's algorithm (mosquitto's default) holds the next of them
+       * until this read is acknowledged: acknowledge it at once, or the
+       * last SUBACKs of a burst of subscribes, the last PUBACKs of a
+       * burst of publishes, wait for a delayed ACK (40 ms). */
+      else if (c->stream && uvmqtt__session_awaiting(c->session))
+        uvmqtt__stream_hint(c->stream, UVMQTT__HINT_AWAIT, 0);
       /* Under load (a window of publishes awaiting acknowledgements, or a
        * read full of incoming ones) more input is on its way: let it pile
        * up a little before the next read. */

@@ -1792,6 +1792,9 @@ size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
   return s->cur != NULL;
 }
+bool uvmqtt__session_awaiting(const uvmqtt_session_t *s) {
+  return s->f_count > 0 || s->reqs != NULL;
+}
 uint16_t uvmqtt__session_keepalive(const uvmqtt_session_t *s) {
   return s->keepalive_s;
 }

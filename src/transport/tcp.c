@@ -67,14 +67,16 @@ enum {
   F_SHUT_WANTED = 512, /* shutdown(): half-close once the queue is sent */
   F_SHUT = 1024,       /* our side is half-closed (FIN sent) */
   F_ACKED = 2048,      /* quick ACKs on since the last TCP_QUICKACK */
-  F_STREAMED = 4096    /* 4 bits from here: reads that answered nothing */
+  F_STREAMED = 4096,   /* 4 bits from here: reads that answered nothing */
+  F_AWAIT = 65536      /* the reader awaits answers: UVMQTT__HINT_AWAIT */
 };
 #define STREAMED_MASK ((uintptr_t)15 * F_STREAMED)
 /* A connect error reported through open_cb on the next loop turn (as
  * uv_tcp_connect() does for ECONNREFUSED and a bind's EADDRINUSE) is kept
  * as a positive errno above the flags; once connected, the same bits hold
- * the coalescing threshold of UVMQTT__HINT_COALESCE. */
-#define DELAYED_SHIFT 16
+ * the coalescing threshold of UVMQTT__HINT_COALESCE, in units of 2 bytes
+ * (15 bits where a pointer has 32). */
+#define DELAYED_SHIFT 17
 
 /* A write request, allocated per write() with a copy of the caller's
  * uv_buf_t array (the bytes themselves are not copied). */
@@ -284,6 +286,12 @@ uint64_t uvmqtt__tcp_naps(void) {
   return nap_count;
 }
 
+static _Thread_local uint64_t quickack_count;
+
+uint64_t uvmqtt__tcp_quickacks(void) {
+  return quickack_count;
+}
+
 /* Under load (UVMQTT__HINT_COALESCE), after the reply or the read: wait a
  * little before polling again unless enough is queued already, so that
  * the peer's next segments pile up in the socket instead of each waking
@@ -291,7 +299,7 @@ uint64_t uvmqtt__tcp_naps(void) {
  * costs it a reschedule: with a single-threaded broker saturated by the
  * traffic, those wake-ups are what limits throughput. */
 static void maybe_nap(tcp_stream_t *t) {
-  unsigned want = (unsigned)(flags(t) >> DELAYED_SHIFT);
+  unsigned want = (unsigned)(flags(t) >> DELAYED_SHIFT) * 2;
   if (!want || has(t, F_CONNECTING))
     return;
   t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
@@ -338,12 +346,22 @@ static void do_reads(tcp_stream_t *t) {
       set(t, F_READING, 0);
       set(t, F_EOF, 1);
     }
+    int wrote = has(t, F_WROTE);
+    set(t, F_WROTE, 0);
+    set(t, F_REPLY, 0);
+    /* A coalescing wait, and F_AWAIT, are asked for by the read callback
+     * of this read, never left over from an earlier one. */
+    t->poll.data = (void *)(flags(t) & (F_AWAIT - 1));
+    if (t->base.read_cb)
+      t->base.read_cb(&t->base, n, n > 0 ? shared_read_buf : NULL);
     /* With TCP_NODELAY on our side only, a peer that keeps Nagle's
      * algorithm (mosquitto's default) holds its next small packet until
      * the previous one is acknowledged, and our delayed ACK takes up to
-     * 40 ms: an echoed PUBLISH waits behind its PUBACK. Only a read that
-     * follows a write of ours can be such an answer with more to come;
-     * and when the reader writes back (now, or with a reply it queued for
+     * 40 ms: an echoed PUBLISH waits behind its PUBACK, the rest of a
+     * burst of SUBACKs behind the first. Only a read that follows a write
+     * of ours, or one after which the reader still awaits answers
+     * (UVMQTT__HINT_AWAIT), can be such an answer with more to come; and
+     * when the reader writes back (now, or with a reply it queued for
      * this loop iteration: UVMQTT__HINT_REPLY) that segment carries the
      * ACK. Otherwise TCP_QUICKACK sends the ACK at once. A stream that
      * answers every read (QoS 1/2 traffic) never pays the system call.
@@ -355,31 +373,26 @@ static void do_reads(tcp_stream_t *t) {
      * SUBACK) would ACK every segment, and a Nagle peer sends a segment
      * per ACK: one or two messages each instead of a full one, which
      * cost mosquitto 20-40 % more CPU per message. So the first read
-     * that follows no write of ours (a stream, not an answer) turns
-     * delayed ACKs back on: one system call per change of pattern. The
-     * kernel leaves that mode by itself too (when a delayed ACK's timer
-     * fires, e.g. in a pause of the stream), so a stream of such reads
-     * turns it on again every 16th read. */
-    int answer = n > 0 && has(t, F_QUICKACK) && has(t, F_WROTE);
+     * that is no answer (a stream) turns delayed ACKs back on: one
+     * system call per change of pattern. The kernel leaves that mode by
+     * itself too (when a delayed ACK's timer fires, e.g. in a pause of
+     * the stream), so a stream of such reads turns it on again every
+     * 16th read. */
+    int quick = n > 0 && has(t, F_QUICKACK);
+    int answer = quick && (wrote || has(t, F_AWAIT));
     int streamed = 0;
-    if (n > 0 && has(t, F_QUICKACK) && !has(t, F_WROTE)) {
+    if (quick && !answer) {
       uintptr_t k = (flags(t) & STREAMED_MASK) + F_STREAMED;
       t->poll.data =
           (void *)((flags(t) & ~STREAMED_MASK) | (k & STREAMED_MASK));
       streamed = has(t, F_ACKED) || (k & STREAMED_MASK) == 0;
     }
-    set(t, F_WROTE, 0);
-    set(t, F_REPLY, 0);
-    /* A coalescing wait is asked for by the read callback of this read
-     * (UVMQTT__HINT_COALESCE), never left over from an earlier one. */
-    t->poll.data = (void *)(flags(t) & ((1u << DELAYED_SHIFT) - 1));
-    if (t->base.read_cb)
-      t->base.read_cb(&t->base, n, n > 0 ? shared_read_buf : NULL);
 #ifdef TCP_QUICKACK
     if (answer && !closing(t) && !has(t, F_WROTE) && !has(t, F_REPLY)) {
       int one = 1;
       (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
       set(t, F_ACKED, 1);
+      quickack_count++;
     } else if (streamed && !closing(t)) {
       int zero = 0;
       (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof(zero));
@@ -597,8 +610,7 @@ static const uvmqtt_stream_ops_t tcp_ops = {
 static void tcp_coalesce(tcp_stream_t *t, unsigned want) {
   if (has(t, F_CONNECTING))
     return; /* the bits hold a deferred error then */
-  if (want > 0xffff)
-    want = 0xffff;
+  want = want > 0xfffe ? 0x7fff : (want + 1) / 2;
   t->poll.data = (void *)((flags(t) & ((1u << DELAYED_SHIFT) - 1)) |
                           ((uintptr_t)want << DELAYED_SHIFT));
 }
@@ -607,6 +619,8 @@ static void tcp_hint(uvmqtt_stream_t *s, int kind, unsigned value) {
   tcp_stream_t *t = (tcp_stream_t *)s;
   if (kind == UVMQTT__HINT_REPLY)
     set(t, F_REPLY, 1);
+  else if (kind == UVMQTT__HINT_AWAIT)
+    set(t, F_AWAIT, 1);
   else if (kind == UVMQTT__HINT_COALESCE)
     tcp_coalesce(t, value);
 }

@@ -145,7 +145,13 @@ enum {
   /* From inside each read callback: `value` > 0 when more input is
    * certainly on its way, the number of bytes worth waiting for (see
    * UVMQTT__TCP_NAP_US); 0: no wait. */
-  UVMQTT__HINT_COALESCE = 2
+  UVMQTT__HINT_COALESCE = 2,
+  /* From inside a read callback that queued no reply: the peer still owes
+   * answers (acknowledgements of what we sent), so the socket should
+   * acknowledge the read at once (TCP_QUICKACK): a peer with Nagle's
+   * algorithm holds its next answer until this read is acknowledged.
+   * `value` unused. */
+  UVMQTT__HINT_AWAIT = 3
 };
 
 /* Gives a hint to stream s (nothing when s or its hint op is NULL). */
@@ -229,6 +235,9 @@ int uvmqtt__unix_connect(uv_loop_t *loop, const char *path,
 #define UVMQTT__TCP_NAP_US 50
 /* How many such waits the calling thread made (tests, diagnostics). */
 uint64_t uvmqtt__tcp_naps(void);
+/* How many reads the tcp streams of the calling thread acknowledged at
+ * once (TCP_QUICKACK turned on), for tests. */
+uint64_t uvmqtt__tcp_quickacks(void);
 
 /* The per-thread shared read buffer used by tcp reads (64 KiB). */
 #define UVMQTT_READ_BUF_SIZE 65536

@@ -347,6 +347,57 @@ static void nap_read(uvmqtt_stream_t *s, ssize_t n, const uint8_t *buf) {
   uvmqtt__stream_hint(s, UVMQTT__HINT_COALESCE, 60000);
 }
 
+/* A read after which the reader still awaits answers (UVMQTT__HINT_AWAIT)
+ * is acknowledged at once, though nothing was written before it: a peer
+ * with Nagle's algorithm holds its next answer until then. A read with a
+ * reply queued is not (the reply carries the ACK), nor one with no hint
+ * after no write (a stream). */
+static int await_mode; /* 0: no hint, 1: await, 2: await and reply */
+
+static void await_read(uvmqtt_stream_t *s, ssize_t n, const uint8_t *buf) {
+  fx_t *f = s->data;
+  (void)buf;
+  if (n <= 0)
+    return;
+  f->got += (size_t)n;
+  if (await_mode >= 1)
+    uvmqtt__stream_hint(s, UVMQTT__HINT_AWAIT, 0);
+  if (await_mode == 2)
+    uvmqtt__stream_hint(s, UVMQTT__HINT_REPLY, 0);
+}
+
+static void await_send(fx_t *f, const char *what, size_t want) {
+  uv_os_fd_t pfd;
+  assert_int_equal(uv_fileno((uv_handle_t *)&f->peer, &pfd), 0);
+  assert_int_equal(send(pfd, what, 1, 0), 1);
+  uint64_t end = uv_now(&f->loop) + WAIT_MS;
+  while (f->got < want && uv_now(&f->loop) < end)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->got, want);
+}
+
+static void test_quickack_await(void **state) {
+  fx_t *f = *state;
+  uvmqtt_tcp_opts_t o = {.nodelay = 1};
+  connect_ok(f, &o);
+  f->s->read_cb = await_read;
+  uint64_t acks = uvmqtt__tcp_quickacks();
+  await_mode = 0;
+  await_send(f, "a", 1);
+  assert_int_equal(uvmqtt__tcp_quickacks() - acks, 0);
+  await_mode = 1;
+  await_send(f, "b", 2);
+  assert_int_equal(uvmqtt__tcp_quickacks() - acks, 1);
+  await_send(f, "c", 3);
+  assert_int_equal(uvmqtt__tcp_quickacks() - acks, 2);
+  await_mode = 2;
+  await_send(f, "d", 4);
+  assert_int_equal(uvmqtt__tcp_quickacks() - acks, 2);
+  await_mode = 0;
+  await_send(f, "e", 5);
+  assert_int_equal(uvmqtt__tcp_quickacks() - acks, 2);
+}
+
 static void test_nap_per_read(void **state) {
   fx_t *f = *state;
   connect_ok(f, NULL);
@@ -483,6 +534,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_shutdown_half_close, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_nap_per_read, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_quickack_await, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   free(pattern);
