@@ -159,19 +159,24 @@ struct uvmqtt_options_s {
 #define OX(k) ((const opt_ext_t *)((k)->x ? (k)->x : &uvmqtt__opt_ext_defaults))
 #define CX(c) OX(&(c)->o)
 
-/* A subscription the client holds (subs.c): pending while `owner` names
- * the latest queued SUBSCRIBE request naming its filter (that request's
- * seq: the answer to that request, and no earlier one, settles it);
- * active once `owner` is 0. `options` keeps the SUBSCRIBE options in bits
- * 0-5 and, once active, the granted QoS in the reserved bits 6-7.
- * Allocated as offsetof(sub_t, filter) + len (15 + len). In a list while
- * the client holds few; past that in the hash table of subs_big_t, and
- * `next` is unused. */
+/* A subscription the client holds (subs.c): pending (SUB_PENDING) until
+ * the answer to the latest queued SUBSCRIBE request naming its filter (its
+ * owner) settles it; active otherwise. `options` keeps the SUBSCRIBE
+ * options in bits 0-5 and, once active, the granted QoS in the reserved
+ * bits 6-7. While the client holds few, the records are in a list and the
+ * owner is found in the (short) request queue; past that they are in the
+ * hash table of subs_big_t, which needs no `next`, and the same 8 bytes
+ * hold the owner's seq instead. Allocated as offsetof(sub_t, filter) + len
+ * (12 + len: the same malloc chunk as before it had a state, for most
+ * filters). */
 typedef struct sub_s {
-  struct sub_s *next;
-  uint32_t owner;
+  union {
+    struct sub_s *next; /* in the list */
+    uint32_t owner;     /* in the table: the owner's seq, 0 when active */
+  } u;
   uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
+  uint8_t state; /* SUB_PENDING, SUB_WAITED (subs.c) */
   char filter[];
 } sub_t;
 #define SUB_GRANTED_SHIFT 6
@@ -190,7 +195,7 @@ typedef struct sop_s {
   uvmqtt_props_t *props; /* a deep copy, or NULL */
   uint8_t *codes;        /* SOP_WAIT: the result being assembled */
   size_t count;
-  uint32_t seq;       /* unique among the client's requests, never 0 */
+  uint32_t seq;       /* unique among live requests, never 0 */
   uint16_t packet_id; /* of the packet on this connection */
   uint8_t kind;
   bool sent; /* on this connection */
@@ -200,8 +205,8 @@ typedef struct sop_s {
 /* A client holding many subscriptions or queued requests (subs.c), in its
  * rare block: the subscriptions in an open-addressing hash table (slot
  * NULL: empty; SUBS_TOMB: a forgotten one), and the request queue's last
- * request, so that finding, adding and forgetting a filter, and queueing
- * a request, take constant time however many there are. */
+ * request, so that finding, adding, settling and forgetting a filter, and
+ * queueing a request, take constant time however many there are. */
 typedef struct subs_big_s {
   sub_t **slot; /* NULL: the subscriptions are still in the list */
   uint32_t cap; /* a power of two */

@@ -12,28 +12,30 @@
 #include "props.h"
 
 /* ---- the table of subscriptions ------------------------------------------
- * A list while the client holds few filters (what almost every client
- * does: no memory beyond the records); past SUBS_LIST_MAX an open-
- * addressing hash table with linear probing, so that a gateway or bridge
- * holding tens of thousands of filters subscribes, settles, re-subscribes
- * and unsubscribes each in constant time. */
+ * A list while the client holds few filters and has few requests queued
+ * (what almost every client does: no memory beyond the records, and a
+ * subscription's owner is found by walking the short queue); past
+ * SUBS_LIST_MAX of either, an open-addressing hash table with linear
+ * probing, where each record keeps its owner's seq, so that a gateway or
+ * bridge holding tens of thousands of filters subscribes, settles,
+ * re-subscribes and unsubscribes each in constant time. All records are
+ * in one or the other, never both. */
 #define SUBS_LIST_MAX 16
 #define SUBS_TOMB ((sub_t *)(void *)&subs_tomb) /* compared, never followed */
 static char subs_tomb;
 
-/* sub_t.owner: the owning request's seq in bits 0-30; bit 31 set while a
- * waiting request (SOP_WAIT) names the filter, so that only an answer
- * settling such a filter walks the queue for waiting requests. */
-#define SUB_WAITED 0x80000000u
-static uint32_t owner_seq(const sub_t *s) {
-  return s->owner & ~SUB_WAITED;
-}
-static void set_owner(sub_t *s, uint32_t seq) {
-  s->owner = (s->owner & SUB_WAITED) | seq;
-}
+/* sub_t.state: pending (an owner's answer will settle it); a waiting
+ * request (SOP_WAIT) names it, so that the answer settling it walks the
+ * queue for waiting requests (no other answer does). */
+enum { SUB_PENDING = 1, SUB_WAITED = 2 };
 
 static subs_big_t *big_of(const uvmqtt_client_t *c) {
   return c->rare ? c->rare->subs_big : NULL;
+}
+
+static bool indexed(const uvmqtt_client_t *c) {
+  const subs_big_t *b = big_of(c);
+  return b && b->slot;
 }
 
 /* The block, allocated on first use (NULL: out of memory). */
@@ -81,14 +83,14 @@ static void slot_put(subs_big_t *b, sub_t *s) {
   b->n++;
 }
 
-/* Room for one more record: at most half the slots live, three quarters
+/* Room for `more` records: at most half the slots live, three quarters
  * used with the forgotten ones. Rehashes (and drops the forgotten) when
  * needed. UVMQTT_ENOMEM: the table is unchanged. */
-static int table_room(subs_big_t *b) {
-  if ((b->n + 1) * 2 <= b->cap && (b->n + b->tombs + 1) * 4 <= b->cap * 3)
+static int table_room(subs_big_t *b, uint32_t more) {
+  if ((b->n + more) * 2 <= b->cap && (b->n + b->tombs + more) * 4 <= b->cap * 3)
     return 0;
   uint32_t cap = 64;
-  while (cap < (b->n + 1) * 4)
+  while (cap < (b->n + more) * 4)
     cap *= 2;
   sub_t **old = b->slot, **slot = uvmqtt__calloc(cap, sizeof(*slot));
   if (!slot)
@@ -104,59 +106,84 @@ static int table_room(subs_big_t *b) {
   return 0;
 }
 
-/* Moves the list into a new table. UVMQTT_ENOMEM: still a list. */
+static bool seq_after(uint32_t a, uint32_t b) {
+  return (int32_t)(a - b) > 0;
+}
+
+/* The latest queued SUBSCRIBE request naming the filter (the owner of a
+ * pending subscription), NULL: none. A walk of the queue: while it is
+ * short (the list), when a table is built, and when a request fails to go
+ * out. Re-subscribing requests go ahead of the queue: latest by seq. */
+static sop_t *owner_of(const uvmqtt_client_t *c, const sub_t *s) {
+  sop_t *owner = NULL;
+  for (sop_t *op = c->sub_ops; op; op = op->next) {
+    if (op->kind != SOP_SUB || (owner && !seq_after(op->seq, owner->seq)))
+      continue;
+    for (size_t i = 0; i < op->count; i++) {
+      if (op->v[i].filter.len == s->len &&
+          memcmp(op->v[i].filter.data, s->filter, s->len) == 0) {
+        owner = op;
+        break;
+      }
+    }
+  }
+  return owner;
+}
+
+/* Moves the list into a new table, all or nothing; the records then keep
+ * their owners' seqs. UVMQTT_ENOMEM: still a list. */
 static int table_build(uvmqtt_client_t *c) {
+  uint32_t n = 0;
+  for (const sub_t *s = c->subs; s; s = s->u.next)
+    n++;
   subs_big_t *b = big_get(c);
-  if (!b || table_room(b) < 0)
+  if (!b || table_room(b, n + 1) < 0)
     return UVMQTT_ENOMEM;
-  for (sub_t *s = c->subs, *next; s; s = next) {
-    next = s->next;
-    if (table_room(b) < 0)
-      return UVMQTT_ENOMEM; /* the moved ones stay in the table */
-    c->subs = next;
+  while (c->subs) {
+    sub_t *s = c->subs;
+    c->subs = s->u.next;
+    const sop_t *owner = s->state & SUB_PENDING ? owner_of(c, s) : NULL;
+    s->u.owner = owner ? owner->seq : 0;
     slot_put(b, s);
   }
   return 0;
 }
 
-static bool indexed(const uvmqtt_client_t *c) {
-  const subs_big_t *b = big_of(c);
-  return b && b->slot;
-}
-
 static sub_t *find_sub(const uvmqtt_client_t *c, const char *f, size_t len) {
   if (indexed(c)) {
     sub_t **p = slot_of(big_of(c), f, len);
-    if (p)
-      return *p;
+    return p ? *p : NULL;
   }
-  /* The list also holds what a failed table_build() could not move. */
-  for (sub_t *s = c->subs; s; s = s->next)
+  for (sub_t *s = c->subs; s; s = s->u.next)
     if (s->len == len && memcmp(s->filter, f, len) == 0)
       return s;
   return NULL;
 }
 
-/* A new record for a filter known to be absent. NULL: out of memory. */
+/* A new record (active, no owner) for a filter known to be absent. NULL:
+ * out of memory. */
 static sub_t *add_sub(uvmqtt_client_t *c, const char *f, size_t len) {
-  sub_t *s = uvmqtt__malloc(offsetof(sub_t, filter) + len);
-  if (!s)
-    return NULL;
-  s->len = (uint16_t)len;
-  s->owner = 0;
-  s->options = 0;
-  memcpy(s->filter, f, len);
   if (!indexed(c)) {
     size_t n = 0;
-    for (const sub_t *t = c->subs; t && n <= SUBS_LIST_MAX; t = t->next)
+    for (const sub_t *t = c->subs; t && n < SUBS_LIST_MAX; t = t->u.next)
       n++;
     if (n >= SUBS_LIST_MAX)
       (void)table_build(c); /* out of memory: the list goes on */
   }
-  if (indexed(c) && table_room(big_of(c)) == 0) {
+  if (indexed(c) && table_room(big_of(c), 1) < 0)
+    return NULL;
+  sub_t *s = uvmqtt__malloc(offsetof(sub_t, filter) + len);
+  if (!s)
+    return NULL;
+  s->len = (uint16_t)len;
+  s->options = 0;
+  s->state = 0;
+  memcpy(s->filter, f, len);
+  if (indexed(c)) {
+    s->u.owner = 0;
     slot_put(big_of(c), s);
   } else {
-    s->next = c->subs;
+    s->u.next = c->subs;
     c->subs = s;
   }
   return s;
@@ -171,50 +198,75 @@ static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
       *p = SUBS_TOMB;
       b->n--;
       b->tombs++;
-      return;
     }
+    return;
   }
-  for (sub_t **pp = &c->subs, *s; (s = *pp); pp = &s->next) {
+  for (sub_t **pp = &c->subs, *s; (s = *pp); pp = &s->u.next) {
     if (s->len == len && memcmp(s->filter, f, len) == 0) {
-      *pp = s->next;
+      *pp = s->u.next;
       uvmqtt__free(s);
       return;
     }
   }
 }
 
+/* The request becomes the owner of pending subscription s. */
+static void own(uvmqtt_client_t *c, sub_t *s, const sop_t *op) {
+  s->state |= SUB_PENDING;
+  if (indexed(c))
+    s->u.owner = op->seq;
+}
+
+/* True when op (answered or dropped: out of the queue) owns s. */
+static bool owned_by(const uvmqtt_client_t *c, const sub_t *s,
+                     const sop_t *op) {
+  if (!(s->state & SUB_PENDING))
+    return false;
+  if (indexed(c))
+    return s->u.owner == op->seq;
+  const sop_t *later = owner_of(c, s);
+  return !later || !seq_after(later->seq, op->seq);
+}
+
+/* s becomes active (its waiting requests may complete). */
+static void settle(uvmqtt_client_t *c, sub_t *s) {
+  s->state = 0;
+  if (indexed(c))
+    s->u.owner = 0;
+}
+
 /* ---- the request queue ----------------------------------------------------
- * Requests in submission order. Past SUBS_LIST_MAX of them the rare block
- * keeps the last, so that queueing stays constant time. */
+ * Requests in submission order (re-subscribing ones go ahead). Past
+ * SUBS_LIST_MAX of them the rare block keeps the last, so that queueing
+ * stays constant time, and the subscriptions move to the table. */
 
 static uint32_t next_seq(void) {
   static _Atomic uint32_t seq; /* unique per process: one counter will do */
   uint32_t v;
-  do
-    v = (atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1) &
-        ~SUB_WAITED;
-  while (v == 0);
+  while ((v = atomic_fetch_add_explicit(&seq, 1, memory_order_relaxed) + 1) ==
+         0)
+    ;
   return v;
 }
 
 static void append_op(uvmqtt_client_t *c, sop_t *op) {
   subs_big_t *b = big_of(c);
   op->next = NULL;
-  if (!b) {
-    size_t n = 0;
-    sop_t **pp = &c->sub_ops;
-    for (; *pp; pp = &(*pp)->next)
-      n++;
-    *pp = op;
-    if (n >= SUBS_LIST_MAX)
-      (void)big_get(c); /* out of memory: the walk goes on */
+  if (b) {
+    if (b->tail)
+      b->tail->next = op;
+    else
+      c->sub_ops = op;
+    b->tail = op;
     return;
   }
-  if (b->tail)
-    b->tail->next = op;
-  else
-    c->sub_ops = op;
-  b->tail = op;
+  size_t n = 0;
+  sop_t **pp = &c->sub_ops;
+  for (; *pp; pp = &(*pp)->next)
+    n++;
+  *pp = op;
+  if (n >= SUBS_LIST_MAX)
+    (void)table_build(c); /* out of memory: the walks go on */
 }
 
 /* Takes *pp (op) out of the queue. */
@@ -236,29 +288,15 @@ static void unlink_op(uvmqtt_client_t *c, sop_t *op) {
   }
 }
 
-/* The latest queued SUBSCRIBE request naming the filter, NULL: none. A
- * walk of the queue: only when a request fails to go out. */
-static sop_t *owner_of(const uvmqtt_client_t *c, const sub_t *s) {
-  sop_t *owner = NULL;
-  for (sop_t *op = c->sub_ops; op; op = op->next) {
-    if (op->kind != SOP_SUB)
-      continue;
-    for (size_t i = 0; i < op->count; i++)
-      if (op->v[i].filter.len == s->len &&
-          memcmp(op->v[i].filter.data, s->filter, s->len) == 0)
-        owner = op;
-  }
-  return owner;
-}
-
-/* The request's filters become pending subscriptions it owns. */
+/* The request (queued already: the latest one) owns its filters as
+ * pending subscriptions. */
 static int own_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     const uvmqtt_str_t *f = &op->v[i].filter;
     sub_t *s = find_sub(c, f->data, f->len);
     if (!s && !(s = add_sub(c, f->data, f->len)))
       return UVMQTT_ENOMEM;
-    set_owner(s, op->seq);
+    own(c, s, op);
     s->options = op->v[i].options;
   }
   return 0;
@@ -270,11 +308,11 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
 static void disown_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-    if (!s || owner_seq(s) != op->seq)
+    if (!s || !owned_by(c, s, op))
       continue;
-    sop_t *heir = owner_of(c, s);
+    const sop_t *heir = owner_of(c, s);
     if (heir)
-      set_owner(s, heir->seq);
+      own(c, s, heir);
     else
       forget_sub(c, s->filter, s->len);
   }
@@ -357,7 +395,7 @@ static void fire(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
 static bool wait_ready(const uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     const sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-    if (s && owner_seq(s))
+    if (s && (s->state & SUB_PENDING))
       return false;
     op->codes[i] = s ? (uint8_t)(s->options >> SUB_GRANTED_SHIFT) : 0x80;
   }
@@ -415,11 +453,11 @@ void uvmqtt__subs_done(uvmqtt_client_t *c, sop_t *op, int status, uint16_t id,
   if (op->kind == SOP_SUB) {
     for (size_t i = 0; i < op->count; i++) {
       sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
-      if (!s || owner_seq(s) != op->seq)
+      if (!s || !owned_by(c, s, op))
         continue; /* replaced or unsubscribed since */
-      waited |= (s->owner & SUB_WAITED) != 0;
+      waited |= (s->state & SUB_WAITED) != 0;
       if (status == 0 && i < count && codes[i] < 0x80) {
-        s->owner = 0;
+        settle(c, s);
         s->options |= (uint8_t)((codes[i] & 3) << SUB_GRANTED_SHIFT);
       } else {
         forget_sub(c, s->filter, s->len);
@@ -448,10 +486,10 @@ static void each_sub(uvmqtt_client_t *c, bool (*fn)(sub_t *, void *),
   }
   for (sub_t **pp = &c->subs, *s; (s = *pp);) {
     if (fn(s, arg)) {
-      *pp = s->next;
+      *pp = s->u.next;
       uvmqtt__free(s);
     } else {
-      pp = &s->next;
+      pp = &s->u.next;
     }
   }
 }
@@ -466,7 +504,7 @@ typedef struct {
 /* The active subscriptions, to re-subscribe or to forget. */
 static bool collect_active(sub_t *s, void *arg) {
   resub_t *r = arg;
-  if (owner_seq(s))
+  if (s->state & SUB_PENDING)
     return false;
   if (!r->keep)
     return true;
@@ -514,7 +552,7 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       if (b && !op->next)
         b->tail = op;
       for (size_t i = 0; i < k; i++)
-        set_owner(r.active[done + i], op->seq);
+        own(c, r.active[done + i], op);
       uvmqtt__client_log(c, UVMQTT_LOG_INFO, "re-subscribing %zu filter(s)", k);
       done += k;
     }
@@ -578,7 +616,9 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
     sop_free(op);
     return UVMQTT_ENOMEM;
   }
+  append_op(c, op); /* first: the latest request owns its filters */
   if (op->kind == SOP_SUB && own_subs(c, op) < 0) {
+    unlink_op(c, op);
     disown_subs(c, op);
     sop_free(op);
     return UVMQTT_ENOMEM;
@@ -589,7 +629,7 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
       const uvmqtt_str_t *f = &op->v[i].filter;
       const sub_t *s = find_sub(c, f->data, f->len);
       if (s) {
-        waited |= (s->owner & SUB_WAITED) != 0;
+        waited |= (s->state & SUB_WAITED) != 0;
         forget_sub(c, f->data, f->len);
       }
     }
@@ -597,11 +637,11 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
   int rc = 0;
   ENTER(c);
   if (c->state == C_CONNECTED && (rc = send_op(c, op)) < 0) {
+    unlink_op(c, op);
     if (op->kind == SOP_SUB)
       disown_subs(c, op);
     sop_free(op);
   } else {
-    append_op(c, op);
     rc = op->packet_id;
   }
   /* An unsubscribe may settle requests waiting for those filters. */
@@ -667,8 +707,8 @@ int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,
     /* Completed once the answer settling the last of them came. */
     for (size_t i = 0; i < count; i++) {
       sub_t *s = find_sub(c, subs[i].filter.data, subs[i].filter.len);
-      if (s && owner_seq(s))
-        s->owner |= SUB_WAITED;
+      if (s && (s->state & SUB_PENDING))
+        s->state |= SUB_WAITED;
     }
     append_op(c, op);
     return 0;

@@ -506,6 +506,30 @@ static void routes(void **state) {
   env_down(&e);
 }
 
+/* Two SUBSCRIBEs of one filter with other options, the second sent
+ * before the first is answered: the subscription ends with the grant of
+ * the latest, whatever answered first, so an identical subscribe then
+ * completes at once with that grant. Few filters: the client's list. */
+static void sub_latest_grant(void **state) {
+  (void)state;
+  env_t e;
+  env_up(&e, UVMQTT_V311);
+  ct_sub_t s2, s1, again;
+  memset(&s2, 0, sizeof(s2));
+  memset(&s1, 0, sizeof(s1));
+  memset(&again, 0, sizeof(again));
+  assert_true(uvmqtt_subscribe(e.a.c, "lg/a", 2, ct_sub_cb, &s2) > 0);
+  assert_true(uvmqtt_subscribe(e.a.c, "lg/a", 1, ct_sub_cb, &s1) > 0);
+  assert_int_equal(ct_wait_int(&e.loop, &s1.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s2.calls, 1);
+  assert_int_equal(s2.codes[0], 2);
+  assert_int_equal(s1.codes[0], 1);
+  assert_int_equal(uvmqtt_subscribe(e.a.c, "lg/a", 1, ct_sub_cb, &again), 0);
+  assert_int_equal(again.calls, 1);
+  assert_int_equal(again.codes[0], 1);
+  env_down(&e);
+}
+
 /* ---- thousands of filters -------------------------------------------------
  * The README's pattern at gateway scale: 2,000 filters subscribed one by
  * one in the connect callback (the client's table past its list, so the
@@ -618,6 +642,20 @@ static void run_many_filters(int version) {
   assert_int_equal(u.status, 0);
   mf_probe(&loop, &a, &p, probe, 6, MF_GONE);
 
+  /* Other options: a SUBSCRIBE of its own; an identical one meanwhile
+   * waits for its answer, then both have the new grant. */
+  ct_sub_t q2, q2b;
+  memset(&q2, 0, sizeof(q2));
+  memset(&q2b, 0, sizeof(q2b));
+  assert_true(uvmqtt_subscribe(a.c, "mf/1500/+", 2, ct_sub_cb, &q2) > 0);
+  assert_int_equal(uvmqtt_subscribe(a.c, "mf/1500/+", 2, ct_sub_cb, &q2b), 0);
+  assert_int_equal(q2b.calls, 0);
+  assert_int_equal(ct_wait_int(&loop, &q2b.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(q2.calls, 1);
+  assert_int_equal(q2.codes[0], 2);
+  assert_int_equal(q2b.codes[0], 2);
+  assert_int_equal(q2b.id, 0); /* no packet of its own */
+
   /* The broker restarts without the session. */
   tu_broker_stop(b);
   assert_int_equal(tu_broker_restart(b), 0);
@@ -629,11 +667,19 @@ static void run_many_filters(int version) {
   assert_int_equal(mf.bad, 0);
   for (int i = 0; i < MF_N; i++)
     assert_int_equal(mf.calls[i], i == 7 ? 3 : 2);
-  /* 1,500 re-subscribed 64 at a time, 500 subscribed one by one. */
+  /* 1,500 re-subscribed 64 at a time (mf/1500/+ at QoS 2), 500 subscribed
+   * one by one, and mf/1500/+ at QoS 1 again (other options). */
   size_t resub = (MF_N - MF_GONE + 63) / 64;
-  assert_int_equal(log_count(b, needle), MF_N + resub + MF_GONE);
+  assert_int_equal(log_count(b, needle), MF_N + 1 + resub + MF_GONE + 1);
   ct_wait_connected(&p, 2);
   mf_probe(&loop, &a, &p, probe, 6, 0);
+  /* mf/1500/+ holds the grant of the latest SUBSCRIBE naming it (QoS 1,
+   * answered after the re-subscribing one's QoS 2). */
+  ct_sub_t q1;
+  memset(&q1, 0, sizeof(q1));
+  assert_int_equal(uvmqtt_subscribe(a.c, "mf/1500/+", 1, ct_sub_cb, &q1), 0);
+  assert_int_equal(q1.calls, 1);
+  assert_int_equal(q1.codes[0], 1);
 
   ct_close(&a);
   ct_close(&p);
@@ -663,6 +709,7 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(resubscribe_once_v311),
     CT_TEST(resubscribe_once_v5),
     CT_TEST(sub_offline),
+    CT_TEST(sub_latest_grant),
     CT_TEST(many_filters_v311),
     CT_TEST(many_filters_v5),
 };
