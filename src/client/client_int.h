@@ -166,13 +166,16 @@ struct uvmqtt_options_s {
  * bits 6-7. While the client holds few, the records are in a list and the
  * owner is found in the (short) request queue; past that they are in the
  * hash table of subs_big_t, which needs no `next`, and the same 8 bytes
- * hold the owner's seq instead. Allocated as offsetof(sub_t, filter) + len
- * (12 + len: the same malloc chunk as before it had a state, for most
- * filters). */
+ * hold the owner's seq and the record's rank instead. Allocated as
+ * offsetof(sub_t, filter) + len (12 + len: the same malloc chunk as before it
+ * had a state, for most filters). */
 typedef struct sub_s {
   union {
-    struct sub_s *next; /* in the list */
-    uint32_t owner;     /* in the table: the owner's seq, 0 when active */
+    struct sub_s *next; /* in the list (newest first) */
+    struct {
+      uint32_t owner; /* the owner's seq, 0 when active */
+      uint32_t rank;  /* order of subscription, for re-subscribing */
+    } t;              /* in the table */
   } u;
   uint16_t len; /* filters are at most UVMQTT_TOPIC_MAX bytes */
   uint8_t options;
@@ -211,7 +214,8 @@ typedef struct subs_big_s {
   sub_t **slot; /* NULL: the subscriptions are still in the list */
   uint32_t cap; /* a power of two */
   uint32_t n, tombs;
-  sop_t *tail; /* the last queued request, NULL: none */
+  uint32_t rank; /* the next record's sub_t.u.t.rank */
+  sop_t *tail;   /* the last queued request, NULL: none */
 } subs_big_t;
 
 /* Route values live in a list too: the router does not free them. */

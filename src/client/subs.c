@@ -5,6 +5,7 @@
  * identical filter idempotent, and is what the client re-sends, once,
  * when the broker lost the session. */
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -139,13 +140,16 @@ static int table_build(uvmqtt_client_t *c) {
   subs_big_t *b = big_get(c);
   if (!b || table_room(b, n + 1) < 0)
     return UVMQTT_ENOMEM;
+  uint32_t rank = b->rank + n; /* the list is newest first */
   while (c->subs) {
     sub_t *s = c->subs;
     c->subs = s->u.next;
     const sop_t *owner = s->state & SUB_PENDING ? owner_of(c, s) : NULL;
-    s->u.owner = owner ? owner->seq : 0;
+    s->u.t.owner = owner ? owner->seq : 0;
+    s->u.t.rank = --rank;
     slot_put(b, s);
   }
+  b->rank += n;
   return 0;
 }
 
@@ -180,7 +184,8 @@ static sub_t *add_sub(uvmqtt_client_t *c, const char *f, size_t len) {
   s->state = 0;
   memcpy(s->filter, f, len);
   if (indexed(c)) {
-    s->u.owner = 0;
+    s->u.t.owner = 0;
+    s->u.t.rank = big_of(c)->rank++;
     slot_put(big_of(c), s);
   } else {
     s->u.next = c->subs;
@@ -214,7 +219,7 @@ static void forget_sub(uvmqtt_client_t *c, const char *f, size_t len) {
 static void own(uvmqtt_client_t *c, sub_t *s, const sop_t *op) {
   s->state |= SUB_PENDING;
   if (indexed(c))
-    s->u.owner = op->seq;
+    s->u.t.owner = op->seq;
 }
 
 /* True when op (answered or dropped: out of the queue) owns s. */
@@ -223,7 +228,7 @@ static bool owned_by(const uvmqtt_client_t *c, const sub_t *s,
   if (!(s->state & SUB_PENDING))
     return false;
   if (indexed(c))
-    return s->u.owner == op->seq;
+    return s->u.t.owner == op->seq;
   const sop_t *later = owner_of(c, s);
   return !later || !seq_after(later->seq, op->seq);
 }
@@ -232,7 +237,7 @@ static bool owned_by(const uvmqtt_client_t *c, const sub_t *s,
 static void settle(uvmqtt_client_t *c, sub_t *s) {
   s->state = 0;
   if (indexed(c))
-    s->u.owner = 0;
+    s->u.t.owner = 0;
 }
 
 /* ---- the request queue ----------------------------------------------------
@@ -522,12 +527,31 @@ static bool collect_active(sub_t *s, void *arg) {
   return false;
 }
 
+static int by_rank(const void *a, const void *b) {
+  uint32_t x = (*(sub_t *const *)a)->u.t.rank,
+           y = (*(sub_t *const *)b)->u.t.rank;
+  return x < y ? -1 : x > y;
+}
+
 void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
   if (!session_present) {
     /* The broker forgot the active subscriptions: re-subscribe each once,
      * many filters per SUBSCRIBE, ahead of the queued requests. */
     resub_t r = {c->o.resubscribe, false, NULL, 0, 0};
     each_sub(c, collect_active, &r);
+    /* In the order they were subscribed: a broker may keep a client's
+     * subscriptions in that order (mosquitto 2.0 looks each one up in an
+     * array when unsubscribed: unsubscribing in the usual order cost it
+     * 2.5 times the CPU after a re-subscribe in hash order). */
+    if (indexed(c)) {
+      qsort(r.active, r.n, sizeof(*r.active), by_rank);
+    } else {
+      for (size_t i = 0; i < r.n / 2; i++) {
+        sub_t *t = r.active[i];
+        r.active[i] = r.active[r.n - 1 - i];
+        r.active[r.n - 1 - i] = t;
+      }
+    }
     if (r.nomem)
       uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "out of memory re-subscribing");
     sop_t **at = &c->sub_ops;

@@ -606,6 +606,24 @@ static void mf_probe(uv_loop_t *loop, ct_client_t *a, ct_client_t *p,
   }
 }
 
+/* The indexes i of the mf/<i>/+ filters the broker was sent since it
+ * last started, in the order it received them. */
+static size_t mf_logged(const tu_broker_t *b, int *out, size_t cap) {
+  FILE *f = fopen(b->log, "r");
+  char line[1024];
+  size_t n = 0;
+  assert_non_null(f);
+  while (fgets(line, sizeof(line), f)) {
+    if (strstr(line, "mosquitto version") && strstr(line, "starting"))
+      n = 0;
+    const char *p = strstr(line, ": \tmf/");
+    if (p && n < cap)
+      out[n++] = atoi(p + 6);
+  }
+  fclose(f);
+  return n;
+}
+
 static void run_many_filters(int version) {
   static const int probe[] = {0, 1, 499, 500, 1234, 1999};
   char needle[64], f[32];
@@ -671,6 +689,11 @@ static void run_many_filters(int version) {
    * one by one, and mf/1500/+ at QoS 1 again (other options). */
   size_t resub = (MF_N - MF_GONE + 63) / 64;
   assert_int_equal(log_count(b, needle), MF_N + 1 + resub + MF_GONE + 1);
+  /* Re-subscribed first, in the order they were subscribed. */
+  static int order[MF_N + 8];
+  assert_int_equal(mf_logged(b, order, MF_N + 8), MF_N + 1);
+  for (int k = 0; k < MF_N - MF_GONE; k++)
+    assert_int_equal(order[k], MF_GONE + k);
   ct_wait_connected(&p, 2);
   mf_probe(&loop, &a, &p, probe, 6, 0);
   /* mf/1500/+ holds the grant of the latest SUBSCRIBE naming it (QoS 1,
