@@ -412,9 +412,11 @@ changes.)
   every segment, and mosquitto's Nagle sent one segment per ACK (1-2
   messages each instead of a full one). The first read that answers no
   write of ours now turns delayed ACKs back on (`docs/cpu-per-message.md`).
-- **QoS 0 16 KiB** (1.12x / 1.11x the raw ceiling in this run; 0.96x /
-  1.05x, 1.16x / 1.06x, 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x in
-  earlier full runs): noise-bound on this machine. In one earlier run the
+- **QoS 0 16 KiB** (1.08x / 0.89x the raw ceiling in this run, whose
+  `default` repetitions ranged 53-88 k msg/s for uvmqtt and 54-80 k for
+  the raw ceiling; 1.14x / 1.07x, 1.12x / 1.11x, 0.96x / 1.05x, 1.16x /
+  1.06x, 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x in earlier full
+  runs): noise-bound on this machine. In one earlier run the
   raw ceiling ranged 44-60 k msg/s across repetitions in `nodelay`
   (uvmqtt 39-54 k, libmosquitto 35-47 k); with 40,000 messages instead of
   10,000, uvmqtt measured 56.6 / 57.4 k against raw's 53.5 / 54.5 k
@@ -427,7 +429,8 @@ changes.)
   d39adb0 61-64 k and raw 48-71 k. Not napping for messages over 1 KiB
   was tried (twice the wake-ups, 55-63 k) and dropped.
 - **RTT QoS 1 p50 with TCP_NODELAY** (1.17-1.22x the raw ceiling in every
-  harness run on 2026-12-05, 0.63-1.22x before): what bounds it is
+  full harness run on 2026-12-05, 0.63-1.22x before; in this run the
+  medians of the means are 32.2 against 29.8 µs, 1.08x): what bounds it is
   measured by `scripts/rtt-bound.sh`, with the client and the broker on
   one CPU (`taskset`; the harness's scheduler mostly puts them there),
   50,000 round trips each, beside raw ceilings built from the harness's
@@ -460,6 +463,13 @@ changes.)
   (d39adb0, the same round-trip path) 35.4 / 33.9 µs; in a later subset
   run (5 repetitions) uvmqtt 5095b7c measured 33.9 µs against raw's 35.3
   µs (raw's repetitions 27.7-35.5 µs). libmosquitto's p50 is 44-50 µs.
+  Skipping the quick ACK where the broker has TCP_NODELAY (it is needed
+  only against Nagle) would not lower the mean: built without it and
+  pinned as above against the `nodelay` broker, uvmqtt's p50 fell from
+  32.8-33.5 to 30.4-30.7 µs but its mean rose from 28.4-28.9 to
+  29.3-29.6 µs and its CPU from 0.64-0.65 to 0.70 s (3 interleaved
+  rounds of 50,000, 2026-12-05), so no per-connection probe for Nagle was
+  built.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
   near 15-30 µs (both processes stay on a CPU) or near 45-125 µs (a
   wake-up from idle), so a median over 3 repetitions says more about which
@@ -472,10 +482,18 @@ changes.)
   33-49 µs; the medians of the means are 38.3 and 42.3 µs (1.10x). In
   subset runs of the same code that row measured raw 52.3, uvmqtt 53.1 µs
   (5 repetitions), and run back to back on a quiet broker the three
-  measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto).
+  measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto). In
+  this run the raw ceiling's p50 was 15.2-17.0 µs in all 5 repetitions
+  (means 30.4-31.9 µs), uvmqtt's 19.3 µs in one and 37-51 µs in four
+  (means 33.6-43.0 µs): medians of the means 31.7 and 34.0 µs (1.07x).
+  The fast mode is the scheduler's, not the client's: in two harness runs
+  of that cell alone the same day (7 and 5 repetitions) the raw ceiling
+  never entered it (48.0-49.5 µs; 60.2-62.2 µs after a QoS 2 load), and
+  neither did raw with an `epoll_wait` before each read nor uvmqtt, all
+  within 1-4 % of each other.
 - **QoS 1/2 throughput** moves ±5 % between runs of the same code: in the
   nodelay QoS 1 cell uvmqtt measured 0.94x and 1.01x the raw ceiling in
-  the two full runs of 2026-12-05, and 0.98x (73.7 k against 75.4 k; 5
+  the two full runs of 2026-12-05 and 0.98x in this one, and 0.98x (73.7 k against 75.4 k; 5
   repetitions) in a subset run after them, where d39adb0 measured
   72.5 k; with both clients on the same private broker the counts per
   message of publisher and subscriber (reads, naps, writes, context
