@@ -904,8 +904,9 @@ UVMQTT_EXTERN int uvmqtt_request(uvmqtt_client_t *c,
  *   it forget them instead).
  * - Subscribing to a filter the client already holds, or is subscribing
  *   to, with the same options (and no properties) is idempotent: nothing
- *   is sent; cb fires once, with the pending SUBACK's grant when it comes,
- *   or before the call returns when the subscription is already active
+ *   is sent; cb fires once, with the pending SUBACK's grant when it comes
+ *   (such waiting subscribes complete in the order they were made), or
+ *   before the call returns when the subscription is already active
  *   (packet_id 0 in the result). So subscribing in the connect callback,
  *   the usual pattern, sends one SUBSCRIBE per connection.
  * - A request with properties, or with a filter not held with the same

@@ -418,8 +418,14 @@ typedef struct wpass_s {
 } wpass_t;
 static _Thread_local wpass_t *wpasses;
 
-/* Completes every waiting request that is ready, in one walk of the queue
- * (callbacks only append to it), again while a callback asked for it. */
+/* Completes the waiting requests that are ready, in the order they were
+ * made: the walk of the queue (callbacks only append to it) stops at the
+ * first one still waiting, so that an answer settling a few filters costs
+ * a few checks however many requests wait (the README's pattern after a
+ * session loss: one per filter). A request behind one still waiting is
+ * completed with it: what it waits for settles one of that one's filters
+ * (answer, refusal or unsubscribe, each marked SUB_WAITED), and that walks
+ * the queue again. Again while a callback asked for it. */
 static void run_waiters(uvmqtt_client_t *c) {
   for (wpass_t *w = wpasses; w; w = w->up) {
     if (w->c == c) {
@@ -432,10 +438,12 @@ static void run_waiters(uvmqtt_client_t *c) {
   while (me.again) {
     me.again = false;
     for (sop_t **pp = &c->sub_ops, *op; (op = *pp);) {
-      if (op->kind != SOP_WAIT || !wait_ready(c, op)) {
+      if (op->kind != SOP_WAIT) {
         pp = &op->next;
         continue;
       }
+      if (!wait_ready(c, op))
+        break;
       unlink_at(c, pp, op); /* *pp is the next one now */
       fire(c, op, 0, 0, op->codes, op->count, NULL);
       sop_free(op);

@@ -530,6 +530,60 @@ static void sub_latest_grant(void **state) {
   env_down(&e);
 }
 
+/* Identical subscribes waiting for pending ones complete in the order
+ * they were made: one waiting for B (answered second) holds back one
+ * waiting for A (answered first) until B's answer, then both complete,
+ * once each, with their grants. One waiting for a filter unsubscribed
+ * meanwhile completes with 0x80. */
+static int wo_seq;
+typedef struct {
+  ct_sub_t r;
+  int at; /* wo_seq when it completed */
+} wo_t;
+
+static void wo_cb(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r, void *arg) {
+  wo_t *w = arg;
+  ct_sub_cb(c, r, &w->r);
+  w->at = ++wo_seq;
+}
+
+static void sub_waiters_in_order(void **state) {
+  (void)state;
+  env_t e;
+  env_up(&e, UVMQTT_V311);
+  wo_t a, b, wb, wa, c, wc;
+  memset(&a, 0, sizeof(a));
+  memset(&b, 0, sizeof(b));
+  memset(&wb, 0, sizeof(wb));
+  memset(&wa, 0, sizeof(wa));
+  memset(&c, 0, sizeof(c));
+  memset(&wc, 0, sizeof(wc));
+  wo_seq = 0;
+  assert_true(uvmqtt_subscribe(e.a.c, "wo/a", 1, wo_cb, &a) > 0);
+  assert_true(uvmqtt_subscribe(e.a.c, "wo/b", 2, wo_cb, &b) > 0);
+  assert_int_equal(uvmqtt_subscribe(e.a.c, "wo/b", 2, wo_cb, &wb), 0);
+  assert_int_equal(uvmqtt_subscribe(e.a.c, "wo/a", 1, wo_cb, &wa), 0);
+  assert_int_equal(ct_wait_int(&e.loop, &wa.r.calls, 1, CT_WAIT_MS), 0);
+  tu_run_for(&e.loop, 100); /* a second completion would come by now */
+  assert_int_equal(a.at, 1);
+  assert_int_equal(b.at, 2);
+  assert_int_equal(wb.at, 3);
+  assert_int_equal(wa.at, 4);
+  assert_int_equal(wb.r.calls, 1);
+  assert_int_equal(wa.r.calls, 1);
+  assert_int_equal(wb.r.codes[0], 2);
+  assert_int_equal(wa.r.codes[0], 1);
+  assert_int_equal(wa.r.id, 0);
+  /* Unsubscribed while an identical subscribe waits for it. */
+  assert_true(uvmqtt_subscribe(e.a.c, "wo/c", 1, wo_cb, &c) > 0);
+  assert_int_equal(uvmqtt_subscribe(e.a.c, "wo/c", 1, wo_cb, &wc), 0);
+  assert_true(uvmqtt_unsubscribe(e.a.c, "wo/c", NULL, NULL) > 0);
+  assert_int_equal(wc.r.calls, 1);
+  assert_int_equal(wc.r.codes[0], 0x80);
+  assert_int_equal(ct_wait_int(&e.loop, &c.r.calls, 1, CT_WAIT_MS), 0);
+  env_down(&e);
+}
+
 /* ---- thousands of filters -------------------------------------------------
  * The README's pattern at gateway scale: 2,000 filters subscribed one by
  * one in the connect callback (the client's table past its list, so the
@@ -733,6 +787,7 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(resubscribe_once_v5),
     CT_TEST(sub_offline),
     CT_TEST(sub_latest_grant),
+    CT_TEST(sub_waiters_in_order),
     CT_TEST(many_filters_v311),
     CT_TEST(many_filters_v5),
 };
