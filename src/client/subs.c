@@ -309,18 +309,23 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
 
 /* A request that will never be answered (and is out of the queue) gives
  * up the subscriptions it owned: to the latest queued request naming
- * them, or they are forgotten. */
-static void disown_subs(uvmqtt_client_t *c, sop_t *op) {
+ * them, or they are forgotten. True when a forgotten one was waited for
+ * (the caller walks the waiting requests). */
+static bool disown_subs(uvmqtt_client_t *c, sop_t *op) {
+  bool waited = false;
   for (size_t i = 0; i < op->count; i++) {
     sub_t *s = find_sub(c, op->v[i].filter.data, op->v[i].filter.len);
     if (!s || !owned_by(c, s, op))
       continue;
     const sop_t *heir = owner_of(c, s);
-    if (heir)
+    if (heir) {
       own(c, s, heir);
-    else
+    } else {
+      waited |= (s->state & SUB_WAITED) != 0;
       forget_sub(c, s->filter, s->len);
+    }
   }
+  return waited;
 }
 
 static sop_t *sop_new(uint8_t kind, const uvmqtt_subscription_t *v,
@@ -590,21 +595,35 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
     }
     uvmqtt__free(r.active);
   }
-  for (sop_t *op = c->sub_ops, *next; op; op = next) {
-    next = op->next;
-    if (op->kind == SOP_WAIT || op->sent)
+  /* Those that cannot go out leave the queue first and complete after
+   * the walk, whose next step a callback could otherwise free. */
+  sop_t *failed = NULL, **ftail = &failed;
+  for (sop_t **pp = &c->sub_ops, *op; (op = *pp);) {
+    int rc = op->kind == SOP_WAIT || op->sent ? 0 : send_op(c, op);
+    if (rc >= 0) {
+      pp = &op->next;
       continue;
-    int rc = send_op(c, op);
-    if (rc < 0) {
-      uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "cannot send %s: %s",
-                         op->kind == SOP_SUB ? "SUBSCRIBE" : "UNSUBSCRIBE",
-                         uvmqtt_strerror(rc));
-      unlink_op(c, op);
-      disown_subs(c, op);
-      fire(c, op, rc, 0, NULL, 0, NULL);
-      sop_free(op);
     }
+    uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "cannot send %s: %s",
+                       op->kind == SOP_SUB ? "SUBSCRIBE" : "UNSUBSCRIBE",
+                       uvmqtt_strerror(rc));
+    unlink_at(c, pp, op);
+    op->packet_id = (uint16_t)-rc; /* the error, until it completes */
+    op->next = NULL;
+    *ftail = op;
+    ftail = &op->next;
   }
+  bool waited = false;
+  for (sop_t *op = failed; op; op = op->next)
+    waited |= disown_subs(c, op);
+  while (failed) {
+    sop_t *op = failed;
+    failed = op->next;
+    fire(c, op, -(int)op->packet_id, 0, NULL, 0, NULL);
+    sop_free(op);
+  }
+  if (waited)
+    run_waiters(c);
 }
 
 void uvmqtt__subs_cancel_all(uvmqtt_client_t *c) {
@@ -651,8 +670,13 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
   append_op(c, op); /* first: the latest request owns its filters */
   if (op->kind == SOP_SUB && own_subs(c, op) < 0) {
     unlink_op(c, op);
-    disown_subs(c, op);
+    bool waited = disown_subs(c, op);
     sop_free(op);
+    if (waited) {
+      ENTER(c);
+      run_waiters(c);
+      LEAVE(c);
+    }
     return UVMQTT_ENOMEM;
   }
   bool waited = false; /* a forgotten filter was waited for */
@@ -671,13 +695,14 @@ static int submit(uvmqtt_client_t *c, sop_t *op, const uvmqtt_props_t *props,
   if (c->state == C_CONNECTED && (rc = send_op(c, op)) < 0) {
     unlink_op(c, op);
     if (op->kind == SOP_SUB)
-      disown_subs(c, op);
+      waited |= disown_subs(c, op);
     sop_free(op);
   } else {
     rc = op->packet_id;
   }
-  /* An unsubscribe may settle requests waiting for those filters. */
-  if (rc >= 0 && waited)
+  /* An unsubscribe, or a subscribe that failed, may settle requests
+   * waiting for those filters. */
+  if (waited)
     run_waiters(c);
   LEAVE(c);
   return rc;

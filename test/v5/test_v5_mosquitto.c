@@ -199,6 +199,53 @@ static void test_maximum_packet_size_from_broker(void **state) {
   peer_close(&pub);
 }
 
+/* Queued offline, a SUBSCRIBE larger than the broker's Maximum Packet
+ * Size cannot go out once connected: it completes with UVMQTT_ETOOBIG,
+ * and an identical subscribe waiting for it completes too (0x80: not
+ * subscribed), while the request queued after it goes out. */
+typedef struct {
+  int calls, status;
+  uint8_t code;
+} big_sub_t;
+
+static void on_big_sub(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
+                       void *arg) {
+  big_sub_t *b = arg;
+  (void)c;
+  b->calls++;
+  b->status = res->status;
+  b->code = res->count ? res->codes[0] : 0xff;
+}
+
+static void test_queued_subscribe_too_big(void **state) {
+  (void)state;
+  peer_t p;
+  static char filter[2501];
+  big_sub_t big, same, small;
+  memset(&big, 0, sizeof(big));
+  memset(&same, 0, sizeof(same));
+  memset(&small, 0, sizeof(small));
+  memset(filter, 'f', sizeof(filter) - 1);
+  filter[sizeof(filter) - 1] = 0;
+  peer_new(&p, "v5-big-sub", NULL);
+  assert_int_equal(uvmqtt_subscribe(p.c, filter, 1, on_big_sub, &big), 0);
+  assert_int_equal(uvmqtt_subscribe(p.c, filter, 1, on_big_sub, &same), 0);
+  assert_int_equal(uvmqtt_subscribe(p.c, "v5/small", 1, on_big_sub, &small), 0);
+  peer_connect(&p);
+  assert_int_equal(wait_count(&small.calls, 1), 0);
+  assert_int_equal(small.status, 0);
+  assert_int_equal(small.code, 1);
+  assert_int_equal(big.calls, 1);
+  assert_int_equal(big.status, UVMQTT_ETOOBIG);
+  assert_int_equal(same.calls, 1);
+  assert_int_equal(same.status, 0);
+  assert_int_equal(same.code, 0x80);
+  /* Not held: subscribing again sends (and fails) again. */
+  assert_int_equal(uvmqtt_subscribe(p.c, filter, 1, on_big_sub, &same),
+                   UVMQTT_ETOOBIG);
+  peer_close(&p);
+}
+
 static void test_message_expiry_in_queue(void **state) {
   (void)state;
   peer_t pub;
@@ -434,6 +481,8 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_maximum_packet_size_from_broker,
                                       setup, teardown),
+      cmocka_unit_test_setup_teardown(test_queued_subscribe_too_big, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_message_expiry_in_queue, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_shared_subscription, setup,
