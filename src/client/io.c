@@ -7,7 +7,9 @@
 #include "client/client_int.h"
 
 /* Under load, more input is certainly on its way: a window of our
- * publishes awaits acknowledgements, a window of incoming QoS 2 messages
+ * publishes (or of SUBSCRIBE / UNSUBSCRIBE requests: a burst of them, as
+ * when thousands of filters are subscribed at once) awaits
+ * acknowledgements, a window of incoming QoS 2 messages
  * awaits PUBRELs, or a read carried several incoming messages. Then, after the
  * reply, the tcp layer waits a little for 16 acknowledgements (4 bytes each) or
  * 16 more messages of the size last read to pile up before the next read
@@ -26,7 +28,7 @@ static unsigned coalesce_want(uvmqtt_client_t *c, size_t nread, uint32_t msgs) {
   loop_ctx_t *lc = c->lc;
   if (msgs)
     lc->in_avg = (uint16_t)(nread / msgs > 4095 ? 4095 : nread / msgs);
-  if (uvmqtt__session_inflight(c->session) >= COALESCE_INFLIGHT)
+  if (uvmqtt__session_owes(c->session, COALESCE_INFLIGHT))
     want = COALESCE_BATCH * 4;
   if (uvmqtt__session_in_pending(c->session) >= COALESCE_INFLIGHT)
     want = COALESCE_BATCH * (lc->in_avg > 4 ? (size_t)lc->in_avg : 4);

@@ -263,6 +263,10 @@ bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
 /* True while the peer owes answers: publishes in flight awaiting their
  * acknowledgements, or SUBSCRIBE / UNSUBSCRIBE requests awaiting theirs. */
 bool uvmqtt__session_awaiting(const uvmqtt_session_t *s);
+/* True when the peer owes at least n answers to what was sent: publishes
+ * in flight, SUBSCRIBE / UNSUBSCRIBE requests (queued messages owe none
+ * yet). */
+bool uvmqtt__session_owes(const uvmqtt_session_t *s, size_t n);
 /* Spare output batches kept for the sessions of the calling thread. */
 size_t uvmqtt__session_spare_batches(void);
 /* The keepalive in force, in seconds: CONNECT's, or the server's v5
