@@ -363,11 +363,8 @@ static void do_reads(tcp_stream_t *t) {
      * (UVMQTT__HINT_AWAIT), can be such an answer with more to come; and
      * when the reader writes back (now, or with a reply it queued for
      * this loop iteration: UVMQTT__HINT_REPLY) that segment carries the
-     * ACK. Otherwise TCP_QUICKACK sends the ACK at once, unless quick
-     * ACKs are still on from the last time and we have not written since
-     * (below): the kernel then acknowledges the read by itself. A stream
-     * that answers every read (QoS 1/2 traffic) never pays the system
-     * call.
+     * ACK. Otherwise TCP_QUICKACK sends the ACK at once. A stream that
+     * answers every read (QoS 1/2 traffic) never pays the system call.
      *
      * On Linux TCP_QUICKACK also sticks: it leaves the delayed-ACK
      * ("pingpong") mode, and from then on every read that empties the
@@ -391,8 +388,7 @@ static void do_reads(tcp_stream_t *t) {
       streamed = has(t, F_ACKED) || (k & STREAMED_MASK) == 0;
     }
 #ifdef TCP_QUICKACK
-    if (answer && !closing(t) && !has(t, F_WROTE) && !has(t, F_REPLY) &&
-        (wrote || !has(t, F_ACKED))) {
+    if (answer && !closing(t) && !has(t, F_WROTE) && !has(t, F_REPLY)) {
       int one = 1;
       (void)setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
       set(t, F_ACKED, 1);

@@ -235,8 +235,8 @@ int uvmqtt__unix_connect(uv_loop_t *loop, const char *path,
 #define UVMQTT__TCP_NAP_US 50
 /* How many such waits the calling thread made (tests, diagnostics). */
 uint64_t uvmqtt__tcp_naps(void);
-/* How many times the tcp streams of the calling thread turned
- * TCP_QUICKACK on to acknowledge a read at once (tests). */
+/* How many reads the tcp streams of the calling thread acknowledged at
+ * once (TCP_QUICKACK turned on), for tests. */
 uint64_t uvmqtt__tcp_quickacks(void);
 
 /* The per-thread shared read buffer used by tcp reads (64 KiB). */
