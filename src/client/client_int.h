@@ -196,7 +196,9 @@ typedef struct sop_s {
   uvmqtt_subscribe_cb cb;
   void *arg;
   uvmqtt_props_t *props; /* a deep copy, or NULL */
-  uint8_t *codes;        /* SOP_WAIT: the result being assembled */
+  /* SOP_WAIT: the result being assembled; SOP_SUB: for each filter, the
+   * options of the active subscription it replaces and 1, or 0 and 0 */
+  uint8_t *codes;
   size_t count;
   uint32_t seq;       /* unique among live requests, never 0 */
   uint16_t packet_id; /* of the packet on this connection */

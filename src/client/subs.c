@@ -299,6 +299,10 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
   for (size_t i = 0; i < op->count; i++) {
     const uvmqtt_str_t *f = &op->v[i].filter;
     sub_t *s = find_sub(c, f->data, f->len);
+    if (s && !(s->state & SUB_PENDING)) {
+      op->codes[2 * i] = s->options; /* kept should this one fail */
+      op->codes[2 * i + 1] = 1;
+    }
     if (!s && !(s = add_sub(c, f->data, f->len)))
       return UVMQTT_ENOMEM;
     own(c, s, op);
@@ -309,8 +313,10 @@ static int own_subs(uvmqtt_client_t *c, sop_t *op) {
 
 /* A request that will never be answered (and is out of the queue) gives
  * up the subscriptions it owned: to the latest queued request naming
- * them, or they are forgotten. True when a forgotten one was waited for
- * (the caller walks the waiting requests). */
+ * them; else an active subscription it was to replace (other options)
+ * stays as it was, since the broker still has it; else they are
+ * forgotten. True when one of them was waited for (the caller walks the
+ * waiting requests). */
 static bool disown_subs(uvmqtt_client_t *c, sop_t *op) {
   bool waited = false;
   for (size_t i = 0; i < op->count; i++) {
@@ -320,6 +326,10 @@ static bool disown_subs(uvmqtt_client_t *c, sop_t *op) {
     const sop_t *heir = owner_of(c, s);
     if (heir) {
       own(c, s, heir);
+    } else if (op->kind == SOP_SUB && op->codes[2 * i + 1]) {
+      waited |= (s->state & SUB_WAITED) != 0;
+      settle(c, s);
+      s->options = op->codes[2 * i];
     } else {
       waited |= (s->state & SUB_WAITED) != 0;
       forget_sub(c, s->filter, s->len);
@@ -334,7 +344,8 @@ static sop_t *sop_new(uint8_t kind, const uvmqtt_subscription_t *v,
   for (size_t i = 0; i < n; i++)
     bytes += v ? v[i].filter.len : strlen(names[i]);
   size_t head = offsetof(sop_t, v) + n * sizeof(uvmqtt_subscription_t);
-  sop_t *op = uvmqtt__malloc(head + (kind == SOP_WAIT ? n : 0) + bytes);
+  size_t extra = kind == SOP_WAIT ? n : kind == SOP_SUB ? 2 * n : 0;
+  sop_t *op = uvmqtt__malloc(head + extra + bytes);
   if (!op)
     return NULL;
   memset(op, 0, offsetof(sop_t, v));
@@ -342,9 +353,10 @@ static sop_t *sop_new(uint8_t kind, const uvmqtt_subscription_t *v,
   op->count = n;
   op->seq = next_seq();
   char *p = (char *)op + head;
-  if (kind == SOP_WAIT) {
+  if (extra) {
     op->codes = (uint8_t *)p;
-    p += n;
+    memset(p, 0, extra);
+    p += extra;
   }
   for (size_t i = 0; i < n; i++) {
     const char *f = v ? v[i].filter.data : names[i];
@@ -588,8 +600,12 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
       subs_big_t *b = big_of(c);
       if (b && !op->next)
         b->tail = op;
-      for (size_t i = 0; i < k; i++)
+      for (size_t i = 0; i < k; i++) {
+        /* Active for the client: kept should this request fail. */
+        op->codes[2 * i] = r.active[done + i]->options;
+        op->codes[2 * i + 1] = 1;
         own(c, r.active[done + i], op);
+      }
       uvmqtt__client_log(c, UVMQTT_LOG_INFO, "re-subscribing %zu filter(s)", k);
       done += k;
     }

@@ -246,6 +246,35 @@ static void test_queued_subscribe_too_big(void **state) {
   peer_close(&p);
 }
 
+/* A subscribe with other options for an active filter that cannot go
+ * out (larger than the broker's Maximum Packet Size, with another filter)
+ * fails in the call, and the active subscription stays held as it was:
+ * the broker still has it, and it is re-subscribed after a session loss.
+ * An identical subscribe completes at once with its grant. */
+static void test_failed_subscribe_keeps_active(void **state) {
+  (void)state;
+  peer_t p;
+  static char filter[2501];
+  big_sub_t first, again;
+  memset(&first, 0, sizeof(first));
+  memset(&again, 0, sizeof(again));
+  memset(filter, 'g', sizeof(filter) - 1);
+  filter[sizeof(filter) - 1] = 0;
+  peer_new(&p, "v5-keep-sub", NULL);
+  peer_connect(&p);
+  assert_true(uvmqtt_subscribe(p.c, "v5/keep", 1, on_big_sub, &first) > 0);
+  assert_int_equal(wait_count(&first.calls, 1), 0);
+  assert_int_equal(first.code, 1);
+  uvmqtt_subscription_t v[2] = {{{"v5/keep", 7}, 2},
+                                {{filter, sizeof(filter) - 1}, 0}};
+  assert_int_equal(uvmqtt_subscribe_many(p.c, v, 2, NULL, on_big_sub, &again),
+                   UVMQTT_ETOOBIG);
+  assert_int_equal(uvmqtt_subscribe(p.c, "v5/keep", 1, on_big_sub, &again), 0);
+  assert_int_equal(again.calls, 1);
+  assert_int_equal(again.code, 1);
+  peer_close(&p);
+}
+
 static void test_message_expiry_in_queue(void **state) {
   (void)state;
   peer_t pub;
@@ -482,6 +511,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_maximum_packet_size_from_broker,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(test_queued_subscribe_too_big, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_failed_subscribe_keeps_active, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_message_expiry_in_queue, setup,
                                       teardown),
