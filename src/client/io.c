@@ -156,7 +156,7 @@ void uvmqtt__client_on_read(uvmqtt_stream_t *s, ssize_t nread,
        * until this read is acknowledged: acknowledge it at once, or the
        * last SUBACKs of a burst of subscribes, the last PUBACKs of a
        * burst of publishes, wait for a delayed ACK (40 ms). */
-      else if (c->stream && uvmqtt__session_awaiting(c->session))
+      else if (c->stream && uvmqtt__session_owes(c->session, 1))
         uvmqtt__stream_hint(c->stream, UVMQTT__HINT_AWAIT, 0);
       /* Under load (a window of publishes awaiting acknowledgements, or a
        * read full of incoming ones) more input is on its way: let it pile

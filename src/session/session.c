@@ -1792,9 +1792,6 @@ size_t uvmqtt__session_queued(const uvmqtt_session_t *s) {
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s) {
   return s->cur != NULL;
 }
-bool uvmqtt__session_awaiting(const uvmqtt_session_t *s) {
-  return s->f_count > 0 || s->reqs != NULL;
-}
 bool uvmqtt__session_owes(const uvmqtt_session_t *s, size_t n) {
   size_t k = s->f_count;
   for (const uvmqtt_sreq_t *r = s->reqs; r && k < n; r = r->next) {

@@ -260,9 +260,6 @@ size_t uvmqtt__session_queued(const uvmqtt_session_t *s);
 /* Incoming QoS 2 messages acknowledged with PUBREC, awaiting PUBREL. */
 size_t uvmqtt__session_in_pending(const uvmqtt_session_t *s);
 bool uvmqtt__session_has_output(const uvmqtt_session_t *s);
-/* True while the peer owes answers: publishes in flight awaiting their
- * acknowledgements, or SUBSCRIBE / UNSUBSCRIBE requests awaiting theirs. */
-bool uvmqtt__session_awaiting(const uvmqtt_session_t *s);
 /* True when the peer owes at least n answers to what was sent: publishes
  * in flight, SUBSCRIBE / UNSUBSCRIBE requests (queued messages owe none
  * yet). */
