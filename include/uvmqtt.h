@@ -413,6 +413,15 @@ UVMQTT_EXTERN int uvmqtt_options_set_nodelay(uvmqtt_options_t *o, bool on);
  * forgotten then. See uvmqtt_subscribe() ("Subscriptions belong to the
  * client"). */
 UVMQTT_EXTERN int uvmqtt_options_set_resubscribe(uvmqtt_options_t *o, bool on);
+/** At most n topic filters in one SUBSCRIBE or UNSUBSCRIBE (1 to 65535; 0,
+ * the default, sets no limit). Some brokers close the connection on a
+ * packet with more (AWS IoT Core takes 8). With a limit,
+ * uvmqtt_subscribe_many and uvmqtt_unsubscribe_many refuse a larger count
+ * with UVMQTT_EINVAL, and re-subscribing after a session loss sends at
+ * most n filters per SUBSCRIBE (64 without a limit). UVMQTT_EINVAL above
+ * 65535. */
+UVMQTT_EXTERN int uvmqtt_options_set_max_filters(uvmqtt_options_t *o,
+                                                 unsigned n);
 /** TLS configuration for mqtts:// and wss:// or for host/port connects when
  * `use_for_tcp` is true. The config is shared, not copied: it MUST outlive
  * every client using it. UVMQTT_ENOTSUP without TLS support. */
@@ -919,7 +928,8 @@ UVMQTT_EXTERN int uvmqtt_request(uvmqtt_client_t *c,
  * Returns the packet id (> 0) when the packet was handed to the connection
  * in this call, 0 when the request waits (disconnected, or idempotent), or
  * a negative error, with cb never called: UVMQTT_EINVAL (NULL client,
- * filter or array, count 0 or above 65535; with uvmqtt_subscribe_many also
+ * filter or array, count 0 or above 65535 or above the limit of
+ * uvmqtt_options_set_max_filters; with uvmqtt_subscribe_many also
  * reserved option bits, Retain Handling 3, or v5 options on 3.x),
  * UVMQTT_EFILTER (an invalid filter; No Local on a $share/ filter),
  * UVMQTT_EQOS, UVMQTT_EUTF8 (a property string), UVMQTT_ECLOSED (the

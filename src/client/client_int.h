@@ -112,6 +112,7 @@ typedef struct {
   bool stats_on;
   int will_qos;
   uint16_t topic_alias_in;
+  uint16_t max_filters; /* per SUBSCRIBE / UNSUBSCRIBE; 0: no limit */
   uint16_t receive_max;
   bool has_session_expiry;
   bool has_password;

@@ -556,6 +556,18 @@ int uvmqtt_client_set_auth(uvmqtt_client_t *c, const char *method,
   return c ? k_set_auth(&c->o, method, data, len) : UVMQTT_EINVAL;
 }
 
+int uvmqtt_options_set_max_filters(uvmqtt_options_t *o, unsigned n) {
+  if (!o || n > UINT16_MAX)
+    return UVMQTT_EINVAL;
+  if (!n && !o->k.x)
+    return 0; /* the default */
+  opt_ext_t *x = ext_get(&o->k);
+  if (!x)
+    return UVMQTT_ENOMEM;
+  x->max_filters = (uint16_t)n;
+  return 0;
+}
+
 int uvmqtt_options_set_follow_redirects(uvmqtt_options_t *o, bool on) {
   if (!o)
     return UVMQTT_EINVAL;

@@ -558,6 +558,10 @@ static int by_rank(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Filters per re-subscribing SUBSCRIBE, unless the broker takes fewer
+ * (uvmqtt_options_set_max_filters). */
+#define RESUB_BATCH 64
+
 void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
   if (!session_present) {
     /* The broker forgot the active subscriptions: re-subscribe each once,
@@ -580,9 +584,12 @@ void uvmqtt__subs_connected(uvmqtt_client_t *c, bool session_present) {
     if (r.nomem)
       uvmqtt__client_log(c, UVMQTT_LOG_ERROR, "out of memory re-subscribing");
     sop_t **at = &c->sub_ops;
+    size_t batch = RESUB_BATCH, max = CX(c)->max_filters;
+    if (max && max < batch)
+      batch = max;
     for (size_t done = 0; done < r.n;) {
-      size_t k = r.n - done > 64 ? 64 : r.n - done;
-      uvmqtt_subscription_t v[64];
+      size_t k = r.n - done > batch ? batch : r.n - done;
+      uvmqtt_subscription_t v[RESUB_BATCH];
       for (size_t i = 0; i < k; i++) {
         const sub_t *s = r.active[done + i];
         v[i].filter.data = s->filter;
@@ -736,10 +743,17 @@ static bool all_held(const uvmqtt_client_t *c,
   return true;
 }
 
+/* More filters than the broker takes in one packet
+ * (uvmqtt_options_set_max_filters). */
+static bool too_many(const uvmqtt_client_t *c, size_t count) {
+  unsigned max = CX(c)->max_filters;
+  return max && count > max;
+}
+
 int uvmqtt_subscribe_many(uvmqtt_client_t *c, const uvmqtt_subscription_t *subs,
                           size_t count, const uvmqtt_props_t *props,
                           uvmqtt_subscribe_cb cb, void *arg) {
-  if (!c || !subs || count == 0 || count > UINT16_MAX)
+  if (!c || !subs || count == 0 || count > UINT16_MAX || too_many(c, count))
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;
@@ -809,7 +823,7 @@ int uvmqtt_subscribe(uvmqtt_client_t *c, const char *filter, int qos,
 int uvmqtt_unsubscribe_many(uvmqtt_client_t *c, const char *const *filters,
                             size_t count, const uvmqtt_props_t *props,
                             uvmqtt_subscribe_cb cb, void *arg) {
-  if (!c || !filters || count == 0 || count > UINT16_MAX)
+  if (!c || !filters || count == 0 || count > UINT16_MAX || too_many(c, count))
     return UVMQTT_EINVAL;
   if (c->state == C_CLOSING || c->close_requested)
     return UVMQTT_ECLOSED;

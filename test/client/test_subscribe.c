@@ -781,6 +781,166 @@ static void many_filters_v5(void **state) {
   run_many_filters(UVMQTT_V5);
 }
 
+/* ---- a broker that takes at most 8 filters per packet --------------------
+ */
+
+#define MX_N 45
+#define MX_MAX 8
+
+static int mx_done, mx_bad;
+
+static void mx_sub_cb(uvmqtt_client_t *c, const uvmqtt_sub_result_t *r,
+                      void *arg) {
+  (void)c;
+  (void)arg;
+  mx_done++;
+  if (r->status != 0 || r->count != 1 || r->codes[0] != 1)
+    mx_bad++;
+}
+
+static void mx_on_connect(uvmqtt_client_t *c, int status,
+                          const uvmqtt_connack_t *ack, void *arg) {
+  ct_client_t *t = arg;
+  char f[32];
+  if (status < 0)
+    return;
+  t->connected++;
+  t->session_present = ack->session_present;
+  for (int i = 0; i < MX_N; i++) {
+    snprintf(f, sizeof(f), "mx/%d/+", i);
+    assert_true(uvmqtt_subscribe(c, f, 1, mx_sub_cb, NULL) >= 0);
+  }
+}
+
+/* The filters in each SUBSCRIBE from mx-a the broker received since it
+ * last started, and how many such packets. */
+static size_t mx_logged(const tu_broker_t *b, size_t *most, size_t *total) {
+  FILE *f = fopen(b->log, "r");
+  char line[1024];
+  size_t n = 0, cur = 0;
+  assert_non_null(f);
+  *most = *total = 0;
+  while (fgets(line, sizeof(line), f)) {
+    if (strstr(line, "mosquitto version") && strstr(line, "starting"))
+      n = cur = *most = *total = 0;
+    if (strstr(line, "Received SUBSCRIBE from mx-a")) {
+      n++;
+      cur = 0;
+    } else if (strstr(line, ": \tmx/")) {
+      cur++;
+      (*total)++;
+      if (cur > *most)
+        *most = cur;
+    }
+  }
+  fclose(f);
+  return n;
+}
+
+static void run_max_filters(int version) {
+  uv_loop_t loop;
+  ct_client_t a, p;
+  size_t most, total;
+  mx_done = mx_bad = 0;
+  assert_int_equal(uvmqtt_options_set_max_filters(NULL, 8), UVMQTT_EINVAL);
+  tu_broker_t *b = ct_broker(NULL);
+  assert_int_equal(uv_loop_init(&loop), 0);
+  uvmqtt_options_t *o = ct_opts(version, "mx-p", true);
+  ct_client_init(&p, &loop, o, "p");
+  uvmqtt_options_del(o);
+  o = ct_opts(version, "mx-a", true);
+  assert_int_equal(uvmqtt_options_set_max_filters(o, 65536), UVMQTT_EINVAL);
+  assert_int_equal(uvmqtt_options_set_max_filters(o, MX_MAX), 0);
+  ct_client_init(&a, &loop, o, "a");
+  uvmqtt_options_del(o);
+
+  /* Above the limit: refused at once, nothing queued. */
+  uvmqtt_subscription_t v[MX_MAX + 1];
+  const char *names[MX_MAX + 1];
+  char fs[MX_MAX + 1][16];
+  for (int i = 0; i <= MX_MAX; i++) {
+    snprintf(fs[i], sizeof(fs[i]), "mx/many/%d", i);
+    v[i].filter.data = fs[i];
+    v[i].filter.len = strlen(fs[i]);
+    v[i].options = 1;
+    names[i] = fs[i];
+  }
+  ct_sub_t s;
+  memset(&s, 0, sizeof(s));
+  assert_int_equal(
+      uvmqtt_subscribe_many(a.c, v, MX_MAX + 1, NULL, ct_sub_cb, &s),
+      UVMQTT_EINVAL);
+  assert_int_equal(
+      uvmqtt_unsubscribe_many(a.c, names, MX_MAX + 1, NULL, ct_sub_cb, &s),
+      UVMQTT_EINVAL);
+  assert_int_equal(s.calls, 0);
+
+  uvmqtt_client_on_connect(a.c, mx_on_connect, &a);
+  ct_connect(&p, b->port);
+  ct_wait_connected(&p, 1);
+  ct_connect(&a, b->port);
+  assert_int_equal(ct_wait_int(&loop, &mx_done, MX_N, CT_WAIT_MS), 0);
+  assert_int_equal(mx_bad, 0);
+  /* At the limit: one packet. */
+  assert_true(uvmqtt_subscribe_many(a.c, v, MX_MAX, NULL, ct_sub_cb, &s) > 0);
+  assert_int_equal(ct_wait_int(&loop, &s.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s.status, 0);
+  assert_int_equal(mx_logged(b, &most, &total), MX_N + 1);
+  assert_int_equal(most, MX_MAX);
+
+  /* The broker restarts without the session: the client re-subscribes
+   * all MX_N + MX_MAX filters, at most MX_MAX per SUBSCRIBE. */
+  tu_broker_stop(b);
+  assert_int_equal(tu_broker_restart(b), 0);
+  assert_int_equal(ct_wait_int(&loop, &a.connected, 2, CT_WAIT_MS), 0);
+  assert_false(a.session_present);
+  assert_int_equal(ct_wait_int(&loop, &mx_done, 2 * MX_N, CT_WAIT_MS), 0);
+  assert_int_equal(mx_bad, 0);
+  tu_run_for(&loop, 200); /* anything more is in the log by now */
+  size_t n = mx_logged(b, &most, &total);
+  assert_int_equal(total, MX_N + MX_MAX);
+  assert_int_equal(most, MX_MAX);
+  assert_int_equal(n, (MX_N + MX_MAX + MX_MAX - 1) / MX_MAX);
+
+  /* Every filter is held: one message on each of a few arrives. */
+  ct_wait_connected(&p, 2);
+  static const char *probe[] = {"mx/0/x", "mx/44/x", "mx/many/0", "mx/many/7",
+                                "mx/many/8"};
+  size_t before = a.nmsgs;
+  for (int k = 0; k < 5; k++) {
+    ct_pub_t d;
+    memset(&d, 0, sizeof(d));
+    assert_true(uvmqtt_publish(p.c, probe[k], "v", 1, 1, false, ct_pub_cb, &d) >
+                0);
+    assert_int_equal(ct_wait_int(&loop, &d.calls, 1, CT_WAIT_MS), 0);
+  }
+  assert_int_equal(ct_wait_size(&loop, &a.nmsgs, before + 4, CT_WAIT_MS), 0);
+  tu_run_for(&loop, 200);
+  assert_int_equal(a.nmsgs, before + 4); /* mx/many/8 was never subscribed */
+
+  memset(&s, 0, sizeof(s));
+  assert_true(uvmqtt_unsubscribe_many(a.c, names, MX_MAX, NULL, ct_sub_cb, &s) >
+              0);
+  assert_int_equal(ct_wait_int(&loop, &s.calls, 1, CT_WAIT_MS), 0);
+  assert_int_equal(s.status, 0);
+
+  ct_close(&a);
+  ct_close(&p);
+  assert_int_equal(tu_loop_close(&loop, 2000), 0);
+  ct_client_free(&a);
+  ct_client_free(&p);
+  tu_broker_stop(b);
+}
+
+static void max_filters_v311(void **state) {
+  (void)state;
+  run_max_filters(UVMQTT_V311);
+}
+static void max_filters_v5(void **state) {
+  (void)state;
+  run_max_filters(UVMQTT_V5);
+}
+
 static const struct CMUnitTest tests[] = {
     CT_TEST(sub_many_v31),
     CT_TEST(sub_many_v311),
@@ -796,6 +956,8 @@ static const struct CMUnitTest tests[] = {
     CT_TEST(sub_waiters_in_order),
     CT_TEST(many_filters_v311),
     CT_TEST(many_filters_v5),
+    CT_TEST(max_filters_v311),
+    CT_TEST(max_filters_v5),
 };
 
 CT_MAIN(tests)
