@@ -470,6 +470,29 @@ changes.)
   29.3-29.6 µs and its CPU from 0.64-0.65 to 0.70 s (3 interleaved
   rounds of 50,000, 2026-12-05), so no per-connection probe for Nagle was
   built.
+
+  In the harness itself (unpinned, 1,000 round trips, measured in a later
+  session) the same holds, and the p50 gap turns out to be the shape
+  of a cycle rather than work per round trip:
+
+  | harness cell run (nodelay, RTT QoS 1) | raw | uvmqtt | ratio |
+  |---|---|---|---|
+  | 9 repetitions: raw, uvmqtt, uvmqtt without the quick ACK | 28.6 | 34.8 / 34.6 | 1.22x / 1.21x |
+  | 9 repetitions: raw, raw + `epoll_wait`, uvmqtt | 31.6 / 31.7 | 35.6 | 1.13x |
+  | pinned, client and broker on one CPU (5 rounds) | 23.9 | 24.9 | 1.04x |
+  | pinned, client and broker on two CPUs (5 rounds) | 43.5 | 42.8 | 0.98x |
+
+  Neither the quick ACK nor the `epoll_wait` moves the harness's p50;
+  with the placement fixed uvmqtt is within 1 µs of raw either way. Each
+  client's round trips in one repetition repeat a short cycle (round
+  trips 100-160 of a repetition, µs): raw `18 29 31 18 29 31 ...` or `17
+  28 30 ...`, uvmqtt `17 36 17 36 ...` or `33 33 33 ...`. The means of the
+  fast repetitions are close (raw 29.1-34.8, uvmqtt 30.7-34.5 µs), so
+  are the p99s (raw 54-67, uvmqtt 57-63 µs), but a median of a
+  3-step cycle is its middle step and of a 2-step cycle its slow one.
+  What sets the cycle's length is below the client (this VM's idle
+  wake-ups: its guest halt-polling is off, `guest_halt_poll_ns` 0); we
+  have not found a change in uvmqtt that moves it.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
   near 15-30 µs (both processes stay on a CPU) or near 45-125 µs (a
   wake-up from idle), so a median over 3 repetitions says more about which
