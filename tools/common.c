@@ -431,6 +431,17 @@ int tool_parse_common(tool_cfg_t *cfg, int argc, char **argv, int *i) {
     cfg->conn_timeout_ms = (unsigned)ms;
     return 1;
   }
+  if (!strcmp(a, "--max-filters")) {
+    ARG(1);
+    char *end;
+    unsigned long n = strtoul(argv[++*i], &end, 10);
+    if (*argv[*i] == '-' || *end || n < 1 || n > 65535) {
+      tool_err(cfg, "--max-filters: invalid value '%s' (1..65535)", argv[*i]);
+      return -1;
+    }
+    cfg->max_filters = (unsigned)n;
+    return 1;
+  }
   if (!strcmp(a, "-D") || !strcmp(a, "--property"))
     return parse_prop(cfg, argc, argv, i);
   if (!strcmp(a, "-c") || !strcmp(a, "--disable-clean-session")) {
@@ -750,6 +761,11 @@ int tool_client_new(tool_cfg_t *cfg, uv_loop_t *loop, uvmqtt_client_t **out) {
     goto fail;
   if (cfg->stats && (rc = uvmqtt_options_set_stats(o, true)) < 0)
     goto fail;
+  if (cfg->max_filters &&
+      (rc = uvmqtt_options_set_max_filters(o, cfg->max_filters)) < 0) {
+    step = "--max-filters";
+    goto fail;
+  }
   if ((rc = uvmqtt_options_set_clean_session(o, cfg->clean)) < 0 ||
       (rc = uvmqtt_options_set_keepalive(o, cfg->keepalive)) < 0 ||
       (rc = uvmqtt_options_set_connect_timeout(o, cfg->conn_timeout_ms)) < 0)
@@ -931,6 +947,7 @@ void tool_usage_common(FILE *out) {
       "  -x seconds       v5 session expiry interval (-1: never)\n"
       "  -q qos           0, 1 or 2\n"
       "  --connect-timeout seconds  time allowed to connect (default 10)\n"
+      "  --max-filters n  at most n filters per SUBSCRIBE / UNSUBSCRIBE\n"
       "  -d               debug log on stderr\n"
       "  --quiet          no error or warning messages\n"
       "  --stats          print the connection's statistics at exit\n"

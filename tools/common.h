@@ -61,6 +61,7 @@ typedef struct {
   uint32_t expiry;
   unsigned keepalive;
   unsigned max_inflight; /* 0: the library's default */
+  unsigned max_filters;  /* --max-filters: per (UN)SUBSCRIBE, 0: no limit */
   int qos;
   bool debug;
   bool quiet;

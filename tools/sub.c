@@ -7,7 +7,7 @@
 
 #include "common.h"
 
-typedef struct {
+typedef struct sub_s {
   tool_cfg_t cfg;
   uv_loop_t *loop;
   uvmqtt_client_t *c;
@@ -26,6 +26,13 @@ typedef struct {
   size_t pending_clears;
   bool collecting_done;
   bool subscribed;
+  /* -t and -U go out in chunks of at most --max-filters filters: each
+   * answer's chunk (its first filter), and the answers still to come. */
+  struct chunk_s {
+    struct sub_s *s;
+    size_t first;
+  } * chunks;
+  size_t answers_left, refused;
   int exit_code;
   bool finishing;
   uv_timer_t wtimer; /* -W */
@@ -288,8 +295,8 @@ static void on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
   const uint8_t *codes = res->codes;
   size_t count = res->count;
   const uvmqtt_props_t *props = res->props;
-  sub_t *s = arg;
-  size_t refused = 0;
+  struct chunk_s *ch = arg;
+  sub_t *s = ch->s;
   (void)c;
   (void)id;
   (void)props;
@@ -299,15 +306,18 @@ static void on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
     /* The connection went away first; the client subscribes again. */
     return;
   }
-  for (size_t i = 0; i < count && i < s->cfg.ntopics; i++) {
+  for (size_t i = 0; i < count && ch->first + i < s->cfg.ntopics; i++) {
     if (codes[i] >= 0x80) {
-      refused++;
-      tool_err(&s->cfg, "subscription to '%s' refused: %s", s->cfg.topics[i],
+      s->refused++;
+      tool_err(&s->cfg, "subscription to '%s' refused: %s",
+               s->cfg.topics[ch->first + i],
                uvmqtt_reason_string(codes[i], false));
     }
   }
+  if (s->answers_left && --s->answers_left)
+    return; /* more SUBACKs to come */
   s->subscribed = true;
-  if (refused == s->cfg.ntopics) {
+  if (s->refused == s->cfg.ntopics) {
     tool_err(&s->cfg, "every subscription was refused");
     finish(s, TOOL_EXIT_ERR);
     return;
@@ -318,6 +328,27 @@ static void on_suback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
   }
   if (s->remove_retained && !s->count)
     uv_timer_start(&s->quiet, quiet_fired, QUIET_MS, 0);
+}
+
+/* Filters per SUBSCRIBE / UNSUBSCRIBE for n of them. */
+static size_t chunk_size(const sub_t *s, size_t n) {
+  return s->cfg.max_filters && s->cfg.max_filters < n ? s->cfg.max_filters : n;
+}
+
+/* The chunks of n filters, per per chunk, each answer to come. */
+static bool chunks_for(sub_t *s, size_t n, size_t per) {
+  size_t k = (n + per - 1) / per;
+  free(s->chunks);
+  s->chunks = calloc(k, sizeof(*s->chunks));
+  if (!s->chunks)
+    return false;
+  for (size_t i = 0; i < k; i++) {
+    s->chunks[i].s = s;
+    s->chunks[i].first = i * per;
+  }
+  s->answers_left = k;
+  s->refused = 0;
+  return true;
 }
 
 static void subscribe_all(sub_t *s) {
@@ -339,7 +370,15 @@ static void subscribe_all(sub_t *s) {
   const uvmqtt_props_t *props = s->cfg.props[TOOL_P_SUBSCRIBE].any
                                     ? s->cfg.props[TOOL_P_SUBSCRIBE].p
                                     : NULL;
-  int rc = uvmqtt_subscribe_many(s->c, v, s->cfg.ntopics, props, on_suback, s);
+  int rc = 0;
+  size_t n = s->cfg.ntopics, per = chunk_size(s, n);
+  if (!chunks_for(s, n, per))
+    rc = UVMQTT_ENOMEM;
+  for (size_t k = 0; rc >= 0 && k * per < n; k++) {
+    size_t first = k * per, len = n - first < per ? n - first : per;
+    rc = uvmqtt_subscribe_many(s->c, v + first, len, props, on_suback,
+                               &s->chunks[k]);
+  }
   free(v);
   if (rc < 0) {
     tool_err(&s->cfg, "cannot subscribe: %s", uvmqtt_strerror(rc));
@@ -354,7 +393,7 @@ static void on_unsuback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
   const uint8_t *codes = res->codes;
   size_t count = res->count;
   const uvmqtt_props_t *props = res->props;
-  sub_t *s = arg;
+  sub_t *s = ((struct chunk_s *)arg)->s;
   (void)c;
   (void)id;
   (void)codes;
@@ -367,6 +406,8 @@ static void on_unsuback(uvmqtt_client_t *c, const uvmqtt_sub_result_t *res,
     finish(s, TOOL_EXIT_ERR);
     return;
   }
+  if (s->answers_left && --s->answers_left)
+    return; /* more UNSUBACKs to come */
   subscribe_all(s);
 }
 
@@ -383,8 +424,15 @@ static void on_connect(uvmqtt_client_t *c, int status,
       const uvmqtt_props_t *props = s->cfg.props[TOOL_P_UNSUBSCRIBE].any
                                         ? s->cfg.props[TOOL_P_UNSUBSCRIBE].p
                                         : NULL;
-      int rc = uvmqtt_unsubscribe_many(c, s->unsubs, s->nunsubs, props,
-                                       on_unsuback, s);
+      int rc = 0;
+      size_t n = s->nunsubs, per = chunk_size(s, n);
+      if (!chunks_for(s, n, per))
+        rc = UVMQTT_ENOMEM;
+      for (size_t k = 0; rc >= 0 && k * per < n; k++) {
+        size_t first = k * per, len = n - first < per ? n - first : per;
+        rc = uvmqtt_unsubscribe_many(c, s->unsubs + first, len, props,
+                                     on_unsuback, &s->chunks[k]);
+      }
       if (rc < 0) {
         tool_err(&s->cfg, "cannot unsubscribe: %s", uvmqtt_strerror(rc));
         finish(s, TOOL_EXIT_ERR);
@@ -561,6 +609,7 @@ int main(int argc, char **argv) {
 out:
   free(s.outs);
   free(s.unsubs);
+  free(s.chunks);
   tool_cfg_free(&s.cfg);
   return code;
 }

@@ -633,6 +633,52 @@ static void case_stats(void) {
   free(text);
 }
 
+/* Occurrences of `needle` in the broker's log. */
+static int log_count(const char *needle) {
+  char *text = slurp(broker.log, NULL);
+  int n = 0;
+  for (const char *p = text; p && (p = strstr(p, needle)); p++)
+    n++;
+  free(text);
+  return n;
+}
+
+/* --max-filters: -U and -t go out in chunks, each answered, and every
+ * filter of every chunk is held. */
+static void case_max_filters(void) {
+  char out[512];
+  path(out, sizeof(out), "mx.out");
+  int rc = run(10000,
+               "\"%s\" -p %d -i mx-e --max-filters 2 -U mx/u1 -U mx/u2 "
+               "-U mx/u3 -t mx/1 -t mx/2 -t mx/3 -t mx/4 -t mx/5 -E",
+               sub, broker.port);
+  CHECK(rc == 0, "sub -E exit %d", rc);
+  CHECK(log_count("Received SUBSCRIBE from mx-e") == 3, "%d SUBSCRIBEs",
+        log_count("Received SUBSCRIBE from mx-e"));
+  CHECK(log_count("Received UNSUBSCRIBE from mx-e") == 2, "%d UNSUBSCRIBEs",
+        log_count("Received UNSUBSCRIBE from mx-e"));
+  rc =
+      run(10000, "\"%s\" -p %d --max-filters 0 -t a --quiet", sub, broker.port);
+  CHECK(rc != 0, "--max-filters 0 exit %d", rc);
+
+  /* The last chunk's filter delivers. */
+  pid_t w = spawn("exec \"%s\" -p %d -i mx-w --max-filters 2 -t my/1 -t my/2 "
+                  "-t my/3 -C 1 -v -W 10 >\"%s\" 2>\"%s.err\"",
+                  sub, broker.port, out, out);
+  uint64_t end = tu_now_ms() + 5000;
+  while (log_count("Received SUBSCRIBE from mx-w") < 2 && tu_now_ms() < end)
+    usleep(10000);
+  usleep(50000); /* the SUBACK follows the log line */
+  rc = run(10000, "\"%s\" -p %d -t my/3 -m last", pub, broker.port);
+  CHECK(rc == 0, "pub exit %d", rc);
+  rc = reap(w, 10000);
+  CHECK(rc == 0, "sub exit %d", rc);
+  char *text = slurp(out, NULL);
+  CHECK(text && strcmp(text, "my/3 last\n") == 0, "got '%s'",
+        text ? text : "(none)");
+  free(text);
+}
+
 static const tcase_t cases[] = {
     {"roundtrip", case_roundtrip},
     {"retained", case_retained},
@@ -648,6 +694,7 @@ static const tcase_t cases[] = {
     {"ws", case_ws},
     {"reach", case_reach},
     {"stats", case_stats},
+    {"max_filters", case_max_filters},
 };
 
 int main(int argc, char **argv) {
