@@ -306,6 +306,8 @@ for config in metas:
         (config, "QoS0 16 KiB throughput / raw ceiling", ratio(t("qos0-16KiB", US), t("qos0-16KiB", RAW), True), ">= 0.95", lambda x: x >= 0.95),
         (config, "RTT QoS0 p50 / raw ceiling", ratio(t("rtt-qos0", US), t("rtt-qos0", RAW), False), "<= 1.1", lambda x: x <= 1.1),
         (config, "RTT QoS1 p50 / raw ceiling", ratio(t("rtt-qos1", US), t("rtt-qos1", RAW), False), "<= 1.1", lambda x: x <= 1.1),
+        (config, "RTT QoS0 p99 / libmosquitto", ratio(med(config, "rtt-qos0", US, "p99_us"), med(config, "rtt-qos0", "libmosquitto", "p99_us"), False), "<= 1.0", lambda x: x <= 1.0),
+        (config, "RTT QoS1 p99 / libmosquitto", ratio(med(config, "rtt-qos1", US, "p99_us"), med(config, "rtt-qos1", "libmosquitto", "p99_us"), False), "<= 1.0", lambda x: x <= 1.0),
         (config, "1000 conns KiB per conn", t("conns-1000", US), "<= 1.0", lambda x: x <= 1.0),
     ]
 
@@ -412,9 +414,10 @@ changes.)
   every segment, and mosquitto's Nagle sent one segment per ACK (1-2
   messages each instead of a full one). The first read that answers no
   write of ours now turns delayed ACKs back on (`docs/cpu-per-message.md`).
-- **QoS 0 16 KiB** (1.08x / 0.89x the raw ceiling in this run, whose
-  `default` repetitions ranged 53-88 k msg/s for uvmqtt and 54-80 k for
-  the raw ceiling; 1.14x / 1.07x, 1.12x / 1.11x, 0.96x / 1.05x, 1.16x /
+- **QoS 0 16 KiB** (1.16x / 1.22x the raw ceiling in this run; 1.08x /
+  0.89x in the one before, whose `default` repetitions ranged 53-88 k
+  msg/s for uvmqtt and 54-80 k for the raw ceiling; 1.14x / 1.07x, 1.12x
+  / 1.11x, 0.96x / 1.05x, 1.16x /
   1.06x, 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x in earlier full
   runs): noise-bound on this machine. In one earlier run the
   raw ceiling ranged 44-60 k msg/s across repetitions in `nodelay`
@@ -428,9 +431,12 @@ changes.)
   interleaved rounds of 40,000 messages gave uvmqtt (5095b7c) 55-71 k,
   d39adb0 61-64 k and raw 48-71 k. Not napping for messages over 1 KiB
   was tried (twice the wake-ups, 55-63 k) and dropped.
-- **RTT QoS 1 p50 with TCP_NODELAY** (1.17-1.22x the raw ceiling in every
-  full harness run on 2026-12-05, 0.63-1.22x before; in this run the
-  medians of the means are 32.2 against 29.8 µs, 1.08x): what bounds it is
+- **RTT QoS 1 p50 with TCP_NODELAY** (1.16-1.22x the raw ceiling in every
+  full harness run since 2026-12-05, 1.16x in this one; 0.63-1.22x
+  before. In this run uvmqtt's p50 was 34.8-36.5 µs in 3 repetitions and
+  55-57 µs in 2, the raw ceiling's 30.8-37.0 µs in all 5; the medians of
+  the means are 39.2 against 34.0 µs, in the run before 32.2 against 29.8
+  µs, 1.08x): what bounds it is
   measured by `scripts/rtt-bound.sh`, with the client and the broker on
   one CPU (`taskset`; the harness's scheduler mostly puts them there),
   50,000 round trips each, beside raw ceilings built from the harness's
@@ -506,9 +512,13 @@ changes.)
   subset runs of the same code that row measured raw 52.3, uvmqtt 53.1 µs
   (5 repetitions), and run back to back on a quiet broker the three
   measure 48-62 / 49-64 / 52-68 µs (raw / uvmqtt / libmosquitto). In
-  this run the raw ceiling's p50 was 15.2-17.0 µs in all 5 repetitions
-  (means 30.4-31.9 µs), uvmqtt's 19.3 µs in one and 37-51 µs in four
-  (means 33.6-43.0 µs): medians of the means 31.7 and 34.0 µs (1.07x).
+  the next full run the raw ceiling's p50 was 15.2-17.0 µs in all 5
+  repetitions (means 30.4-31.9 µs), uvmqtt's 19.3 µs in one and 37-51 µs
+  in four (means 33.6-43.0 µs): medians of the means 31.7 and 34.0 µs
+  (1.07x). In this run both entered the fast mode, the raw ceiling in 3
+  repetitions of 5 (15.4-18.3 µs) and uvmqtt in 2 (17.4 and 18.2 µs), so
+  the medians of the p50s are 18.3 and 47.5 µs (2.60x) while the medians
+  of the means are 34.1 and 36.0 µs (1.06x).
   The fast mode is the scheduler's, not the client's: in two harness runs
   of that cell alone the same day (7 and 5 repetitions) the raw ceiling
   never entered it (48.0-49.5 µs; 60.2-62.2 µs after a QoS 2 load), and
@@ -530,7 +540,26 @@ changes.)
   run, 5 repetitions (raw / uvmqtt 5095b7c / d39adb0): nodelay QoS 2
   39.0 / 37.0 / 36.8 k; default QoS 1 110.0 / 110.6 / 109.7 k, QoS 2
   62.2 / 59.0 / 56.9 k (the raw ceiling's repetitions 55.0-65.9 k).
-  The broker is at 95-102 % of a core in every run. The clients' CPU per QoS 2 message is 4-5 µs against raw's 3.5-4.5 µs
+  The broker is at 95-102 % of a core in every run. In this run:
+  nodelay QoS 1 0.98x, QoS 2 0.96x; default QoS 1 1.00x, QoS 2 0.93x
+  (uvmqtt's repetitions 56.7-63.9 k, the raw ceiling's 59.2-65.8 k). The
+  `default` QoS 2 cell, interleaved on a private broker (Nagle on, 40,000
+  messages, the same client as publisher and subscriber, 10 rounds each;
+  broker syscalls with `perf stat -p`, TCP segments from `nstat`): in one
+  set the raw ceiling's median was 63.5 k against uvmqtt's 61.0 k, the
+  broker's CPU per message 15.6 against 16.3 µs; in the next, with the
+  raw ceiling waiting in `epoll_wait` before each read as a third client,
+  61.4 / 61.1 / 61.2 k (raw / raw with `epoll_wait` / uvmqtt). The broker
+  makes the same system calls per message for both (read 12, write 4,
+  epoll_wait 2, epoll_ctl 16) and sees the same TCP segments (0.61-0.62
+  per message); the clients' counts per message are close (subscriber
+  reads 0.13-0.14 for raw, 0.14 for uvmqtt; naps 0.12-0.14 and 0.13;
+  publisher reads 0.18 and 0.16-0.17). A broker profile (`perf record`,
+  4 rounds each, after the first set) put uvmqtt's extra broker time in
+  mosquitto's linear search of a client's in-flight messages
+  (`db__message_update_outgoing`, whose cost follows how many messages
+  are in flight) and in loopback transmit; in other single rounds that
+  search took 1.0-3.3 % of the broker's samples with either client. The clients' CPU per QoS 2 message is 4-5 µs against raw's 3.5-4.5 µs
   (publisher and subscriber; raw sends pre-encoded packets), about three
   quarters of it kernel time in sleeps, wake-ups and socket calls (perf),
   on a machine whose second core the two clients share with the broker's
