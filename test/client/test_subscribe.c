@@ -680,6 +680,17 @@ static size_t mf_logged(const tu_broker_t *b, int *out, size_t cap) {
   return n;
 }
 
+/* Closes a test's two clients, its loop and its broker. */
+static void pair_down(uv_loop_t *loop, ct_client_t *a, ct_client_t *p,
+                      tu_broker_t *b) {
+  ct_close(a);
+  ct_close(p);
+  assert_int_equal(tu_loop_close(loop, 2000), 0);
+  ct_client_free(a);
+  ct_client_free(p);
+  tu_broker_stop(b);
+}
+
 static void run_many_filters(int version) {
   static const int probe[] = {0, 1, 499, 500, 1234, 1999};
   char needle[64], f[32];
@@ -764,12 +775,7 @@ static void run_many_filters(int version) {
   assert_int_equal(q1.calls, 1);
   assert_int_equal(q1.codes[0], 1);
 
-  ct_close(&a);
-  ct_close(&p);
-  assert_int_equal(tu_loop_close(&loop, 2000), 0);
-  ct_client_free(&a);
-  ct_client_free(&p);
-  tu_broker_stop(b);
+  pair_down(&loop, &a, &p, b);
 }
 
 static void many_filters_v311(void **state) {
@@ -924,12 +930,7 @@ static void run_max_filters(int version) {
   assert_int_equal(ct_wait_int(&loop, &s.calls, 1, CT_WAIT_MS), 0);
   assert_int_equal(s.status, 0);
 
-  ct_close(&a);
-  ct_close(&p);
-  assert_int_equal(tu_loop_close(&loop, 2000), 0);
-  ct_client_free(&a);
-  ct_client_free(&p);
-  tu_broker_stop(b);
+  pair_down(&loop, &a, &p, b);
 }
 
 static void max_filters_v311(void **state) {
