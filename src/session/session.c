@@ -1481,13 +1481,22 @@ static int on_publish(uvmqtt_session_t *s, const uvmqtt_publish_t *in) {
     if (s->ev_->on_message)
       s->ev_->on_message(s->ud, pub);
     return 0;
-  case 1:
-    /* Acknowledged after the callback, also when the application asked
-     * to leave from inside it: the halt takes effect after this packet
-     * and the DISCONNECT is queued after this ack. */
-    if (s->ev_->on_message)
+  case 1: {
+    /* Acknowledged after the callback: the PUBACK is queued first, so
+     * that it leads what the callback queues (a reply, say), as the
+     * broker sent the message first; the broker then frees the message
+     * before it routes the reply. It still leaves only after the callback
+     * returns: output is written from the client's flush, which never
+     * runs inside a callback (a close, a disconnect or a drop asked for
+     * there waits for it to return). Also when the application asked to
+     * leave from inside it: the halt takes effect after this packet and
+     * the DISCONNECT is queued after this ack. Without room for the ack,
+     * the message is not delivered: the broker sends it again. */
+    int rc = uvmqtt__out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
+    if (rc == 0 && s->ev_->on_message)
       s->ev_->on_message(s->ud, pub);
-    return uvmqtt__out_ack(s, UVMQTT_PUBACK, pub->packet_id, 0);
+    return rc;
+  }
   default:
     if (s->flow && s->flow->record_first)
       return on_publish_first(s, pub);

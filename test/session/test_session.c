@@ -284,6 +284,29 @@ static void test_in_qos0_1(void **state) {
   assert_int_equal(H.sent[1].type, UVMQTT_PUBACK);
 }
 
+/* A reply published from the message callback goes out after the
+ * message's PUBACK, in the same output: the broker frees the message
+ * before it routes the reply. */
+static void reply_hook(const uvmqtt_publish_t *pub) {
+  (void)pub;
+  assert_true(h_pub(6, "reply", "r", 1, 7) > 0);
+}
+
+static void test_in_qos1_reply_after_ack(void **state) {
+  (void)state;
+  h_init_v(UVMQTT_V311);
+  h_up(0);
+  H.msg_hook = reply_hook;
+  assert_int_equal(h_feed_publish(5, "x/y", "one", 1, 42, false), 0);
+  H.msg_hook = NULL;
+  assert_int_equal(H.nmsg, 1);
+  assert_int_equal(h_flush(6), 2);
+  assert_int_equal(H.sent[0].type, UVMQTT_PUBACK);
+  assert_int_equal(H.sent[0].id, 42);
+  assert_int_equal(H.sent[1].type, UVMQTT_PUBLISH);
+  assert_int_equal(H.sent[1].qos, 1);
+}
+
 static void test_in_qos2(void **state) {
   (void)state;
   h_init_v(UVMQTT_V311);
@@ -1905,6 +1928,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_out_qos2, teardown),
       cmocka_unit_test_teardown(test_out_qos2_v5_pubrec_error, teardown),
       cmocka_unit_test_teardown(test_in_qos0_1, teardown),
+      cmocka_unit_test_teardown(test_in_qos1_reply_after_ack, teardown),
       cmocka_unit_test_teardown(test_in_qos2, teardown),
       cmocka_unit_test_teardown(test_in_qos2_v5_unknown_pubrel, teardown),
       cmocka_unit_test_teardown(test_in_receive_maximum, teardown),
