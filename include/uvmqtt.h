@@ -83,7 +83,9 @@ typedef enum {
  * - Automatic acknowledgement (the default): a QoS 1/2 message is
  *   acknowledged (PUBACK / PUBREC) when its message callback returns. A
  *   process that dies inside the callback has not acknowledged it: the
- *   broker sends it again to the resumed session.
+ *   broker sends it again to the resumed session. A QoS 1 PUBACK goes
+ *   out ahead of what the callback published (a reply follows the
+ *   acknowledgement of the message it answers).
  * - Manual acknowledgement (uvmqtt_options_set_manual_ack): a QoS 1/2
  *   message is acknowledged when the application calls uvmqtt_ack() with
  *   msg->ack_handle, from any callback on the loop thread, at any later
