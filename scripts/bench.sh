@@ -365,11 +365,14 @@ L.append("""## What bounds the remaining gaps
 
 (Numbers quoted here were measured when this text was written, on
 2026-12-05 unless they say otherwise; re-check them when the code
-changes.)
+changes. In the run this page was written from, every target is met;
+the cells below are those that missed in earlier runs, what moved them,
+and how much they move between runs of the same code.)
 
 - **Memory per connection** (target 1.0 KiB): met in every full run
-  since 2026-12-05 (0.91-0.94 KiB at 1,000 in the harness, 0.90-0.96 on
-  the private broker, 0.77 at 10,000). An idle subscribed connection holds
+  since 2026-12-05 (medians 0.91-0.99 KiB at 1,000 in the harness, single
+  repetitions 0.90-1.03; 0.90-0.96 on the private broker, 0.77 at
+  10,000). An idle subscribed connection holds
   736 B of malloc chunks: 464 B (client, session and id in one block), 208
   B (the socket's stream: a uv_poll_t and our 40 B), 32 B (the server
   list) and 32 B (the subscription record), plus 8 B in the loop's
@@ -414,8 +417,9 @@ changes.)
   every segment, and mosquitto's Nagle sent one segment per ACK (1-2
   messages each instead of a full one). The first read that answers no
   write of ours now turns delayed ACKs back on (`docs/cpu-per-message.md`).
-- **QoS 0 16 KiB** (1.16x / 1.22x the raw ceiling in this run; 1.08x /
-  0.89x in the one before, whose `default` repetitions ranged 53-88 k
+- **QoS 0 16 KiB** (1.13x / 1.10x the raw ceiling in this run; 1.16x /
+  1.22x and 1.08x / 0.89x in the two before, the second of whose
+  `default` repetitions ranged 53-88 k
   msg/s for uvmqtt and 54-80 k for the raw ceiling; 1.14x / 1.07x, 1.12x
   / 1.11x, 0.96x / 1.05x, 1.16x /
   1.06x, 0.92x / 1.11x, 0.81x / 0.88x and 1.06x / 0.78x in earlier full
@@ -431,13 +435,24 @@ changes.)
   interleaved rounds of 40,000 messages gave uvmqtt (5095b7c) 55-71 k,
   d39adb0 61-64 k and raw 48-71 k. Not napping for messages over 1 KiB
   was tried (twice the wake-ups, 55-63 k) and dropped.
-- **RTT QoS 1 p50 with TCP_NODELAY** (1.16-1.22x the raw ceiling in every
-  full harness run since 2026-12-05, 1.16x in this one; 0.63-1.22x
-  before. In this run uvmqtt's p50 was 34.8-36.5 µs in 3 repetitions and
-  55-57 µs in 2, the raw ceiling's 30.8-37.0 µs in all 5; the medians of
-  the means are 39.2 against 34.0 µs, in the run before 32.2 against 29.8
-  µs, 1.08x): what bounds it is
-  measured by `scripts/rtt-bound.sh`, with the client and the broker on
+- **RTT QoS 1 p50 with TCP_NODELAY** (1.09x the raw ceiling in this run,
+  31.7 against 29.0 µs, means 34.4 against 31.3 µs; 1.16-1.22x in every
+  earlier full run since 2026-12-05, 0.63-1.22x before). Most of the
+  steady gap was the order of two packets. The benchmark publishes the
+  next message from the message callback; uvmqtt queued the received
+  message's PUBACK after the callback, so its write was [PUBLISH k+1,
+  PUBACK k], where the raw ceiling writes [PUBACK k, PUBLISH k+1].
+  mosquitto handles one packet per loop pass: given the PUBLISH first,
+  it routes it and writes the echo while the PUBACK still waits, which
+  changes how the two processes' wake-ups interleave. The raw ceiling
+  with the order swapped (a scratch copy) measured 32.1 against 29.2 µs
+  (harness, 9 repetitions). Since c6cc720 the PUBACK is queued before the
+  callback (it still leaves only after the callback returns): 35.3 ->
+  32.8 µs against raw's 29.3 (harness, 9 repetitions, interleaved), and
+  a build without the quick ACK measured 31.9 µs in the same run. The
+  quick ACK, needed only against a Nagle broker, is the remaining steady
+  part. Before the reorder, what bounds the rest was measured by
+  `scripts/rtt-bound.sh`, with the client and the broker on
   one CPU (`taskset`; the harness's scheduler mostly puts them there),
   50,000 round trips each, beside raw ceilings built from the harness's
   `raw_bench.c` with one addition each (3 interleaved rounds, ranges):
@@ -478,8 +493,8 @@ changes.)
   built.
 
   In the harness itself (unpinned, 1,000 round trips, measured in a later
-  session) the same holds, and the p50 gap turns out to be the shape
-  of a cycle rather than work per round trip:
+  session, before the reorder) the p50 gap turned out to be the shape of
+  a cycle rather than work per round trip:
 
   | harness cell run (nodelay, RTT QoS 1) | raw | uvmqtt | ratio |
   |---|---|---|---|
@@ -496,9 +511,9 @@ changes.)
   fast repetitions are close (raw 29.1-34.8, uvmqtt 30.7-34.5 µs), so
   are the p99s (raw 54-67, uvmqtt 57-63 µs), but a median of a
   3-step cycle is its middle step and of a 2-step cycle its slow one.
-  What sets the cycle's length is below the client (this VM's idle
-  wake-ups: its guest halt-polling is off, `guest_halt_poll_ns` 0); we
-  have not found a change in uvmqtt that moves it.
+  Those cycles were measured before the reorder above, which is the
+  change in uvmqtt that moved them: the raw ceiling writing in uvmqtt's
+  old order measured 32.1 against its own 29.2 µs.
 - **RTT p50** is bimodal on this VM: every client's repetitions land either
   near 15-30 µs (both processes stay on a CPU) or near 45-125 µs (a
   wake-up from idle), so a median over 3 repetitions says more about which
@@ -515,10 +530,12 @@ changes.)
   the next full run the raw ceiling's p50 was 15.2-17.0 µs in all 5
   repetitions (means 30.4-31.9 µs), uvmqtt's 19.3 µs in one and 37-51 µs
   in four (means 33.6-43.0 µs): medians of the means 31.7 and 34.0 µs
-  (1.07x). In this run both entered the fast mode, the raw ceiling in 3
-  repetitions of 5 (15.4-18.3 µs) and uvmqtt in 2 (17.4 and 18.2 µs), so
-  the medians of the p50s are 18.3 and 47.5 µs (2.60x) while the medians
-  of the means are 34.1 and 36.0 µs (1.06x).
+  (1.07x). In the run after it both entered the fast mode, the raw
+  ceiling in 3 repetitions of 5 (15.4-18.3 µs) and uvmqtt in 2 (17.4 and
+  18.2 µs), so the medians of the p50s were 18.3 and 47.5 µs (2.60x)
+  while the medians of the means were 34.1 and 36.0 µs (1.06x). In this
+  run neither did: 52.5 against 48.8 µs (1.08x), means 39.1 and 36.6
+  µs.
   The fast mode is the scheduler's, not the client's: in two harness runs
   of that cell alone the same day (7 and 5 repetitions) the raw ceiling
   never entered it (48.0-49.5 µs; 60.2-62.2 µs after a QoS 2 load), and
@@ -541,7 +558,8 @@ changes.)
   39.0 / 37.0 / 36.8 k; default QoS 1 110.0 / 110.6 / 109.7 k, QoS 2
   62.2 / 59.0 / 56.9 k (the raw ceiling's repetitions 55.0-65.9 k).
   The broker is at 95-102 % of a core in every run. In this run:
-  nodelay QoS 1 0.98x, QoS 2 0.96x; default QoS 1 1.00x, QoS 2 0.93x
+  nodelay QoS 1 0.99x, QoS 2 1.01x; default QoS 1 1.02x, QoS 2 0.99x. In
+  the run before: nodelay 0.98x / 0.96x, default 1.00x / 0.93x
   (uvmqtt's repetitions 56.7-63.9 k, the raw ceiling's 59.2-65.8 k). The
   `default` QoS 2 cell, interleaved on a private broker (Nagle on, 40,000
   messages, the same client as publisher and subscriber, 10 rounds each;
