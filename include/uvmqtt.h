@@ -420,8 +420,9 @@ UVMQTT_EXTERN int uvmqtt_options_set_resubscribe(uvmqtt_options_t *o, bool on);
  * packet with more (AWS IoT Core takes 8). With a limit,
  * uvmqtt_subscribe_many and uvmqtt_unsubscribe_many refuse a larger count
  * with UVMQTT_EINVAL, and re-subscribing after a session loss sends at
- * most n filters per SUBSCRIBE (64 without a limit). UVMQTT_EINVAL above
- * 65535. */
+ * most n filters per SUBSCRIBE (64 without a limit). Returns 0,
+ * UVMQTT_EINVAL (NULL o, n above 65535) or UVMQTT_ENOMEM. Applies to the
+ * clients created with these options afterwards. */
 UVMQTT_EXTERN int uvmqtt_options_set_max_filters(uvmqtt_options_t *o,
                                                  unsigned n);
 /** TLS configuration for mqtts:// and wss:// or for host/port connects when

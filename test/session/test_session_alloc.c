@@ -511,12 +511,51 @@ static void test_sweep_sticky(void **state) {
   sweep(true);
 }
 
+/* A QoS 1 message is delivered only once its PUBACK is queued: without
+ * memory for it, the message is not delivered and the broker sends it
+ * again (before, it was delivered and then not acknowledged, and so
+ * delivered twice). */
+static void test_qos1_no_room_for_ack(void **state) {
+  (void)state;
+  fail_at = -1;
+  h_init_v(UVMQTT_V311);
+  h_up(0);
+  /* The thread's only output batch is being written: the ack needs a new
+   * one. */
+  assert_int_equal(h_pub(1, "out", "x", 0, 1), 0);
+  const uvmqtt_iov_t *iov;
+  size_t n;
+  uvmqtt_out_batch_t *busy = h_take(1, &iov, &n);
+  assert_non_null(busy);
+  sticky = true;
+  fail_at = nallocs;
+  assert_int_equal(h_feed_publish(2, "in/1", "y", 1, 4, false), UVMQTT_ENOMEM);
+  assert_int_equal(H.nmsg, 0);
+  fail_at = -1;
+  sticky = false;
+  h_done(busy, 0);
+  uvmqtt__session_connection_lost(H.s, UVMQTT_ENOMEM);
+  h_clear();
+  /* The broker sends it again on the next connection: delivered once. */
+  assert_int_equal(h_connect(3, 0, false), 0);
+  h_flush(3);
+  assert_int_equal(h_feed_connack(3, true, 0, NULL), 0);
+  assert_int_equal(h_feed_publish(4, "in/1", "y", 1, 4, true), 0);
+  assert_int_equal(H.nmsg, 1);
+  h_flush(4);
+  assert_int_equal(H.sent[H.nsent - 1].type, UVMQTT_PUBACK);
+  assert_int_equal(H.sent[H.nsent - 1].id, 4);
+  h_fini(0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_sweep_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sweep_sticky, setup, teardown),
       cmocka_unit_test_setup_teardown(test_sweep_alias, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idle_heap, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_qos1_no_room_for_ack, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
